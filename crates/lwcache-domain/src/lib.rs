@@ -1,0 +1,40 @@
+//! The pure domain of lwcache.
+//!
+//! lwcache keeps the hot state of living game worlds in a cache in front of
+//! their source of truth. This crate says *what* is cached and *when* it
+//! changes, and does nothing else: no I/O, no async runtime, no serialization
+//! library, no Redis or Neo4j types.
+//!
+//! - [`id`]: validated ids that cannot forge a key.
+//! - [`key`]: the keyspace, `lw:world:{<world_id>}:...`, formatted and parsed.
+//! - [`document`]: documents, timeline events, and what one cache entry holds.
+//! - [`world`]: writes, the changes they commit, and the reference model of a
+//!   world.
+//! - [`policy`]: write-through, write-behind, TTLs and top-k per key kind.
+//! - [`invalidation`]: the pure rules from a committed change to cache steps.
+//! - [`warming`]: what a world's activation prefills.
+//! - [`privacy`]: the fields that never reach the cache.
+
+pub mod document;
+pub mod id;
+pub mod invalidation;
+pub mod key;
+pub mod policy;
+pub mod privacy;
+pub mod warming;
+pub mod world;
+
+pub use document::{
+    CachedValue, Document, DocumentError, DocumentLimits, EventKind, Flags, TimelineEvent, Value,
+    Versioned,
+};
+pub use id::{
+    CharacterId, EntityId, EntityKind, EntityRef, FlagName, IdError, IdKind, LocationId, ObjectId,
+    WorldId,
+};
+pub use invalidation::{Action, CachePlan, InvalidationCause, Step, Timing, plan};
+pub use key::{CacheKey, KeyKind, KeyParseError, KeyTarget};
+pub use policy::{CachePolicy, KeyPolicy, PolicyError, WarmPolicy, WriteMode};
+pub use privacy::{Redaction, SensitivityPolicy};
+pub use warming::WarmPlan;
+pub use world::{Change, Committed, Mutation, NewEvent, Op, WorldError, WorldImage, WorldModel};
