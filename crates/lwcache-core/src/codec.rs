@@ -1,0 +1,512 @@
+//! The entry codec: how a cached value becomes bytes, and back.
+//!
+//! An entry starts with a fixed header, so that a value written by another
+//! format version, or bytes that are not an entry at all, are recognised and
+//! treated as a miss instead of a wrong answer:
+//!
+//! ```text
+//! b"LW"  format: u8  flags: u8  version: u64 (big endian)  value
+//! ```
+//!
+//! `flags` bit 0 says the value was redacted. The value is a compact tagged
+//! binary form: one tag byte per item, LEB128 lengths and integers (zig-zag
+//! for signed), little-endian IEEE 754 floats. Decoding checks every length
+//! against the remaining input and bounds nesting, so no input can make it
+//! panic or allocate more than the input's size allows.
+
+use std::collections::BTreeMap;
+
+use lwcache_domain::{
+    CachedValue, Document, EntityId, EventKind, FlagName, Flags, Redaction, TimelineEvent, Value,
+};
+
+const MAGIC: &[u8; 2] = b"LW";
+/// The current format version.
+pub const FORMAT: u8 = 1;
+const HEADER_LEN: usize = 12;
+const MAX_DEPTH: usize = 64;
+const FLAG_REDACTED: u8 = 1;
+
+const T_NULL: u8 = 0;
+const T_FALSE: u8 = 1;
+const T_TRUE: u8 = 2;
+const T_INT: u8 = 3;
+const T_FLOAT: u8 = 4;
+const T_TEXT: u8 = 5;
+const T_LIST: u8 = 6;
+const T_MAP: u8 = 7;
+
+const V_SNAPSHOT: u8 = 1;
+const V_FLAGS: u8 = 2;
+const V_ENTITY: u8 = 3;
+const V_TIMELINE: u8 = 4;
+
+/// A decoded cache entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Entry {
+    /// The world version the value was read at or committed as.
+    pub version: u64,
+    /// Whether sensitive fields were removed before caching.
+    pub redaction: Redaction,
+    /// The value.
+    pub value: CachedValue,
+}
+
+/// Why bytes are not a valid entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    /// The bytes do not start with the entry header.
+    #[error("not an lwcache entry (bad magic)")]
+    BadMagic,
+    /// The entry was written in another format version.
+    #[error("entry format {found} is not the supported format {FORMAT}")]
+    UnsupportedFormat {
+        /// The format found.
+        found: u8,
+    },
+    /// The input ends in the middle of an item.
+    #[error("entry truncated at byte {at}")]
+    Truncated {
+        /// Where the input ran out.
+        at: usize,
+    },
+    /// A tag byte that the format does not define.
+    #[error("unknown tag {tag} at byte {at}")]
+    UnknownTag {
+        /// The tag.
+        tag: u8,
+        /// Where.
+        at: usize,
+    },
+    /// Text that is not UTF-8, an invalid id, a bad varint, or trailing bytes.
+    #[error("invalid entry at byte {at}: {what}")]
+    Invalid {
+        /// Where.
+        at: usize,
+        /// What is wrong.
+        what: String,
+    },
+    /// Lists and maps nest deeper than the decoder allows.
+    #[error("entry nests deeper than {MAX_DEPTH} levels")]
+    TooDeep,
+}
+
+/// Encodes an entry.
+pub fn encode(entry: &Entry) -> Vec<u8> {
+    let mut out = Vec::with_capacity(64);
+    out.extend_from_slice(MAGIC);
+    out.push(FORMAT);
+    out.push(match entry.redaction {
+        Redaction::Complete => 0,
+        Redaction::Redacted => FLAG_REDACTED,
+    });
+    out.extend_from_slice(&entry.version.to_be_bytes());
+    match &entry.value {
+        CachedValue::Snapshot(d) => {
+            out.push(V_SNAPSHOT);
+            put_map(&mut out, &d.0);
+        }
+        CachedValue::Flags(flags) => {
+            out.push(V_FLAGS);
+            put_len(&mut out, flags.len());
+            for (name, v) in flags {
+                put_str(&mut out, name.as_str());
+                put_value(&mut out, v);
+            }
+        }
+        CachedValue::Entity(d) => {
+            out.push(V_ENTITY);
+            put_map(&mut out, &d.0);
+        }
+        CachedValue::Timeline(events) => {
+            out.push(V_TIMELINE);
+            put_len(&mut out, events.len());
+            for e in events {
+                put_uvarint(&mut out, e.seq);
+                put_str(&mut out, e.entity.as_str());
+                put_str(&mut out, e.kind.as_str());
+                put_uvarint(&mut out, zigzag(e.at_ms));
+                put_map(&mut out, &e.data.0);
+            }
+        }
+    }
+    out
+}
+
+/// Reads only the version from an entry's header.
+pub fn peek_version(bytes: &[u8]) -> Result<u64, DecodeError> {
+    check_header(bytes)?;
+    Ok(read_version(bytes))
+}
+
+fn check_header(bytes: &[u8]) -> Result<(), DecodeError> {
+    if bytes.len() < 2 || &bytes[..2] != MAGIC {
+        return Err(DecodeError::BadMagic);
+    }
+    if bytes.len() < HEADER_LEN {
+        return Err(DecodeError::Truncated { at: bytes.len() });
+    }
+    if bytes[2] != FORMAT {
+        return Err(DecodeError::UnsupportedFormat { found: bytes[2] });
+    }
+    if bytes[3] & !FLAG_REDACTED != 0 {
+        return Err(DecodeError::Invalid {
+            at: 3,
+            what: format!("unknown flags {:#04x}", bytes[3]),
+        });
+    }
+    Ok(())
+}
+
+fn read_version(bytes: &[u8]) -> u64 {
+    let mut v = [0u8; 8];
+    v.copy_from_slice(&bytes[4..12]);
+    u64::from_be_bytes(v)
+}
+
+/// Decodes an entry.
+pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
+    check_header(bytes)?;
+    let version = read_version(bytes);
+    let redaction = if bytes[3] & FLAG_REDACTED != 0 {
+        Redaction::Redacted
+    } else {
+        Redaction::Complete
+    };
+    let mut r = Reader {
+        buf: bytes,
+        pos: HEADER_LEN,
+    };
+    let value = match r.byte()? {
+        V_SNAPSHOT => CachedValue::Snapshot(Document(r.map(0)?)),
+        V_ENTITY => CachedValue::Entity(Document(r.map(0)?)),
+        V_FLAGS => {
+            let n = r.len()?;
+            let mut flags = Flags::new();
+            for _ in 0..n {
+                let at = r.pos;
+                let name = FlagName::new(r.str()?).map_err(|e| r.invalid(at, e))?;
+                let value = r.value(0)?;
+                flags.insert(name, value);
+            }
+            CachedValue::Flags(flags)
+        }
+        V_TIMELINE => {
+            let n = r.len()?;
+            let mut events = Vec::with_capacity(n);
+            for _ in 0..n {
+                let seq = r.uvarint()?;
+                let at = r.pos;
+                let entity = EntityId::new(r.str()?).map_err(|e| r.invalid(at, e))?;
+                let at = r.pos;
+                let kind = EventKind::new(r.str()?).map_err(|e| r.invalid(at, e))?;
+                let at_ms = unzigzag(r.uvarint()?);
+                let data = Document(r.map(0)?);
+                events.push(TimelineEvent {
+                    seq,
+                    entity,
+                    kind,
+                    at_ms,
+                    data,
+                });
+            }
+            CachedValue::Timeline(events)
+        }
+        tag => {
+            return Err(DecodeError::UnknownTag { tag, at: r.pos - 1 });
+        }
+    };
+    if r.pos != bytes.len() {
+        return Err(DecodeError::Invalid {
+            at: r.pos,
+            what: "trailing bytes".into(),
+        });
+    }
+    Ok(Entry {
+        version,
+        redaction,
+        value,
+    })
+}
+
+fn zigzag(n: i64) -> u64 {
+    ((n << 1) ^ (n >> 63)) as u64
+}
+
+fn unzigzag(n: u64) -> i64 {
+    ((n >> 1) as i64) ^ -((n & 1) as i64)
+}
+
+fn put_uvarint(out: &mut Vec<u8>, mut n: u64) {
+    while n >= 0x80 {
+        out.push((n as u8) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+fn put_len(out: &mut Vec<u8>, n: usize) {
+    put_uvarint(out, n as u64);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    put_len(out, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_map(out: &mut Vec<u8>, map: &BTreeMap<String, Value>) {
+    put_len(out, map.len());
+    for (k, v) in map {
+        put_str(out, k);
+        put_value(out, v);
+    }
+}
+
+fn put_value(out: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => out.push(T_NULL),
+        Value::Bool(false) => out.push(T_FALSE),
+        Value::Bool(true) => out.push(T_TRUE),
+        Value::Int(n) => {
+            out.push(T_INT);
+            put_uvarint(out, zigzag(*n));
+        }
+        Value::Float(f) => {
+            out.push(T_FLOAT);
+            out.extend_from_slice(&f.to_le_bytes());
+        }
+        Value::Text(s) => {
+            out.push(T_TEXT);
+            put_str(out, s);
+        }
+        Value::List(items) => {
+            out.push(T_LIST);
+            put_len(out, items.len());
+            for item in items {
+                put_value(out, item);
+            }
+        }
+        Value::Map(m) => {
+            out.push(T_MAP);
+            put_map(out, m);
+        }
+    }
+}
+
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn invalid(&self, at: usize, what: impl ToString) -> DecodeError {
+        DecodeError::Invalid {
+            at,
+            what: what.to_string(),
+        }
+    }
+
+    fn byte(&mut self) -> Result<u8, DecodeError> {
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or(DecodeError::Truncated { at: self.pos })?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&[u8], DecodeError> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.buf.len())
+            .ok_or(DecodeError::Truncated { at: self.buf.len() })?;
+        let out = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn uvarint(&mut self) -> Result<u64, DecodeError> {
+        let start = self.pos;
+        let mut n: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = self.byte()?;
+            let bits = u64::from(b & 0x7f);
+            if shift == 63 && bits > 1 {
+                break;
+            }
+            n |= bits << shift;
+            if b & 0x80 == 0 {
+                return Ok(n);
+            }
+        }
+        Err(self.invalid(start, "varint overflows 64 bits"))
+    }
+
+    /// A length, which can never exceed the bytes left: every item takes at
+    /// least one byte. This bounds every allocation by the input's size.
+    fn len(&mut self) -> Result<usize, DecodeError> {
+        let at = self.pos;
+        let n = self.uvarint()?;
+        let left = (self.buf.len() - self.pos) as u64;
+        if n > left {
+            return Err(DecodeError::Invalid {
+                at,
+                what: format!("length {n} exceeds the {left} bytes left"),
+            });
+        }
+        Ok(n as usize)
+    }
+
+    fn str(&mut self) -> Result<&str, DecodeError> {
+        let n = self.len()?;
+        let at = self.pos;
+        let bytes = self.take(n)?;
+        std::str::from_utf8(bytes).map_err(|_| DecodeError::Invalid {
+            at,
+            what: "text is not UTF-8".into(),
+        })
+    }
+
+    fn map(&mut self, depth: usize) -> Result<BTreeMap<String, Value>, DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::TooDeep);
+        }
+        let n = self.len()?;
+        let mut map = BTreeMap::new();
+        for _ in 0..n {
+            let k = self.str()?.to_owned();
+            let v = self.value(depth + 1)?;
+            map.insert(k, v);
+        }
+        Ok(map)
+    }
+
+    fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {
+        if depth > MAX_DEPTH {
+            return Err(DecodeError::TooDeep);
+        }
+        let at = self.pos;
+        Ok(match self.byte()? {
+            T_NULL => Value::Null,
+            T_FALSE => Value::Bool(false),
+            T_TRUE => Value::Bool(true),
+            T_INT => Value::Int(unzigzag(self.uvarint()?)),
+            T_FLOAT => {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(self.take(8)?);
+                Value::Float(f64::from_le_bytes(b))
+            }
+            T_TEXT => Value::Text(self.str()?.to_owned()),
+            T_LIST => {
+                let n = self.len()?;
+                let mut items = Vec::with_capacity(n);
+                for _ in 0..n {
+                    items.push(self.value(depth + 1)?);
+                }
+                Value::List(items)
+            }
+            T_MAP => Value::Map(self.map(depth + 1)?),
+            tag => return Err(DecodeError::UnknownTag { tag, at }),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::Int),
+            (-1e12f64..1e12).prop_map(Value::Float),
+            ".{0,12}".prop_map(Value::Text),
+        ];
+        leaf.prop_recursive(4, 32, 5, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(Value::List),
+                prop::collection::btree_map(".{0,6}", inner, 0..5).prop_map(Value::Map),
+            ]
+        })
+    }
+
+    fn doc() -> impl Strategy<Value = Document> {
+        prop::collection::btree_map(".{0,8}", value(), 0..6).prop_map(Document)
+    }
+
+    fn cached() -> impl Strategy<Value = CachedValue> {
+        let event = (
+            any::<u64>(),
+            "[a-z0-9]{1,8}",
+            "[a-z_]{1,8}",
+            any::<i64>(),
+            doc(),
+        )
+            .prop_map(|(seq, e, k, at_ms, data)| TimelineEvent {
+                seq,
+                entity: EntityId::new(e).unwrap(),
+                kind: EventKind::new(k).unwrap(),
+                at_ms,
+                data,
+            });
+        prop_oneof![
+            doc().prop_map(CachedValue::Snapshot),
+            doc().prop_map(CachedValue::Entity),
+            prop::collection::btree_map("[a-z_]{1,8}", value(), 0..5).prop_map(|m| {
+                CachedValue::Flags(
+                    m.into_iter()
+                        .map(|(k, v)| (FlagName::new(k).unwrap(), v))
+                        .collect(),
+                )
+            }),
+            prop::collection::vec(event, 0..4).prop_map(CachedValue::Timeline),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn decode_inverts_encode(value in cached(), version in any::<u64>(), redacted in any::<bool>()) {
+            let entry = Entry {
+                version,
+                redaction: if redacted { Redaction::Redacted } else { Redaction::Complete },
+                value,
+            };
+            let bytes = encode(&entry);
+            prop_assert_eq!(peek_version(&bytes).unwrap(), version);
+            prop_assert_eq!(decode(&bytes).unwrap(), entry);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode(&bytes);
+        }
+
+        #[test]
+        fn corrupted_entries_never_panic(value in cached(), at in any::<prop::sample::Index>(), b in any::<u8>()) {
+            let mut bytes = encode(&Entry { version: 1, redaction: Redaction::Complete, value });
+            let i = at.index(bytes.len());
+            bytes[i] = b;
+            let _ = decode(&bytes);
+            bytes.truncate(i);
+            prop_assert!(decode(&bytes).is_err());
+        }
+    }
+
+    #[test]
+    fn other_formats_are_recognised() {
+        let mut bytes = encode(&Entry {
+            version: 3,
+            redaction: Redaction::Complete,
+            value: CachedValue::Entity(Document::new()),
+        });
+        bytes[2] = 0;
+        assert_eq!(
+            decode(&bytes),
+            Err(DecodeError::UnsupportedFormat { found: 0 })
+        );
+        assert_eq!(decode(b"{\"json\":1}"), Err(DecodeError::BadMagic));
+    }
+}

@@ -1,0 +1,242 @@
+//! The ports: what the cache manager needs from the outside world.
+//!
+//! Each port is a trait owned here; adapters implement it in their own
+//! crates. Every port is object safe and implemented for `Arc<T>`, so a
+//! decorator (metrics, fault injection, a near cache) can wrap any adapter.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lwcache_domain::{
+    CacheKey, CachedValue, Committed, Mutation, Versioned, WorldError, WorldId, WorldImage,
+};
+
+/// Why a cache store call failed. The cache manager never lets one of these
+/// fail a caller's read or an already durable write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CacheError {
+    /// The store cannot be reached (connection refused, reset, closed).
+    #[error("cache store unavailable: {0}")]
+    Unavailable(String),
+    /// The call did not finish within its time limit.
+    #[error("cache store call timed out after {0:?}")]
+    Timeout(Duration),
+    /// The store refused the call (permissions, wrong type, script error).
+    #[error("cache store refused the call: {0}")]
+    Refused(String),
+}
+
+/// How a [`CacheWrite`] is checked against the world's cached version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// A fill of values read from the source at `version`. Applied only when
+    /// the cached world version exists and is not newer than `version`:
+    /// a newer cached version means a write committed after the read.
+    Fill,
+    /// The cache step of a write the source committed as `version`. The
+    /// cached world version is raised to `version`; if it was already newer
+    /// (a later write's step ran first), the puts are deleted instead of
+    /// written, because they may be older than what that write left.
+    Commit,
+}
+
+/// One value to put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Put {
+    /// The key.
+    pub key: CacheKey,
+    /// The encoded entry.
+    pub bytes: Vec<u8>,
+    /// Its time to live; `None` for a persistent key.
+    pub ttl: Option<Duration>,
+}
+
+/// A versioned, atomic write of keys of one world.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheWrite {
+    /// The world every key belongs to.
+    pub world: WorldId,
+    /// The world version the values were read at or committed as.
+    pub version: u64,
+    /// How the write is checked.
+    pub kind: WriteKind,
+    /// The values to put.
+    pub puts: Vec<Put>,
+    /// The keys to delete.
+    pub deletes: Vec<CacheKey>,
+}
+
+/// What a [`CacheWrite`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Everything was written.
+    Applied,
+    /// A fill found a newer cached version and wrote nothing.
+    Rejected {
+        /// The cached version that won.
+        cached: u64,
+    },
+    /// A fill found no cached version and wrote nothing: the caller seeds the
+    /// version from the source (see [`CacheStore::seed_version`]) and retries.
+    NoVersion,
+    /// A commit found a newer cached version: its puts were deleted instead.
+    Superseded {
+        /// The cached version that won.
+        cached: u64,
+    },
+}
+
+/// The cache store port: a key-value store with per-world versions.
+///
+/// Implementations MUST make [`CacheStore::write`] atomic with respect to
+/// every other call on keys of the same world (a Redis script, a lock), MUST
+/// keep the version key free of any TTL, and MUST treat the bytes as opaque.
+#[async_trait]
+pub trait CacheStore: Send + Sync {
+    /// The entry under `key`, if any. Reading the version key is an error.
+    async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError>;
+
+    /// Applies a versioned write atomically; see [`WriteKind`].
+    async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError>;
+
+    /// Raises the world's cached version to at least `version` and returns
+    /// the version now cached. Raising is always safe: it only makes later
+    /// fills of older reads fail.
+    async fn seed_version(&self, world: &WorldId, version: u64) -> Result<u64, CacheError>;
+
+    /// The world's cached version, if any.
+    async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError>;
+
+    /// Deletes keys unconditionally. Deleting is always safe.
+    async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError>;
+
+    /// Checks that the store answers.
+    async fn ping(&self) -> Result<(), CacheError>;
+}
+
+/// Why the source of truth failed a call.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// The source refused the request: unknown world or entity, a taken id,
+    /// an invalid document. The caller's input is at fault.
+    #[error(transparent)]
+    Rejected(#[from] WorldError),
+    /// The request itself is not one the source serves (the version key).
+    #[error("invalid request to the source: {0}")]
+    Invalid(String),
+    /// The source cannot be reached.
+    #[error("source of truth unavailable: {0}")]
+    Unavailable(String),
+    /// The call did not finish within its time limit.
+    #[error("source of truth call timed out after {0:?}")]
+    Timeout(Duration),
+    /// Anything else the source reported.
+    #[error("source of truth error: {0}")]
+    Other(String),
+}
+
+/// The world repository port: the source of truth.
+///
+/// Implementations MUST apply each mutation in one transaction that also
+/// increments the world's version by exactly one and returns it, MUST order
+/// a timeline by `seq` (the version of the event's commit), and MUST answer
+/// reads with the version they were read at, read in the same transaction.
+#[async_trait]
+pub trait WorldRepository: Send + Sync {
+    /// The world's current version; [`WorldError::UnknownWorld`] if absent.
+    async fn version(&self, world: &WorldId) -> Result<u64, SourceError>;
+
+    /// What `key` holds in the source, with the version read at. Timelines
+    /// hold the `limit` newest events, newest first; `limit` is ignored for
+    /// other keys. An absent world or entity is a [`WorldError`].
+    async fn read(
+        &self,
+        key: &CacheKey,
+        limit: usize,
+    ) -> Result<Versioned<CachedValue>, SourceError>;
+
+    /// Everything warming prefills, read at one version, with the `top_k`
+    /// newest events of each entity.
+    async fn image(
+        &self,
+        world: &WorldId,
+        top_k: usize,
+    ) -> Result<Versioned<WorldImage>, SourceError>;
+
+    /// Applies a mutation durably and returns what it committed.
+    async fn apply(&self, mutation: &Mutation) -> Result<Committed, SourceError>;
+
+    /// Checks that the source answers.
+    async fn ping(&self) -> Result<(), SourceError>;
+}
+
+/// A wall clock, in milliseconds since the Unix epoch. Injected so that
+/// tests control time.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now_ms(&self) -> i64;
+}
+
+/// The system's wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now_ms(&self) -> i64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    }
+}
+
+#[async_trait]
+impl<T: CacheStore + ?Sized> CacheStore for Arc<T> {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
+        (**self).get(key).await
+    }
+    async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
+        (**self).write(write).await
+    }
+    async fn seed_version(&self, world: &WorldId, version: u64) -> Result<u64, CacheError> {
+        (**self).seed_version(world, version).await
+    }
+    async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
+        (**self).version(world).await
+    }
+    async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {
+        (**self).remove(keys).await
+    }
+    async fn ping(&self) -> Result<(), CacheError> {
+        (**self).ping().await
+    }
+}
+
+#[async_trait]
+impl<T: WorldRepository + ?Sized> WorldRepository for Arc<T> {
+    async fn version(&self, world: &WorldId) -> Result<u64, SourceError> {
+        (**self).version(world).await
+    }
+    async fn read(
+        &self,
+        key: &CacheKey,
+        limit: usize,
+    ) -> Result<Versioned<CachedValue>, SourceError> {
+        (**self).read(key, limit).await
+    }
+    async fn image(
+        &self,
+        world: &WorldId,
+        top_k: usize,
+    ) -> Result<Versioned<WorldImage>, SourceError> {
+        (**self).image(world, top_k).await
+    }
+    async fn apply(&self, mutation: &Mutation) -> Result<Committed, SourceError> {
+        (**self).apply(mutation).await
+    }
+    async fn ping(&self) -> Result<(), SourceError> {
+        (**self).ping().await
+    }
+}

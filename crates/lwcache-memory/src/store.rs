@@ -1,0 +1,182 @@
+//! The in-memory cache store.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lwcache_core::ports::{CacheError, CacheStore, CacheWrite, WriteKind, WriteOutcome};
+use lwcache_domain::{CacheKey, KeyKind, WorldId};
+use tokio::time::Instant;
+
+/// A cache store in process memory.
+///
+/// TTLs follow tokio's clock, so tests can pause and advance time instead
+/// of sleeping. One mutex guards everything: a write is atomic with respect
+/// to every other call, as the port requires, and no lock is held across an
+/// `.await`.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    entries: HashMap<CacheKey, (Vec<u8>, Option<Instant>)>,
+    versions: HashMap<WorldId, u64>,
+}
+
+impl State {
+    fn live(&mut self, key: &CacheKey) -> Option<&Vec<u8>> {
+        let expired = matches!(self.entries.get(key), Some((_, Some(at))) if *at <= Instant::now());
+        if expired {
+            self.entries.remove(key);
+        }
+        self.entries.get(key).map(|(bytes, _)| bytes)
+    }
+}
+
+impl MemoryStore {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // Every critical section leaves the maps consistent.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Every live key, formatted, sorted: what a SCAN of Redis would show.
+    pub fn keys(&self) -> Vec<String> {
+        let mut state = self.state();
+        let now = Instant::now();
+        state
+            .entries
+            .retain(|_, (_, at)| at.is_none_or(|at| at > now));
+        let mut keys: Vec<String> = state
+            .entries
+            .keys()
+            .map(ToString::to_string)
+            .chain(
+                state
+                    .versions
+                    .keys()
+                    .map(|w| CacheKey::version(w).to_string()),
+            )
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// The remaining time to live of a key; `None` for a persistent or
+    /// absent key.
+    pub fn ttl(&self, key: &CacheKey) -> Option<Duration> {
+        let mut state = self.state();
+        state.live(key)?;
+        state
+            .entries
+            .get(key)
+            .and_then(|(_, at)| at.map(|at| at.saturating_duration_since(Instant::now())))
+    }
+
+    /// Puts raw bytes under a key, bypassing every check: for tests that
+    /// plant corrupt or foreign entries.
+    pub fn put_raw(&self, key: &CacheKey, bytes: Vec<u8>) {
+        self.state().entries.insert(key.clone(), (bytes, None));
+    }
+
+    /// Forgets everything, as a restarted cache server without persistence.
+    pub fn flush(&self) {
+        let mut state = self.state();
+        state.entries.clear();
+        state.versions.clear();
+    }
+
+    /// Forgets every key of one world, its version included.
+    pub fn forget(&self, world: &WorldId) {
+        let mut state = self.state();
+        state.entries.retain(|k, _| k.world() != world);
+        state.versions.remove(world);
+    }
+}
+
+#[async_trait]
+impl CacheStore for MemoryStore {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
+        if key.kind() == KeyKind::Version {
+            return Err(CacheError::Refused(format!("{key} is the version key")));
+        }
+        Ok(self.state().live(key).cloned())
+    }
+
+    async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
+        if let Some(key) = write
+            .puts
+            .iter()
+            .map(|p| &p.key)
+            .chain(&write.deletes)
+            .find(|k| k.world() != &write.world || k.kind() == KeyKind::Version)
+        {
+            return Err(CacheError::Refused(format!(
+                "{key} is not a data key of world {}",
+                write.world
+            )));
+        }
+        let mut state = self.state();
+        let cached = state.versions.get(&write.world).copied();
+        let outcome = match (write.kind, cached) {
+            (WriteKind::Fill, None) => return Ok(WriteOutcome::NoVersion),
+            (WriteKind::Fill, Some(v)) if v > write.version => {
+                return Ok(WriteOutcome::Rejected { cached: v });
+            }
+            (WriteKind::Fill, Some(_)) => WriteOutcome::Applied,
+            (WriteKind::Commit, Some(v)) if v > write.version => {
+                WriteOutcome::Superseded { cached: v }
+            }
+            (WriteKind::Commit, _) => WriteOutcome::Applied,
+        };
+        let ver = state.versions.entry(write.world.clone()).or_insert(0);
+        *ver = (*ver).max(write.version);
+        let now = Instant::now();
+        if let WriteOutcome::Superseded { .. } = outcome {
+            for put in &write.puts {
+                state.entries.remove(&put.key);
+            }
+        } else {
+            for put in &write.puts {
+                let expires = put.ttl.map(|ttl| now + ttl);
+                state
+                    .entries
+                    .insert(put.key.clone(), (put.bytes.clone(), expires));
+            }
+        }
+        for key in &write.deletes {
+            state.entries.remove(key);
+        }
+        Ok(outcome)
+    }
+
+    async fn seed_version(&self, world: &WorldId, version: u64) -> Result<u64, CacheError> {
+        let mut state = self.state();
+        let ver = state.versions.entry(world.clone()).or_insert(0);
+        *ver = (*ver).max(version);
+        Ok(*ver)
+    }
+
+    async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
+        Ok(self.state().versions.get(world).copied())
+    }
+
+    async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {
+        let mut state = self.state();
+        for key in keys {
+            state.entries.remove(key);
+        }
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), CacheError> {
+        Ok(())
+    }
+}

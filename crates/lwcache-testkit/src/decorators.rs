@@ -1,0 +1,197 @@
+//! Port decorators for the checks: each wraps any adapter of a port and is
+//! itself an adapter of that port, so faults can be injected into a real
+//! Redis or Neo4j as easily as into the in-memory adapters.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use async_trait::async_trait;
+use lwcache_core::ports::{
+    CacheError, CacheStore, CacheWrite, SourceError, WorldRepository, WriteOutcome,
+};
+use lwcache_domain::{CacheKey, CachedValue, Committed, Mutation, Versioned, WorldId, WorldImage};
+use tokio::sync::Notify;
+
+/// Records the bytes of every value handed to the store.
+pub struct Recording<S> {
+    inner: S,
+    written: Mutex<Vec<Vec<u8>>>,
+}
+
+impl<S> Recording<S> {
+    /// Wraps a store.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            written: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Every value written so far.
+    pub fn written(&self) -> Vec<Vec<u8>> {
+        self.written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl<S: CacheStore> CacheStore for Recording<S> {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
+        self.inner.get(key).await
+    }
+    async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
+        self.written
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(write.puts.iter().map(|p| p.bytes.clone()));
+        self.inner.write(write).await
+    }
+    async fn seed_version(&self, world: &WorldId, version: u64) -> Result<u64, CacheError> {
+        self.inner.seed_version(world, version).await
+    }
+    async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
+        self.inner.version(world).await
+    }
+    async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {
+        self.inner.remove(keys).await
+    }
+    async fn ping(&self) -> Result<(), CacheError> {
+        self.inner.ping().await
+    }
+}
+
+/// Fails every call while switched on, as an unreachable server would.
+pub struct Faulty<S> {
+    inner: S,
+    failing: AtomicBool,
+}
+
+impl<S> Faulty<S> {
+    /// Wraps a store, initially healthy.
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            failing: AtomicBool::new(false),
+        }
+    }
+
+    /// Switches the failure on or off.
+    pub fn set_failing(&self, failing: bool) {
+        self.failing.store(failing, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), CacheError> {
+        if self.failing.load(Ordering::SeqCst) {
+            Err(CacheError::Unavailable("injected fault".into()))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl<S: CacheStore> CacheStore for Faulty<S> {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
+        self.check()?;
+        self.inner.get(key).await
+    }
+    async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
+        self.check()?;
+        self.inner.write(write).await
+    }
+    async fn seed_version(&self, world: &WorldId, version: u64) -> Result<u64, CacheError> {
+        self.check()?;
+        self.inner.seed_version(world, version).await
+    }
+    async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
+        self.check()?;
+        self.inner.version(world).await
+    }
+    async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {
+        self.check()?;
+        self.inner.remove(keys).await
+    }
+    async fn ping(&self) -> Result<(), CacheError> {
+        self.check()?;
+        self.inner.ping().await
+    }
+}
+
+/// Pauses reads of one key between the source read and its return, so a
+/// check can interleave a write exactly there.
+pub struct Gated<R> {
+    inner: R,
+    gate: Mutex<Option<CacheKey>>,
+    reached: Arc<Notify>,
+    released: Arc<Notify>,
+}
+
+impl<R> Gated<R> {
+    /// Wraps a repository, with no gate armed.
+    pub fn new(inner: R) -> Self {
+        Self {
+            inner,
+            gate: Mutex::new(None),
+            reached: Arc::new(Notify::new()),
+            released: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Arms the gate for the next read of `key`.
+    pub fn arm(&self, key: CacheKey) {
+        *self.gate.lock().unwrap_or_else(PoisonError::into_inner) = Some(key);
+    }
+
+    /// Waits until a read has reached the gate (its value already read).
+    pub async fn reached(&self) {
+        self.reached.notified().await;
+    }
+
+    /// Lets the paused read go on.
+    pub fn release(&self) {
+        self.released.notify_one();
+    }
+}
+
+#[async_trait]
+impl<R: WorldRepository> WorldRepository for Gated<R> {
+    async fn version(&self, world: &WorldId) -> Result<u64, SourceError> {
+        self.inner.version(world).await
+    }
+    async fn read(
+        &self,
+        key: &CacheKey,
+        limit: usize,
+    ) -> Result<Versioned<CachedValue>, SourceError> {
+        let value = self.inner.read(key, limit).await;
+        let armed = {
+            let mut gate = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+            if gate.as_ref() == Some(key) {
+                gate.take();
+                true
+            } else {
+                false
+            }
+        };
+        if armed {
+            self.reached.notify_one();
+            self.released.notified().await;
+        }
+        value
+    }
+    async fn image(
+        &self,
+        world: &WorldId,
+        top_k: usize,
+    ) -> Result<Versioned<WorldImage>, SourceError> {
+        self.inner.image(world, top_k).await
+    }
+    async fn apply(&self, mutation: &Mutation) -> Result<Committed, SourceError> {
+        self.inner.apply(mutation).await
+    }
+    async fn ping(&self) -> Result<(), SourceError> {
+        self.inner.ping().await
+    }
+}

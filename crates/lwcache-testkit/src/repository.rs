@@ -1,0 +1,403 @@
+//! Checks of the world repository port.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use lwcache_core::ports::SourceError;
+use lwcache_domain::world::apply_to;
+use lwcache_domain::{
+    CacheKey, CachedValue, Change, Document, EntityKind, EntityRef, Mutation, NewEvent, Op, Value,
+    WorldError, WorldId, WorldModel,
+};
+
+use crate::Harness;
+use crate::fixtures::{character, doc, entity, event_kind, flag, fresh_world};
+
+async fn apply(
+    h: &Harness,
+    world: &WorldId,
+    op: Op,
+) -> Result<lwcache_domain::Committed, SourceError> {
+    h.repo
+        .apply(&Mutation {
+            world: world.clone(),
+            op,
+        })
+        .await
+}
+
+async fn create_world(h: &Harness) -> WorldId {
+    let world = fresh_world();
+    let c = apply(h, &world, Op::ReplaceSnapshot(doc("name", "Harbor")))
+        .await
+        .expect("create");
+    assert_eq!(c.version, 1, "a new world starts at version 1");
+    assert_eq!(
+        c.change,
+        Change::SnapshotReplaced {
+            snapshot: doc("name", "Harbor"),
+            created_world: true
+        }
+    );
+    world
+}
+
+fn event(entity: &EntityRef, n: i64) -> Op {
+    Op::AddEvent(NewEvent {
+        entity: entity.entity_id(),
+        kind: event_kind("tick"),
+        at_ms: 1_700_000_000_000 + n,
+        data: Document::new().with("n", Value::Int(n)),
+    })
+}
+
+/// Reads, writes and the version of an unknown world are refused with
+/// [`WorldError::UnknownWorld`].
+pub async fn unknown_worlds_are_refused(h: &Harness) {
+    let world = fresh_world();
+    let unknown = SourceError::Rejected(WorldError::UnknownWorld(world.clone()));
+    assert_eq!(h.repo.version(&world).await, Err(unknown.clone()));
+    assert_eq!(
+        h.repo.read(&CacheKey::state(&world), 10).await,
+        Err(unknown.clone())
+    );
+    assert_eq!(
+        h.repo.image(&world, 10).await.map(|_| ()),
+        Err(unknown.clone())
+    );
+    let set = apply(h, &world, Op::SetFlag(flag("door"), Value::Bool(true))).await;
+    assert_eq!(set, Err(unknown));
+    h.repo.ping().await.expect("ping");
+}
+
+/// A world created by its snapshot reads back with empty flags.
+pub async fn a_new_world_reads_back(h: &Harness) {
+    let world = create_world(h).await;
+    let state = h.repo.read(&CacheKey::state(&world), 10).await.unwrap();
+    assert_eq!(state.version, 1);
+    assert_eq!(state.value, CachedValue::Snapshot(doc("name", "Harbor")));
+    let flags = h.repo.read(&CacheKey::flags(&world), 10).await.unwrap();
+    assert_eq!(flags.value, CachedValue::Flags(Default::default()));
+    assert!(h.repo.read(&CacheKey::version(&world), 10).await.is_err());
+}
+
+/// Every write, of every kind, bumps the version by exactly one.
+pub async fn every_write_bumps_the_version_by_one(h: &Harness) {
+    let world = create_world(h).await;
+    let c = character("c1");
+    let ops = vec![
+        Op::SetFlag(flag("door"), Value::Bool(true)),
+        Op::ClearFlag(flag("door")),
+        Op::ClearFlag(flag("never_set")),
+        Op::CreateEntity(c.clone(), doc("hp", "10")),
+        Op::UpdateEntity(c.clone(), doc("hp", "9")),
+        Op::PutEntity(c.clone(), doc("hp", "8")),
+        event(&c, 1),
+        Op::ReplaceSnapshot(doc("name", "Harbor at night")),
+        Op::DeleteEntity(c.clone()),
+    ];
+    for (i, op) in ops.into_iter().enumerate() {
+        let name = op.name();
+        let committed = apply(h, &world, op)
+            .await
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(committed.version, i as u64 + 2, "{name}");
+        assert_eq!(h.repo.version(&world).await.unwrap(), committed.version);
+    }
+}
+
+/// Eight tasks writing to one world at once get strictly increasing
+/// versions with no gaps and no duplicates.
+pub async fn concurrent_writers_get_distinct_versions(h: &Harness) {
+    let world = create_world(h).await;
+    let repo = Arc::clone(&h.repo);
+    let mut tasks = Vec::new();
+    for t in 0..8 {
+        let repo = Arc::clone(&repo);
+        let world = world.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut versions = Vec::new();
+            for i in 0..10 {
+                let op = Op::SetFlag(flag(&format!("f{t}")), Value::Int(i));
+                let c = repo
+                    .apply(&Mutation {
+                        world: world.clone(),
+                        op,
+                    })
+                    .await
+                    .expect("write");
+                versions.push(c.version);
+            }
+            versions
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        let versions = task.await.expect("task");
+        assert!(
+            versions.windows(2).all(|w| w[0] < w[1]),
+            "one task's versions increase: {versions:?}"
+        );
+        all.extend(versions);
+    }
+    let set: BTreeSet<u64> = all.iter().copied().collect();
+    assert_eq!(set.len(), 80, "no duplicates");
+    assert_eq!(set, (2..=81).collect(), "no gaps");
+}
+
+/// Characters, locations and objects share one id namespace per world;
+/// updates and deletes of absent entities are refused.
+pub async fn entities_share_one_id_namespace(h: &Harness) {
+    let world = create_world(h).await;
+    let c = character("x1");
+    apply(h, &world, Op::CreateEntity(c.clone(), doc("name", "Ada")))
+        .await
+        .unwrap();
+    let dup = apply(
+        h,
+        &world,
+        Op::CreateEntity(entity(EntityKind::Object, "x1"), Document::new()),
+    )
+    .await;
+    assert!(
+        matches!(
+            dup,
+            Err(SourceError::Rejected(WorldError::EntityExists {
+                existing: EntityKind::Character,
+                ..
+            }))
+        ),
+        "{dup:?}"
+    );
+    let put = apply(
+        h,
+        &world,
+        Op::PutEntity(entity(EntityKind::Location, "x1"), Document::new()),
+    )
+    .await;
+    assert!(
+        matches!(
+            put,
+            Err(SourceError::Rejected(WorldError::EntityExists { .. }))
+        ),
+        "{put:?}"
+    );
+    let upd = apply(
+        h,
+        &world,
+        Op::UpdateEntity(character("nobody"), Document::new()),
+    )
+    .await;
+    assert!(
+        matches!(
+            upd,
+            Err(SourceError::Rejected(WorldError::UnknownEntity { .. }))
+        ),
+        "{upd:?}"
+    );
+    let del = apply(
+        h,
+        &world,
+        Op::DeleteEntity(entity(EntityKind::Object, "x1")),
+    )
+    .await;
+    assert!(
+        matches!(
+            del,
+            Err(SourceError::Rejected(WorldError::UnknownEntity { .. }))
+        ),
+        "{del:?}"
+    );
+    let ev = apply(h, &world, event(&character("nobody"), 1)).await;
+    assert!(
+        matches!(
+            ev,
+            Err(SourceError::Rejected(WorldError::UnknownEntity { .. }))
+        ),
+        "{ev:?}"
+    );
+    let read = h
+        .repo
+        .read(&CacheKey::entity(&world, &c), 10)
+        .await
+        .unwrap();
+    assert_eq!(read.value, CachedValue::Entity(doc("name", "Ada")));
+    let wrong_kind = h
+        .repo
+        .read(
+            &CacheKey::entity(&world, &entity(EntityKind::Object, "x1")),
+            10,
+        )
+        .await;
+    assert!(matches!(
+        wrong_kind,
+        Err(SourceError::Rejected(WorldError::UnknownEntity { .. }))
+    ));
+}
+
+/// A timeline reads newest first, bounded by the limit, with `seq` equal to
+/// the version of each event's commit.
+pub async fn timelines_are_newest_first_and_bounded(h: &Harness) {
+    let world = create_world(h).await;
+    let c = character("c1");
+    apply(h, &world, Op::CreateEntity(c.clone(), Document::new()))
+        .await
+        .unwrap();
+    let other = character("c2");
+    apply(h, &world, Op::CreateEntity(other.clone(), Document::new()))
+        .await
+        .unwrap();
+    let mut seqs = Vec::new();
+    for n in 0..12 {
+        let committed = apply(h, &world, event(&c, n)).await.unwrap();
+        let Change::EventAdded { event } = committed.change else {
+            panic!("not an event")
+        };
+        assert_eq!(event.seq, committed.version);
+        seqs.push(event.seq);
+        apply(h, &world, event_op_for(&other, n)).await.unwrap();
+    }
+    let key = CacheKey::timeline(&world, &c.entity_id());
+    let read = h.repo.read(&key, 5).await.unwrap();
+    let CachedValue::Timeline(events) = read.value else {
+        panic!("not a timeline")
+    };
+    let got: Vec<u64> = events.iter().map(|e| e.seq).collect();
+    let want: Vec<u64> = seqs.iter().rev().take(5).copied().collect();
+    assert_eq!(got, want);
+    assert!(events.iter().all(|e| e.entity == c.entity_id()));
+    assert_eq!(events[0].data, Document::new().with("n", Value::Int(11)));
+    let all = h.repo.read(&key, 100).await.unwrap();
+    let CachedValue::Timeline(all) = all.value else {
+        panic!("not a timeline")
+    };
+    assert_eq!(all.len(), 12);
+}
+
+fn event_op_for(e: &EntityRef, n: i64) -> Op {
+    event(e, n + 1000)
+}
+
+/// Deleting an entity deletes its timeline.
+pub async fn deleting_an_entity_drops_its_timeline(h: &Harness) {
+    let world = create_world(h).await;
+    let c = character("c1");
+    apply(h, &world, Op::CreateEntity(c.clone(), Document::new()))
+        .await
+        .unwrap();
+    apply(h, &world, event(&c, 1)).await.unwrap();
+    apply(h, &world, Op::DeleteEntity(c.clone())).await.unwrap();
+    assert!(
+        h.repo
+            .read(&CacheKey::timeline(&world, &c.entity_id()), 10)
+            .await
+            .is_err()
+    );
+    apply(h, &world, Op::CreateEntity(c.clone(), Document::new()))
+        .await
+        .unwrap();
+    let read = h
+        .repo
+        .read(&CacheKey::timeline(&world, &c.entity_id()), 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        read.value,
+        CachedValue::Timeline(vec![]),
+        "a re-created entity starts a new timeline"
+    );
+}
+
+/// A refused write leaves the version and every value as they were.
+pub async fn refused_writes_change_nothing(h: &Harness) {
+    let world = create_world(h).await;
+    let c = character("c1");
+    apply(h, &world, Op::CreateEntity(c.clone(), doc("hp", "10")))
+        .await
+        .unwrap();
+    let before = h.repo.image(&world, 10).await.unwrap();
+    assert!(
+        apply(h, &world, Op::CreateEntity(c.clone(), doc("hp", "1")))
+            .await
+            .is_err()
+    );
+    assert!(
+        apply(h, &world, Op::UpdateEntity(character("c9"), doc("hp", "1")))
+            .await
+            .is_err()
+    );
+    assert_eq!(h.repo.image(&world, 10).await.unwrap(), before);
+}
+
+/// A long random sequence of writes gives the same commits and the same
+/// reads as the domain's reference model.
+pub async fn agrees_with_the_reference_model(h: &Harness) {
+    let world = fresh_world();
+    let mut model: Option<WorldModel> = None;
+    let mut rng = 0x9E37_79B9_7F4A_7C15u64 ^ u64::from(world.as_str().len() as u32);
+    let mut next = move |n: u64| {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng % n
+    };
+    let ids = ["a", "b", "c", "d"];
+    let flags = ["door", "storm"];
+    for step in 0..120i64 {
+        let id = ids[next(4) as usize];
+        let kind = EntityKind::ALL[next(3) as usize];
+        let e = entity(kind, id);
+        let d = Document::new()
+            .with("step", Value::Int(step))
+            .with(
+                "mood",
+                Value::Text(["calm", "tense"][next(2) as usize].into()),
+            )
+            .with(
+                "nested",
+                Value::Map([("x".to_owned(), Value::Float(step as f64 / 4.0))].into()),
+            );
+        let op = match if step == 0 { 0 } else { next(8) } {
+            0 => Op::ReplaceSnapshot(d),
+            1 => Op::SetFlag(flag(flags[next(2) as usize]), Value::Int(step)),
+            2 => Op::ClearFlag(flag(flags[next(2) as usize])),
+            3 => Op::CreateEntity(e, d),
+            4 => Op::UpdateEntity(e, d),
+            5 => Op::PutEntity(e, d),
+            6 => Op::DeleteEntity(e),
+            _ => event(&entity(kind, id), step),
+        };
+        let mutation = Mutation {
+            world: world.clone(),
+            op,
+        };
+        let expected = apply_to(&mut model, mutation.clone());
+        let got = h.repo.apply(&mutation).await;
+        match (&expected, &got) {
+            (Ok(e), Ok(g)) => assert_eq!(g, e, "step {step}"),
+            (Err(e), Err(SourceError::Rejected(g))) => {
+                assert_eq!(
+                    std::mem::discriminant(g),
+                    std::mem::discriminant(e),
+                    "step {step}: {g} vs {e}"
+                )
+            }
+            _ => panic!("step {step}: repository {got:?}, model {expected:?}"),
+        }
+    }
+    let model = model.expect("the first step creates the world");
+    assert_eq!(h.repo.image(&world, 3).await.unwrap(), model.image(3));
+    for id in ids {
+        for kind in EntityKind::ALL {
+            let key = CacheKey::entity(&world, &entity(kind, id));
+            let got = h.repo.read(&key, 3).await.ok().map(|v| v.value);
+            assert_eq!(got, model.read(&key, 3), "{key}");
+        }
+        let key = CacheKey::timeline(&world, &entity(EntityKind::Character, id).entity_id());
+        assert_eq!(
+            h.repo.read(&key, 3).await.ok().map(|v| v.value),
+            model.read(&key, 3),
+            "{key}"
+        );
+    }
+}
