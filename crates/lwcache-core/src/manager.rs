@@ -627,7 +627,9 @@ where
                     if fields == Fields::All && entry.redaction == Redaction::Redacted {
                         // The cached copy lacks what the caller needs.
                         self.metrics.record(MetricEvent::Miss(kind));
-                        return self.from_source(key, fields, Outcome::Miss, false).await;
+                        return self
+                            .serve_from_source(key, fields, Outcome::Miss, false)
+                            .await;
                     }
                     if self.pending_newer(key, entry.version) {
                         match self.config.stale_reads {
@@ -641,7 +643,9 @@ where
                             }
                             StaleReads::Bypass => {
                                 self.metrics.record(MetricEvent::Miss(kind));
-                                return self.from_source(key, fields, Outcome::Miss, false).await;
+                                return self
+                                    .serve_from_source(key, fields, Outcome::Miss, false)
+                                    .await;
                             }
                         }
                     }
@@ -667,16 +671,17 @@ where
             Err(_) => {
                 self.metrics.record(MetricEvent::Fallback(kind));
                 return self
-                    .from_source(key, fields, Outcome::Fallback, false)
+                    .serve_from_source(key, fields, Outcome::Fallback, false)
                     .await;
             }
         }
         self.metrics.record(MetricEvent::Miss(kind));
-        self.from_source(key, fields, Outcome::Miss, true).await
+        self.serve_from_source(key, fields, Outcome::Miss, true)
+            .await
     }
 
     /// Serves a read from the source, filling the cache if asked.
-    async fn from_source(
+    async fn serve_from_source(
         &self,
         key: &CacheKey,
         fields: Fields,

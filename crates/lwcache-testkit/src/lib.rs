@@ -12,6 +12,11 @@
 //! - [`decorators`]: port wrappers that record, fail or pause calls.
 //! - [`fixtures`]: fresh ids and small documents.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a conformance check is a test: a failed unwrap is a failed check, with its message"
+)]
+
 pub mod decorators;
 pub mod fixtures;
 pub mod repository;

@@ -31,12 +31,9 @@ where
     (m, counters)
 }
 
-fn manager(
-    h: &Harness,
-) -> (
-    Manager<Arc<dyn CacheStore>, Arc<dyn WorldRepository>>,
-    Arc<Counters>,
-) {
+type DynManager = Manager<Arc<dyn CacheStore>, Arc<dyn WorldRepository>>;
+
+fn manager(h: &Harness) -> (DynManager, Arc<Counters>) {
     manager_with(h.store.clone(), h.repo.clone(), ManagerConfig::default())
 }
 
