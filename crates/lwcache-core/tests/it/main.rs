@@ -2,6 +2,8 @@
 //! ports, and what it never does. Whether adapters work is the
 //! conformance suite's business (lwcache-testkit), not this file's.
 
+#![allow(clippy::unwrap_used, reason = "test helpers: a failed unwrap is a failed test")]
+
 use std::sync::Arc;
 use std::time::Duration;
 
