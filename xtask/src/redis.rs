@@ -21,12 +21,15 @@
 //! Items are `pub(crate)` because this is a module of the xtask binary (the
 //! workspace warns on unreachable `pub`).
 
-// A small toolkit: the xtask uses only part of it at any one time.
-#![allow(dead_code)]
+#![allow(
+    dead_code,
+    reason = "a small toolkit: the xtask uses only part of it at any one time"
+)]
 
 use std::ffi::{OsStr, OsString};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write as _};
+use std::fmt::Write as _;
+use std::fs::{self, OpenOptions};
+use std::io;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -53,7 +56,7 @@ const LOG_FILE: &str = "redis.log";
 const STDERR_FILE: &str = "stderr.log";
 const ACL_FILE: &str = "users.acl";
 
-/// How long a server may take to answer PING after it was started.
+/// How long a server may take to answer after it was started.
 const READY_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a server may take to exit after SIGTERM before it gets SIGKILL.
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -133,7 +136,7 @@ pub(crate) struct RedisServer {
 impl RedisServer {
     /// Starts a standalone `redis-server` on `127.0.0.1` and a free port, with
     /// `--save "" --appendonly no` in a fresh temporary directory, and waits
-    /// until it answers PING.
+    /// until it answers (`INFO server` names its pid).
     pub(crate) fn start_standalone(opts: &RedisOptions) -> Result<RedisServer> {
         reap_stale();
         let dir = TempDir::new("standalone")?;
@@ -172,7 +175,7 @@ impl RedisServer {
 
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
-            let port = free_ports(1, false)?[0];
+            let port = free_ports(1)?[0];
             let mut node = Node::new(dir.path().to_path_buf(), port, opts.tls, &config, &cli_tls);
             node.clear_logs();
             match node.start() {
@@ -242,7 +245,7 @@ impl RedisServer {
     }
 
     /// Starts the server again on the same port, with the same options and
-    /// certificates, and waits until it answers PING; stops it first if it is
+    /// certificates, and waits until it answers; stops it first if it is
     /// still running. The new server starts empty, since nothing is persisted.
     pub(crate) fn restart(&mut self) -> Result<()> {
         self.node.stop();
@@ -262,7 +265,7 @@ impl Drop for RedisServer {
 pub(crate) struct RedisCluster {
     nodes: Vec<Node>,
     /// Declared last so the directory outlives `nodes` during drop.
-    _dir: TempDir,
+    dir: TempDir,
 }
 
 impl RedisCluster {
@@ -274,13 +277,13 @@ impl RedisCluster {
         let dir = TempDir::new("cluster")?;
         let mut cluster = RedisCluster {
             nodes: Vec::with_capacity(CLUSTER_MASTERS),
-            _dir: dir,
+            dir,
         };
         for index in 0..CLUSTER_MASTERS {
-            let node_dir = cluster._dir.path().join(format!("node-{index}"));
+            let node_dir = cluster.dir.path().join(format!("node-{index}"));
             fs::create_dir(&node_dir)
                 .with_context(|| format!("creating {}", node_dir.display()))?;
-            cluster.nodes.push(Node::start_cluster_node(node_dir)?);
+            cluster.nodes.push(Node::start_cluster_node(&node_dir)?);
         }
 
         let mut create = Command::new(REDIS_CLI);
@@ -408,13 +411,16 @@ impl Node {
         }
     }
 
-    /// A cluster node with a client port and, set explicitly with
-    /// `--cluster-port`, a bus port of its own, both free; retried on other
-    /// ports if another process takes one first.
-    fn start_cluster_node(dir: PathBuf) -> Result<Node> {
+    /// A cluster node with a client port and a cluster bus port, both free;
+    /// retried on other ports if another process takes one first.
+    ///
+    /// The bus port is set with `--cluster-port` rather than left at Redis'
+    /// default of port + 10000, which may be taken or, for ports above 55535,
+    /// does not exist; `redis-cli --cluster create` learns it from the node.
+    fn start_cluster_node(dir: &Path) -> Result<Node> {
         let mut last_error = None;
         for _ in 0..PORT_ATTEMPTS {
-            let ports = free_ports(2, true)?;
+            let ports = free_ports(2)?;
             let (port, bus_port) = (ports[0], ports[1]);
             let config: Vec<OsString> = [
                 "--cluster-enabled",
@@ -429,7 +435,7 @@ impl Node {
             ]
             .map(OsString::from)
             .to_vec();
-            let mut node = Node::new(dir.clone(), port, false, &config, &[]);
+            let mut node = Node::new(dir.to_path_buf(), port, false, &config, &[]);
             node.clear_logs();
             match node.start() {
                 Ok(()) => return Ok(node),
@@ -469,9 +475,13 @@ impl Node {
         Ok(text)
     }
 
-    /// Spawns `redis-server` and waits until it answers PING.
+    /// Spawns `redis-server` and waits until it answers.
     fn start(&mut self) -> Result<()> {
-        ensure!(self.child.is_none(), "redis-server on port {} is already running", self.port);
+        ensure!(
+            self.child.is_none(),
+            "redis-server on port {} is already running",
+            self.port
+        );
         // Appending keeps the output of earlier runs of this node for diagnosis.
         let stderr = OpenOptions::new()
             .create(true)
@@ -491,22 +501,25 @@ impl Node {
         fs::write(self.dir.join(SERVER_PID_FILE), pid.to_string())
             .with_context(|| format!("writing {SERVER_PID_FILE} in {}", self.dir.display()))?;
 
+        // Ready once the server on our port is this child: another process may
+        // have bound the port first, and it may be a Redis as well.
+        let ours = format!("process_id:{pid}");
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
-            // Any reply proves the server is up: PONG, or NOAUTH when the
-            // `default` user was given a password through the ACL options.
-            let reply = self.cli_output(&["PING"])?;
-            if reply.contains("PONG") || reply.contains("NOAUTH") {
-                return Ok(());
-            }
+            let reply = self.cli_output(&["INFO", "server"])?;
             if let Err(err) = self.ensure_alive() {
                 self.stop();
                 return Err(err);
             }
+            // NOAUTH: the ACL options gave the `default` user a password, so
+            // the reply cannot say whose server it is; a live child has to do.
+            if reply.lines().any(|line| line.trim() == ours) || reply.contains("NOAUTH") {
+                return Ok(());
+            }
             if Instant::now() >= deadline {
                 self.stop();
                 bail!(
-                    "redis-server on port {} did not answer PING within {READY_TIMEOUT:?}; last reply: {}\n{}",
+                    "redis-server on port {} did not answer within {READY_TIMEOUT:?}; last reply: {}\n{}",
                     self.port,
                     reply.trim(),
                     self.log_tail()
@@ -610,7 +623,7 @@ impl Node {
             if lines.is_empty() {
                 continue;
             }
-            tail.push_str(&format!("--- {} (last lines) ---\n", path.display()));
+            let _ = writeln!(tail, "--- {} (last lines) ---", path.display());
             for line in &lines[lines.len().saturating_sub(15)..] {
                 tail.push_str(line);
                 tail.push('\n');
@@ -674,13 +687,26 @@ impl TlsFiles {
         };
         let ca_key = dir.join("ca.key");
         let csr = dir.join("server.csr");
-        let key_args = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+        let key_args = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
 
         openssl(
             Command::new(OPENSSL)
                 .args(["req", "-x509", "-config"])
                 .arg(&config)
-                .args(["-extensions", "ca_ext", "-subj", "/CN=lwcache test CA", "-days", "7"])
+                .args([
+                    "-extensions",
+                    "ca_ext",
+                    "-subj",
+                    "/CN=lwcache test CA",
+                    "-days",
+                    "7",
+                ])
                 .args(key_args)
                 .arg("-keyout")
                 .arg(&ca_key)
@@ -751,30 +777,16 @@ fn missing_program(err: io::Error, program: &str, package: &str) -> anyhow::Erro
     }
 }
 
-/// `count` distinct ports that are free on loopback right now. With
-/// `with_bus`, each also has `port + 10000` free (the default cluster bus port),
-/// so a node started without `--cluster-port` would work too.
-fn free_ports(count: usize, with_bus: bool) -> Result<Vec<u16>> {
+/// `count` distinct ports that are free on loopback right now.
+fn free_ports(count: usize) -> Result<Vec<u16>> {
     // Holding every listener until all are picked keeps the ports distinct.
-    let mut held = Vec::new();
-    let mut ports = Vec::new();
-    while ports.len() < count {
-        ensure!(held.len() < 200, "found no free loopback ports");
-        let listener = TcpListener::bind((LOOPBACK, 0)).context("binding 127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        held.push(listener);
-        if with_bus {
-            let Some(bus) = port.checked_add(10_000) else {
-                continue;
-            };
-            match TcpListener::bind((LOOPBACK, bus)) {
-                Ok(bus_listener) => held.push(bus_listener),
-                Err(_) => continue,
-            }
-        }
-        ports.push(port);
-    }
-    Ok(ports)
+    let listeners = (0..count)
+        .map(|_| TcpListener::bind((LOOPBACK, 0)).context("binding 127.0.0.1:0"))
+        .collect::<Result<Vec<_>>>()?;
+    listeners
+        .iter()
+        .map(|listener| Ok(listener.local_addr()?.port()))
+        .collect()
 }
 
 fn arg(value: impl AsRef<OsStr>) -> OsString {
@@ -788,7 +800,7 @@ fn encode_userinfo(text: &str) -> String {
         if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
             encoded.push(char::from(byte));
         } else {
-            encoded.push_str(&format!("%{byte:02X}"));
+            let _ = write!(encoded, "%{byte:02X}");
         }
     }
     encoded
@@ -807,17 +819,21 @@ impl TempDir {
         let pid = std::process::id();
         loop {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-            ensure!(n < 10_000, "could not create a temporary directory in {}", base.display());
+            ensure!(
+                n < 10_000,
+                "could not create a temporary directory in {}",
+                base.display()
+            );
             let path = base.join(format!("{DIR_PREFIX}{pid}-{n}-{kind}"));
             match fs::create_dir(&path) {
                 Ok(()) => {
                     let dir = TempDir { path };
-                    let mut owner = File::create(dir.path.join(OWNER_PID_FILE))?;
-                    write!(owner, "{pid}")?;
+                    fs::write(dir.path.join(OWNER_PID_FILE), pid.to_string())
+                        .with_context(|| format!("writing {OWNER_PID_FILE}"))?;
                     return Ok(dir);
                 }
                 // Left over by an earlier process that had our pid: pick another.
-                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(err) if err.kind() == io::ErrorKind::AlreadyExists => {}
                 Err(err) => {
                     return Err(err).with_context(|| format!("creating {}", path.display()));
                 }
@@ -840,7 +856,7 @@ impl Drop for TempDir {
 /// earlier process left behind when it died without running its destructors
 /// (SIGKILL, `std::process::exit`). Best effort, Linux only (uses `/proc`).
 ///
-/// A directory is stale when the pid in its `owner.pid` no longer exists. A
+/// A directory is stale when the process in its `owner.pid` is gone. A
 /// `redis-server` is only killed when `/proc/PID/cwd` is that very directory,
 /// so a recycled pid never hits an unrelated process.
 fn reap_stale() {
@@ -854,12 +870,14 @@ fn reap_stale() {
             return;
         };
         for entry in entries.flatten() {
+            if !entry.file_name().to_string_lossy().starts_with(DIR_PREFIX) {
+                continue;
+            }
             let root = entry.path();
-            let is_ours = entry.file_name().to_string_lossy().starts_with(DIR_PREFIX);
             let Ok(owner) = fs::read_to_string(root.join(OWNER_PID_FILE)) else {
                 continue;
             };
-            if !is_ours || proc.join(owner.trim()).exists() {
+            if process_alive(proc, owner.trim()) {
                 continue;
             }
             // The standalone layout keeps the server in the root, the cluster
@@ -873,6 +891,9 @@ fn reap_stale() {
                     continue;
                 };
                 let pid = pid.trim();
+                if !is_pid(pid) {
+                    continue;
+                }
                 let cwd = fs::read_link(proc.join(pid).join("cwd"));
                 if cwd.is_ok_and(|cwd| cwd == dir) {
                     let _ = Command::new("kill")
@@ -886,4 +907,25 @@ fn reap_stale() {
             let _ = fs::remove_dir_all(&root);
         }
     });
+}
+
+/// Whether `/proc` shows a live process `pid`. A zombie counts as gone: a killed
+/// owner stays one until its parent reaps it, and it runs no destructors.
+fn process_alive(proc: &Path, pid: &str) -> bool {
+    if !is_pid(pid) {
+        return false;
+    }
+    let Ok(stat) = fs::read_to_string(proc.join(pid).join("stat")) else {
+        return false;
+    };
+    // `pid (comm) state ...`; comm may itself contain spaces and parentheses.
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z" | "X") | None)
+}
+
+/// Whether `text` looks like a pid, so joining it to `/proc` stays in `/proc`.
+fn is_pid(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|byte| byte.is_ascii_digit())
 }

@@ -2,7 +2,10 @@
 //! ports, and what it never does. Whether adapters work is the
 //! conformance suite's business (lwcache-testkit), not this file's.
 
-#![allow(clippy::unwrap_used, reason = "test helpers: a failed unwrap is a failed test")]
+#![allow(
+    clippy::unwrap_used,
+    reason = "test helpers: a failed unwrap is a failed test"
+)]
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -261,4 +264,59 @@ async fn write_behind_never_blocks_the_caller_and_overflows_into_invalidation() 
     tokio::time::timeout(Duration::from_secs(5), m.shutdown())
         .await
         .expect("the queue drained");
+}
+
+mod privacy {
+    //! The privacy property at the byte level: whatever a document holds,
+    //! the bytes the manager hands to a cache store never contain a
+    //! sensitive value.
+
+    use lwcache_core::codec::{self, Entry};
+    use lwcache_domain::privacy::DEFAULT_SENSITIVE_NAMES;
+    use lwcache_domain::{CachedValue, Document, SensitivityPolicy, Value};
+    use proptest::prelude::*;
+
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            any::<i64>().prop_map(Value::Int),
+            "[a-z ]{0,10}".prop_map(Value::Text),
+        ];
+        leaf.prop_recursive(3, 16, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..3).prop_map(Value::List),
+                prop::collection::btree_map("[a-z]{1,5}", inner, 0..3).prop_map(Value::Map),
+            ]
+        })
+    }
+
+    /// A document where sensitive names, at any depth, hold `SECRET` text.
+    fn doc() -> impl Strategy<Value = Document> {
+        let sensitive = prop::sample::select(DEFAULT_SENSITIVE_NAMES);
+        (
+            prop::collection::btree_map("[a-z]{1,6}", value(), 0..5),
+            prop::collection::vec((sensitive, 0usize..3), 1..4),
+        )
+            .prop_map(|(mut fields, secrets)| {
+                for (i, (name, depth)) in secrets.into_iter().enumerate() {
+                    let mut v = Value::Text(format!("SECRET{i}"));
+                    let mut key = name.to_owned();
+                    for d in 0..depth {
+                        v = Value::Map([(key, v)].into());
+                        key = format!("wrap{d}");
+                    }
+                    fields.insert(key, v);
+                }
+                Document(fields)
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn encoded_entries_hold_no_sensitive_value(doc in doc()) {
+            let policy = SensitivityPolicy::default();
+            let (value, redaction) = policy.redact(&CachedValue::Entity(doc));
+            let bytes = codec::encode(&Entry { version: 1, redaction, value });
+            prop_assert!(!bytes.windows(6).any(|w| w == b"SECRET"));
+        }
+    }
 }
