@@ -401,17 +401,21 @@ where
         result
     }
 
+    async fn write_op(&self, world: &WorldId, op: Op) -> Result<Written, Error> {
+        self.apply(Mutation {
+            world: world.clone(),
+            op,
+        })
+        .await
+    }
+
     /// Replaces the world snapshot, creating the world when absent.
     pub async fn replace_snapshot(
         &self,
         world: &WorldId,
         snapshot: Document,
     ) -> Result<Written, Error> {
-        self.apply(Mutation {
-            world: world.clone(),
-            op: Op::ReplaceSnapshot(snapshot),
-        })
-        .await
+        self.write_op(world, Op::ReplaceSnapshot(snapshot)).await
     }
 
     /// Sets a flag.
@@ -421,20 +425,12 @@ where
         name: FlagName,
         value: Value,
     ) -> Result<Written, Error> {
-        self.apply(Mutation {
-            world: world.clone(),
-            op: Op::SetFlag(name, value),
-        })
-        .await
+        self.write_op(world, Op::SetFlag(name, value)).await
     }
 
     /// Clears a flag.
     pub async fn clear_flag(&self, world: &WorldId, name: FlagName) -> Result<Written, Error> {
-        self.apply(Mutation {
-            world: world.clone(),
-            op: Op::ClearFlag(name),
-        })
-        .await
+        self.write_op(world, Op::ClearFlag(name)).await
     }
 
     /// Creates an entity; fails if its id is taken.
@@ -444,11 +440,7 @@ where
         entity: EntityRef,
         state: Document,
     ) -> Result<Written, Error> {
-        self.apply(Mutation {
-            world: world.clone(),
-            op: Op::CreateEntity(entity, state),
-        })
-        .await
+        self.write_op(world, Op::CreateEntity(entity, state)).await
     }
 
     /// Replaces an existing entity's state.
@@ -458,11 +450,7 @@ where
         entity: EntityRef,
         state: Document,
     ) -> Result<Written, Error> {
-        self.apply(Mutation {
-            world: world.clone(),
-            op: Op::UpdateEntity(entity, state),
-        })
-        .await
+        self.write_op(world, Op::UpdateEntity(entity, state)).await
     }
 
     /// Creates or replaces an entity.
@@ -472,11 +460,7 @@ where
         entity: EntityRef,
         state: Document,
     ) -> Result<Written, Error> {
-        self.apply(Mutation {
-            world: world.clone(),
-            op: Op::PutEntity(entity, state),
-        })
-        .await
+        self.write_op(world, Op::PutEntity(entity, state)).await
     }
 
     /// Deletes an entity and its timeline.
@@ -485,11 +469,7 @@ where
         world: &WorldId,
         entity: EntityRef,
     ) -> Result<Written, Error> {
-        self.apply(Mutation {
-            world: world.clone(),
-            op: Op::DeleteEntity(entity),
-        })
-        .await
+        self.write_op(world, Op::DeleteEntity(entity)).await
     }
 
     /// Appends an event to an entity's timeline, stamped with the clock.
@@ -501,16 +481,13 @@ where
         data: Document,
     ) -> Result<Written, Error> {
         let at_ms = self.inner.clock.now_ms();
-        self.apply(Mutation {
-            world: world.clone(),
-            op: Op::AddEvent(NewEvent {
-                entity,
-                kind,
-                at_ms,
-                data,
-            }),
-        })
-        .await
+        let event = NewEvent {
+            entity,
+            kind,
+            at_ms,
+            data,
+        };
+        self.write_op(world, Op::AddEvent(event)).await
     }
 
     // ---- warming ----------------------------------------------------------
