@@ -1,6 +1,8 @@
 //! lwcache's build tasks. `cargo xtask ci` is the one command that, when it
 //! passes here, passes in CI.
 
+mod redis;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -22,7 +24,9 @@ fn main() -> Result<()> {
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci     fmt --check, clippy with warnings denied, and every test";
+  ci     fmt --check, clippy with warnings denied, and every test, with
+         real Redis servers (standalone and a 3-master cluster) started on
+         free loopback ports and stopped at the end";
 
 fn workspace_root() -> PathBuf {
     // xtask lives one level below the workspace root.
@@ -46,14 +50,90 @@ fn ci(root: &Path) -> Result<()> {
             "warnings",
         ],
     )?;
-    cargo(root, &["test", "--workspace", "--locked"])?;
+    // Build first, so the servers are up only while tests run.
+    cargo(root, &["test", "--workspace", "--locked", "--no-run"])?;
+    let servers = Servers::start()?;
+    cargo_with(root, &["test", "--workspace", "--locked"], &servers.env())?;
+    drop(servers);
     Ok(())
 }
 
+/// The ACL rules of the restricted test user: only `lw:*` keys and only
+/// the commands the Redis adapter sends.
+const ACL_RULES: &str =
+    "on >lwcache-test ~lw:* resetchannels -@all +get +set +del +evalsha +script|load +ping";
+
+/// The servers the tests talk to; dropping it stops them.
+struct Servers {
+    standalone: redis::RedisServer,
+    tls: redis::RedisServer,
+    cluster: redis::RedisCluster,
+}
+
+impl Servers {
+    fn start() -> Result<Self> {
+        let opts = redis::RedisOptions {
+            acl_users: vec![redis::AclUser::new("lwcache", ACL_RULES)],
+            ..Default::default()
+        };
+        let standalone =
+            redis::RedisServer::start_standalone(&opts).context("starting redis-server")?;
+        let tls = redis::RedisServer::start_standalone(&redis::RedisOptions {
+            tls: true,
+            ..Default::default()
+        })
+        .context("starting redis-server with TLS")?;
+        let cluster = redis::RedisCluster::start().context("starting the Redis Cluster")?;
+        eprintln!(
+            "redis: standalone {} (restricted user lwcache), cluster {}",
+            standalone.url(),
+            cluster.urls().join(",")
+        );
+        Ok(Self {
+            standalone,
+            tls,
+            cluster,
+        })
+    }
+
+    /// What the test suites read to find the servers; with
+    /// `LWCACHE_REQUIRE_SERVERS` they fail instead of skipping.
+    fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("LWCACHE_REQUIRE_SERVERS", "1".to_owned()),
+            ("LWCACHE_TEST_REDIS_URL", self.standalone.url()),
+            (
+                "LWCACHE_TEST_REDIS_ACL_URL",
+                self.standalone.url_for_user("lwcache", "lwcache-test"),
+            ),
+            (
+                "LWCACHE_TEST_REDIS_CLUSTER_URLS",
+                self.cluster.urls().join(","),
+            ),
+            (
+                "LWCACHE_TEST_REDIS_TLS_URL",
+                self.tls.tls_url().unwrap_or_default(),
+            ),
+            (
+                "LWCACHE_TEST_REDIS_TLS_CA",
+                self.tls
+                    .ca_cert_path()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+            ),
+        ]
+    }
+}
+
 fn cargo(root: &Path, args: &[&str]) -> Result<()> {
+    cargo_with(root, args, &[])
+}
+
+fn cargo_with(root: &Path, args: &[&str], env: &[(&str, String)]) -> Result<()> {
     eprintln!("$ cargo {}", args.join(" "));
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
         .current_dir(root)
         .status()
         .with_context(|| format!("running cargo {}", args.join(" ")))?;

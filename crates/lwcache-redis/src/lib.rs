@@ -1,0 +1,27 @@
+//! The Redis adapter of lwcache's cache store port.
+//!
+//! [`RedisStore`] implements [`lwcache_core::ports::CacheStore`] on one
+//! Redis server (through a multiplexed connection that reconnects by itself)
+//! or on a Redis Cluster, as [`RedisConfig`] says.
+//!
+//! - Keys are exactly the domain's [`lwcache_domain::CacheKey`]s, formatted;
+//!   values are the manager's opaque bytes.
+//! - A versioned write is one Lua script (`write.lua`), called by SHA1 and
+//!   reloaded when a server has lost it: one round trip, atomic on the
+//!   server. Seeding a version is a second, tiny script (`seed.lua`).
+//! - Versions are decimal strings under `lw:world:{<world>}:ver`, which
+//!   never has a TTL.
+//! - Failures become [`lwcache_core::CacheError`]s: connection losses are
+//!   `Unavailable`, calls past the response timeout `Timeout`, ACL and
+//!   script errors `Refused`.
+//!
+//! `docs/redis-adapter.md` explains each mapping and the server settings
+//! the adapter relies on.
+
+mod config;
+mod store;
+
+pub use config::{
+    ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, Node, RedisConfig, Topology,
+};
+pub use store::{ConnectError, RedisStore};

@@ -1,0 +1,393 @@
+//! The Redis cache store.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lwcache_core::ports::{CacheError, CacheStore, CacheWrite, WriteKind, WriteOutcome};
+use lwcache_domain::{CacheKey, KeyKind, WorldId};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClientBuilder;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, ErrorKind, RedisError, RedisFuture, Script, ServerErrorKind, Value};
+
+use crate::config::{ConfigError, RedisConfig, Topology};
+
+/// The versioned write: see `write.lua` for its keys, arguments and reply.
+const WRITE_SCRIPT: &str = include_str!("write.lua");
+/// Raises a world's version: see `seed.lua`.
+const SEED_SCRIPT: &str = include_str!("seed.lua");
+
+/// How often the standalone connection retries a reconnect before the next
+/// call starts over; each try is bounded by the connect timeout.
+const RECONNECT_RETRIES: usize = 3;
+
+/// Why [`RedisStore::connect`] failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The configuration is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The server or Cluster could not be reached, or refused the client.
+    #[error("cannot connect to Redis: {0}")]
+    Store(CacheError),
+}
+
+/// The connection: both kinds multiplex every call over shared sockets, are
+/// cheap to clone, and reconnect by themselves.
+#[derive(Clone)]
+enum Conn {
+    Standalone(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+// One `ConnectionLike` for both kinds lets a `redis::Script` and every
+// command run on either without duplicating the call sites.
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Conn::Standalone(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Conn::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Standalone(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// The adapter's own failures, turned into [`CacheError`] at the port.
+#[derive(Debug)]
+enum Failure {
+    /// redis-rs or the server reported an error.
+    Redis(RedisError),
+    /// The call was refused before it was sent, or the reply made no sense.
+    Refused(String),
+}
+
+impl From<RedisError> for Failure {
+    fn from(e: RedisError) -> Self {
+        Failure::Redis(e)
+    }
+}
+
+impl Failure {
+    fn into_cache_error(self, limit: Duration) -> CacheError {
+        match self {
+            Failure::Refused(why) => CacheError::Refused(why),
+            Failure::Redis(e) => classify(&e, limit),
+        }
+    }
+}
+
+/// Sorts a redis-rs error into the port's three causes: what a retry after
+/// a reconnect or failover may cure is `Unavailable`; what the server will
+/// refuse again (ACL, script errors, wrong types) is `Refused`.
+fn classify(e: &RedisError, limit: Duration) -> CacheError {
+    if e.is_timeout() {
+        return CacheError::Timeout(limit);
+    }
+    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
+        return CacheError::Unavailable(e.to_string());
+    }
+    match e.kind() {
+        ErrorKind::Io
+        | ErrorKind::ClusterConnectionNotFound
+        | ErrorKind::Server(
+            ServerErrorKind::BusyLoading
+            | ServerErrorKind::TryAgain
+            | ServerErrorKind::ClusterDown
+            | ServerErrorKind::MasterDown
+            | ServerErrorKind::ReadOnly
+            | ServerErrorKind::Moved
+            | ServerErrorKind::Ask,
+        ) => CacheError::Unavailable(e.to_string()),
+        _ => CacheError::Refused(e.to_string()),
+    }
+}
+
+/// A cache store on Redis, standalone or Cluster.
+///
+/// Every versioned write is one Lua script run on the server, so it is
+/// atomic with respect to every other call, whichever process makes it. All
+/// keys of a world share the `{<world>}` hash tag, so on a Cluster a write
+/// touches one slot on one node. Scripts are called by their SHA1 (EVALSHA)
+/// and loaded again when a server answers NOSCRIPT (after a restart or a
+/// failover). Every call is bounded by the configured response timeout.
+///
+/// Cloning is cheap and shares the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    timeout: Duration,
+    write_script: Script,
+    seed_script: Script,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.conn {
+            Conn::Standalone(_) => "standalone",
+            Conn::Cluster(_) => "cluster",
+        };
+        f.debug_struct("RedisStore")
+            .field("topology", &kind)
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RedisStore {
+    /// Connects to the server or Cluster `config` names, within its connect
+    /// timeout. Later losses of the connection are repaired on their own;
+    /// calls made meanwhile fail with [`CacheError::Unavailable`].
+    pub async fn connect(config: &RedisConfig) -> Result<Self, ConnectError> {
+        config.validate()?;
+        let limit = config.connect_timeout;
+        let conn = match tokio::time::timeout(limit, open(config)).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(ConnectError::Store(classify(&e, limit))),
+            Err(_) => return Err(ConnectError::Store(CacheError::Timeout(limit))),
+        };
+        tracing::debug!(config = ?config, "connected to Redis");
+        Ok(Self {
+            conn,
+            timeout: config.response_timeout,
+            write_script: Script::new(WRITE_SCRIPT),
+            seed_script: Script::new(SEED_SCRIPT),
+        })
+    }
+
+    /// Runs one call on a clone of the connection (they share the socket),
+    /// bounded by the response timeout, and converts its failure.
+    async fn call<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T, CacheError>
+    where
+        F: Future<Output = Result<T, Failure>>,
+    {
+        match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
+            Ok(result) => result.map_err(|e| e.into_cache_error(self.timeout)),
+            Err(_) => Err(CacheError::Timeout(self.timeout)),
+        }
+    }
+
+    fn version_key(world: &WorldId) -> String {
+        CacheKey::version(world).to_string()
+    }
+}
+
+async fn open(config: &RedisConfig) -> redis::RedisResult<Conn> {
+    let certs = |pem: &Vec<u8>| redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(pem.clone()),
+    };
+    match &config.topology {
+        Topology::Standalone(node) => {
+            let info = config.connection_info(node)?;
+            let client = match &config.ca_cert_pem {
+                Some(pem) => redis::Client::build_with_tls(info, certs(pem))?,
+                None => redis::Client::open(info)?,
+            };
+            let manager = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(config.connect_timeout))
+                .set_response_timeout(Some(config.response_timeout))
+                .set_number_of_retries(RECONNECT_RETRIES);
+            let conn = ConnectionManager::new_with_config(client, manager).await?;
+            Ok(Conn::Standalone(conn))
+        }
+        Topology::Cluster(nodes) => {
+            let infos = nodes
+                .iter()
+                .map(|n| config.connection_info(n))
+                .collect::<redis::RedisResult<Vec<_>>>()?;
+            let mut builder = ClusterClientBuilder::new(infos)
+                .connection_timeout(config.connect_timeout)
+                .response_timeout(config.response_timeout)
+                .retries(RECONNECT_RETRIES as u32);
+            if let Some(user) = &config.username {
+                builder = builder.username(user);
+            }
+            if let Some(password) = &config.password {
+                builder = builder.password(password);
+            }
+            if let Some(pem) = &config.ca_cert_pem {
+                builder = builder.certs(certs(pem));
+            }
+            let conn = builder.build()?.get_async_connection().await?;
+            Ok(Conn::Cluster(conn))
+        }
+    }
+}
+
+/// Checks a write before anything is sent: every key must be a data key of
+/// the write's world, so the script can neither reach another world (or
+/// Cluster slot) nor overwrite the version.
+fn check(write: &CacheWrite) -> Result<(), CacheError> {
+    if let Some(key) = write
+        .puts
+        .iter()
+        .map(|p| &p.key)
+        .chain(&write.deletes)
+        .find(|k| k.world() != &write.world || k.kind() == KeyKind::Version)
+    {
+        return Err(CacheError::Refused(format!(
+            "{key} is not a data key of world {}",
+            write.world
+        )));
+    }
+    Ok(())
+}
+
+/// A TTL in whole milliseconds, at least 1: `0` means "no TTL" to the
+/// script, and a sub-millisecond TTL must still expire.
+fn ttl_ms(ttl: Option<Duration>) -> u64 {
+    match ttl {
+        None => 0,
+        Some(d) => u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1),
+    }
+}
+
+fn parse_version(raw: &str, key: &str) -> Result<u64, Failure> {
+    raw.parse::<u64>()
+        .map_err(|_| Failure::Refused(format!("{key} holds {raw:?}, not a version")))
+}
+
+#[async_trait]
+impl CacheStore for RedisStore {
+    async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
+        if key.kind() == KeyKind::Version {
+            return Err(CacheError::Refused(format!("{key} is the version key")));
+        }
+        let key = key.to_string();
+        self.call(|mut conn| async move {
+            let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            Ok(bytes)
+        })
+        .await
+    }
+
+    async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
+        check(write)?;
+        let mut invocation = self.write_script.prepare_invoke();
+        invocation.key(Self::version_key(&write.world));
+        for put in &write.puts {
+            invocation.key(put.key.to_string());
+        }
+        for key in &write.deletes {
+            invocation.key(key.to_string());
+        }
+        invocation.arg(match write.kind {
+            WriteKind::Fill => "fill",
+            WriteKind::Commit => "commit",
+        });
+        invocation.arg(write.version.to_string());
+        for put in &write.puts {
+            invocation.arg(put.bytes.as_slice());
+            invocation.arg(ttl_ms(put.ttl));
+        }
+        let ver_key = Self::version_key(&write.world);
+        self.call(|mut conn| async move {
+            let (outcome, cached): (String, String) = invocation.invoke_async(&mut conn).await?;
+            let cached = || parse_version(&cached, &ver_key);
+            match outcome.as_str() {
+                "applied" => Ok(WriteOutcome::Applied),
+                "noversion" => Ok(WriteOutcome::NoVersion),
+                "rejected" => Ok(WriteOutcome::Rejected { cached: cached()? }),
+                "superseded" => Ok(WriteOutcome::Superseded { cached: cached()? }),
+                other => Err(Failure::Refused(format!(
+                    "the write script answered {other:?}"
+                ))),
+            }
+        })
+        .await
+    }
+
+    async fn seed_version(&self, world: &WorldId, version: u64) -> Result<u64, CacheError> {
+        let key = Self::version_key(world);
+        let mut invocation = self.seed_script.prepare_invoke();
+        invocation.key(&key).arg(version.to_string());
+        self.call(|mut conn| async move {
+            let now: String = invocation.invoke_async(&mut conn).await?;
+            parse_version(&now, &key)
+        })
+        .await
+    }
+
+    async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
+        let key = Self::version_key(world);
+        self.call(|mut conn| async move {
+            let raw: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+            raw.map(|raw| parse_version(&raw, &key)).transpose()
+        })
+        .await
+    }
+
+    async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {
+        // The version key is not an entry: like the in-memory store, removal
+        // leaves it alone (losing it would only force a reseed, but the port
+        // deletes entries). One DEL per world keeps each command within one
+        // Cluster slot.
+        let mut by_world: BTreeMap<&WorldId, Vec<String>> = BTreeMap::new();
+        for key in keys.iter().filter(|k| k.kind() != KeyKind::Version) {
+            by_world
+                .entry(key.world())
+                .or_default()
+                .push(key.to_string());
+        }
+        if by_world.is_empty() {
+            return Ok(());
+        }
+        self.call(|mut conn| async move {
+            for keys in by_world.values() {
+                let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut conn).await?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn ping(&self) -> Result<(), CacheError> {
+        self.call(|mut conn| async move {
+            let _: Value = redis::cmd("PING").query_async(&mut conn).await?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ttls_round_to_whole_milliseconds_and_never_to_zero() {
+        assert_eq!(ttl_ms(None), 0);
+        assert_eq!(ttl_ms(Some(Duration::from_micros(10))), 1);
+        assert_eq!(ttl_ms(Some(Duration::from_millis(1500))), 1500);
+    }
+
+    #[test]
+    fn versions_parse_or_are_refused() {
+        assert!(matches!(parse_version("42", "k"), Ok(42)));
+        assert!(matches!(
+            parse_version("18446744073709551615", "k"),
+            Ok(u64::MAX)
+        ));
+        assert!(matches!(parse_version("x", "k"), Err(Failure::Refused(_))));
+    }
+}
