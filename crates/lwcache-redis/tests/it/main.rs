@@ -4,7 +4,8 @@
 //! Servers come from the environment (`LWCACHE_TEST_REDIS_URL`,
 //! `LWCACHE_TEST_REDIS_CLUSTER_URLS`, optionally
 //! `LWCACHE_TEST_REDIS_ACL_URL`); without them the tests skip loudly, unless
-//! `LWCACHE_REQUIRE_SERVERS=1` demands them. The tests never start servers.
+//! `LWCACHE_REQUIRE_SERVERS=1` demands them. Only `restart` starts a server of
+//! its own, because it must stop and start it.
 
 #![allow(
     clippy::unwrap_used,
@@ -12,6 +13,7 @@
 )]
 
 mod config;
+mod restart;
 mod specific;
 mod support;
 
