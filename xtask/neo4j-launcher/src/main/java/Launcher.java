@@ -9,6 +9,7 @@ import java.nio.file.Path;
 import java.time.Duration;
 import java.util.Map;
 import java.util.concurrent.CountDownLatch;
+import org.neo4j.configuration.GraphDatabaseInternalSettings;
 import org.neo4j.configuration.GraphDatabaseSettings;
 import org.neo4j.configuration.connectors.BoltConnector;
 import org.neo4j.configuration.helpers.SocketAddress;
@@ -27,7 +28,9 @@ import org.neo4j.harness.Neo4jBuilders;
  *
  * <ul>
  *   <li>{@code --port}: Bolt port on 127.0.0.1; 0 lets the OS pick a free one (race free).
- *   <li>{@code --data-dir}: an existing directory; the database and its logs go below it.
+ *   <li>{@code --data-dir}: an existing directory. The harness creates a randomly named folder
+ *       in it holding the database and Neo4j's logs ({@code neo4j.log}, {@code logs/debug.log});
+ *       a clean shutdown deletes that folder.
  *   <li>{@code --password}: enables authentication and sets the password of the {@code neo4j}
  *       user. Without it, authentication is disabled.
  * </ul>
@@ -127,6 +130,12 @@ public final class Launcher {
                     // throwaway databases, often several at once, should not pay that disk cost.
                     .withConfig(GraphDatabaseSettings.preallocate_logical_logs, false)
                     .withConfig(GraphDatabaseSettings.logical_log_rotation_threshold, 16L * 1024 * 1024)
+                    // No usage reports: the machines have no route to Neo4j's servers anyway.
+                    .withConfig(GraphDatabaseSettings.udc_enabled, false)
+                    // Shutdown speed matters more than grace for a throwaway server: Netty would
+                    // otherwise wait a 5 s quiet period, and open transactions up to 10 s.
+                    .withConfig(GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period, 0)
+                    .withConfig(GraphDatabaseSettings.shutdown_transaction_end_timeout, Duration.ofSeconds(2))
                     .build();
 
             if (auth) {
