@@ -68,6 +68,28 @@ pub struct CacheWrite {
     pub deletes: Vec<CacheKey>,
 }
 
+impl CacheWrite {
+    /// Checks that every key is a data key of the write's world, so that an
+    /// adapter's atomic step can neither reach another world (or Cluster
+    /// slot) nor overwrite the version. Adapters call it before anything
+    /// else and answer its error as it is.
+    pub fn check(&self) -> Result<(), CacheError> {
+        let foreign = self
+            .puts
+            .iter()
+            .map(|p| &p.key)
+            .chain(&self.deletes)
+            .find(|k| k.world() != &self.world || k.kind() == lwcache_domain::KeyKind::Version);
+        match foreign {
+            Some(key) => Err(CacheError::Refused(format!(
+                "{key} is not a data key of world {}",
+                self.world
+            ))),
+            None => Ok(()),
+        }
+    }
+}
+
 /// What a [`CacheWrite`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteOutcome {

@@ -111,18 +111,7 @@ impl CacheStore for MemoryStore {
     }
 
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
-        if let Some(key) = write
-            .puts
-            .iter()
-            .map(|p| &p.key)
-            .chain(&write.deletes)
-            .find(|k| k.world() != &write.world || k.kind() == KeyKind::Version)
-        {
-            return Err(CacheError::Refused(format!(
-                "{key} is not a data key of world {}",
-                write.world
-            )));
-        }
+        write.check()?;
         let mut state = self.state();
         let cached = state.versions.get(&write.world).copied();
         let outcome = match (write.kind, cached) {

@@ -234,25 +234,6 @@ async fn open(config: &RedisConfig) -> redis::RedisResult<Conn> {
     }
 }
 
-/// Checks a write before anything is sent: every key must be a data key of
-/// the write's world, so the script can neither reach another world (or
-/// Cluster slot) nor overwrite the version.
-fn check(write: &CacheWrite) -> Result<(), CacheError> {
-    if let Some(key) = write
-        .puts
-        .iter()
-        .map(|p| &p.key)
-        .chain(&write.deletes)
-        .find(|k| k.world() != &write.world || k.kind() == KeyKind::Version)
-    {
-        return Err(CacheError::Refused(format!(
-            "{key} is not a data key of world {}",
-            write.world
-        )));
-    }
-    Ok(())
-}
-
 /// A TTL in whole milliseconds, at least 1: `0` means "no TTL" to the
 /// script, and a sub-millisecond TTL must still expire.
 fn ttl_ms(ttl: Option<Duration>) -> u64 {
@@ -282,7 +263,7 @@ impl CacheStore for RedisStore {
     }
 
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
-        check(write)?;
+        write.check()?;
         let mut invocation = self.write_script.prepare_invoke();
         invocation.key(Self::version_key(&write.world));
         for put in &write.puts {
