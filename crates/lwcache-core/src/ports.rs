@@ -10,6 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lwcache_domain::{
     CacheKey, CachedValue, Committed, Mutation, Versioned, WorldError, WorldId, WorldImage,
+    WorldSeed,
 };
 
 /// Why a cache store call failed. The cache manager never lets one of these
@@ -191,6 +192,26 @@ pub trait WorldRepository: Send + Sync {
     /// Applies a mutation durably and returns what it committed.
     async fn apply(&self, mutation: &Mutation) -> Result<Committed, SourceError>;
 
+    /// Creates `world` from a seed and returns its version afterwards;
+    /// [`WorldError::WorldExists`] if it exists, [`WorldError::InvalidSeed`]
+    /// (and nothing written) if the seed is invalid. The result must be the
+    /// world that applying [`WorldSeed::mutations`] one by one leaves, which
+    /// is what this default does; adapters override it to load in batches.
+    /// The load bypasses the cache: activate the world afterwards.
+    async fn load(&self, world: &WorldId, seed: &WorldSeed) -> Result<u64, SourceError> {
+        seed.validate(world)?;
+        match self.version(world).await {
+            Ok(_) => return Err(WorldError::WorldExists(world.clone()).into()),
+            Err(SourceError::Rejected(WorldError::UnknownWorld(_))) => {}
+            Err(other) => return Err(other),
+        }
+        let mut version = 0;
+        for mutation in seed.mutations(world) {
+            version = self.apply(&mutation).await?.version;
+        }
+        Ok(version)
+    }
+
     /// Checks that the source answers.
     async fn ping(&self) -> Result<(), SourceError>;
 }
@@ -257,6 +278,9 @@ impl<T: WorldRepository + ?Sized> WorldRepository for Arc<T> {
     }
     async fn apply(&self, mutation: &Mutation) -> Result<Committed, SourceError> {
         (**self).apply(mutation).await
+    }
+    async fn load(&self, world: &WorldId, seed: &WorldSeed) -> Result<u64, SourceError> {
+        (**self).load(world, seed).await
     }
     async fn ping(&self) -> Result<(), SourceError> {
         (**self).ping().await

@@ -37,4 +37,6 @@ pub use key::{CacheKey, KeyKind, KeyParseError, KeyTarget};
 pub use policy::{CachePolicy, KeyPolicy, PolicyError, WarmPolicy, WriteMode};
 pub use privacy::{Redaction, SensitivityPolicy};
 pub use warming::WarmPlan;
-pub use world::{Change, Committed, Mutation, NewEvent, Op, WorldError, WorldImage, WorldModel};
+pub use world::{
+    Change, Committed, Mutation, NewEvent, Op, WorldError, WorldImage, WorldModel, WorldSeed,
+};

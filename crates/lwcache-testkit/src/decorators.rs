@@ -9,7 +9,9 @@ use async_trait::async_trait;
 use lwcache_core::ports::{
     CacheError, CacheStore, CacheWrite, SourceError, WorldRepository, WriteOutcome,
 };
-use lwcache_domain::{CacheKey, CachedValue, Committed, Mutation, Versioned, WorldId, WorldImage};
+use lwcache_domain::{
+    CacheKey, CachedValue, Committed, Mutation, Versioned, WorldId, WorldImage, WorldSeed,
+};
 use tokio::sync::Notify;
 
 /// Records the bytes of every value handed to the store.
@@ -190,6 +192,9 @@ impl<R: WorldRepository> WorldRepository for Gated<R> {
     }
     async fn apply(&self, mutation: &Mutation) -> Result<Committed, SourceError> {
         self.inner.apply(mutation).await
+    }
+    async fn load(&self, world: &WorldId, seed: &WorldSeed) -> Result<u64, SourceError> {
+        self.inner.load(world, seed).await
     }
     async fn ping(&self) -> Result<(), SourceError> {
         self.inner.ping().await

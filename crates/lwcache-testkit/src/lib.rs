@@ -125,6 +125,7 @@ macro_rules! conformance_tests {
             repository::deleting_an_entity_drops_its_timeline,
             repository::refused_writes_change_nothing,
             repository::agrees_with_the_reference_model,
+            repository::loading_a_seed_equals_applying_it,
             stack::misses_populate_the_cache,
             stack::every_change_invalidates_what_it_makes_stale,
             stack::entries_expire_after_their_ttl,

@@ -401,3 +401,55 @@ pub async fn agrees_with_the_reference_model(h: &Harness) {
         );
     }
 }
+
+/// Loading a seed leaves the world that applying its mutations one by one
+/// leaves, versions and event sequence numbers included; a second load of
+/// the same world and an invalid seed are refused and write nothing.
+pub async fn loading_a_seed_equals_applying_it(h: &Harness) {
+    let spec = lwcache_demo::DemoSpec::sized(24, 5);
+    let seed = spec.seed();
+    let world = fresh_world();
+    let mut model: Option<WorldModel> = None;
+    for mutation in seed.mutations(&world) {
+        apply_to(&mut model, mutation).expect("the demo seed is valid");
+    }
+    let model = model.expect("the seed creates the world");
+
+    let version = h.repo.load(&world, &seed).await.expect("load");
+    assert_eq!(version, seed.len() as u64);
+    assert_eq!(version, model.version());
+    assert_eq!(h.repo.image(&world, 3).await.unwrap(), model.image(3));
+    for entity in spec.entity_refs() {
+        let key = CacheKey::timeline(&world, &entity.entity_id());
+        assert_eq!(
+            h.repo.read(&key, 10).await.unwrap().value,
+            model.read(&key, 10).expect("every entity has a timeline"),
+            "{key}"
+        );
+    }
+
+    assert_eq!(
+        h.repo.load(&world, &seed).await,
+        Err(SourceError::Rejected(WorldError::WorldExists(
+            world.clone()
+        )))
+    );
+    assert_eq!(h.repo.version(&world).await, Ok(version));
+
+    let mut invalid = seed.clone();
+    invalid.events.push(NewEvent {
+        entity: lwcache_domain::EntityId::new("nobody").unwrap(),
+        kind: event_kind("tick"),
+        at_ms: 0,
+        data: Document::new(),
+    });
+    let other = fresh_world();
+    assert!(matches!(
+        h.repo.load(&other, &invalid).await,
+        Err(SourceError::Rejected(WorldError::InvalidSeed { .. }))
+    ));
+    assert!(matches!(
+        h.repo.version(&other).await,
+        Err(SourceError::Rejected(WorldError::UnknownWorld(_)))
+    ));
+}
