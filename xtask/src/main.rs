@@ -1,6 +1,7 @@
 //! lwcache's build tasks. `cargo xtask ci` is the one command that, when it
 //! passes here, passes in CI.
 
+mod neo4j;
 mod redis;
 
 use std::path::{Path, PathBuf};
@@ -25,8 +26,9 @@ const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
   ci     fmt --check, clippy with warnings denied, and every test, with
-         real Redis servers (standalone and a 3-master cluster) started on
-         free loopback ports and stopped at the end";
+         real Redis servers (standalone, TLS and a 3-master cluster) and a
+         real Neo4j 5.26 started on free loopback ports and stopped at the
+         end";
 
 fn workspace_root() -> PathBuf {
     // xtask lives one level below the workspace root.
@@ -50,9 +52,19 @@ fn ci(root: &Path) -> Result<()> {
             "warnings",
         ],
     )?;
-    // Build first, so the servers are up only while tests run.
-    cargo(root, &["test", "--workspace", "--locked", "--no-run"])?;
-    let servers = Servers::start()?;
+    // Neo4j takes seconds to start (minutes on the first run, which
+    // downloads it): start it while the tests build.
+    let neo4j = {
+        let root = root.to_path_buf();
+        std::thread::spawn(move || neo4j::Neo4jServer::start(&root, Some(NEO4J_PASSWORD)))
+    };
+    let built = cargo(root, &["test", "--workspace", "--locked", "--no-run"]);
+    let neo4j = neo4j
+        .join()
+        .map_err(|_| anyhow::anyhow!("the Neo4j starter thread panicked"))?
+        .context("starting Neo4j")?;
+    built?;
+    let servers = Servers::start(neo4j)?;
     cargo_with(root, &["test", "--workspace", "--locked"], &servers.env())?;
     drop(servers);
     Ok(())
@@ -63,15 +75,20 @@ fn ci(root: &Path) -> Result<()> {
 const ACL_RULES: &str =
     "on >lwcache-test ~lw:* resetchannels -@all +get +set +del +evalsha +script|load +ping";
 
+/// The password of the `neo4j` user of the test server (authentication on,
+/// so the adapter's credentials are exercised).
+const NEO4J_PASSWORD: &str = "lwcache-test";
+
 /// The servers the tests talk to; dropping it stops them.
 struct Servers {
     standalone: redis::RedisServer,
     tls: redis::RedisServer,
     cluster: redis::RedisCluster,
+    neo4j: neo4j::Neo4jServer,
 }
 
 impl Servers {
-    fn start() -> Result<Self> {
+    fn start(neo4j: neo4j::Neo4jServer) -> Result<Self> {
         let opts = redis::RedisOptions {
             acl_users: vec![redis::AclUser::new("lwcache", ACL_RULES)],
             ..Default::default()
@@ -85,14 +102,16 @@ impl Servers {
         .context("starting redis-server with TLS")?;
         let cluster = redis::RedisCluster::start().context("starting the Redis Cluster")?;
         eprintln!(
-            "redis: standalone {} (restricted user lwcache), cluster {}",
+            "redis: standalone {} (restricted user lwcache), cluster {}; neo4j {}",
             standalone.url(),
-            cluster.urls().join(",")
+            cluster.urls().join(","),
+            neo4j.bolt_uri()
         );
         Ok(Self {
             standalone,
             tls,
             cluster,
+            neo4j,
         })
     }
 
@@ -121,6 +140,9 @@ impl Servers {
                     .map(|p| p.display().to_string())
                     .unwrap_or_default(),
             ),
+            ("LWCACHE_TEST_NEO4J_URI", self.neo4j.bolt_uri().to_owned()),
+            ("LWCACHE_TEST_NEO4J_USER", "neo4j".to_owned()),
+            ("LWCACHE_TEST_NEO4J_PASSWORD", NEO4J_PASSWORD.to_owned()),
         ]
     }
 }
