@@ -100,8 +100,9 @@ OPTIONAL MATCH (e:Entity {world_id: $w, id: $id})
 RETURN version, e.kind AS kind, e.state AS state";
 
 /// The `k` newest events of an entity, newest first, read after the
-/// version. Served by the `lw_event_timeline` index in index order: the
-/// cost is `k` index entries whatever the timeline's length.
+/// version. Served by a seek on the `lw_event_timeline` index: the cost is
+/// the entity's own timeline (its index entries, then a top-k), whatever
+/// the size of the world.
 /// Params: `w`, `id`, `k`.
 pub const RECENT: &str = "\
 MATCH (w:World {id: $w})
