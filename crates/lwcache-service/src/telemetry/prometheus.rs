@@ -193,8 +193,8 @@ fn write_sample<'a>(
     out.push('\n');
 }
 
-/// Writes `{k="v",...}` with keys sanitized and sorted, or nothing when
-/// there are no labels. Keys that sanitize alike have their values joined
+/// Writes `{k="v",...}` with keys sanitized and sorted (then `le`), or
+/// nothing when there are no labels. Keys that sanitize alike have their values joined
 /// with `;`.
 fn write_labels<'a>(
     out: &mut String,
@@ -213,14 +213,17 @@ fn write_labels<'a>(
             })
             .or_insert_with(|| value.into_owned());
     }
-    if let Some(le) = le {
-        labels.insert("le".to_owned(), le.to_owned());
-    }
-    if labels.is_empty() {
+    // `le` goes last, where readers of the text look for it.
+    let le = le.map(|le| ("le".to_owned(), le.to_owned()));
+    if labels.is_empty() && le.is_none() {
         return;
     }
     out.push('{');
-    for (i, (k, v)) in labels.iter().enumerate() {
+    for (i, (k, v)) in labels
+        .iter()
+        .chain(le.as_ref().map(|(k, v)| (k, v)))
+        .enumerate()
+    {
         if i > 0 {
             out.push(',');
         }
