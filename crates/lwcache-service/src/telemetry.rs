@@ -41,6 +41,7 @@ use opentelemetry_sdk::metrics::{
 };
 use opentelemetry_sdk::resource::TelemetryResourceDetector;
 use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider};
+use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 
@@ -395,10 +396,19 @@ impl Telemetry {
     pub fn install(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         let telemetry = Telemetry::build(config)?;
         let filter = tracing_subscriber::EnvFilter::try_new(&telemetry.log_filter)?;
+        // Each layer has its own filter: `RUST_LOG=warn` quiets the log
+        // without losing the info-level spans that OTLP exports.
         tracing_subscriber::registry()
-            .with(telemetry.otel_layer())
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
-            .with(filter)
+            .with(
+                telemetry
+                    .otel_layer()
+                    .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
+            )
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            )
             .try_init()?;
         opentelemetry::global::set_meter_provider(telemetry.meter_provider.clone());
         if let Some(provider) = &telemetry.tracer_provider {
