@@ -3,7 +3,6 @@
 //! plain commands and the data in Neo4j with plain Cypher.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 
 use lwcache_core::{CacheManager, CacheStep, Error, Fields, Outcome, codec};
 
@@ -12,37 +11,19 @@ use lwcache_demo::DemoSpec;
 use lwcache_domain::{CacheKey, CachedValue, Value, WorldError, WorldId};
 use lwcache_neo4j::{Neo4jConfig, Neo4jRepository};
 use lwcache_redis::{RedisConfig, RedisStore};
+use lwcache_testkit::servers::{optional_var, server_var};
 use redis::AsyncCommands as _;
-
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
 
 /// The servers' settings, or `None` after saying loudly why the test is
 /// skipped; a failure instead when `LWCACHE_REQUIRE_SERVERS=1`.
 fn servers() -> Option<(String, Neo4jConfig)> {
-    let redis = var("LWCACHE_TEST_REDIS_URL");
-    let neo4j = var("LWCACHE_TEST_NEO4J_URI");
-    match (redis, neo4j) {
-        (Some(redis), Some(uri)) => {
-            let config = Neo4jConfig::new(uri).with_credentials(
-                var("LWCACHE_TEST_NEO4J_USER").unwrap_or_else(|| "neo4j".to_owned()),
-                var("LWCACHE_TEST_NEO4J_PASSWORD").unwrap_or_default(),
-            );
-            Some((redis, config))
-        }
-        _ => {
-            assert!(
-                var("LWCACHE_REQUIRE_SERVERS").as_deref() != Some("1"),
-                "LWCACHE_REQUIRE_SERVERS=1 but LWCACHE_TEST_REDIS_URL or LWCACHE_TEST_NEO4J_URI is not set"
-            );
-            let _ = writeln!(
-                std::io::stderr(),
-                "SKIPPED: lwcache-e2e Redis-over-Neo4j test; set LWCACHE_TEST_REDIS_URL and LWCACHE_TEST_NEO4J_URI (or run `cargo xtask ci`)"
-            );
-            None
-        }
-    }
+    let redis = server_var("LWCACHE_TEST_REDIS_URL", "lwcache-e2e Redis-over-Neo4j")?;
+    let uri = server_var("LWCACHE_TEST_NEO4J_URI", "lwcache-e2e Redis-over-Neo4j")?;
+    let config = Neo4jConfig::new(uri).with_credentials(
+        optional_var("LWCACHE_TEST_NEO4J_USER").unwrap_or_else(|| "neo4j".to_owned()),
+        optional_var("LWCACHE_TEST_NEO4J_PASSWORD").unwrap_or_default(),
+    );
+    Some((redis, config))
 }
 
 async fn cypher_one<T: serde::de::DeserializeOwned>(
@@ -96,7 +77,7 @@ async fn redis_over_neo4j_activate_read_write_invalidate_read() {
     let driver = neo4rs::ConfigBuilder::default()
         .uri(neo4j_config.uri())
         .user(neo4j_config.user())
-        .password(var("LWCACHE_TEST_NEO4J_PASSWORD").unwrap_or_default())
+        .password(optional_var("LWCACHE_TEST_NEO4J_PASSWORD").unwrap_or_default())
         .build()
         .unwrap();
     let graph = neo4rs::Graph::connect(driver).unwrap();

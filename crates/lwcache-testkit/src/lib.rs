@@ -21,6 +21,7 @@ pub mod decorators;
 pub mod fixtures;
 pub mod memory;
 pub mod repository;
+pub mod servers;
 pub mod stack;
 pub mod store;
 

@@ -348,7 +348,8 @@ async fn credentials_and_uri_schemes_work_from_config() {
 
     let routed_uri = config.uri().replacen("bolt://", "neo4j://", 1);
     assert!(routed_uri.starts_with("neo4j://"));
-    let password = std::env::var(support::PASSWORD_VAR).unwrap_or_default();
+    let password =
+        lwcache_testkit::servers::optional_var(support::PASSWORD_VAR).unwrap_or_default();
     let routed = Neo4jConfig::new(routed_uri)
         .with_credentials(config.user(), password)
         .with_timeouts(TEST_TIMEOUT, TEST_TIMEOUT);

@@ -436,7 +436,7 @@ mod standalone {
     /// and PING can do everything the port needs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_acl_user_limited_to_lw_keys_suffices() {
-        let Some(url) = server_env(ACL_VAR, true) else {
+        let Some(url) = server_env(ACL_VAR) else {
             return;
         };
         let config = RedisConfig::from_url(&url)
@@ -492,10 +492,10 @@ mod standalone {
     /// that CA, and every operation works.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn tls_with_a_private_ca_works() {
-        let Some(url) = server_env(TLS_VAR, true) else {
+        let Some(url) = server_env(TLS_VAR) else {
             return;
         };
-        let Some(ca) = server_env(TLS_CA_VAR, true) else {
+        let Some(ca) = server_env(TLS_CA_VAR) else {
             return;
         };
         let pem = std::fs::read(&ca).expect("the CA certificate file");

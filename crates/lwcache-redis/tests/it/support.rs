@@ -2,7 +2,6 @@
 //! that looks inside Redis with plain commands.
 
 use std::collections::BTreeSet;
-use std::io::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,8 +26,6 @@ pub(crate) const ACL_VAR: &str = "LWCACHE_TEST_REDIS_ACL_URL";
 pub(crate) const TLS_VAR: &str = "LWCACHE_TEST_REDIS_TLS_URL";
 /// The path of that CA's PEM certificate.
 pub(crate) const TLS_CA_VAR: &str = "LWCACHE_TEST_REDIS_TLS_CA";
-/// Set to 1 (as `cargo xtask ci` does) to fail instead of skipping.
-const REQUIRE_VAR: &str = "LWCACHE_REQUIRE_SERVERS";
 
 /// Generous for a loaded 2-core machine: these tests check behaviour, not
 /// speed.
@@ -36,44 +33,18 @@ pub(crate) const TEST_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The value of `var`, or `None` after saying loudly that the test is
 /// skipped; panics instead when servers are required.
-pub(crate) fn server_env(var: &str, required: bool) -> Option<String> {
-    match std::env::var(var) {
-        Ok(v) if !v.trim().is_empty() => Some(v.trim().to_owned()),
-        _ => {
-            if required && std::env::var(REQUIRE_VAR).as_deref() == Ok("1") {
-                panic!("{REQUIRE_VAR}=1 but {var} is not set: no Redis server to test against");
-            }
-            skipped(var);
-            None
-        }
-    }
-}
-
-/// Says once per variable, on the process's real stderr, that tests are
-/// skipped: libtest captures `eprintln!` of passing tests, which would make
-/// the skip silent.
-fn skipped(var: &str) {
-    static SAID: std::sync::Mutex<BTreeSet<String>> = std::sync::Mutex::new(BTreeSet::new());
-    let first = SAID
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .insert(var.to_owned());
-    if first {
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED: lwcache-redis tests that need {var}; set {var} to run them"
-        );
-    }
+pub(crate) fn server_env(var: &str) -> Option<String> {
+    lwcache_testkit::servers::server_var(var, "lwcache-redis")
 }
 
 /// The standalone URL, if configured.
 pub(crate) fn standalone_url() -> Option<String> {
-    server_env(STANDALONE_VAR, true)
+    server_env(STANDALONE_VAR)
 }
 
 /// The Cluster node URLs, if configured.
 pub(crate) fn cluster_urls() -> Option<Vec<String>> {
-    server_env(CLUSTER_VAR, true).map(|v| {
+    server_env(CLUSTER_VAR).map(|v| {
         v.split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
