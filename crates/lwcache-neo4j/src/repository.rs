@@ -300,54 +300,39 @@ impl Neo4jRepository {
                     flags: flags_of(rows.first())?,
                 }
             }
-            Op::CreateEntity(entity, state) => {
-                if let Some(existing) = self.kind_of(txn, world, entity.id_str()).await? {
-                    return Err(Fail::Domain(WorldError::EntityExists {
-                        world: world.clone(),
-                        id: entity.entity_id(),
-                        existing,
-                    }));
-                }
-                self.create_entity(txn, world, entity, state).await?;
-                Change::EntityCreated {
-                    entity: entity.clone(),
-                    state: state.clone(),
-                }
-            }
-            Op::UpdateEntity(entity, state) => {
-                match self.kind_of(txn, world, entity.id_str()).await? {
-                    Some(kind) if kind == entity.kind() => {
-                        self.update_entity(txn, world, entity, state).await?;
+            Op::CreateEntity(entity, state)
+            | Op::UpdateEntity(entity, state)
+            | Op::PutEntity(entity, state) => {
+                let found = self.kind_of(txn, world, entity.id_str()).await?;
+                // The same decisions as the reference model: create needs a
+                // free id, update an entity of the same kind, put either.
+                let create = match (&mutation.op, found) {
+                    (Op::UpdateEntity(..) | Op::PutEntity(..), Some(kind))
+                        if kind == entity.kind() =>
+                    {
+                        false
                     }
-                    _ => return Err(unknown(entity.to_string())),
-                }
-                Change::EntityUpdated {
-                    entity: entity.clone(),
-                    state: state.clone(),
-                }
-            }
-            Op::PutEntity(entity, state) => {
-                match self.kind_of(txn, world, entity.id_str()).await? {
-                    Some(kind) if kind == entity.kind() => {
-                        self.update_entity(txn, world, entity, state).await?;
-                        Change::EntityUpdated {
-                            entity: entity.clone(),
-                            state: state.clone(),
-                        }
-                    }
-                    Some(existing) => {
+                    (Op::UpdateEntity(..), _) => return Err(unknown(entity.to_string())),
+                    (_, Some(existing)) => {
                         return Err(Fail::Domain(WorldError::EntityExists {
                             world: world.clone(),
                             id: entity.entity_id(),
                             existing,
                         }));
                     }
-                    None => {
-                        self.create_entity(txn, world, entity, state).await?;
-                        Change::EntityCreated {
-                            entity: entity.clone(),
-                            state: state.clone(),
-                        }
+                    (_, None) => true,
+                };
+                if create {
+                    self.create_entity(txn, world, entity, state).await?;
+                    Change::EntityCreated {
+                        entity: entity.clone(),
+                        state: state.clone(),
+                    }
+                } else {
+                    self.update_entity(txn, world, entity, state).await?;
+                    Change::EntityUpdated {
+                        entity: entity.clone(),
+                        state: state.clone(),
                     }
                 }
             }
