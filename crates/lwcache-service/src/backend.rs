@@ -7,11 +7,11 @@ use lwcache_core::{
     CacheManager, CacheStore, ManagerConfig, MetricsSink, SourceError, WorldRepository,
 };
 use lwcache_demo::DemoSpec;
-use lwcache_domain::{CacheKey, WorldId};
+use lwcache_domain::{CacheKey, WorldId, WriteMode};
 use lwcache_memory::{MemoryRepository, MemoryStore};
 use lwcache_redis::{RedisConfig, RedisStore};
 
-use crate::config::BackendSettings;
+use crate::config::{BackendSettings, WriteModes};
 
 /// A cache store chosen at run time.
 pub type DynStore = Arc<dyn CacheStore>;
@@ -70,6 +70,8 @@ pub struct Backends {
     pub cache: CacheKind,
     /// What the repository is.
     pub source: SourceKind,
+    /// How writes update the cache.
+    pub write_mode: WriteModes,
 }
 
 impl std::fmt::Debug for Backends {
@@ -163,6 +165,7 @@ impl Backends {
             repository,
             cache,
             source,
+            write_mode: settings.write_mode,
         })
     }
 
@@ -173,8 +176,20 @@ impl Backends {
 
     /// A cache manager over these backends, reporting to `metrics`.
     pub fn manager(&self, metrics: Arc<dyn MetricsSink>) -> Result<Manager, BackendError> {
+        let mut config = ManagerConfig::default();
+        if self.write_mode == WriteModes::Invalidate {
+            let policy = &mut config.policy;
+            for key in [
+                &mut policy.state,
+                &mut policy.flags,
+                &mut policy.entity,
+                &mut policy.timeline,
+            ] {
+                key.mode = WriteMode::Invalidate;
+            }
+        }
         CacheManager::builder(self.store.clone(), self.repository.clone())
-            .config(ManagerConfig::default())
+            .config(config)
             .metrics(metrics)
             .build()
             .map_err(|e| BackendError::Policy(e.to_string()))

@@ -20,7 +20,7 @@ use lwcache_core::{Counters, SourceError};
 use lwcache_demo::DemoSpec;
 use lwcache_domain::{WorldError, WorldId};
 use lwcache_service::backend::{Backends, DEMO_WORLD};
-use lwcache_service::config::{self, Layer, Secret, Settings, resolve};
+use lwcache_service::config::{self, Layer, Secret, Settings, WriteModes, resolve};
 use lwcache_service::demo::{self, DemoOptions, DemoReport, Stop};
 use lwcache_service::server::{self, Ready};
 use lwcache_service::telemetry::{Telemetry, TelemetryConfig};
@@ -29,9 +29,10 @@ const ENV_HELP: &str = "\
 Every backend flag can also come from the environment or a TOML file (--config FILE
 or LWCACHE_CONFIG); flags beat the environment, which beats the file:
   LWCACHE_LISTEN, LWCACHE_REDIS_URL, LWCACHE_NEO4J_URI, LWCACHE_NEO4J_USER,
-  LWCACHE_NEO4J_PASSWORD, LWCACHE_AUTH_TOKEN, LWCACHE_MAX_BODY_BYTES.
+  LWCACHE_NEO4J_PASSWORD, LWCACHE_WRITE_MODE, LWCACHE_AUTH_TOKEN, LWCACHE_MAX_BODY_BYTES.
 The file uses the same names in lower case without the prefix
-(listen, redis_url, neo4j_uri, neo4j_user, neo4j_password, auth_token, max_body_bytes).
+(listen, redis_url, neo4j_uri, neo4j_user, neo4j_password, write_mode, auth_token,
+max_body_bytes).
 Logs go to stderr; LWCACHE_LOG sets their level (default info).";
 
 /// lwcache: the hot state of persistent game worlds, cached in front of
@@ -71,6 +72,10 @@ struct BackendArgs {
     /// The Neo4j password.
     #[arg(long, value_name = "PASSWORD")]
     neo4j_password: Option<String>,
+    /// How writes update the cache: `spec` (write-through, write-behind for
+    /// timelines) or `invalidate` (delete, refill on the next read).
+    #[arg(long, value_name = "MODE")]
+    write_mode: Option<WriteModes>,
 }
 
 impl BackendArgs {
@@ -80,6 +85,7 @@ impl BackendArgs {
             neo4j_uri: self.neo4j_uri.clone(),
             neo4j_user: self.neo4j_user.clone(),
             neo4j_password: self.neo4j_password.clone().map(Secret::new),
+            write_mode: self.write_mode,
             ..Layer::default()
         }
     }

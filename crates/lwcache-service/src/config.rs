@@ -30,8 +30,37 @@ pub mod env {
     pub const AUTH_TOKEN: &str = "LWCACHE_AUTH_TOKEN";
     /// The largest request body, in bytes.
     pub const MAX_BODY_BYTES: &str = "LWCACHE_MAX_BODY_BYTES";
+    /// How writes update the cache: `spec` or `invalidate`.
+    pub const WRITE_MODE: &str = "LWCACHE_WRITE_MODE";
     /// The path of a TOML configuration file.
     pub const CONFIG: &str = "LWCACHE_CONFIG";
+}
+
+/// How writes update the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteModes {
+    /// The spec's policy: write-through for the snapshot, flags and
+    /// entities, write-behind for recent timelines.
+    #[default]
+    Spec,
+    /// Every write deletes the keys it changes; the next read misses and
+    /// fills them.
+    Invalidate,
+}
+
+impl std::str::FromStr for WriteModes {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "spec" => Ok(WriteModes::Spec),
+            "invalidate" => Ok(WriteModes::Invalidate),
+            other => Err(format!(
+                "{other:?} is not a write mode: use spec or invalidate"
+            )),
+        }
+    }
 }
 
 /// A secret (password, token): kept out of `Debug` output.
@@ -80,6 +109,8 @@ pub struct Layer {
     pub auth_token: Option<Secret>,
     /// The largest request body, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// How writes update the cache.
+    pub write_mode: Option<WriteModes>,
 }
 
 /// Why the configuration is unusable.
@@ -127,8 +158,16 @@ impl Layer {
             })?),
             None => None,
         };
+        let write_mode = match get(env::WRITE_MODE) {
+            Some(v) => Some(v.parse().map_err(|problem| ConfigError::Env {
+                var: env::WRITE_MODE,
+                problem,
+            })?),
+            None => None,
+        };
         Ok(Layer {
             listen,
+            write_mode,
             redis_url: get(env::REDIS_URL),
             neo4j_uri: get(env::NEO4J_URI),
             neo4j_user: get(env::NEO4J_USER),
@@ -172,6 +211,8 @@ pub struct BackendSettings {
     pub redis_url: Option<String>,
     /// Neo4j; `None` for the in-memory repository.
     pub neo4j: Option<Neo4jSettings>,
+    /// How writes update the cache.
+    pub write_mode: WriteModes,
 }
 
 /// The service's settings, resolved.
@@ -242,6 +283,8 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
         backends: BackendSettings {
             redis_url: pick(&flags.redis_url, &env.redis_url, &file.redis_url),
             neo4j,
+            write_mode: pick(&flags.write_mode, &env.write_mode, &file.write_mode)
+                .unwrap_or_default(),
         },
         auth_token,
         max_body_bytes,
@@ -298,6 +341,7 @@ mod tests {
         };
         let file = Layer::from_toml(
             "listen = \"127.0.0.1:9\"\nredis_url = \"redis://file\"\nmax_body_bytes = 99\n\
+             write_mode = \"invalidate\"\n\
              neo4j_uri = \"bolt://file:7687\"\nneo4j_user = \"neo4j\"\nneo4j_password = \"pw\"\n",
         )
         .unwrap();
@@ -305,6 +349,7 @@ mod tests {
         assert_eq!(s.max_body_bytes, 10);
         assert_eq!(s.backends.redis_url.as_deref(), Some("redis://env"));
         assert_eq!(s.listen.port(), 9);
+        assert_eq!(s.backends.write_mode, WriteModes::Invalidate);
         let neo4j = s.backends.neo4j.unwrap();
         assert_eq!(neo4j.uri, "bolt://file:7687");
         assert_eq!(neo4j.user.as_deref(), Some("neo4j"));
@@ -328,6 +373,7 @@ mod tests {
             (env::AUTH_TOKEN, "s3cret"),
             (env::MAX_BODY_BYTES, "2048"),
             (env::NEO4J_URI, ""),
+            (env::WRITE_MODE, "invalidate"),
         ]
         .into_iter()
         .collect();
@@ -337,6 +383,7 @@ mod tests {
         assert_eq!(layer.auth_token.as_ref().unwrap().expose(), "s3cret");
         assert_eq!(layer.max_body_bytes, Some(2048));
         assert_eq!(layer.neo4j_uri, None, "an empty variable counts as unset");
+        assert_eq!(layer.write_mode, Some(WriteModes::Invalidate));
     }
 
     #[test]
