@@ -1,0 +1,1 @@
+//! What only a real Neo4j shows.
