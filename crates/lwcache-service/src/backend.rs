@@ -9,6 +9,7 @@ use lwcache_core::{
 use lwcache_demo::DemoSpec;
 use lwcache_domain::{CacheKey, WorldId, WriteMode};
 use lwcache_memory::{MemoryRepository, MemoryStore};
+use lwcache_neo4j::{Neo4jConfig, Neo4jRepository};
 use lwcache_redis::{RedisConfig, RedisStore};
 
 use crate::config::{BackendSettings, WriteModes};
@@ -152,12 +153,25 @@ impl Backends {
         let (repository, source): (DynRepository, SourceKind) = match &settings.neo4j {
             None => (Arc::new(MemoryRepository::new()), SourceKind::Memory),
             Some(neo4j) => {
-                return Err(BackendError::Neo4j {
-                    uri: redact_url(&neo4j.uri),
-                    problem: "this build has no Neo4j adapter yet (the lwcache-neo4j crate); \
-                              leave --neo4j-uri unset to use the in-memory repository"
-                        .into(),
-                });
+                let shown = redact_url(&neo4j.uri);
+                let mut config = Neo4jConfig::new(neo4j.uri.clone());
+                if neo4j.user.is_some() || neo4j.password.is_some() {
+                    config = config.with_credentials(
+                        neo4j.user.clone().unwrap_or_else(|| "neo4j".to_owned()),
+                        neo4j
+                            .password
+                            .as_ref()
+                            .map(|p| p.expose().to_owned())
+                            .unwrap_or_default(),
+                    );
+                }
+                let repo = Neo4jRepository::connect(config)
+                    .await
+                    .map_err(|e| BackendError::Neo4j {
+                        uri: shown.clone(),
+                        problem: e.to_string(),
+                    })?;
+                (Arc::new(repo), SourceKind::Neo4j(shown))
             }
         };
         Ok(Backends {

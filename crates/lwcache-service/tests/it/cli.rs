@@ -124,8 +124,8 @@ fn the_config_file_is_read_and_unknown_keys_are_refused() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("reddis_url"), "{err}");
 
-    // The file names an unreachable Redis; the environment overrides it
-    // with none... so the flag-less run fails on the file's Redis.
+    // A file named by LWCACHE_CONFIG applies: its unreachable Redis is
+    // what the run fails on.
     let file = dir.join("redis.toml");
     std::fs::write(&file, "redis_url = \"redis://127.0.0.1:1\"\n").unwrap();
     let out = command()

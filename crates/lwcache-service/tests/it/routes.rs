@@ -7,11 +7,12 @@ use serde_json::{Value, json};
 
 use crate::support::{Server, fresh_world, server_env};
 
-const LIMIT: usize = 4096;
+/// The body limit the suite's servers are started with.
+pub(crate) const LIMIT: usize = 4096;
 
 /// The whole suite, on a server started with `--write-mode invalidate` and
 /// `--max-body-bytes 4096`, over whichever backends it runs on.
-async fn every_route(s: &Server) {
+pub(crate) async fn every_route(s: &Server) {
     let w = fresh_world("routes");
     let v1 = |rest: &str| format!("/v1/worlds/{w}{rest}");
 
@@ -306,7 +307,7 @@ async fn bad_inputs(s: &Server, w: &str) {
     );
 }
 
-async fn service_routes(s: &Server) {
+pub(crate) async fn service_routes(s: &Server) {
     let r = s.get("/healthz").await.expect(200, None);
     assert_eq!(r.json["status"], "ok");
     let r = s.get("/readyz").await.expect(200, None);
