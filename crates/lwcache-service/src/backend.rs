@@ -165,12 +165,13 @@ impl Backends {
                             .unwrap_or_default(),
                     );
                 }
-                let repo = Neo4jRepository::connect(config)
-                    .await
-                    .map_err(|e| BackendError::Neo4j {
-                        uri: shown.clone(),
-                        problem: e.to_string(),
-                    })?;
+                let repo =
+                    Neo4jRepository::connect(config)
+                        .await
+                        .map_err(|e| BackendError::Neo4j {
+                            uri: shown.clone(),
+                            problem: e.to_string(),
+                        })?;
                 (Arc::new(repo), SourceKind::Neo4j(shown))
             }
         };

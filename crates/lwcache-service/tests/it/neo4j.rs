@@ -61,9 +61,15 @@ fn seed_loads_into_neo4j_once() {
         "{stdout}{}",
         String::from_utf8_lossy(&first.stderr)
     );
-    assert!(stdout.contains(&format!("loaded world {world} into the Neo4j")), "{stdout}");
+    assert!(
+        stdout.contains(&format!("loaded world {world} into the Neo4j")),
+        "{stdout}"
+    );
     let second = run();
     assert_eq!(second.status.code(), Some(1));
     let err = String::from_utf8_lossy(&second.stderr);
-    assert!(err.contains("already exists") && err.contains("nothing was written"), "{err}");
+    assert!(
+        err.contains("already exists") && err.contains("nothing was written"),
+        "{err}"
+    );
 }
