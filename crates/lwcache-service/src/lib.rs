@@ -1,7 +1,24 @@
-//! lwcache's service: the process that wires adapters, the cache manager and
-//! telemetry together.
+//! The `lwcache` service: game services in any language read and write the
+//! hot state of their worlds over HTTP/JSON, through the cache manager.
 //!
-//! [`telemetry`] installs the OpenTelemetry SDK, the exporters and the
-//! tracing subscriber; it is the only place in the workspace that does.
+//! - [`config`]: flags, environment and file, merged by one pure function.
+//! - [`backend`]: the in-memory or real backends, chosen at run time.
+//! - [`routes`]: the endpoint table, the router and its handlers.
+//! - [`openapi`]: the OpenAPI document of those routes.
+//! - [`json`]: the JSON mapping of documents and values.
+//! - [`error`]: the JSON error answers.
+//! - [`server`]: listening and the orderly shutdown.
+//! - [`demo`]: the simulated players of `lwcache demo`.
+//! - [`telemetry`]: the OpenTelemetry SDK, the Prometheus text of
+//!   `/metrics`, OTLP export and the tracing subscriber; the only place in
+//!   the workspace that installs any of them.
 
+pub mod backend;
+pub mod config;
+pub mod demo;
+pub mod error;
+pub mod json;
+pub mod openapi;
+pub mod routes;
+pub mod server;
 pub mod telemetry;

@@ -1,13 +1,26 @@
-//! The service's telemetry setup: the Prometheus text of `/metrics`, checked
-//! by promtool and sample by sample; OTLP export to a local HTTP stub, and
-//! none without an endpoint; configuration from the standard variables.
+//! The `lwcache` binary, started for real and driven over HTTP, and its
+//! telemetry set-up.
+//!
+//! Every binary test starts its own process on a free loopback port. The
+//! route suite runs on the embedded default, and again on Redis when
+//! `LWCACHE_TEST_REDIS_URL` is set (skipped loudly otherwise, failed under
+//! `LWCACHE_REQUIRE_SERVERS=1`), and on Neo4j when `LWCACHE_TEST_NEO4J_URI`
+//! is set, with `lwcache seed`. The telemetry tests check the Prometheus
+//! text with promtool and sample by sample, OTLP export to a local HTTP
+//! stub (and none without an endpoint), and configuration from the standard
+//! variables.
 
 #![allow(
     clippy::unwrap_used,
-    reason = "test helpers: a failed unwrap is a failed test"
+    reason = "a failed unwrap in a test is a failed test, with its message"
 )]
 
+mod cli;
 mod config;
+mod neo4j;
+mod openapi;
 mod otlp;
 mod prometheus;
+mod routes;
 mod support;
+mod workload;

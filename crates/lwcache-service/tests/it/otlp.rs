@@ -4,7 +4,7 @@
 use lwcache_service::telemetry::{OtlpTargets, Telemetry, TelemetryConfig};
 use tracing_subscriber::layer::SubscriberExt as _;
 
-use crate::support::{self, Received, Stub};
+use crate::workload::{self, Received, Stub};
 
 #[tokio::test]
 async fn metrics_and_traces_arrive_at_the_configured_endpoint() {
@@ -28,7 +28,7 @@ async fn metrics_and_traces_arrive_at_the_configured_endpoint() {
     let subscriber = tracing_subscriber::registry().with(t.otel_layer());
     let workload = {
         let _guard = tracing::subscriber::set_default(subscriber);
-        support::run(t.metrics(), 1).await
+        workload::run(t.metrics(), 1).await
     };
     t.shutdown();
 
@@ -92,7 +92,7 @@ async fn without_an_endpoint_nothing_is_built_to_export() {
             "no span export layer: {vars:?}"
         );
         // Metrics still work, for /metrics.
-        support::run(t.metrics(), 1).await;
+        workload::run(t.metrics(), 1).await;
         assert!(t.prometheus_text().contains("cache_hits_total"));
         t.shutdown();
     }

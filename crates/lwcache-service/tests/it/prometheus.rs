@@ -6,7 +6,7 @@ use std::process::{Command, Stdio};
 use lwcache_otel::DURATION_BOUNDARIES;
 use lwcache_service::telemetry::{Telemetry, TelemetryConfig};
 
-use crate::support;
+use crate::workload;
 
 fn telemetry() -> Telemetry {
     Telemetry::build(&TelemetryConfig::from_vars([
@@ -30,7 +30,7 @@ fn sample(text: &str, series: &str) -> Option<f64> {
 async fn samples_match_a_scripted_workload() {
     let t = telemetry();
     let hits_per_key = 4;
-    let w = support::run(t.metrics(), hits_per_key).await;
+    let w = workload::run(t.metrics(), hits_per_key).await;
     let text = t.prometheus_text();
 
     for (kind, n) in &w.hits {
@@ -96,10 +96,16 @@ async fn samples_match_a_scripted_workload() {
 #[tokio::test]
 async fn promtool_accepts_the_text() {
     let t = telemetry();
-    support::run(t.metrics(), 2).await;
+    workload::run(t.metrics(), 2).await;
     let text = t.prometheus_text();
     assert!(text.contains("cache_hits_total"), "{text}");
 
+    promtool_check(&text);
+}
+
+/// Runs `promtool check metrics` on `text` and fails on any complaint.
+/// Skips loudly when promtool cannot run, unless servers are required.
+pub(crate) fn promtool_check(text: &str) {
     let child = Command::new("promtool")
         .args(["check", "metrics"])
         .stdin(Stdio::piped())
@@ -113,7 +119,7 @@ async fn promtool_accepts_the_text() {
         }
         Err(e) => {
             eprintln!(
-                "SKIPPED: promtool_accepts_the_text: promtool cannot run ({e}); install Debian's prometheus package"
+                "SKIPPED: promtool check: promtool cannot run ({e}); install Debian's prometheus package"
             );
             return;
         }

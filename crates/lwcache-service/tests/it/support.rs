@@ -1,197 +1,268 @@
-//! A small scripted workload over the in-memory adapters, and a stub OTLP
-//! receiver on a loopback port.
+//! Starting and stopping the real binary, and a client for it.
 
-use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
+use std::collections::BTreeSet;
+use std::io::{BufRead as _, BufReader, Write as _};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use lwcache_core::ports::WorldRepository;
-use lwcache_core::{CacheManager, Fields, MetricsSink, Outcome};
-use lwcache_domain::{CacheKey, KeyKind, Mutation, Op, Value, WorldId, plan};
-use lwcache_memory::{MemoryRepository, MemoryStore};
-use lwcache_testkit::fixtures::{doc, flag, fresh_world};
+use reqwest::{Method, RequestBuilder, Response};
+use serde_json::Value;
 
-/// What the workload did, by series.
-#[derive(Debug, Default)]
-pub(crate) struct Workload {
-    /// The world it used.
-    pub(crate) world: Option<WorldId>,
-    /// `key_kind` → hits.
-    pub(crate) hits: BTreeMap<&'static str, u64>,
-    /// `key_kind` → misses.
-    pub(crate) misses: BTreeMap<&'static str, u64>,
-    /// `(key_kind, cause)` → invalidations.
-    pub(crate) invalidations: BTreeMap<(&'static str, &'static str), u64>,
-    /// `key_kind` → cache reads measured.
-    pub(crate) cache_reads: BTreeMap<&'static str, u64>,
-}
+/// The binary under test.
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_lwcache");
 
-/// Reads the snapshot and the flags of a fresh world once (misses), then
-/// `hits` times each (hits), then sets a flag.
-pub(crate) async fn run(metrics: Arc<dyn MetricsSink>, hits: u64) -> Workload {
-    let repo = Arc::new(MemoryRepository::new());
-    let world = fresh_world();
-    for op in [
-        Op::ReplaceSnapshot(doc("name", "Harbor")),
-        Op::SetFlag(flag("door_open"), Value::Bool(false)),
-    ] {
-        repo.apply(&Mutation {
-            world: world.clone(),
-            op,
-        })
-        .await
-        .unwrap();
-    }
-    let m = CacheManager::builder(Arc::new(MemoryStore::new()), repo)
-        .metrics(metrics)
-        .build()
-        .unwrap();
-    let mut w = Workload::default();
-    let keys = [CacheKey::state(&world), CacheKey::flags(&world)];
-    for round in 0..=hits {
-        for key in &keys {
-            let read = m.read(key, Fields::Cacheable).await.unwrap();
-            let kind = key.kind().as_str();
-            *w.cache_reads.entry(kind).or_default() += 1;
-            let want = if round == 0 {
-                *w.misses.entry(kind).or_default() += 1;
-                Outcome::Miss
-            } else {
-                *w.hits.entry(kind).or_default() += 1;
-                Outcome::Hit
-            };
-            assert_eq!(read.outcome, want, "{key}");
+/// A command for the binary with no `LWCACHE_*` variable inherited from
+/// the test's environment, so that only what a test passes applies.
+pub(crate) fn command() -> Command {
+    let mut cmd = Command::new(BIN);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("LWCACHE_") {
+            cmd.env_remove(name);
         }
     }
-    let written = m
-        .set_flag(&world, flag("door_open"), Value::Bool(true))
-        .await
-        .unwrap();
-    for step in plan(&written.committed, &m.config().policy).steps {
-        *w.invalidations
-            .entry((step.key.kind().as_str(), step.cause.as_str()))
-            .or_default() += 1;
+    cmd.env("LWCACHE_LOG", "warn");
+    cmd
+}
+
+/// A running `lwcache serve`.
+pub(crate) struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub(crate) base: String,
+    /// Everything the process printed on stdout.
+    pub(crate) stdout: Arc<Mutex<String>>,
+    client: reqwest::Client,
+}
+
+impl Server {
+    /// Starts `lwcache serve --listen 127.0.0.1:0 ARGS` and waits for the
+    /// line that names the bound address.
+    pub(crate) fn start(args: &[&str]) -> Server {
+        Server::start_with_env(args, &[])
     }
-    assert!(
-        w.invalidations
-            .keys()
-            .all(|(k, _)| *k == KeyKind::Flags.as_str())
-    );
-    m.shutdown().await;
-    w.world = Some(world);
-    w
-}
 
-/// One request the stub received.
-#[derive(Debug, Clone)]
-pub(crate) struct Received {
-    /// `POST`, ...
-    pub(crate) method: String,
-    /// `/v1/metrics`, ...
-    pub(crate) path: String,
-    /// Lowercased header names → values.
-    pub(crate) headers: BTreeMap<String, String>,
-    /// The body.
-    pub(crate) body: Vec<u8>,
-}
-
-/// An HTTP stub on 127.0.0.1 that answers every request with 200 and
-/// reports it. It stops when dropped, or after a minute on its own.
-pub(crate) struct Stub {
-    pub(crate) addr: SocketAddr,
-    pub(crate) received: mpsc::Receiver<Received>,
-    stop: Arc<AtomicBool>,
-}
-
-impl Drop for Stub {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-}
-
-impl Stub {
-    pub(crate) fn start() -> Stub {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.set_nonblocking(true).unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (tx, received) = mpsc::channel();
-        let stop = Arc::new(AtomicBool::new(false));
-        let stopped = stop.clone();
-        std::thread::spawn(move || {
-            let deadline = Instant::now() + Duration::from_secs(60);
-            let mut served = 0;
-            while !stopped.load(Ordering::Relaxed) && Instant::now() < deadline && served < 64 {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        served += 1;
-                        if let Some(r) = serve(stream) {
-                            let _ = tx.send(r);
-                        }
+    /// Like [`Server::start`], with environment variables for the process.
+    pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut child = command()
+            .arg("serve")
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("the binary starts");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let mut seen = String::new();
+        // The banner names the address first and ends with the API line.
+        let mut base = None;
+        loop {
+            match lines.next() {
+                Some(Ok(line)) => {
+                    seen.push_str(&line);
+                    seen.push('\n');
+                    if let Some(url) = line.strip_prefix("lwcache: listening on ") {
+                        base = Some(url.trim().to_owned());
                     }
-                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                    if base.is_some() && line.trim_start().starts_with("API: ") {
+                        break;
+                    }
+                }
+                _ => {
+                    let status = child.wait().expect("wait");
+                    panic!("lwcache serve exited ({status}) before listening; stdout:\n{seen}");
                 }
             }
+        }
+        let base = base.expect("the address was printed");
+        let printed = Arc::new(Mutex::new(seen));
+        let sink = Arc::clone(&printed);
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                let mut out = sink
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                out.push_str(&line);
+                out.push('\n');
+            }
         });
-        Stub {
-            addr,
-            received,
-            stop,
+        Server {
+            child,
+            base,
+            stdout: printed,
+            client: reqwest::Client::new(),
         }
     }
 
-    /// Requests received until `want` says enough, or nothing more comes
-    /// for a while.
-    pub(crate) fn collect(&self, want: impl Fn(&[Received]) -> bool) -> Vec<Received> {
-        let mut got = Vec::new();
-        while !want(&got) {
-            match self.received.recv_timeout(Duration::from_secs(20)) {
-                Ok(r) => got.push(r),
-                Err(_) => break,
-            }
+    /// A request to `path`.
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client.request(method, format!("{}{path}", self.base))
+    }
+
+    /// Sends a request with an optional JSON body, answers status, headers
+    /// and the body parsed as JSON (`Null` when it is not JSON).
+    pub(crate) async fn call(&self, method: Method, path: &str, body: Option<&Value>) -> Reply {
+        let mut req = self.request(method, path);
+        if let Some(body) = body {
+            req = req.json(body);
         }
-        got
+        Reply::read(req.send().await.expect("the request is answered")).await
+    }
+
+    /// Sends raw bytes as the body.
+    pub(crate) async fn call_raw(&self, method: Method, path: &str, body: Vec<u8>) -> Reply {
+        let req = self
+            .request(method, path)
+            .header("content-type", "application/json")
+            .body(body);
+        Reply::read(req.send().await.expect("the request is answered")).await
+    }
+
+    /// GET `path`.
+    pub(crate) async fn get(&self, path: &str) -> Reply {
+        self.call(Method::GET, path, None).await
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the process to exit.
+    pub(crate) fn terminate(mut self) -> (ExitStatus, String) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Let the reader thread take the last lines.
+                std::thread::sleep(Duration::from_millis(100));
+                let out = self.stdout.lock().unwrap().clone();
+                return (status, out);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "lwcache did not exit after SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 }
 
-fn serve(stream: TcpStream) -> Option<Received> {
-    stream.set_nonblocking(false).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    let mut reader = BufReader::new(stream.try_clone().ok()?);
-    let mut line = String::new();
-    reader.read_line(&mut line).ok()?;
-    let mut parts = line.split_whitespace();
-    let method = parts.next()?.to_owned();
-    let path = parts.next()?.to_owned();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut h = String::new();
-        reader.read_line(&mut h).ok()?;
-        let h = h.trim_end();
-        if h.is_empty() {
-            break;
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
-        let (k, v) = h.split_once(':')?;
-        headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_owned());
     }
-    let len: usize = headers.get("content-length")?.parse().ok()?;
-    let mut body = vec![0; len];
-    reader.read_exact(&mut body).ok()?;
-    let mut stream = stream;
-    stream
-        .write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n",
-        )
-        .ok()?;
-    Some(Received {
-        method,
-        path,
-        headers,
-        body,
-    })
+}
+
+/// An answer.
+#[derive(Debug)]
+pub(crate) struct Reply {
+    /// The status code.
+    pub(crate) status: u16,
+    /// The headers.
+    pub(crate) headers: reqwest::header::HeaderMap,
+    /// The body as JSON, or `Null`.
+    pub(crate) json: Value,
+    /// The body as text.
+    pub(crate) text: String,
+}
+
+impl Reply {
+    pub(crate) async fn read(r: Response) -> Reply {
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.expect("a body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Reply {
+            status,
+            headers,
+            json,
+            text,
+        }
+    }
+
+    /// A header's value.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// `x-cache`.
+    pub(crate) fn cache(&self) -> &str {
+        self.header("x-cache").unwrap_or("<none>")
+    }
+
+    /// `x-world-version`, parsed.
+    pub(crate) fn version(&self) -> u64 {
+        self.header("x-world-version")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no x-world-version in {self:?}"))
+    }
+
+    /// The error code of an error answer.
+    pub(crate) fn code(&self) -> &str {
+        self.json["error"]["code"].as_str().unwrap_or("<none>")
+    }
+
+    /// The error message of an error answer.
+    pub(crate) fn message(&self) -> &str {
+        self.json["error"]["message"].as_str().unwrap_or("<none>")
+    }
+
+    /// Asserts the status and, for an error, its code; returns self.
+    #[track_caller]
+    pub(crate) fn expect(self, status: u16, code: Option<&str>) -> Reply {
+        assert_eq!(self.status, status, "unexpected status: {self:?}");
+        if let Some(code) = code {
+            assert_eq!(self.code(), code, "unexpected error code: {self:?}");
+            assert!(
+                !self.message().is_empty() && self.message() != "<none>",
+                "{self:?}"
+            );
+        }
+        self
+    }
+}
+
+/// A world id no earlier run used, so that runs against a shared Redis do
+/// not meet each other's entries.
+pub(crate) fn fresh_world(label: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("t-{label}-{}-{nanos}", std::process::id())
+}
+
+/// The value of a server variable, or `None` after saying loudly that the
+/// test is skipped; panics when `LWCACHE_REQUIRE_SERVERS=1`.
+pub(crate) fn server_env(var: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(v) if !v.trim().is_empty() => Some(v.trim().to_owned()),
+        _ => {
+            if std::env::var("LWCACHE_REQUIRE_SERVERS").as_deref() == Ok("1") {
+                panic!("LWCACHE_REQUIRE_SERVERS=1 but {var} is not set");
+            }
+            skipped(var);
+            None
+        }
+    }
+}
+
+/// Says once per variable, on the real stderr (libtest captures
+/// `eprintln!` of passing tests), that tests are skipped.
+fn skipped(var: &str) {
+    static SAID: Mutex<BTreeSet<String>> = Mutex::new(BTreeSet::new());
+    let first = SAID
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(var.to_owned());
+    if first {
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED: lwcache-service tests that need {var}; set {var} to run them"
+        );
+    }
 }

@@ -1,0 +1,262 @@
+//! Choosing the backends at run time: the in-memory cache or Redis, the
+//! in-memory repository or Neo4j, behind the ports as trait objects.
+
+use std::sync::Arc;
+
+use lwcache_core::{
+    CacheManager, CacheStore, ManagerConfig, MetricsSink, SourceError, WorldRepository,
+};
+use lwcache_demo::DemoSpec;
+use lwcache_domain::{CacheKey, WorldId, WriteMode};
+use lwcache_memory::{MemoryRepository, MemoryStore};
+use lwcache_neo4j::{Neo4jConfig, Neo4jRepository};
+use lwcache_redis::{RedisConfig, RedisStore};
+
+use crate::config::{BackendSettings, WriteModes};
+
+/// A cache store chosen at run time.
+pub type DynStore = Arc<dyn CacheStore>;
+/// A repository chosen at run time.
+pub type DynRepository = Arc<dyn WorldRepository>;
+/// The cache manager over backends chosen at run time.
+pub type Manager = CacheManager<DynStore, DynRepository>;
+
+/// The id of the demo world the embedded default loads.
+pub const DEMO_WORLD: &str = "demo";
+
+/// Which cache store is in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CacheKind {
+    /// The in-process store.
+    Memory,
+    /// Redis, at this URL (credentials hidden).
+    Redis(String),
+}
+
+/// Which repository is in use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceKind {
+    /// The in-process repository: nothing persists.
+    Memory,
+    /// Neo4j, at this URI.
+    Neo4j(String),
+}
+
+impl std::fmt::Display for CacheKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheKind::Memory => f.write_str("in-memory cache"),
+            CacheKind::Redis(url) => write!(f, "Redis at {url}"),
+        }
+    }
+}
+
+impl std::fmt::Display for SourceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SourceKind::Memory => f.write_str("in-memory repository"),
+            SourceKind::Neo4j(uri) => write!(f, "Neo4j at {uri}"),
+        }
+    }
+}
+
+/// The opened backends.
+#[derive(Clone)]
+pub struct Backends {
+    /// The cache store.
+    pub store: DynStore,
+    /// The repository.
+    pub repository: DynRepository,
+    /// What the store is.
+    pub cache: CacheKind,
+    /// What the repository is.
+    pub source: SourceKind,
+    /// How writes update the cache.
+    pub write_mode: WriteModes,
+}
+
+impl std::fmt::Debug for Backends {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backends")
+            .field("cache", &self.cache)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the backends could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackendError {
+    /// Redis's configuration or connection failed.
+    #[error("Redis at {url}: {problem}")]
+    Redis {
+        /// The URL, credentials hidden.
+        url: String,
+        /// What failed.
+        problem: String,
+    },
+    /// Neo4j could not be used.
+    #[error("Neo4j at {uri}: {problem}")]
+    Neo4j {
+        /// The URI.
+        uri: String,
+        /// What failed.
+        problem: String,
+    },
+    /// The manager's configuration is invalid.
+    #[error("invalid cache policy: {0}")]
+    Policy(String),
+}
+
+/// A URL with any password replaced by `***`, for messages and banners.
+pub fn redact_url(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &rest[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let hidden = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_owned()
+            };
+            format!("{}://{hidden}{}", &url[..scheme_end], &rest[at..])
+        }
+        None => url.to_owned(),
+    }
+}
+
+impl Backends {
+    /// Opens what `settings` names: the in-memory store and repository
+    /// unless a Redis URL or a Neo4j URI is given.
+    pub async fn open(settings: &BackendSettings) -> Result<Backends, BackendError> {
+        let (store, cache): (DynStore, CacheKind) = match &settings.redis_url {
+            None => (Arc::new(MemoryStore::new()), CacheKind::Memory),
+            Some(url) => {
+                let shown = redact_url(url);
+                let err = |problem: String| BackendError::Redis {
+                    url: shown.clone(),
+                    problem,
+                };
+                let config = RedisConfig::from_url(url).map_err(|e| err(e.to_string()))?;
+                let store = RedisStore::connect(&config)
+                    .await
+                    .map_err(|e| err(e.to_string()))?;
+                (Arc::new(store), CacheKind::Redis(shown))
+            }
+        };
+        let (repository, source): (DynRepository, SourceKind) = match &settings.neo4j {
+            None => (Arc::new(MemoryRepository::new()), SourceKind::Memory),
+            Some(neo4j) => {
+                let shown = redact_url(&neo4j.uri);
+                let mut config = Neo4jConfig::new(neo4j.uri.clone());
+                if neo4j.user.is_some() || neo4j.password.is_some() {
+                    config = config.with_credentials(
+                        neo4j.user.clone().unwrap_or_else(|| "neo4j".to_owned()),
+                        neo4j
+                            .password
+                            .as_ref()
+                            .map(|p| p.expose().to_owned())
+                            .unwrap_or_default(),
+                    );
+                }
+                let repo =
+                    Neo4jRepository::connect(config)
+                        .await
+                        .map_err(|e| BackendError::Neo4j {
+                            uri: shown.clone(),
+                            problem: e.to_string(),
+                        })?;
+                (Arc::new(repo), SourceKind::Neo4j(shown))
+            }
+        };
+        Ok(Backends {
+            store,
+            repository,
+            cache,
+            source,
+            write_mode: settings.write_mode,
+        })
+    }
+
+    /// Whether the repository keeps what is written past this process.
+    pub fn persistent(&self) -> bool {
+        self.source != SourceKind::Memory
+    }
+
+    /// A cache manager over these backends, reporting to `metrics`.
+    pub fn manager(&self, metrics: Arc<dyn MetricsSink>) -> Result<Manager, BackendError> {
+        let mut config = ManagerConfig::default();
+        if self.write_mode == WriteModes::Invalidate {
+            let policy = &mut config.policy;
+            for key in [
+                &mut policy.state,
+                &mut policy.flags,
+                &mut policy.entity,
+                &mut policy.timeline,
+            ] {
+                key.mode = WriteMode::Invalidate;
+            }
+        }
+        CacheManager::builder(self.store.clone(), self.repository.clone())
+            .config(config)
+            .metrics(metrics)
+            .build()
+            .map_err(|e| BackendError::Policy(e.to_string()))
+    }
+
+    /// Loads the demo world `spec` as `world` when the repository does not
+    /// have it. Returns the version loaded, or `None` when it was there.
+    ///
+    /// When the repository is in memory but the cache is not, the cache may
+    /// hold this world's entries from an earlier process, whose repository
+    /// is gone: they are removed first so that none is served as a hit.
+    pub async fn ensure_demo(
+        &self,
+        world: &WorldId,
+        spec: &DemoSpec,
+    ) -> Result<Option<u64>, SourceError> {
+        match self.repository.version(world).await {
+            Ok(_) => return Ok(None),
+            Err(SourceError::Rejected(lwcache_domain::WorldError::UnknownWorld(_))) => {}
+            Err(other) => return Err(other),
+        }
+        if !self.persistent() && self.cache != CacheKind::Memory {
+            let mut keys = vec![CacheKey::state(world), CacheKey::flags(world)];
+            for entity in spec.entity_refs() {
+                keys.push(CacheKey::timeline(world, &entity.entity_id()));
+                keys.push(CacheKey::entity(world, &entity));
+            }
+            if let Err(e) = self.store.remove(&keys).await {
+                tracing::warn!(error = %e, world = %world, "could not clear the cache's old entries of the demo world");
+            }
+        }
+        let version = self.repository.load(world, &spec.seed()).await?;
+        Ok(Some(version))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden_in_urls() {
+        assert_eq!(
+            redact_url("redis://127.0.0.1:6379"),
+            "redis://127.0.0.1:6379"
+        );
+        assert_eq!(
+            redact_url("redis://user:pw@host:6379/0"),
+            "redis://user:***@host:6379/0"
+        );
+        assert_eq!(redact_url("rediss://:pw@host"), "rediss://:***@host");
+        assert_eq!(redact_url("redis://token@host"), "redis://***@host");
+        assert_eq!(redact_url("not a url"), "not a url");
+    }
+}

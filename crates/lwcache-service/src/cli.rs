@@ -1,0 +1,475 @@
+//! The command line: parsing, wiring, and everything the program prints.
+
+#![allow(
+    clippy::print_stdout,
+    reason = "this module is the program's output: banners and summaries go to stdout"
+)]
+
+use std::io::{IsTerminal, Write as _};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use lwcache_core::metrics::Both;
+use lwcache_core::{Counters, SourceError};
+use lwcache_demo::DemoSpec;
+use lwcache_domain::{WorldError, WorldId};
+use lwcache_service::backend::{Backends, DEMO_WORLD};
+use lwcache_service::config::{self, Layer, Secret, Settings, WriteModes, resolve};
+use lwcache_service::demo::{self, DemoOptions, DemoReport, Stop};
+use lwcache_service::server::{self, Ready};
+use lwcache_service::telemetry::{Telemetry, TelemetryConfig};
+
+const ENV_HELP: &str = "\
+Every backend flag can also come from the environment or a TOML file (--config FILE
+or LWCACHE_CONFIG); flags beat the environment, which beats the file:
+  LWCACHE_LISTEN, LWCACHE_REDIS_URL, LWCACHE_NEO4J_URI, LWCACHE_NEO4J_USER,
+  LWCACHE_NEO4J_PASSWORD, LWCACHE_WRITE_MODE, LWCACHE_AUTH_TOKEN, LWCACHE_MAX_BODY_BYTES.
+The file uses the same names in lower case without the prefix
+(listen, redis_url, neo4j_uri, neo4j_user, neo4j_password, write_mode, auth_token,
+max_body_bytes).
+Logs go to stderr, filtered by RUST_LOG (default info). Metrics are served at /metrics;
+OTEL_EXPORTER_OTLP_ENDPOINT (and the other OTEL_* variables) also export metrics and
+traces by OTLP/HTTP.";
+
+/// lwcache: the hot state of persistent game worlds, cached in front of
+/// their source of truth.
+#[derive(Debug, Parser)]
+#[command(name = "lwcache", version, after_help = ENV_HELP)]
+struct Cli {
+    /// A TOML configuration file.
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the HTTP/JSON API. With no backend flags: the in-memory cache
+    /// over the in-memory repository, with the demo world loaded.
+    Serve(ServeArgs),
+    /// Simulate players in the demo world and print a summary.
+    Demo(DemoArgs),
+    /// Load the demo world into the repository.
+    Seed(SeedArgs),
+}
+
+#[derive(Debug, Args)]
+struct BackendArgs {
+    /// The Redis cache store, e.g. redis://127.0.0.1:6379.
+    #[arg(long, value_name = "URL")]
+    redis_url: Option<String>,
+    /// The Neo4j repository, e.g. bolt://127.0.0.1:7687.
+    #[arg(long, value_name = "URI")]
+    neo4j_uri: Option<String>,
+    /// The Neo4j user.
+    #[arg(long, value_name = "USER")]
+    neo4j_user: Option<String>,
+    /// The Neo4j password.
+    #[arg(long, value_name = "PASSWORD")]
+    neo4j_password: Option<String>,
+    /// How writes update the cache: `spec` (write-through, write-behind for
+    /// timelines) or `invalidate` (delete, refill on the next read).
+    #[arg(long, value_name = "MODE")]
+    write_mode: Option<WriteModes>,
+}
+
+impl BackendArgs {
+    fn layer(&self) -> Layer {
+        Layer {
+            redis_url: self.redis_url.clone(),
+            neo4j_uri: self.neo4j_uri.clone(),
+            neo4j_user: self.neo4j_user.clone(),
+            neo4j_password: self.neo4j_password.clone().map(Secret::new),
+            write_mode: self.write_mode,
+            ..Layer::default()
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    backends: BackendArgs,
+    /// The address to listen on [default: 127.0.0.1:8080]; port 0 picks a free one.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Require `Authorization: Bearer <TOKEN>` on every /v1 route.
+    #[arg(long, value_name = "TOKEN")]
+    auth_token: Option<String>,
+    /// The largest request body, in bytes [default: 1048576].
+    #[arg(long, value_name = "BYTES")]
+    max_body_bytes: Option<usize>,
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    #[command(flatten)]
+    backends: BackendArgs,
+    /// Stop after this many turns, over all players.
+    #[arg(long, conflicts_with = "duration", value_name = "N")]
+    turns: Option<u64>,
+    /// Stop after this long: 30s, 500ms, 2m [default: 10s when no --turns].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// Players taking turns at once.
+    #[arg(long, default_value_t = 4, value_name = "P")]
+    players: usize,
+    /// The world to play in; loaded from the demo world when absent.
+    #[arg(long, default_value = DEMO_WORLD, value_name = "ID")]
+    world: String,
+    /// The share of turns that write.
+    #[arg(long, default_value_t = 0.1, value_name = "RATIO")]
+    write_ratio: f64,
+    /// The seed of the players' choices.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(Debug, Args)]
+struct SeedArgs {
+    #[command(flatten)]
+    backends: BackendArgs,
+    /// The id to load the demo world as.
+    #[arg(long, default_value = DEMO_WORLD, value_name = "ID")]
+    world: String,
+    /// `standard` (400 entities, 4,000 events) or a number of entities.
+    #[arg(long, default_value = "standard", value_name = "SIZE", value_parser = parse_size)]
+    size: DemoSpec,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: f64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 30s, 500ms or 2m"))?;
+    let seconds = match unit {
+        "" | "s" => n,
+        "ms" => n / 1000.0,
+        "m" | "min" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(format!("unknown unit {unit:?} in {s:?}: use ms, s, m or h")),
+    };
+    if !seconds.is_finite() || seconds <= 0.0 || seconds > 365.0 * 86_400.0 {
+        return Err(format!(
+            "{s:?} is not a positive duration of at most a year"
+        ));
+    }
+    Ok(Duration::from_secs_f64(seconds))
+}
+
+fn parse_size(s: &str) -> Result<DemoSpec, String> {
+    if s == "standard" {
+        return Ok(DemoSpec::standard());
+    }
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => {
+            Ok(DemoSpec::sized(n, DemoSpec::standard().events_per_entity))
+        }
+        _ => Err(format!(
+            "{s:?} is neither `standard` nor a number of entities from 1 to 1000000"
+        )),
+    }
+}
+
+/// Parses the command line and runs it; errors go to stderr with exit 1.
+pub(crate) fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("lwcache: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    runtime.block_on(async move {
+        let (flags, config_path) = match &cli.command {
+            Command::Serve(a) => (
+                Layer {
+                    listen: a.listen,
+                    auth_token: a.auth_token.clone().map(Secret::new),
+                    max_body_bytes: a.max_body_bytes,
+                    ..a.backends.layer()
+                },
+                cli.config.clone(),
+            ),
+            Command::Demo(a) => (a.backends.layer(), cli.config.clone()),
+            Command::Seed(a) => (a.backends.layer(), cli.config.clone()),
+        };
+        let settings = settings(&flags, config_path)?;
+        let telemetry =
+            Telemetry::install(&TelemetryConfig::from_env()).context("installing telemetry")?;
+        match cli.command {
+            Command::Serve(_) => serve(settings, telemetry).await,
+            Command::Demo(args) => run_demo(settings, telemetry, args).await,
+            Command::Seed(args) => seed(settings, telemetry, args).await,
+        }
+    })
+}
+
+/// Reads the environment and the file, then merges them with the flags.
+fn settings(flags: &Layer, config_path: Option<PathBuf>) -> Result<Settings> {
+    let env = Layer::from_env(|k| std::env::var(k).ok())?;
+    let path = config_path.or_else(|| {
+        std::env::var(config::env::CONFIG)
+            .ok()
+            .filter(|p| !p.trim().is_empty())
+            .map(PathBuf::from)
+    });
+    let file = match path {
+        Some(path) => Layer::from_file(&path)?,
+        None => Layer::default(),
+    };
+    Ok(resolve(flags, &env, &file)?)
+}
+
+async fn serve(settings: Settings, telemetry: Telemetry) -> Result<()> {
+    server::serve(settings, telemetry, |ready: &Ready| {
+        println!("lwcache: listening on http://{}", ready.addr);
+        println!("  cache:  {}", ready.cache);
+        println!("  source: {}", ready.source);
+        if let Some(version) = ready.demo_loaded {
+            println!(
+                "  NOTHING PERSISTS: the repository lives in this process and is lost when it exits."
+            );
+            println!(
+                "  the demo world is loaded (version {version}): curl http://{}/v1/worlds/{DEMO_WORLD}/state",
+                ready.addr
+            );
+        }
+        if ready.auth {
+            println!("  every /v1 route requires Authorization: Bearer <token>");
+        }
+        println!("  API: http://{}/openapi.json; stop with Ctrl-C or SIGTERM", ready.addr);
+    })
+    .await?;
+    println!("lwcache: stopped");
+    Ok(())
+}
+
+/// Draws a progress bar on stderr while `done` grows, when stderr is a
+/// terminal; otherwise stays quiet.
+fn progress(
+    done: Arc<AtomicU64>,
+    stop: Stop,
+    finished: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        if !std::io::stderr().is_terminal() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let width = 30usize;
+        loop {
+            let turns = done.load(Ordering::Relaxed);
+            let (fraction, label) = match stop {
+                Stop::Turns(n) => (turns as f64 / n.max(1) as f64, format!("{turns}/{n} turns")),
+                Stop::After(d) => {
+                    let e = started.elapsed();
+                    (
+                        e.as_secs_f64() / d.as_secs_f64(),
+                        format!(
+                            "{:.0}/{:.0} s, {turns} turns",
+                            e.as_secs_f64(),
+                            d.as_secs_f64()
+                        ),
+                    )
+                }
+            };
+            let filled = ((fraction.clamp(0.0, 1.0)) * width as f64) as usize;
+            let mut err = std::io::stderr().lock();
+            let _ = write!(
+                err,
+                "\r[{}{}] {label}   ",
+                "#".repeat(filled),
+                "-".repeat(width - filled)
+            );
+            let _ = err.flush();
+            if finished.load(Ordering::Relaxed) {
+                let _ = writeln!(err);
+                return;
+            }
+            drop(err);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    })
+}
+
+async fn run_demo(settings: Settings, telemetry: Telemetry, args: DemoArgs) -> Result<()> {
+    if args.players == 0 {
+        bail!("--players must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.write_ratio) {
+        bail!(
+            "--write-ratio must be between 0 and 1, not {}",
+            args.write_ratio
+        );
+    }
+    let world = WorldId::new(args.world.clone()).context("--world")?;
+    let stop = match (args.turns, args.duration) {
+        (Some(n), _) => Stop::Turns(n),
+        (None, Some(d)) => Stop::After(d),
+        (None, None) => Stop::After(Duration::from_secs(10)),
+    };
+    let backends = Backends::open(&settings.backends).await?;
+    let counters = Arc::new(Counters::new());
+    let manager = backends.manager(Arc::new(Both(Arc::clone(&counters), telemetry.metrics())))?;
+    let spec = DemoSpec::standard();
+    if let Some(version) = backends.ensure_demo(&world, &spec).await? {
+        eprintln!("loaded the demo world as {world} (version {version})");
+    }
+    let warm = manager.activate(&world).await?;
+    let done = Arc::new(AtomicU64::new(0));
+    let finished = Arc::new(AtomicBool::new(false));
+    let bar = progress(Arc::clone(&done), stop, Arc::clone(&finished));
+    let options = DemoOptions {
+        world,
+        spec,
+        stop,
+        players: args.players,
+        write_ratio: args.write_ratio,
+        seed: args.seed,
+    };
+    let report = demo::run(&manager, &options, done).await;
+    finished.store(true, Ordering::Relaxed);
+    let _ = bar.join();
+    manager.shutdown().await;
+    print_summary(
+        &report,
+        &counters.snapshot(),
+        &backends,
+        args.players,
+        warm.keys,
+    );
+    telemetry.shutdown();
+    if report.errors > 0 {
+        bail!("{} of {} turns failed", report.errors, report.turns);
+    }
+    Ok(())
+}
+
+fn print_summary(
+    report: &DemoReport,
+    c: &lwcache_core::CounterSnapshot,
+    backends: &Backends,
+    players: usize,
+    warmed_keys: usize,
+) {
+    let secs = report.elapsed.as_secs_f64();
+    println!(
+        "lwcache demo: {} turns by {players} players in {secs:.3} s ({:.0} turns/s) on {} over {}",
+        report.turns,
+        report.turns as f64 / secs.max(1e-9),
+        backends.cache,
+        backends.source,
+    );
+    println!(
+        "operations: {} (reads {}, writes {}, errors {})",
+        report.turns, report.reads, report.writes, report.errors
+    );
+    println!(
+        "cache: hits {}, misses {}, stale {}, fallbacks {}; hit ratio {:.1}%",
+        c.hits,
+        c.misses,
+        c.stale,
+        c.fallbacks,
+        DemoReport::hit_ratio(c) * 100.0
+    );
+    println!("invalidations: {}", c.invalidations);
+    println!(
+        "warm count: {} ({warmed_keys} keys at activation)",
+        c.warm_count
+    );
+    println!(
+        "{:<18} {:>8} {:>7} {:>10} {:>10}",
+        "operation", "count", "errors", "p50 ms", "p99 ms"
+    );
+    for (name, s) in &report.latencies {
+        println!(
+            "{name:<18} {:>8} {:>7} {:>10.3} {:>10.3}",
+            s.count,
+            s.errors,
+            s.p50.as_secs_f64() * 1000.0,
+            s.p99.as_secs_f64() * 1000.0
+        );
+    }
+}
+
+async fn seed(settings: Settings, telemetry: Telemetry, args: SeedArgs) -> Result<()> {
+    let world = WorldId::new(args.world.clone()).context("--world")?;
+    let backends = Backends::open(&settings.backends).await?;
+    let seed = args.size.seed();
+    match backends.repository.load(&world, &seed).await {
+        Ok(version) => {
+            println!(
+                "loaded world {world} into the {}: {} entities, {} events, version {version}",
+                backends.source,
+                seed.entities.len(),
+                seed.events.len()
+            );
+            if !backends.persistent() {
+                println!(
+                    "note: the in-memory repository keeps nothing; pass --neo4j-uri to keep the world"
+                );
+            }
+        }
+        Err(SourceError::Rejected(WorldError::WorldExists(_))) => {
+            bail!(
+                "world {world} already exists in the {}; nothing was written",
+                backends.source
+            )
+        }
+        Err(e) => return Err(e).context(format!("loading world {world}")),
+    }
+    telemetry.shutdown();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("3").unwrap(), Duration::from_secs(3));
+        for bad in ["", "s", "-1s", "0s", "5 parsecs", "1e9999s"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes_are_standard_or_a_count() {
+        assert_eq!(parse_size("standard").unwrap(), DemoSpec::standard());
+        assert_eq!(parse_size("80").unwrap().entities(), 80);
+        assert!(parse_size("0").is_err());
+        assert!(parse_size("huge").is_err());
+    }
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,418 @@
+//! The service's configuration: flags beat the environment, which beats the
+//! configuration file, which beats the defaults.
+//!
+//! Each source is read into a [`Layer`] of optional values; [`resolve`] is
+//! the one pure function that merges three layers into [`Settings`].
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// The default listen address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// The default largest request body, in bytes.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The environment variables read, by setting.
+pub mod env {
+    /// The listen address.
+    pub const LISTEN: &str = "LWCACHE_LISTEN";
+    /// The Redis URL.
+    pub const REDIS_URL: &str = "LWCACHE_REDIS_URL";
+    /// The Neo4j URI.
+    pub const NEO4J_URI: &str = "LWCACHE_NEO4J_URI";
+    /// The Neo4j user.
+    pub const NEO4J_USER: &str = "LWCACHE_NEO4J_USER";
+    /// The Neo4j password.
+    pub const NEO4J_PASSWORD: &str = "LWCACHE_NEO4J_PASSWORD";
+    /// The bearer token every `/v1` route requires.
+    pub const AUTH_TOKEN: &str = "LWCACHE_AUTH_TOKEN";
+    /// The largest request body, in bytes.
+    pub const MAX_BODY_BYTES: &str = "LWCACHE_MAX_BODY_BYTES";
+    /// How writes update the cache: `spec` or `invalidate`.
+    pub const WRITE_MODE: &str = "LWCACHE_WRITE_MODE";
+    /// The path of a TOML configuration file.
+    pub const CONFIG: &str = "LWCACHE_CONFIG";
+}
+
+/// How writes update the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WriteModes {
+    /// The spec's policy: write-through for the snapshot, flags and
+    /// entities, write-behind for recent timelines.
+    #[default]
+    Spec,
+    /// Every write deletes the keys it changes; the next read misses and
+    /// fills them.
+    Invalidate,
+}
+
+impl std::str::FromStr for WriteModes {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "spec" => Ok(WriteModes::Spec),
+            "invalidate" => Ok(WriteModes::Invalidate),
+            other => Err(format!(
+                "{other:?} is not a write mode: use spec or invalidate"
+            )),
+        }
+    }
+}
+
+/// A secret (password, token): kept out of `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+
+    /// The secret itself.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        String::deserialize(d).map(Secret)
+    }
+}
+
+/// One source's settings; `None` where the source says nothing.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Layer {
+    /// The address to listen on.
+    pub listen: Option<SocketAddr>,
+    /// The Redis URL (`redis://`, `rediss://`).
+    pub redis_url: Option<String>,
+    /// The Neo4j URI (`bolt://`, `neo4j://`).
+    pub neo4j_uri: Option<String>,
+    /// The Neo4j user.
+    pub neo4j_user: Option<String>,
+    /// The Neo4j password.
+    pub neo4j_password: Option<Secret>,
+    /// The bearer token every `/v1` route requires.
+    pub auth_token: Option<Secret>,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: Option<usize>,
+    /// How writes update the cache.
+    pub write_mode: Option<WriteModes>,
+}
+
+/// Why the configuration is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// An environment variable holds a value of the wrong shape.
+    #[error("environment variable {var}: {problem}")]
+    Env {
+        /// The variable.
+        var: &'static str,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The configuration file could not be read or parsed.
+    #[error("configuration file {path}: {problem}")]
+    File {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        problem: String,
+    },
+    /// The merged settings contradict themselves.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl Layer {
+    /// Reads the `LWCACHE_*` variables through `lookup` (the process
+    /// environment in the binary, a map in tests). Empty values count as
+    /// unset.
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
+        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+        let listen = match get(env::LISTEN) {
+            Some(v) => Some(v.trim().parse().map_err(|e| ConfigError::Env {
+                var: env::LISTEN,
+                problem: format!("{v:?} is not a socket address ({e})"),
+            })?),
+            None => None,
+        };
+        let max_body_bytes = match get(env::MAX_BODY_BYTES) {
+            Some(v) => Some(v.trim().parse().map_err(|e| ConfigError::Env {
+                var: env::MAX_BODY_BYTES,
+                problem: format!("{v:?} is not a number of bytes ({e})"),
+            })?),
+            None => None,
+        };
+        let write_mode = match get(env::WRITE_MODE) {
+            Some(v) => Some(v.parse().map_err(|problem| ConfigError::Env {
+                var: env::WRITE_MODE,
+                problem,
+            })?),
+            None => None,
+        };
+        Ok(Layer {
+            listen,
+            write_mode,
+            redis_url: get(env::REDIS_URL),
+            neo4j_uri: get(env::NEO4J_URI),
+            neo4j_user: get(env::NEO4J_USER),
+            neo4j_password: get(env::NEO4J_PASSWORD).map(Secret),
+            auth_token: get(env::AUTH_TOKEN).map(Secret),
+            max_body_bytes,
+        })
+    }
+
+    /// Parses a TOML configuration file's text; unknown keys are errors.
+    pub fn from_toml(text: &str) -> Result<Layer, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// Reads and parses a TOML configuration file.
+    pub fn from_file(path: &Path) -> Result<Layer, ConfigError> {
+        let err = |problem: String| ConfigError::File {
+            path: path.display().to_string(),
+            problem,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
+        Layer::from_toml(&text).map_err(err)
+    }
+}
+
+/// How to reach Neo4j.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neo4jSettings {
+    /// The URI.
+    pub uri: String,
+    /// The user, if the server has authentication on.
+    pub user: Option<String>,
+    /// The password.
+    pub password: Option<Secret>,
+}
+
+/// Which backends to use; both `None` is the embedded default.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BackendSettings {
+    /// The Redis URL; `None` for the in-memory cache.
+    pub redis_url: Option<String>,
+    /// Neo4j; `None` for the in-memory repository.
+    pub neo4j: Option<Neo4jSettings>,
+    /// How writes update the cache.
+    pub write_mode: WriteModes,
+}
+
+/// The service's settings, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settings {
+    /// The address to listen on.
+    pub listen: SocketAddr,
+    /// The backends.
+    pub backends: BackendSettings,
+    /// The bearer token every `/v1` route requires, if any.
+    pub auth_token: Option<Secret>,
+    /// The largest request body, in bytes.
+    pub max_body_bytes: usize,
+}
+
+/// Merges the three sources: for each setting the flag wins over the
+/// environment, which wins over the file; what none gives takes its default.
+pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, ConfigError> {
+    fn pick<T: Clone>(f: &Option<T>, e: &Option<T>, c: &Option<T>) -> Option<T> {
+        f.as_ref().or(e.as_ref()).or(c.as_ref()).cloned()
+    }
+    let listen = match pick(&flags.listen, &env.listen, &file.listen) {
+        Some(addr) => addr,
+        None => DEFAULT_LISTEN
+            .parse()
+            .map_err(|_| ConfigError::Invalid("the default listen address".into()))?,
+    };
+    let neo4j_uri = pick(&flags.neo4j_uri, &env.neo4j_uri, &file.neo4j_uri);
+    let neo4j_user = pick(&flags.neo4j_user, &env.neo4j_user, &file.neo4j_user);
+    let neo4j_password = pick(
+        &flags.neo4j_password,
+        &env.neo4j_password,
+        &file.neo4j_password,
+    );
+    let neo4j = match neo4j_uri {
+        Some(uri) => Some(Neo4jSettings {
+            uri,
+            user: neo4j_user,
+            password: neo4j_password,
+        }),
+        None if neo4j_user.is_some() || neo4j_password.is_some() => {
+            return Err(ConfigError::Invalid(
+                "a Neo4j user or password is set but no Neo4j URI".into(),
+            ));
+        }
+        None => None,
+    };
+    let auth_token = pick(&flags.auth_token, &env.auth_token, &file.auth_token);
+    if auth_token
+        .as_ref()
+        .is_some_and(|t| t.expose().trim().is_empty())
+    {
+        return Err(ConfigError::Invalid("the auth token is empty".into()));
+    }
+    let max_body_bytes = pick(
+        &flags.max_body_bytes,
+        &env.max_body_bytes,
+        &file.max_body_bytes,
+    )
+    .unwrap_or(DEFAULT_MAX_BODY_BYTES);
+    if max_body_bytes == 0 {
+        return Err(ConfigError::Invalid(
+            "max_body_bytes must be at least 1".into(),
+        ));
+    }
+    Ok(Settings {
+        listen,
+        backends: BackendSettings {
+            redis_url: pick(&flags.redis_url, &env.redis_url, &file.redis_url),
+            neo4j,
+            write_mode: pick(&flags.write_mode, &env.write_mode, &file.write_mode)
+                .unwrap_or_default(),
+        },
+        auth_token,
+        max_body_bytes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn layer(listen: &str, redis: &str, token: &str) -> Layer {
+        Layer {
+            listen: Some(listen.parse().unwrap()),
+            redis_url: Some(redis.to_owned()),
+            auth_token: Some(Secret::new(token)),
+            ..Layer::default()
+        }
+    }
+
+    #[test]
+    fn flags_beat_env_which_beats_the_file() {
+        let flags = layer("127.0.0.1:1", "redis://flag", "flag-token");
+        let env = layer("127.0.0.1:2", "redis://env", "env-token");
+        let file = layer("127.0.0.1:3", "redis://file", "file-token");
+        let s = resolve(&flags, &env, &file).unwrap();
+        assert_eq!(s.listen.port(), 1);
+        assert_eq!(s.backends.redis_url.as_deref(), Some("redis://flag"));
+        assert_eq!(s.auth_token.unwrap().expose(), "flag-token");
+
+        let s = resolve(&Layer::default(), &env, &file).unwrap();
+        assert_eq!(s.listen.port(), 2);
+        assert_eq!(s.backends.redis_url.as_deref(), Some("redis://env"));
+        assert_eq!(s.auth_token.unwrap().expose(), "env-token");
+
+        let s = resolve(&Layer::default(), &Layer::default(), &file).unwrap();
+        assert_eq!(s.listen.port(), 3);
+        assert_eq!(s.backends.redis_url.as_deref(), Some("redis://file"));
+        assert_eq!(s.auth_token.unwrap().expose(), "file-token");
+    }
+
+    #[test]
+    fn precedence_is_per_setting() {
+        let flags = Layer {
+            max_body_bytes: Some(10),
+            ..Layer::default()
+        };
+        let env = Layer {
+            redis_url: Some("redis://env".into()),
+            ..Layer::default()
+        };
+        let file = Layer::from_toml(
+            "listen = \"127.0.0.1:9\"\nredis_url = \"redis://file\"\nmax_body_bytes = 99\n\
+             write_mode = \"invalidate\"\n\
+             neo4j_uri = \"bolt://file:7687\"\nneo4j_user = \"neo4j\"\nneo4j_password = \"pw\"\n",
+        )
+        .unwrap();
+        let s = resolve(&flags, &env, &file).unwrap();
+        assert_eq!(s.max_body_bytes, 10);
+        assert_eq!(s.backends.redis_url.as_deref(), Some("redis://env"));
+        assert_eq!(s.listen.port(), 9);
+        assert_eq!(s.backends.write_mode, WriteModes::Invalidate);
+        let neo4j = s.backends.neo4j.unwrap();
+        assert_eq!(neo4j.uri, "bolt://file:7687");
+        assert_eq!(neo4j.user.as_deref(), Some("neo4j"));
+        assert_eq!(neo4j.password.unwrap().expose(), "pw");
+    }
+
+    #[test]
+    fn nothing_given_is_the_embedded_default() {
+        let s = resolve(&Layer::default(), &Layer::default(), &Layer::default()).unwrap();
+        assert_eq!(s.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(s.backends, BackendSettings::default());
+        assert_eq!(s.auth_token, None);
+        assert_eq!(s.max_body_bytes, DEFAULT_MAX_BODY_BYTES);
+    }
+
+    #[test]
+    fn env_is_read_through_the_lookup() {
+        let vars: HashMap<&str, &str> = [
+            (env::LISTEN, "127.0.0.1:7000"),
+            (env::REDIS_URL, "redis://127.0.0.1:6379"),
+            (env::AUTH_TOKEN, "s3cret"),
+            (env::MAX_BODY_BYTES, "2048"),
+            (env::NEO4J_URI, ""),
+            (env::WRITE_MODE, "invalidate"),
+        ]
+        .into_iter()
+        .collect();
+        let layer = Layer::from_env(|k| vars.get(k).map(|v| (*v).to_owned())).unwrap();
+        assert_eq!(layer.listen.unwrap().port(), 7000);
+        assert_eq!(layer.redis_url.as_deref(), Some("redis://127.0.0.1:6379"));
+        assert_eq!(layer.auth_token.as_ref().unwrap().expose(), "s3cret");
+        assert_eq!(layer.max_body_bytes, Some(2048));
+        assert_eq!(layer.neo4j_uri, None, "an empty variable counts as unset");
+        assert_eq!(layer.write_mode, Some(WriteModes::Invalidate));
+    }
+
+    #[test]
+    fn bad_values_name_their_source() {
+        let err =
+            Layer::from_env(|k| (k == env::LISTEN).then(|| "nowhere".to_owned())).unwrap_err();
+        assert!(err.to_string().contains(env::LISTEN), "{err}");
+        let err = Layer::from_toml("listen = \"127.0.0.1:1\"\nredis = \"x\"\n").unwrap_err();
+        assert!(err.contains("redis"), "{err}");
+        let err = resolve(
+            &Layer {
+                neo4j_user: Some("neo4j".into()),
+                ..Layer::default()
+            },
+            &Layer::default(),
+            &Layer::default(),
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("no Neo4j URI"), "{err}");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let s = resolve(
+            &layer("127.0.0.1:1", "redis://x", "top-secret-token"),
+            &Layer::default(),
+            &Layer::default(),
+        )
+        .unwrap();
+        assert!(!format!("{s:?}").contains("top-secret-token"));
+    }
+}
