@@ -1,6 +1,7 @@
 //! lwcache's build tasks. `cargo xtask ci` is the one command that, when it
 //! passes here, passes in CI.
 
+mod bench;
 mod neo4j;
 mod redis;
 
@@ -14,6 +15,7 @@ fn main() -> Result<()> {
     let root = workspace_root();
     match args.first().map(String::as_str) {
         Some("ci") => ci(&root),
+        Some("bench") => bench::run(&root, &args[1..]),
         Some("help") | None => {
             eprintln!("{USAGE}");
             Ok(())
@@ -28,7 +30,11 @@ tasks:
   ci     fmt --check, clippy with warnings denied, and every test, with
          real Redis servers (standalone, TLS and a 3-master cluster) and a
          real Neo4j 5.26 started on free loopback ports and stopped at the
-         end";
+         end
+  bench  [--quick|--full] [--note TEXT]: builds lwcache-bench in release,
+         starts redis-server and Neo4j on free loopback ports, measures
+         every scenario against its baseline and writes
+         target/bench/report.json and docs/benchmarks/ (quick by default)";
 
 fn workspace_root() -> PathBuf {
     // xtask lives one level below the workspace root.

@@ -167,7 +167,16 @@ async fn run(args: &Args) -> Result<Report> {
         });
     }
     let source = "in-memory source";
-    let load = with_source(&mut report, store.clone(), &raw, &memory, source, run_id, &plan).await?;
+    let load = with_source(
+        &mut report,
+        store.clone(),
+        &raw,
+        &memory,
+        source,
+        run_id,
+        &plan,
+    )
+    .await?;
     notes.push(format!(
         "Loading the 1,000 × 100 world into the {source} took {}.",
         render::fmt_us(load.as_secs_f64() * 1e6)
@@ -185,7 +194,10 @@ async fn run(args: &Args) -> Result<Report> {
         (
             "Neo4j".to_owned(),
             match &args.neo4j {
-                Some(n) => n.version.clone().unwrap_or_else(|| "version not given".to_owned()),
+                Some(n) => n
+                    .version
+                    .clone()
+                    .unwrap_or_else(|| "version not given".to_owned()),
                 None => "not used".to_owned(),
             },
         ),
@@ -225,8 +237,7 @@ async fn with_source<R: WorldRepository + 'static>(
     plan: &Plan,
 ) -> Result<Duration> {
     eprintln!("activation of 1,000 entities × 100 events ({source}) ...");
-    let (row, load) =
-        scenarios::activation(store.clone(), raw, repo, source, run_id, plan).await?;
+    let (row, load) = scenarios::activation(store.clone(), raw, repo, source, run_id, plan).await?;
     report.activation.push(row);
 
     eprintln!("write path ({source}) ...");
@@ -236,9 +247,9 @@ async fn with_source<R: WorldRepository + 'static>(
     let manager = CacheManager::builder(store.clone(), Arc::clone(repo)).build()?;
     manager.activate(&world).await?;
     let entity = spec.character(spec.players);
-    report.latency.extend(
-        scenarios::write_path(&manager, repo, source, &world, &entity, plan).await?,
-    );
+    report
+        .latency
+        .extend(scenarios::write_path(&manager, repo, source, &world, &entity, plan).await?);
     manager.shutdown().await;
 
     eprintln!("hit ratio ({source}) ...");

@@ -175,7 +175,11 @@ where
         let (m, w, e) = (manager.clone(), world.clone(), entity.clone());
         async move {
             let read = m.entity(&w, &e, Fields::Cacheable).await?;
-            ensure!(read.outcome == Outcome::Hit, "not a hit: {:?}", read.outcome);
+            ensure!(
+                read.outcome == Outcome::Hit,
+                "not a hit: {:?}",
+                read.outcome
+            );
             Ok(())
         }
     };
@@ -247,7 +251,11 @@ where
         let (m, w, e) = (manager.clone(), world.clone(), entity.clone());
         async move {
             let read = m.entity(&w, &e, Fields::Cacheable).await?;
-            ensure!(read.outcome == Outcome::Hit, "not a hit: {:?}", read.outcome);
+            ensure!(
+                read.outcome == Outcome::Hit,
+                "not a hit: {:?}",
+                read.outcome
+            );
             Ok(())
         }
     };
@@ -433,7 +441,11 @@ where
         let (m, w, e) = (manager.clone(), world.clone(), entity.clone());
         async move {
             let read = m.entity(&w, &e, Fields::Cacheable).await?;
-            ensure!(read.outcome == Outcome::Hit, "not a hit: {:?}", read.outcome);
+            ensure!(
+                read.outcome == Outcome::Hit,
+                "not a hit: {:?}",
+                read.outcome
+            );
             Ok(())
         }
     };
@@ -704,7 +716,8 @@ fn set_command(put: &Put) -> redis::Cmd {
     let mut cmd = redis::cmd("SET");
     cmd.arg(put.key.to_string()).arg(put.bytes.as_slice());
     if let Some(ttl) = put.ttl {
-        cmd.arg("PX").arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
+        cmd.arg("PX")
+            .arg(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX));
     }
     cmd
 }
@@ -810,7 +823,10 @@ mod tests {
     fn documents_map_to_plain_json() {
         let d = Document::new()
             .with("hp", Value::Int(3))
-            .with("tags", Value::List(vec![Value::Text("a".into()), Value::Null]))
+            .with(
+                "tags",
+                Value::List(vec![Value::Text("a".into()), Value::Null]),
+            )
             .with("x", Value::Float(f64::NAN));
         assert_eq!(
             serde_json::to_string(&document_json(&d)).unwrap(),
