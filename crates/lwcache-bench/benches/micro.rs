@@ -96,11 +96,11 @@ fn changes() -> Vec<(&'static str, Change)> {
     let entity = spec.character(spec.players);
     let state = character_state();
     let flag = FlagName::new("bridge_open").unwrap_or_else(|e| unreachable!("a flag: {e}"));
-    let flags: BTreeMap<FlagName, Value> = (0..12)
+    let flags: BTreeMap<FlagName, Value> = (0..12u32)
         .map(|i| {
             let name =
                 FlagName::new(format!("flag_{i}")).unwrap_or_else(|e| unreachable!("a flag: {e}"));
-            (name, Value::Bool(i % 2 == 0))
+            (name, Value::Bool(i.is_multiple_of(2)))
         })
         .collect();
     let event = timeline(1).remove(0);

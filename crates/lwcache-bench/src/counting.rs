@@ -62,10 +62,10 @@ impl<S: CacheStore> CacheStore for Counting<S> {
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
         self.count();
         let outcome = self.inner.write(write).await?;
-        if outcome == WriteOutcome::Applied {
-            if let Some(puts) = self.lock().as_mut() {
-                puts.extend(write.puts.iter().cloned());
-            }
+        if outcome == WriteOutcome::Applied
+            && let Some(puts) = self.lock().as_mut()
+        {
+            puts.extend(write.puts.iter().cloned());
         }
         Ok(outcome)
     }

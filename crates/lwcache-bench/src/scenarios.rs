@@ -233,6 +233,7 @@ pub(crate) async fn decode_cost_us(raw: &ConnectionManager, key: &CacheKey) -> R
 }
 
 /// A cached read against a direct read of the same entity from the source.
+#[allow(dead_code, reason = "wired once the Neo4j adapter is in the workspace")]
 pub(crate) async fn read_hit_vs_source<S, R>(
     manager: &CacheManager<S, Arc<R>>,
     repo: &Arc<R>,
@@ -349,7 +350,7 @@ where
     let through_cache = |i: usize| {
         let (m, w, f) = (manager.clone(), world.clone(), flag.clone());
         async move {
-            m.set_flag(&w, f, Value::Bool(i % 2 == 0)).await?;
+            m.set_flag(&w, f, Value::Bool(i.is_multiple_of(2))).await?;
             Ok(())
         }
     };
@@ -357,7 +358,7 @@ where
         let r = Arc::clone(repo);
         let mutation = Mutation {
             world: world.clone(),
-            op: Op::SetFlag(flag.clone(), Value::Bool(i % 2 == 0)),
+            op: Op::SetFlag(flag.clone(), Value::Bool(i.is_multiple_of(2))),
         };
         async move {
             r.apply(&mutation).await?;

@@ -263,7 +263,7 @@ fn assert_balanced(svg: &str) {
         if let Some(name) = tag.strip_prefix('/') {
             assert_eq!(open.pop(), Some(name), "closing {name}");
         } else if !tag.ends_with('/') {
-            open.push(tag.split_whitespace().next().unwrap());
+            open.push(tag.split_whitespace().next().expect("a tag name"));
         }
         rest = &rest[end + 1..];
     }
