@@ -398,29 +398,40 @@ where
     ])
 }
 
-/// Reads per second of `c` tasks sharing `total` reads.
-async fn rate<F, Fut>(c: usize, total: usize, read: F) -> Result<f64>
+/// Runs `total` reads shared by `c` tasks; returns how many ran and how
+/// long they took.
+async fn run_tasks<F, Fut>(c: usize, total: usize, read: F) -> Result<(usize, Duration)>
 where
     F: Fn() -> Fut,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
     let per_task = (total / c).max(1);
+    // The futures are built before the clock starts; each only clones
+    // handles, and nothing runs until it is polled.
+    let batches: Vec<Vec<Fut>> = (0..c)
+        .map(|_| (0..per_task).map(|_| read()).collect())
+        .collect();
     let started = Instant::now();
-    let mut tasks = Vec::with_capacity(c);
-    for _ in 0..c {
-        let reads: Vec<Fut> = (0..per_task).map(|_| read()).collect();
-        tasks.push(tokio::spawn(async move {
-            for r in reads {
-                r.await?;
-            }
-            Ok::<_, anyhow::Error>(())
-        }));
-    }
+    let tasks: Vec<_> = batches
+        .into_iter()
+        .map(|reads| {
+            tokio::spawn(async move {
+                for r in reads {
+                    r.await?;
+                }
+                Ok::<_, anyhow::Error>(())
+            })
+        })
+        .collect();
     for t in tasks {
         t.await??;
     }
-    Ok((per_task * c) as f64 / started.elapsed().as_secs_f64())
+    Ok((per_task * c, started.elapsed()))
 }
+
+/// Throughput is measured in this many alternating rounds per side, so
+/// that a change in the machine's load hits both sides alike.
+const ROUNDS: usize = 5;
 
 /// Read throughput at 1, 16 and 64 concurrent tasks: lwcache hits, raw
 /// redis-rs GETs, and `redis-benchmark` GETs of the same key.
@@ -462,11 +473,17 @@ where
     let mut problem = None;
     for c in CONCURRENCY {
         let total = plan.throughput;
-        // A short untimed round first, at the same concurrency.
-        rate(c, total / 10, hit).await?;
-        let lwcache = rate(c, total, hit).await?;
-        rate(c, total / 10, get).await?;
-        let redis_rs = rate(c, total, get).await?;
+        // A short untimed round of each first, at the same concurrency.
+        run_tasks(c, total / 10, hit).await?;
+        run_tasks(c, total / 10, get).await?;
+        let (mut lw, mut raw_rs) = ((0, Duration::ZERO), (0, Duration::ZERO));
+        for _ in 0..ROUNDS {
+            let (n, t) = run_tasks(c, total / ROUNDS, hit).await?;
+            lw = (lw.0 + n, lw.1 + t);
+            let (n, t) = run_tasks(c, total / ROUNDS, get).await?;
+            raw_rs = (raw_rs.0 + n, raw_rs.1 + t);
+        }
+        let per_s = |(n, t): (usize, Duration)| n as f64 / t.as_secs_f64();
         let benchmark = match run_redis_benchmark(redis_benchmark, redis_url, c, total, &key).await
         {
             Ok(ops) => Some(ops),
@@ -477,9 +494,9 @@ where
         };
         rows.push(ThroughputRow {
             concurrency: c,
-            requests: ((total / c).max(1) * c) as u64,
-            lwcache_ops_per_s: lwcache,
-            redis_rs_ops_per_s: redis_rs,
+            requests: lw.0 as u64,
+            lwcache_ops_per_s: per_s(lw),
+            redis_rs_ops_per_s: per_s(raw_rs),
             redis_benchmark_ops_per_s: benchmark,
         });
     }
