@@ -15,6 +15,7 @@ fn main() -> Result<()> {
     let root = workspace_root();
     match args.first().map(String::as_str) {
         Some("ci") => ci(&root),
+        Some("servers") => servers(&root),
         Some("bench") => bench::run(&root, &args[1..]),
         Some("help") | None => {
             eprintln!("{USAGE}");
@@ -31,6 +32,9 @@ tasks:
          real Redis servers (standalone, TLS and a 3-master cluster) and a
          real Neo4j 5.26 started on free loopback ports and stopped at the
          end
+  servers  start the same servers, print the variables that point the
+         tests at them (for `cargo test` by hand), and keep them running
+         until Enter or end of input
   bench  [--quick|--full] [--note TEXT]: builds lwcache-bench in release,
          starts redis-server and Neo4j on free loopback ports, measures
          every scenario against its baseline and writes
@@ -80,6 +84,23 @@ fn ci(root: &Path) -> Result<()> {
 /// the commands the Redis adapter sends.
 const ACL_RULES: &str =
     "on >lwcache-test ~lw:* resetchannels -@all +get +set +del +evalsha +script|load +ping";
+
+#[allow(
+    clippy::print_stdout,
+    reason = "the variables are the output of the task"
+)]
+fn servers(root: &Path) -> Result<()> {
+    let neo4j = neo4j::Neo4jServer::start(root, Some(NEO4J_PASSWORD)).context("starting Neo4j")?;
+    let servers = Servers::start(neo4j)?;
+    for (name, value) in servers.env() {
+        println!("export {name}='{value}'");
+    }
+    eprintln!("servers running; press Enter (or close input) to stop them");
+    let mut line = String::new();
+    let _ = std::io::stdin().read_line(&mut line);
+    drop(servers);
+    Ok(())
+}
 
 /// The password of the `neo4j` user of the test server (authentication on,
 /// so the adapter's credentials are exercised).

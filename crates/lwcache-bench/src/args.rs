@@ -37,7 +37,6 @@ impl Mode {
 }
 
 /// Neo4j's address and credentials.
-#[allow(dead_code, reason = "read once the Neo4j adapter is in the workspace")]
 #[derive(Debug, Clone)]
 pub(crate) struct Neo4jArgs {
     pub(crate) uri: String,

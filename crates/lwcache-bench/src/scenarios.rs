@@ -233,7 +233,6 @@ pub(crate) async fn decode_cost_us(raw: &ConnectionManager, key: &CacheKey) -> R
 }
 
 /// A cached read against a direct read of the same entity from the source.
-#[allow(dead_code, reason = "wired once the Neo4j adapter is in the workspace")]
 pub(crate) async fn read_hit_vs_source<S, R>(
     manager: &CacheManager<S, Arc<R>>,
     repo: &Arc<R>,

@@ -328,7 +328,13 @@ where
             _ => None,
         };
         if limit > top_k {
-            let v = self.inner.source_read(&key, limit).await?;
+            let span = tracing::info_span!(
+                "lwcache.read",
+                world = %world,
+                key_kind = KeyKind::Timeline.as_str(),
+                outcome = Outcome::Miss.as_str(),
+            );
+            let v = self.inner.source_read(&key, limit).instrument(span).await?;
             self.inner
                 .metrics
                 .record(MetricEvent::Miss(KeyKind::Timeline));
@@ -371,7 +377,7 @@ where
         let span = tracing::info_span!(
             "lwcache.read",
             world = %key.world(),
-            kind = key.kind().as_str(),
+            key_kind = key.kind().as_str(),
             outcome = tracing::field::Empty,
         );
         let result = self.inner.read(key, fields).instrument(span.clone()).await;
@@ -390,6 +396,16 @@ where
             "lwcache.write",
             world = %mutation.world,
             op = mutation.op.name(),
+            key_kind = match &mutation.op {
+                Op::ReplaceSnapshot(_) => KeyKind::State,
+                Op::SetFlag(..) | Op::ClearFlag(_) => KeyKind::Flags,
+                Op::CreateEntity(e, _)
+                | Op::UpdateEntity(e, _)
+                | Op::PutEntity(e, _)
+                | Op::DeleteEntity(e) => KeyKind::of_entity(e.kind()),
+                Op::AddEvent(_) => KeyKind::Timeline,
+            }
+            .as_str(),
             version = tracing::field::Empty,
             cache = tracing::field::Empty,
         );

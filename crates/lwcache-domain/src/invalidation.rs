@@ -32,6 +32,18 @@ pub enum InvalidationCause {
 }
 
 impl InvalidationCause {
+    /// Every cause, in a fixed order.
+    pub const ALL: [InvalidationCause; 8] = [
+        InvalidationCause::EventAdded,
+        InvalidationCause::FlagChanged,
+        InvalidationCause::EntityMutated,
+        InvalidationCause::SnapshotReplaced,
+        InvalidationCause::Expired,
+        InvalidationCause::DecodeFailure,
+        InvalidationCause::WriteBehindOverflow,
+        InvalidationCause::Explicit,
+    ];
+
     /// The label used in metrics and logs.
     pub fn as_str(self) -> &'static str {
         match self {

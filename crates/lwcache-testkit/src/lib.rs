@@ -19,6 +19,7 @@
 
 pub mod decorators;
 pub mod fixtures;
+pub mod memory;
 pub mod repository;
 pub mod stack;
 pub mod store;

@@ -7,14 +7,25 @@ import java.net.Socket;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.Map;
+import java.util.stream.Stream;
 import java.util.concurrent.CountDownLatch;
 import org.neo4j.configuration.GraphDatabaseInternalSettings;
 import org.neo4j.configuration.GraphDatabaseSettings;
 import org.neo4j.configuration.connectors.BoltConnector;
 import org.neo4j.configuration.helpers.SocketAddress;
 import org.neo4j.harness.Neo4j;
+import org.neo4j.graphdb.ExecutionPlanDescription;
+import org.neo4j.graphdb.Result;
+import org.neo4j.graphdb.Transaction;
 import org.neo4j.harness.Neo4jBuilders;
+import org.neo4j.procedure.Context;
+import org.neo4j.procedure.Description;
+import org.neo4j.procedure.Mode;
+import org.neo4j.procedure.Name;
+import org.neo4j.procedure.Procedure;
 
 /**
  * Runs a throwaway Neo4j Community server for lwcache's tests (driven by xtask/src/neo4j.rs).
@@ -38,7 +49,11 @@ import org.neo4j.harness.Neo4jBuilders;
  * <p>Protocol with the parent process: stdout carries exactly one line, {@code NEO4J_READY
  * bolt://127.0.0.1:PORT}, once Bolt accepts connections. Diagnostics go to stderr. The server
  * then runs until stdin reaches EOF (the parent exited or closed the pipe) or SIGTERM/SIGINT
- * arrives, shuts the database down cleanly and exits 0. Exit codes: 0 clean shutdown, 1 startup
+ * arrives, shuts the database down cleanly and exits 0.
+ *
+ * <p>The server also has one test-only procedure, {@code lwcache.test.profile(query, params)},
+ * which runs a query under PROFILE and returns its plan, one row per operator: Bolt drivers
+ * such as neo4rs do not expose plans, and the tests must show which indexes a query uses. Exit codes: 0 clean shutdown, 1 startup
  * failure, 2 bad arguments, 3 the requested port is already in use (the parent may retry).
  */
 public final class Launcher {
@@ -136,6 +151,7 @@ public final class Launcher {
                     // otherwise wait a 5 s quiet period, and open transactions up to 10 s.
                     .withConfig(GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period, 0)
                     .withConfig(GraphDatabaseSettings.shutdown_transaction_end_timeout, Duration.ofSeconds(2))
+                    .withProcedure(Plans.class)
                     .build();
 
             if (auth) {
@@ -269,5 +285,48 @@ public final class Launcher {
             }
         }
         return false;
+    }
+
+    /** The test-only procedure that returns a query's profiled plan (see the class comment). */
+    public static final class Plans {
+        @Context
+        public Transaction tx;
+
+        /** One operator of a plan. */
+        public static final class Operator {
+            public String operator;
+            public String details;
+            public long depth;
+            public long rows;
+            public long dbHits;
+        }
+
+        @Procedure(name = "lwcache.test.profile", mode = Mode.READ)
+        @Description("Runs a read query under PROFILE and returns its plan, one row per operator.")
+        public Stream<Operator> profile(
+                @Name("query") String query, @Name("params") Map<String, Object> params) {
+            try (Result result = tx.execute("PROFILE " + query, params)) {
+                result.accept(row -> true);
+                List<Operator> operators = new ArrayList<>();
+                flatten(result.getExecutionPlanDescription(), 0, operators);
+                return operators.stream();
+            }
+        }
+
+        private static void flatten(ExecutionPlanDescription plan, long depth, List<Operator> out) {
+            Operator op = new Operator();
+            op.operator = plan.getName();
+            Object details = plan.getArguments().get("Details");
+            op.details = details == null ? "" : details.toString();
+            op.depth = depth;
+            if (plan.hasProfilerStatistics()) {
+                op.rows = plan.getProfilerStatistics().getRows();
+                op.dbHits = plan.getProfilerStatistics().getDbHits();
+            }
+            out.add(op);
+            for (ExecutionPlanDescription child : plan.getChildren()) {
+                flatten(child, depth + 1, out);
+            }
+        }
     }
 }

@@ -1,0 +1,260 @@
+//! lwcache's metrics port on the OpenTelemetry metrics API.
+//!
+//! [`OtelMetrics`] turns the cache manager's [`MetricEvent`]s into
+//! OpenTelemetry instruments created once from any [`Meter`]. This crate
+//! depends on the API only: with no SDK installed every instrument is a
+//! no-op, and the binary alone picks the SDK and its exporters (Prometheus
+//! text, OTLP). `docs/metrics.md` lists every metric.
+//!
+//! Recording is on the hot path of every read, so the attribute sets are
+//! built once, at construction, for every key kind, cause and stage: an
+//! event only picks a prebuilt slice.
+
+use lwcache_core::{MetricEvent, MetricsSink, Stage};
+use lwcache_domain::{InvalidationCause, KeyKind};
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
+
+/// The metric names, as the OpenTelemetry instruments call them.
+///
+/// A Prometheus exposition adds `_total` to counters and the unit to the
+/// histogram (`cache_stage_duration_seconds`).
+pub mod name {
+    /// Reads served by the cache.
+    pub const CACHE_HITS: &str = "cache_hits";
+    /// Reads the cache could not serve: served by the source, then filled.
+    pub const CACHE_MISSES: &str = "cache_misses";
+    /// Reads served from an entry older than a pending write-behind update.
+    pub const CACHE_STALE_READS: &str = "cache_stale_reads";
+    /// Reads served by the source because the cache failed.
+    pub const CACHE_FALLBACKS: &str = "cache_fallbacks";
+    /// Cached values rewritten or deleted.
+    pub const INVALIDATIONS: &str = "invalidations";
+    /// Keys prefilled by warming.
+    pub const WARM_COUNT: &str = "warm_count";
+    /// Fills not stored because a newer write was seen.
+    pub const CACHE_FILLS_REJECTED: &str = "cache_fills_rejected";
+    /// Failed cache store calls.
+    pub const CACHE_ERRORS: &str = "cache_errors";
+    /// Write-behind updates that found the queue full.
+    pub const WRITE_BEHIND_DROPS: &str = "write_behind_drops";
+    /// Write-behind updates waiting.
+    pub const WRITE_BEHIND_DEPTH: &str = "write_behind_depth";
+    /// How long a stage took.
+    pub const CACHE_STAGE_DURATION: &str = "cache_stage_duration";
+}
+
+/// The attribute keys.
+pub mod attr {
+    /// The key kind: `state`, `flags`, `ver`, `timeline`, `character`,
+    /// `location`, `object`.
+    pub const KEY_KIND: &str = "key_kind";
+    /// Why an entry was invalidated (`InvalidationCause::as_str`).
+    pub const CAUSE: &str = "cause";
+    /// The measured stage (`Stage::as_str`).
+    pub const STAGE: &str = "stage";
+}
+
+/// Every stage, in the order of [`stage_index`].
+const STAGES: [Stage; 4] = [
+    Stage::CacheRead,
+    Stage::Fill,
+    Stage::SourceRead,
+    Stage::SourceWrite,
+];
+
+/// The histogram's bucket boundaries, in seconds: fine below a millisecond,
+/// where cache reads land, coarse up to the source's timeouts.
+pub const DURATION_BOUNDARIES: [f64; 16] = [
+    0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1,
+    0.25, 0.5, 1.0, 2.5,
+];
+
+fn kind_index(kind: KeyKind) -> usize {
+    match kind {
+        KeyKind::State => 0,
+        KeyKind::Flags => 1,
+        KeyKind::Version => 2,
+        KeyKind::Timeline => 3,
+        KeyKind::Character => 4,
+        KeyKind::Location => 5,
+        KeyKind::Object => 6,
+    }
+}
+
+fn cause_index(cause: InvalidationCause) -> usize {
+    match cause {
+        InvalidationCause::EventAdded => 0,
+        InvalidationCause::FlagChanged => 1,
+        InvalidationCause::EntityMutated => 2,
+        InvalidationCause::SnapshotReplaced => 3,
+        InvalidationCause::Expired => 4,
+        InvalidationCause::DecodeFailure => 5,
+        InvalidationCause::WriteBehindOverflow => 6,
+        InvalidationCause::Explicit => 7,
+    }
+}
+
+fn stage_index(stage: Stage) -> usize {
+    match stage {
+        Stage::CacheRead => 0,
+        Stage::Fill => 1,
+        Stage::SourceRead => 2,
+        Stage::SourceWrite => 3,
+    }
+}
+
+const KINDS: usize = KeyKind::ALL.len();
+const CAUSES: usize = InvalidationCause::ALL.len();
+
+/// A [`MetricsSink`] that records on OpenTelemetry instruments.
+#[derive(Debug, Clone)]
+pub struct OtelMetrics {
+    hits: Counter<u64>,
+    misses: Counter<u64>,
+    stale: Counter<u64>,
+    fallbacks: Counter<u64>,
+    invalidations: Counter<u64>,
+    warm_count: Counter<u64>,
+    fills_rejected: Counter<u64>,
+    cache_errors: Counter<u64>,
+    write_behind_drops: Counter<u64>,
+    write_behind_depth: Gauge<u64>,
+    stage_duration: Histogram<f64>,
+    /// `[key_kind]`, indexed by [`kind_index`].
+    by_kind: Vec<[KeyValue; 1]>,
+    /// `[key_kind, cause]`, indexed by `kind_index * CAUSES + cause_index`.
+    by_kind_cause: Vec<[KeyValue; 2]>,
+    /// `[stage, key_kind]`, indexed by `stage_index * KINDS + kind_index`.
+    by_stage_kind: Vec<[KeyValue; 2]>,
+}
+
+impl OtelMetrics {
+    /// Creates every instrument on `meter`.
+    pub fn new(meter: &Meter) -> Self {
+        let counter = |name: &'static str, unit: &'static str, description: &'static str| {
+            meter
+                .u64_counter(name)
+                .with_unit(unit)
+                .with_description(description)
+                .build()
+        };
+        let kind_kv = |kind: KeyKind| KeyValue::new(attr::KEY_KIND, kind.as_str());
+        let mut by_kind_cause = Vec::with_capacity(KINDS * CAUSES);
+        for kind in KeyKind::ALL {
+            for cause in InvalidationCause::ALL {
+                by_kind_cause.push([kind_kv(kind), KeyValue::new(attr::CAUSE, cause.as_str())]);
+            }
+        }
+        let mut by_stage_kind = Vec::with_capacity(STAGES.len() * KINDS);
+        for stage in STAGES {
+            for kind in KeyKind::ALL {
+                by_stage_kind.push([KeyValue::new(attr::STAGE, stage.as_str()), kind_kv(kind)]);
+            }
+        }
+        OtelMetrics {
+            hits: counter(name::CACHE_HITS, "{read}", "Reads served by the cache."),
+            misses: counter(
+                name::CACHE_MISSES,
+                "{read}",
+                "Reads the cache could not serve: served by the source, then filled.",
+            ),
+            stale: counter(
+                name::CACHE_STALE_READS,
+                "{read}",
+                "Reads served from a cache entry older than a pending write-behind update.",
+            ),
+            fallbacks: counter(
+                name::CACHE_FALLBACKS,
+                "{read}",
+                "Reads served by the source because the cache failed.",
+            ),
+            invalidations: counter(
+                name::INVALIDATIONS,
+                "{key}",
+                "Cached values rewritten or deleted, by key kind and cause.",
+            ),
+            warm_count: counter(name::WARM_COUNT, "{key}", "Keys prefilled by warming."),
+            fills_rejected: counter(
+                name::CACHE_FILLS_REJECTED,
+                "{fill}",
+                "Fills not stored because the cache had seen a newer write.",
+            ),
+            cache_errors: counter(name::CACHE_ERRORS, "{call}", "Failed cache store calls."),
+            write_behind_drops: counter(
+                name::WRITE_BEHIND_DROPS,
+                "{update}",
+                "Write-behind updates that found the queue full and became invalidations.",
+            ),
+            write_behind_depth: meter
+                .u64_gauge(name::WRITE_BEHIND_DEPTH)
+                .with_unit("{update}")
+                .with_description("Write-behind updates waiting.")
+                .build(),
+            stage_duration: meter
+                .f64_histogram(name::CACHE_STAGE_DURATION)
+                .with_unit("s")
+                .with_description(
+                    "How long a stage took: cache reads, fills, source reads and source writes.",
+                )
+                .with_boundaries(DURATION_BOUNDARIES.to_vec())
+                .build(),
+            by_kind: KeyKind::ALL.into_iter().map(|k| [kind_kv(k)]).collect(),
+            by_kind_cause,
+            by_stage_kind,
+        }
+    }
+
+    fn kind(&self, kind: KeyKind) -> &[KeyValue] {
+        &self.by_kind[kind_index(kind)]
+    }
+}
+
+impl MetricsSink for OtelMetrics {
+    fn record(&self, event: MetricEvent) {
+        match event {
+            MetricEvent::Hit(kind) => self.hits.add(1, self.kind(kind)),
+            MetricEvent::Miss(kind) => self.misses.add(1, self.kind(kind)),
+            MetricEvent::Stale(kind) => self.stale.add(1, self.kind(kind)),
+            MetricEvent::Fallback(kind) => self.fallbacks.add(1, self.kind(kind)),
+            MetricEvent::FillRejected(kind) => self.fills_rejected.add(1, self.kind(kind)),
+            MetricEvent::Invalidation(kind, cause) => self.invalidations.add(
+                1,
+                &self.by_kind_cause[kind_index(kind) * CAUSES + cause_index(cause)],
+            ),
+            MetricEvent::Warmed(n) => self.warm_count.add(n, &[]),
+            MetricEvent::CacheError => self.cache_errors.add(1, &[]),
+            MetricEvent::WriteBehindDropped => self.write_behind_drops.add(1, &[]),
+            MetricEvent::WriteBehindDepth(depth) => self
+                .write_behind_depth
+                .record(u64::try_from(depth).unwrap_or(u64::MAX), &[]),
+            MetricEvent::Latency(stage, kind, took) => self.stage_duration.record(
+                took.as_secs_f64(),
+                &self.by_stage_kind[stage_index(stage) * KINDS + kind_index(kind)],
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prebuilt_attributes_match_every_index() {
+        let m = OtelMetrics::new(&opentelemetry::global::meter("lwcache-test"));
+        for kind in KeyKind::ALL {
+            assert_eq!(m.kind(kind)[0].value.as_str(), kind.as_str());
+            for cause in InvalidationCause::ALL {
+                let kv = &m.by_kind_cause[kind_index(kind) * CAUSES + cause_index(cause)];
+                assert_eq!(kv[0].value.as_str(), kind.as_str());
+                assert_eq!(kv[1].value.as_str(), cause.as_str());
+            }
+            for stage in STAGES {
+                let kv = &m.by_stage_kind[stage_index(stage) * KINDS + kind_index(kind)];
+                assert_eq!(kv[0].value.as_str(), stage.as_str());
+                assert_eq!(kv[1].value.as_str(), kind.as_str());
+            }
+        }
+    }
+}
