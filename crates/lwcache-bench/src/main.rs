@@ -162,7 +162,16 @@ async fn run(args: &Args) -> Result<Report> {
     // nothing), then Neo4j when given.
     let mut notes = Vec::new();
     let source = "in-memory source";
-    let load = with_source(&mut report, store.clone(), &raw, &memory, source, run_id, &plan).await?;
+    let load = with_source(
+        &mut report,
+        store.clone(),
+        &raw,
+        &memory,
+        source,
+        run_id,
+        &plan,
+    )
+    .await?;
     notes.push(format!(
         "Loading the 1,000 × 100 world into the {source} took {}.",
         render::fmt_us(load.as_secs_f64() * 1e6)
@@ -190,8 +199,16 @@ async fn run(args: &Args) -> Result<Report> {
                     .await?,
             );
             manager.shutdown().await;
-            let load =
-                with_source(&mut report, store.clone(), &raw, &repo, source, run_id, &plan).await?;
+            let load = with_source(
+                &mut report,
+                store.clone(),
+                &raw,
+                &repo,
+                source,
+                run_id,
+                &plan,
+            )
+            .await?;
             notes.push(format!(
                 "Loading the 1,000 × 100 world into Neo4j (WorldRepository::load, batched) took {}.",
                 render::fmt_us(load.as_secs_f64() * 1e6)

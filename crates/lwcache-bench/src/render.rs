@@ -137,9 +137,9 @@ fn round(x: f64) -> f64 {
 
 /// A duration in microseconds, with a unit that fits it.
 pub fn fmt_us(us: f64) -> String {
-    if us >= 1_000_000.0 {
+    if us.abs() >= 1_000_000.0 {
         format!("{:.2} s", us / 1_000_000.0)
-    } else if us >= 1_000.0 {
+    } else if us.abs() >= 1_000.0 {
         format!("{:.2} ms", us / 1_000.0)
     } else {
         format!("{us:.1} µs")

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use lwcache_bench::render::fmt_us;
 use lwcache_bench::report::{
     ActivationRow, HitRatioRow, LatencyComparison, Measured, MemoryRow, ThroughputRow,
 };
@@ -274,19 +275,22 @@ where
         nothing,
     )
     .await?;
+    let (subject, baseline) = (subject.summary(), baseline.summary());
     Ok(LatencyComparison {
         id: "read_hit_vs_source_read".to_owned(),
         title: format!("cached read vs {source}"),
         subject: Measured {
             label: "CacheManager::entity, hit".to_owned(),
-            summary: subject.summary(),
+            summary: subject,
         },
         baseline: Measured {
             label: format!("{source} read of the same entity"),
-            summary: baseline.summary(),
+            summary: baseline,
         },
         note: format!(
-            "the baseline is WorldRepository::read on {source}; the ratio is the cache's slowdown factor, so below 1 is the speedup's inverse"
+            "speedup {:.1}× at p50 and {:.1}× at p99 (baseline over cached); the baseline is WorldRepository::read of the same entity on {source}",
+            baseline.p50_us / subject.p50_us.max(f64::MIN_POSITIVE),
+            baseline.p99_us / subject.p99_us.max(f64::MIN_POSITIVE),
         ),
     })
 }
@@ -379,7 +383,10 @@ where
                 label: format!("bare {source} apply"),
                 summary: add_baseline.summary(),
             },
-            note: "timelines are write-behind: the caller waits for the source commit and the queueing; the background refresh runs after the acknowledgement and is let finish, untimed, between samples".to_owned(),
+            note: format!(
+                "{}; timelines are write-behind: the caller waits for the source commit and the queueing; the background refresh runs after the acknowledgement and is let finish, untimed, between samples",
+                added_cost(&add_subject, &add_baseline)
+            ),
         },
         LatencyComparison {
             id: "write_set_flag".to_owned(),
@@ -392,9 +399,22 @@ where
                 label: format!("bare {source} apply"),
                 summary: flag_baseline.summary(),
             },
-            note: "flags are write-through: the caller also waits for the versioned cache write (one EVALSHA)".to_owned(),
+            note: format!(
+                "{}; flags are write-through: the caller also waits for the versioned cache write (one EVALSHA)",
+                added_cost(&flag_subject, &flag_baseline)
+            ),
         },
     ])
+}
+
+/// What the cache adds to a write, in absolute terms.
+fn added_cost(subject: &Samples, baseline: &Samples) -> String {
+    let (s, b) = (subject.summary(), baseline.summary());
+    format!(
+        "the cache adds {} at p50 and {} at p99",
+        fmt_us(s.p50_us - b.p50_us),
+        fmt_us(s.p99_us - b.p99_us)
+    )
 }
 
 /// Runs `total` reads shared by `c` tasks; returns how many ran and how

@@ -275,4 +275,5 @@ fn durations_pick_a_unit_that_fits() {
     assert_eq!(fmt_us(42.25), "42.2 µs");
     assert_eq!(fmt_us(1_500.0), "1.50 ms");
     assert_eq!(fmt_us(2_500_000.0), "2.50 s");
+    assert_eq!(fmt_us(-1_500.0), "-1.50 ms");
 }
