@@ -14,7 +14,7 @@ use lwcache_bench::report::{
 use lwcache_bench::stats::Samples;
 use lwcache_core::codec;
 use lwcache_core::ports::{CacheStore, Put, WorldRepository};
-use lwcache_core::{CacheManager, Fields, Outcome};
+use lwcache_core::{CacheManager, Fields, ManagerConfig, Outcome};
 use lwcache_demo::{Action, DemoSpec, Simulation};
 use lwcache_domain::{
     CacheKey, CachedValue, Document, EntityRef, EventKind, FlagName, Mutation, NewEvent, Op, Value,
@@ -136,6 +136,16 @@ where
 }
 
 async fn nothing() {}
+
+/// The manager's configuration in every scenario: the defaults, except a
+/// source timeout long enough for reading the image of the 1,000-entity
+/// world from Neo4j on a busy machine (the default 5 s cuts it off).
+pub(crate) fn config() -> ManagerConfig {
+    ManagerConfig {
+        source_timeout: Duration::from_secs(120),
+        ..ManagerConfig::default()
+    }
+}
 
 /// A world id unique to this run, so that runs against the same servers
 /// never collide.
@@ -678,7 +688,9 @@ where
     let load_time = loading.elapsed();
 
     let counting = Arc::new(Counting::new(store));
-    let manager = CacheManager::builder(Arc::clone(&counting), Arc::clone(repo)).build()?;
+    let manager = CacheManager::builder(Arc::clone(&counting), Arc::clone(repo))
+        .config(config())
+        .build()?;
     let top_k = manager.config().policy.timeline_top_k;
 
     // One untimed activation warms both sides and records what it writes.
@@ -796,7 +808,9 @@ where
     let world = world_id("zipf", run)?;
     let spec = DemoSpec::standard();
     repo.load(&world, &spec.seed()).await?;
-    let manager = CacheManager::builder(store, Arc::clone(repo)).build()?;
+    let manager = CacheManager::builder(store, Arc::clone(repo))
+        .config(config())
+        .build()?;
     let mut sim = Simulation::new(spec, 0x5eed).with_write_ratio(0.1);
     let turns = plan.turns as u64;
     let warmup = turns / 10;
