@@ -95,6 +95,7 @@ fn subtitle(report: &Report) -> String {
 
 async fn run(args: &Args) -> Result<Report> {
     let plan = Plan::for_mode(args.mode);
+    let started = std::time::Instant::now();
     let run_id = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
@@ -247,6 +248,13 @@ async fn run(args: &Args) -> Result<Report> {
         ("date".to_owned(), date),
         ("mode".to_owned(), args.mode.as_str().to_owned()),
         ("iterations".to_owned(), plan.describe()),
+        (
+            "duration".to_owned(),
+            format!(
+                "{:.0} s, server start-up and build excluded",
+                started.elapsed().as_secs_f64()
+            ),
+        ),
         (
             "load average (1, 5, 15 min)".to_owned(),
             format!("{load_before} at the start, {load_after} at the end"),

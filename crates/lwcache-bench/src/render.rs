@@ -115,6 +115,8 @@ fn hit_ratio_json(h: &HitRatioRow) -> Value {
         "hits": h.hits,
         "cache_served": h.cache_served,
         "writes": h.writes,
+        "fills_rejected": h.fills_rejected,
+        "fallbacks": h.fallbacks,
         "hit_ratio_overall": h.overall().map(round),
         "hit_ratio_after_warmup": h.after_warmup().map(round),
     })
@@ -324,14 +326,17 @@ pub fn to_markdown(report: &Report, json_path: &str) -> String {
         let _ = writeln!(md, "## Hit ratio\n");
         let _ = writeln!(
             md,
-            "| source | workload | turns | reads | writes | served by the cache, overall | after warm-up ({} turns) |",
+            "| source | workload | turns | reads | writes | served by the cache, overall | after warm-up ({} turns) | fills rejected | fallbacks |",
             report.hit_ratio[0].warmup_turns
         );
-        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
+        let _ = writeln!(
+            md,
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        );
         for h in &report.hit_ratio {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 cell(&h.source),
                 cell(&h.workload),
                 h.turns,
@@ -339,6 +344,8 @@ pub fn to_markdown(report: &Report, json_path: &str) -> String {
                 h.writes,
                 fmt_percent(h.overall()),
                 fmt_percent(h.after_warmup()),
+                h.fills_rejected,
+                h.fallbacks,
             );
         }
         md.push('\n');

@@ -169,6 +169,10 @@ pub struct HitRatioRow {
     pub cache_served_after_warmup: u64,
     /// Writes over the whole run.
     pub writes: u64,
+    /// Fills that lost against a newer write (the manager's counter).
+    pub fills_rejected: u64,
+    /// Reads served by the source because the cache failed.
+    pub fallbacks: u64,
 }
 
 impl HitRatioRow {

@@ -14,7 +14,7 @@ use lwcache_bench::report::{
 use lwcache_bench::stats::Samples;
 use lwcache_core::codec;
 use lwcache_core::ports::{CacheStore, Put, WorldRepository};
-use lwcache_core::{CacheManager, Fields, ManagerConfig, Outcome};
+use lwcache_core::{CacheManager, Counters, Fields, ManagerConfig, MetricsSink, Outcome};
 use lwcache_demo::{Action, DemoSpec, Simulation};
 use lwcache_domain::{
     CacheKey, CachedValue, Document, EntityRef, EventKind, FlagName, Mutation, NewEvent, Op, Value,
@@ -808,8 +808,10 @@ where
     let world = world_id("zipf", run)?;
     let spec = DemoSpec::standard();
     repo.load(&world, &spec.seed()).await?;
+    let counters = Arc::new(Counters::new());
     let manager = CacheManager::builder(store, Arc::clone(repo))
         .config(config())
+        .metrics(Arc::clone(&counters) as Arc<dyn MetricsSink>)
         .build()?;
     let mut sim = Simulation::new(spec, 0x5eed).with_write_ratio(0.1);
     let turns = plan.turns as u64;
@@ -828,6 +830,8 @@ where
         reads_after_warmup: 0,
         cache_served_after_warmup: 0,
         writes: 0,
+        fills_rejected: 0,
+        fallbacks: 0,
     };
     for turn in 0..turns {
         let outcome = match sim.next_action() {
@@ -856,6 +860,9 @@ where
         }
     }
     manager.shutdown().await;
+    let counted = counters.snapshot();
+    row.fills_rejected = counted.fills_rejected;
+    row.fallbacks = counted.fallbacks;
     Ok(row)
 }
 

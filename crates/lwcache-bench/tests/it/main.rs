@@ -148,6 +148,8 @@ fn fixed_report() -> Report {
             reads_after_warmup: 8_000,
             cache_served_after_warmup: 7_600,
             writes: 1_000,
+            fills_rejected: 12,
+            fallbacks: 0,
         }],
         targets: vec![
             TargetCheck {
@@ -193,6 +195,7 @@ fn the_json_report_carries_every_figure_and_ratio() {
     assert_eq!(back["memory"]["ratio"], 0.917);
     assert_eq!(back["hit_ratio"][0]["hit_ratio_overall"], 0.9);
     assert_eq!(back["hit_ratio"][0]["hit_ratio_after_warmup"], 0.95);
+    assert_eq!(back["hit_ratio"][0]["fills_rejected"], 12);
     assert_eq!(back["targets"][1]["met"], false);
     assert_eq!(back["targets"][1]["why"], "scheduling tail");
     assert_eq!(back["targets"][0]["why"], serde_json::Value::Null);
@@ -213,7 +216,7 @@ fn the_markdown_page_has_a_table_row_per_figure() {
     assert!(md.contains("| 16 | 20000 | 40,000 | 50,000 | 80,000 | 0.50× | 0.80× |"));
     assert!(md.contains("| 2002 (1305 KiB) | 300.00 ms | 10 |"));
     assert!(md.contains("| 220 B | 240 B | 0.92× |"));
-    assert!(md.contains("| 90.0% | 95.0% |"));
+    assert!(md.contains("| 90.0% | 95.0% | 12 | 0 |"));
     assert!(md.contains("| p99 | < 1 ms | 1.20 ms | **missed** | scheduling tail |"));
     assert!(md.contains("- near-cache hit: not measured: no near cache yet"));
     // Every row of a table has as many cells as its header.
