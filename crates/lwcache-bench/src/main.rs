@@ -121,7 +121,7 @@ async fn run(args: &Args) -> Result<Report> {
     let manager = CacheManager::builder(store.clone(), Arc::clone(&memory))
         .config(scenarios::config())
         .build()?;
-    let read_world = scenarios::world_id("read", run_id)?;
+    let read_world = scenarios::world_id("read", "memory", run_id)?;
     let spec = DemoSpec::standard();
     memory.load(&read_world, &spec.seed()).await?;
     manager.activate(&read_world).await?;
@@ -193,7 +193,7 @@ async fn run(args: &Args) -> Result<Report> {
             );
             let source = "Neo4j";
             eprintln!("cached read vs Neo4j read ...");
-            let world = scenarios::world_id("source", run_id)?;
+            let world = scenarios::world_id("read", source, run_id)?;
             repo.load(&world, &spec.seed()).await?;
             let manager = CacheManager::builder(store.clone(), Arc::clone(&repo))
                 .config(scenarios::config())
@@ -292,7 +292,7 @@ async fn with_source<R: WorldRepository + 'static>(
     report.activation.push(row);
 
     eprintln!("write path ({source}) ...");
-    let world = scenarios::world_id("write", run_id)?;
+    let world = scenarios::world_id("write", source, run_id)?;
     let spec = DemoSpec::standard();
     repo.load(&world, &spec.seed()).await?;
     let manager = CacheManager::builder(store.clone(), Arc::clone(repo))

@@ -147,10 +147,22 @@ pub(crate) fn config() -> ManagerConfig {
     }
 }
 
-/// A world id unique to this run, so that runs against the same servers
-/// never collide.
-pub(crate) fn world_id(name: &str, run: u64) -> Result<WorldId> {
-    format!("bench-{name}-{run}")
+/// A world id unique to this run and source, so that runs against the
+/// same servers never collide, and neither do two sources in one run: they
+/// share the Redis server, and a world's cached version left by one source
+/// would make the other's fills lose.
+pub(crate) fn world_id(name: &str, source: &str, run: u64) -> Result<WorldId> {
+    let source: String = source
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    format!("bench-{name}-{source}-{run}")
         .parse()
         .with_context(|| format!("world id for {name}"))
 }
@@ -678,7 +690,7 @@ where
     S: CacheStore + 'static,
     R: WorldRepository + 'static,
 {
-    let world = world_id("activate", run)?;
+    let world = world_id("activate", source, run)?;
     let spec = DemoSpec::sized(1_000, 100);
     let seed = spec.seed();
     let loading = Instant::now();
@@ -805,7 +817,7 @@ where
     S: CacheStore + 'static,
     R: WorldRepository + 'static,
 {
-    let world = world_id("zipf", run)?;
+    let world = world_id("zipf", source, run)?;
     let spec = DemoSpec::standard();
     repo.load(&world, &spec.seed()).await?;
     let counters = Arc::new(Counters::new());
