@@ -15,6 +15,8 @@ options (each also read from the environment variable named after it):
   --mode quick|full        iteration counts; default quick            LWCACHE_BENCH_MODE
   --out FILE               the JSON report; default target/bench/report.json
   --docs DIR               markdown and SVG; default docs/benchmarks
+  --runtime current-thread|multi-thread
+                           the client's tokio runtime; default multi-thread
   --redis-benchmark PATH   default redis-benchmark (from PATH)
   --note TEXT              a condition to state in the report (repeatable)";
 
@@ -36,6 +38,16 @@ impl Mode {
     }
 }
 
+/// The client's tokio runtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Runtime {
+    /// One thread, like `redis-benchmark`: the other core is left to the
+    /// servers.
+    CurrentThread,
+    /// One worker per core, as a service runs.
+    MultiThread,
+}
+
 /// Neo4j's address and credentials.
 #[derive(Debug, Clone)]
 pub(crate) struct Neo4jArgs {
@@ -51,6 +63,7 @@ pub(crate) struct Args {
     pub(crate) redis_url: String,
     pub(crate) neo4j: Option<Neo4jArgs>,
     pub(crate) mode: Mode,
+    pub(crate) runtime: Runtime,
     pub(crate) out: PathBuf,
     pub(crate) docs: PathBuf,
     pub(crate) redis_benchmark: PathBuf,
@@ -67,6 +80,7 @@ impl Args {
         let mut neo4j_password = env("LWCACHE_BENCH_NEO4J_PASSWORD");
         let mut neo4j_version = env("LWCACHE_BENCH_NEO4J_VERSION");
         let mut mode = env("LWCACHE_BENCH_MODE");
+        let mut runtime = env("LWCACHE_BENCH_RUNTIME");
         let mut out = PathBuf::from("target/bench/report.json");
         let mut docs = PathBuf::from("docs/benchmarks");
         let mut redis_benchmark = PathBuf::from("redis-benchmark");
@@ -85,6 +99,7 @@ impl Args {
                 "--neo4j-password" => neo4j_password = Some(value),
                 "--neo4j-version" => neo4j_version = Some(value),
                 "--mode" => mode = Some(value),
+                "--runtime" => runtime = Some(value),
                 "--out" => out = value.into(),
                 "--docs" => docs = value.into(),
                 "--redis-benchmark" => redis_benchmark = value.into(),
@@ -97,6 +112,11 @@ impl Args {
             Some("full") => Mode::Full,
             Some(other) => bail!("--mode is quick or full, not {other:?}"),
         };
+        let runtime = match runtime.as_deref() {
+            Some("current-thread") => Runtime::CurrentThread,
+            None | Some("multi-thread") => Runtime::MultiThread,
+            Some(other) => bail!("--runtime is current-thread or multi-thread, not {other:?}"),
+        };
         let redis_url = redis_url.with_context(|| format!("--redis-url is required\n\n{USAGE}"))?;
         let neo4j = neo4j_uri.map(|uri| Neo4jArgs {
             uri,
@@ -108,6 +128,7 @@ impl Args {
             redis_url,
             neo4j,
             mode,
+            runtime,
             out,
             docs,
             redis_benchmark,

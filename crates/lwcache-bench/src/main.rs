@@ -23,7 +23,7 @@ use lwcache_neo4j::{Neo4jConfig, Neo4jRepository};
 use lwcache_redis::{RedisConfig, RedisStore};
 use redis::aio::ConnectionManager;
 
-use crate::args::{Args, USAGE};
+use crate::args::{Args, Runtime, USAGE};
 use crate::scenarios::Plan;
 
 /// The cached read's p50 may be at most this much slower than a raw GET.
@@ -36,10 +36,13 @@ fn main() -> Result<()> {
         eprintln!("{USAGE}");
         return Ok(());
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")?;
+    let runtime = match args.runtime {
+        Runtime::CurrentThread => tokio::runtime::Builder::new_current_thread(),
+        Runtime::MultiThread => tokio::runtime::Builder::new_multi_thread(),
+    }
+    .enable_all()
+    .build()
+    .context("starting the tokio runtime")?;
     let report = runtime.block_on(run(&args))?;
     write_outputs(&args, &report)
 }
@@ -128,7 +131,10 @@ async fn run(args: &Args) -> Result<Report> {
     // A character that is not a player: its whole state is cacheable.
     let entity = spec.character(spec.players);
 
-    eprintln!("cached read vs redis-rs GET ...");
+    eprintln!(
+        "[{:>5.1} s] cached read vs redis-rs GET",
+        started.elapsed().as_secs_f64()
+    );
     let read = scenarios::read_hit_vs_get(&manager, &raw, &read_world, &entity, &plan).await?;
     let decode_us = scenarios::decode_cost_us(
         &raw,
@@ -138,7 +144,10 @@ async fn run(args: &Args) -> Result<Report> {
     report.targets = targets(&read, decode_us, &load_before);
     report.latency.push(read);
 
-    eprintln!("throughput at 1, 16, 64 tasks ...");
+    eprintln!(
+        "[{:>5.1} s] throughput at 1, 16, 64 tasks",
+        started.elapsed().as_secs_f64()
+    );
     let (rows, problem) = scenarios::throughput(
         &manager,
         &raw,
@@ -157,7 +166,10 @@ async fn run(args: &Args) -> Result<Report> {
         });
     }
 
-    eprintln!("bytes per cached entity ...");
+    eprintln!(
+        "[{:>5.1} s] bytes per cached entity",
+        started.elapsed().as_secs_f64()
+    );
     report.memory = Some(scenarios::memory_per_entity(&raw, &read_world, &spec).await?);
 
     // The scenarios with a source of truth behind the cache: the in-memory
@@ -192,7 +204,10 @@ async fn run(args: &Args) -> Result<Report> {
                     .context("connecting to Neo4j")?,
             );
             let source = "Neo4j";
-            eprintln!("cached read vs Neo4j read ...");
+            eprintln!(
+                "[{:>5.1} s] cached read vs Neo4j read",
+                started.elapsed().as_secs_f64()
+            );
             let world = scenarios::world_id("read", source, run_id)?;
             repo.load(&world, &spec.seed()).await?;
             let manager = CacheManager::builder(store.clone(), Arc::clone(&repo))
@@ -261,10 +276,13 @@ async fn run(args: &Args) -> Result<Report> {
         ),
         (
             "client".to_owned(),
-            format!(
-                "tokio multi-thread runtime, {} workers, on the same machine as the servers",
-                std::thread::available_parallelism().map_or(0, usize::from)
-            ),
+            match args.runtime {
+                Runtime::CurrentThread => "tokio current-thread runtime (one thread, like redis-benchmark), on the same machine as the servers".to_owned(),
+                Runtime::MultiThread => format!(
+                    "tokio multi-thread runtime, {} workers, on the same machine as the servers",
+                    std::thread::available_parallelism().map_or(0, usize::from)
+                ),
+            },
         ),
     ]);
     for (i, note) in args.notes.iter().enumerate() {
@@ -287,11 +305,15 @@ async fn with_source<R: WorldRepository + 'static>(
     run_id: u64,
     plan: &Plan,
 ) -> Result<Duration> {
-    eprintln!("activation of 1,000 entities × 100 events ({source}) ...");
+    let started = std::time::Instant::now();
+    eprintln!("        activation of 1,000 entities × 100 events ({source})");
     let (row, load) = scenarios::activation(store.clone(), raw, repo, source, run_id, plan).await?;
     report.activation.push(row);
 
-    eprintln!("write path ({source}) ...");
+    eprintln!(
+        "  +{:>4.1} s write path ({source})",
+        started.elapsed().as_secs_f64()
+    );
     let world = scenarios::world_id("write", source, run_id)?;
     let spec = DemoSpec::standard();
     repo.load(&world, &spec.seed()).await?;
@@ -305,7 +327,10 @@ async fn with_source<R: WorldRepository + 'static>(
         .extend(scenarios::write_path(&manager, repo, source, &world, &entity, plan).await?);
     manager.shutdown().await;
 
-    eprintln!("hit ratio ({source}) ...");
+    eprintln!(
+        "  +{:>4.1} s hit ratio ({source})",
+        started.elapsed().as_secs_f64()
+    );
     report
         .hit_ratio
         .push(scenarios::hit_ratio(store, repo, source, run_id, plan).await?);

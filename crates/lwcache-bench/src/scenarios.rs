@@ -48,10 +48,10 @@ impl Plan {
             Mode::Quick => Self {
                 warmup: 500,
                 latency: 10_000,
-                source_latency: 500,
-                throughput: 20_000,
+                source_latency: 300,
+                throughput: 10_000,
                 activations: 3,
-                turns: 10_000,
+                turns: 5_000,
             },
             Mode::Full => Self {
                 warmup: 5_000,
