@@ -4,6 +4,8 @@
 
 #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
+mod real;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
