@@ -56,10 +56,10 @@ impl Plan {
             Mode::Full => Self {
                 warmup: 5_000,
                 latency: 100_000,
-                source_latency: 5_000,
+                source_latency: 2_000,
                 throughput: 200_000,
                 activations: 15,
-                turns: 100_000,
+                turns: 50_000,
             },
         }
     }
