@@ -1,6 +1,7 @@
 //! lwcache's build tasks. `cargo xtask ci` is the one command that, when it
 //! passes here, passes in CI.
 
+mod bench;
 mod neo4j;
 mod redis;
 
@@ -15,6 +16,7 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("ci") => ci(&root),
         Some("servers") => servers(&root),
+        Some("bench") => bench::run(&root, &args[1..]),
         Some("help") | None => {
             eprintln!("{USAGE}");
             Ok(())
@@ -32,7 +34,11 @@ tasks:
          end
   servers  start the same servers, print the variables that point the
          tests at them (for `cargo test` by hand), and keep them running
-         until Enter or end of input";
+         until Enter or end of input
+  bench  [--quick|--full] [--note TEXT]: builds lwcache-bench in release,
+         starts redis-server and Neo4j on free loopback ports, measures
+         every scenario against its baseline and writes
+         target/bench/report.json and docs/benchmarks/ (quick by default)";
 
 fn workspace_root() -> PathBuf {
     // xtask lives one level below the workspace root.

@@ -1,0 +1,215 @@
+//! What a benchmark run found: plain data, rendered by [`crate::render`].
+//!
+//! Every figure sits beside the baseline it was measured against in the
+//! same run, so the report carries ratios, not bare numbers.
+
+use crate::stats::{Summary, ratio};
+
+/// A whole run.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Report {
+    /// `quick` or `full`.
+    pub mode: String,
+    /// The machine and the conditions of the run, in display order.
+    pub environment: Vec<(String, String)>,
+    /// Latencies against their baselines.
+    pub latency: Vec<LatencyComparison>,
+    /// Read throughput by concurrency.
+    pub throughput: Vec<ThroughputRow>,
+    /// World activations against naive writes of the same bytes.
+    pub activation: Vec<ActivationRow>,
+    /// Bytes per cached entity.
+    pub memory: Option<MemoryRow>,
+    /// Hit ratios under a simulated workload.
+    pub hit_ratio: Vec<HitRatioRow>,
+    /// The targets the issue sets, checked.
+    pub targets: Vec<TargetCheck>,
+    /// Scenarios that were not measured, and why.
+    pub not_measured: Vec<NotMeasured>,
+    /// How the figures were taken.
+    pub notes: Vec<String>,
+}
+
+/// One measured operation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Measured {
+    /// What was measured, e.g. `lwcache read (hit)`.
+    pub label: String,
+    /// Its latency distribution.
+    pub summary: Summary,
+}
+
+/// An operation of lwcache's against its baseline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyComparison {
+    /// A stable identifier, e.g. `read_hit_vs_redis_get`.
+    pub id: String,
+    /// A title for tables and the chart.
+    pub title: String,
+    /// lwcache's operation.
+    pub subject: Measured,
+    /// The baseline.
+    pub baseline: Measured,
+    /// What the comparison means or how it was taken.
+    pub note: String,
+}
+
+impl LatencyComparison {
+    /// Subject p50 over baseline p50.
+    pub fn ratio_p50(&self) -> Option<f64> {
+        ratio(self.subject.summary.p50_us, self.baseline.summary.p50_us)
+    }
+
+    /// Subject p99 over baseline p99.
+    pub fn ratio_p99(&self) -> Option<f64> {
+        ratio(self.subject.summary.p99_us, self.baseline.summary.p99_us)
+    }
+}
+
+/// Read throughput at one concurrency.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ThroughputRow {
+    /// Concurrent tasks (and `redis-benchmark` connections).
+    pub concurrency: usize,
+    /// Reads per measurement.
+    pub requests: u64,
+    /// lwcache cached reads per second.
+    pub lwcache_ops_per_s: f64,
+    /// Raw redis-rs GETs of the same key per second, same client setup.
+    pub redis_rs_ops_per_s: f64,
+    /// `redis-benchmark` GETs of the same key per second, when it ran.
+    pub redis_benchmark_ops_per_s: Option<f64>,
+}
+
+impl ThroughputRow {
+    /// lwcache over `redis-benchmark`.
+    pub fn ratio_to_redis_benchmark(&self) -> Option<f64> {
+        self.redis_benchmark_ops_per_s
+            .and_then(|b| ratio(self.lwcache_ops_per_s, b))
+    }
+
+    /// lwcache over raw redis-rs.
+    pub fn ratio_to_redis_rs(&self) -> Option<f64> {
+        ratio(self.lwcache_ops_per_s, self.redis_rs_ops_per_s)
+    }
+}
+
+/// Activations of one world from one source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivationRow {
+    /// The source of truth, e.g. `in-memory` or `Neo4j 5.26`.
+    pub source: String,
+    /// Entities in the world.
+    pub entities: usize,
+    /// Events per entity in the source.
+    pub events_per_entity: usize,
+    /// Keys one activation prefills.
+    pub keys: usize,
+    /// Bytes one activation writes (values only).
+    pub bytes: u64,
+    /// The whole activation: image read, encoding, batched versioned writes.
+    pub activation: Summary,
+    /// Cache store calls one activation makes (counted at the port).
+    pub activation_round_trips: u64,
+    /// Of the activation: reading the world's image from the source.
+    pub image_read: Summary,
+    /// One awaited `SET key bytes PX ttl` per key of the same bytes.
+    pub naive: Summary,
+    /// Round trips of the naive writes: one per key.
+    pub naive_round_trips: u64,
+    /// The same `SET`s sent as one pipeline.
+    pub pipelined: Summary,
+}
+
+/// Bytes per cached entity, lwcache's encoding against plain JSON.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MemoryRow {
+    /// How many entities were measured.
+    pub entities: usize,
+    /// Which entities.
+    pub what: String,
+    /// Mean `MEMORY USAGE` of lwcache's entries, bytes.
+    pub lwcache_memory_usage: f64,
+    /// Mean `MEMORY USAGE` of the plain JSON documents under keys of the
+    /// same length, bytes.
+    pub json_memory_usage: f64,
+    /// Mean size of lwcache's entries (`STRLEN`), bytes.
+    pub lwcache_value_bytes: f64,
+    /// Mean size of the JSON documents, bytes.
+    pub json_value_bytes: f64,
+}
+
+impl MemoryRow {
+    /// lwcache's `MEMORY USAGE` over JSON's.
+    pub fn ratio(&self) -> Option<f64> {
+        ratio(self.lwcache_memory_usage, self.json_memory_usage)
+    }
+}
+
+/// Hit ratio of one simulated workload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HitRatioRow {
+    /// The source of truth behind the cache.
+    pub source: String,
+    /// The workload, e.g. `Zipf(1.0), 10% writes, standard demo world`.
+    pub workload: String,
+    /// Turns played, warm-up included.
+    pub turns: u64,
+    /// Turns counted as warm-up (from a cold cache).
+    pub warmup_turns: u64,
+    /// Reads over the whole run.
+    pub reads: u64,
+    /// Reads served by the cache (hits and stale hits) over the whole run.
+    pub cache_served: u64,
+    /// Of those, hits.
+    pub hits: u64,
+    /// Reads after warm-up.
+    pub reads_after_warmup: u64,
+    /// Reads after warm-up served by the cache.
+    pub cache_served_after_warmup: u64,
+    /// Writes over the whole run.
+    pub writes: u64,
+    /// Fills that lost against a newer write (the manager's counter).
+    pub fills_rejected: u64,
+    /// Reads served by the source because the cache failed.
+    pub fallbacks: u64,
+}
+
+impl HitRatioRow {
+    /// Share of all reads served by the cache.
+    pub fn overall(&self) -> Option<f64> {
+        ratio(self.cache_served as f64, self.reads as f64)
+    }
+
+    /// Share of reads after warm-up served by the cache.
+    pub fn after_warmup(&self) -> Option<f64> {
+        ratio(
+            self.cache_served_after_warmup as f64,
+            self.reads_after_warmup as f64,
+        )
+    }
+}
+
+/// A target and whether the run met it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TargetCheck {
+    /// What is targeted.
+    pub name: String,
+    /// The goal, e.g. `≤ 15%`.
+    pub goal: String,
+    /// What was measured.
+    pub measured: String,
+    /// Whether the goal was met.
+    pub met: bool,
+    /// Why not, when it was missed.
+    pub why: Option<String>,
+}
+
+/// A scenario the run did not measure.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NotMeasured {
+    /// The scenario.
+    pub scenario: String,
+    /// Why.
+    pub why: String,
+}
