@@ -32,7 +32,9 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     // Neo4j takes seconds to start: start it while the benchmark builds.
     let neo4j = {
         let root = root.to_path_buf();
-        std::thread::spawn(move || neo4j::Neo4jServer::start(&root, Some(NEO4J_PASSWORD)))
+        std::thread::spawn(move || {
+            neo4j::Neo4jServer::start_tuned(&root, Some(NEO4J_PASSWORD), neo4j::Tuning::Bench)
+        })
     };
     let built = crate::cargo(
         root,
@@ -69,7 +71,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         .args(["--docs", "docs/benchmarks"]);
     command.args([
         "--note",
-        "Neo4j is xtask's test server: neo4j-harness's embedded Community server with a 1 GiB heap, the C1 JIT only and an 8 MiB page cache, tuned to start fast rather than for peak speed",
+        &format!("Neo4j: {}", neo4j::Tuning::Bench.describe()),
     ]);
     for note in &notes {
         command.args(["--note", note]);

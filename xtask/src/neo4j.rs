@@ -51,15 +51,53 @@ const MAIN_CLASS: &str = "Launcher";
 /// The launcher's exit code when the requested Bolt port is taken.
 const EXIT_PORT_IN_USE: i32 = 3;
 
-/// JVM options for a test server sharing a 2-core machine with the tests themselves.
-const JVM_OPTIONS: &[&str] = &[
-    // Heap cap; Neo4j's page cache is off-heap and small in the harness (8 MiB).
-    "-Xmx1g",
-    // C1 only: starts about a third faster; peak speed does not matter for test data.
-    "-XX:TieredStopAtLevel=1",
-    // A dead server is easier to diagnose than a swapping one.
-    "-XX:+ExitOnOutOfMemoryError",
-];
+/// How the server is tuned: for tests that share the machine, or for benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Tuning {
+    /// Fast start and a small footprint: a 1 GiB heap, the C1 JIT only and
+    /// the harness's 8 MiB page cache. Peak speed does not matter for test data.
+    Test,
+    /// Peak speed: a fixed 2 GiB heap, the full tiered JIT (C2) and a 512 MiB
+    /// page cache that holds the benchmark's whole store.
+    Bench,
+}
+
+impl Tuning {
+    /// The JVM options.
+    fn jvm_options(self) -> &'static [&'static str] {
+        match self {
+            // A dead server is easier to diagnose than a swapping one, hence
+            // ExitOnOutOfMemoryError in both.
+            Tuning::Test => &[
+                "-Xmx1g",
+                // C1 only: starts about a third faster.
+                "-XX:TieredStopAtLevel=1",
+                "-XX:+ExitOnOutOfMemoryError",
+            ],
+            Tuning::Bench => &["-Xms2g", "-Xmx2g", "-XX:+ExitOnOutOfMemoryError"],
+        }
+    }
+
+    /// The launcher's own options.
+    fn launcher_options(self) -> &'static [&'static str] {
+        match self {
+            Tuning::Test => &[],
+            Tuning::Bench => &["--page-cache-bytes", "536870912"],
+        }
+    }
+
+    /// The conditions, in words, for reports.
+    pub(crate) fn describe(self) -> &'static str {
+        match self {
+            Tuning::Test => {
+                "neo4j-harness's embedded Community server, 1 GiB heap, C1 JIT only, 8 MiB page cache (tuned to start fast)"
+            }
+            Tuning::Bench => {
+                "neo4j-harness's embedded Community server, 2 GiB heap, full tiered JIT, 512 MiB page cache"
+            }
+        }
+    }
+}
 
 /// Serialises launcher builds between threads of this process; across processes the
 /// write-then-rename steps keep the cache consistent (at worst work is done twice).
@@ -92,15 +130,26 @@ impl Neo4jServer {
     /// Fails if the tools are missing, the build fails, or the server is not ready within
     /// 120 s; startup errors quote the end of the launcher's log.
     pub(crate) fn start(workspace_root: &Path, password: Option<&str>) -> Result<Neo4jServer> {
+        Self::start_tuned(workspace_root, password, Tuning::Test)
+    }
+
+    /// [`Neo4jServer::start`] with the given [`Tuning`].
+    pub(crate) fn start_tuned(
+        workspace_root: &Path,
+        password: Option<&str>,
+        tuning: Tuning,
+    ) -> Result<Neo4jServer> {
         if password == Some("") {
             bail!("the Neo4j password must not be empty");
         }
         let launcher = Launcher::prepare(workspace_root)?;
         reap_stale_temp_dirs();
         let temp_dir = create_temp_dir()?;
-        launcher.spawn(temp_dir.clone(), password).inspect_err(|_| {
-            let _ = fs::remove_dir_all(&temp_dir);
-        })
+        launcher
+            .spawn(temp_dir.clone(), password, tuning)
+            .inspect_err(|_| {
+                let _ = fs::remove_dir_all(&temp_dir);
+            })
     }
 
     /// The server's Bolt URI, `bolt://127.0.0.1:<port>`.
@@ -218,7 +267,12 @@ impl Launcher {
     }
 
     /// Starts the launcher with its data under `temp_dir` and waits for the ready line.
-    fn spawn(&self, temp_dir: PathBuf, password: Option<&str>) -> Result<Neo4jServer> {
+    fn spawn(
+        &self,
+        temp_dir: PathBuf,
+        password: Option<&str>,
+        tuning: Tuning,
+    ) -> Result<Neo4jServer> {
         let data_dir = temp_dir.join("data");
         fs::create_dir(&data_dir).with_context(|| format!("creating {}", data_dir.display()))?;
         let log_path = temp_dir.join("launcher.log");
@@ -231,7 +285,7 @@ impl Launcher {
 
         let mut command = Command::new(&self.java);
         command
-            .args(JVM_OPTIONS)
+            .args(tuning.jvm_options())
             .arg("-cp")
             .arg(&self.class_path)
             .arg(MAIN_CLASS)
@@ -239,7 +293,8 @@ impl Launcher {
             // so there is no window in which another process can take it.
             .args(["--port", "0"])
             .arg("--data-dir")
-            .arg(&data_dir);
+            .arg(&data_dir)
+            .args(tuning.launcher_options());
         if let Some(password) = password {
             command.args(["--password", password]);
         }

@@ -20,6 +20,7 @@ import org.neo4j.harness.Neo4j;
 import org.neo4j.graphdb.ExecutionPlanDescription;
 import org.neo4j.graphdb.Result;
 import org.neo4j.graphdb.Transaction;
+import org.neo4j.harness.Neo4jBuilder;
 import org.neo4j.harness.Neo4jBuilders;
 import org.neo4j.procedure.Context;
 import org.neo4j.procedure.Description;
@@ -35,7 +36,7 @@ import org.neo4j.procedure.Procedure;
  * be downloaded. The test harness artifact on Maven Central contains the whole database, so a
  * few lines of Java turn it into a server process.
  *
- * <p>Usage: {@code Launcher --port N --data-dir DIR [--password PW]}
+ * <p>Usage: {@code Launcher --port N --data-dir DIR [--password PW] [--page-cache-bytes B]}
  *
  * <ul>
  *   <li>{@code --port}: Bolt port on 127.0.0.1; 0 lets the OS pick a free one (race free).
@@ -44,6 +45,8 @@ import org.neo4j.procedure.Procedure;
  *       a clean shutdown deletes that folder.
  *   <li>{@code --password}: enables authentication and sets the password of the {@code neo4j}
  *       user. Without it, authentication is disabled.
+ *   <li>{@code --page-cache-bytes}: the page cache size; the harness's default (8 MiB) when
+ *       absent. Benchmarks give it room for the whole store.
  * </ul>
  *
  * <p>Protocol with the parent process: stdout carries exactly one line, {@code NEO4J_READY
@@ -131,7 +134,7 @@ public final class Launcher {
                 throw new IllegalStateException("stopped before startup finished");
             }
             boolean auth = options.password != null;
-            neo4j = Neo4jBuilders.newInProcessBuilder(options.dataDir)
+            Neo4jBuilder builder = Neo4jBuilders.newInProcessBuilder(options.dataDir)
                     // HTTP is not needed; Bolt is the only thing the tests talk to.
                     .withDisabledServer()
                     .withConfig(BoltConnector.enabled, true)
@@ -151,8 +154,11 @@ public final class Launcher {
                     // otherwise wait a 5 s quiet period, and open transactions up to 10 s.
                     .withConfig(GraphDatabaseInternalSettings.netty_server_shutdown_quiet_period, 0)
                     .withConfig(GraphDatabaseSettings.shutdown_transaction_end_timeout, Duration.ofSeconds(2))
-                    .withProcedure(Plans.class)
-                    .build();
+                    .withProcedure(Plans.class);
+            if (options.pageCacheBytes > 0) {
+                builder = builder.withConfig(GraphDatabaseSettings.pagecache_memory, options.pageCacheBytes);
+            }
+            neo4j = builder.build();
 
             if (auth) {
                 // The built-in `neo4j` user starts with password "neo4j" and must change it on
@@ -195,6 +201,7 @@ public final class Launcher {
         int port = -1;
         Path dataDir;
         String password;
+        long pageCacheBytes;
 
         static Options parse(String[] args) {
             Options options = new Options();
@@ -208,6 +215,7 @@ public final class Launcher {
                     case "--port" -> options.port = parsePort(value);
                     case "--data-dir" -> options.dataDir = Path.of(value).toAbsolutePath();
                     case "--password" -> options.password = value;
+                    case "--page-cache-bytes" -> options.pageCacheBytes = parseBytes(value);
                     default -> throw new IllegalArgumentException("unknown argument " + flag);
                 }
             }
@@ -221,6 +229,18 @@ public final class Launcher {
                 throw new IllegalArgumentException("--password must not be empty");
             }
             return options;
+        }
+
+        private static long parseBytes(String value) {
+            try {
+                long bytes = Long.parseLong(value);
+                if (bytes > 0) {
+                    return bytes;
+                }
+            } catch (NumberFormatException e) {
+                // Reported below.
+            }
+            throw new IllegalArgumentException("--page-cache-bytes must be a positive number, got " + value);
         }
 
         private static int parsePort(String value) {
