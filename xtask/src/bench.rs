@@ -2,8 +2,10 @@
 //! starts a standalone redis-server and Neo4j on free loopback ports, runs
 //! the benchmarks against them and stops them.
 //!
-//! The binary writes `target/bench/report.json` and, under
-//! `docs/benchmarks/`, `README.md` and `latency.svg`.
+//! The binary writes `target/bench/report.json` and a markdown page
+//! (`README.md`) and chart (`latency.svg`): under `target/bench/` in quick
+//! mode, so that CI and trial runs leave the published figures alone, and
+//! under `docs/benchmarks/` in full mode, the one reports come from.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -68,7 +70,14 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         .args(["--neo4j-version", &neo4j_version(root)])
         .args(["--mode", mode])
         .args(["--out", "target/bench/report.json"])
-        .args(["--docs", "docs/benchmarks"]);
+        .args([
+            "--docs",
+            if mode == "full" {
+                "docs/benchmarks"
+            } else {
+                "target/bench"
+            },
+        ]);
     command.args([
         "--note",
         &format!("Neo4j: {}", neo4j::Tuning::Bench.describe()),

@@ -14,7 +14,7 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let root = workspace_root();
     match args.first().map(String::as_str) {
-        Some("ci") => ci(&root),
+        Some("ci") => ci(&root, &args[1..]),
         Some("servers") => servers(&root),
         Some("bench") => bench::run(&root, &args[1..]),
         Some("help") | None => {
@@ -28,17 +28,20 @@ fn main() -> Result<()> {
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci     fmt --check, clippy with warnings denied, and every test, with
-         real Redis servers (standalone, TLS and a 3-master cluster) and a
-         real Neo4j 5.26 started on free loopback ports and stopped at the
-         end
+  ci     [--no-bench]: fmt --check, clippy with warnings denied, every
+         test, with real Redis servers (standalone, TLS and a 3-master
+         cluster) and a real Neo4j 5.26 started on free loopback ports and
+         stopped at the end, then the benchmarks in quick mode (no timing
+         is asserted: they must run and write their report)
   servers  start the same servers, print the variables that point the
          tests at them (for `cargo test` by hand), and keep them running
          until Enter or end of input
   bench  [--quick|--full] [--note TEXT]: builds lwcache-bench in release,
          starts redis-server and Neo4j on free loopback ports, measures
          every scenario against its baseline and writes
-         target/bench/report.json and docs/benchmarks/ (quick by default)";
+         target/bench/report.json; the markdown page and SVG chart go to
+         target/bench/ in quick mode (the default) and to docs/benchmarks/
+         in full mode";
 
 fn workspace_root() -> PathBuf {
     // xtask lives one level below the workspace root.
@@ -48,7 +51,12 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-fn ci(root: &Path) -> Result<()> {
+fn ci(root: &Path, args: &[String]) -> Result<()> {
+    let bench = match args {
+        [] => true,
+        [flag] if flag == "--no-bench" => false,
+        other => bail!("unknown ci options {other:?}: use --no-bench or nothing"),
+    };
     cargo(root, &["fmt", "--all", "--", "--check"])?;
     cargo(
         root,
@@ -77,6 +85,10 @@ fn ci(root: &Path) -> Result<()> {
     let servers = Servers::start(neo4j)?;
     cargo_with(root, &["test", "--workspace", "--locked"], &servers.env())?;
     drop(servers);
+    if bench {
+        // Its own servers, with the benchmark tuning, and nothing else running.
+        bench::run(root, &["--quick".to_owned()])?;
+    }
     Ok(())
 }
 
