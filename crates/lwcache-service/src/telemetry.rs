@@ -386,6 +386,23 @@ impl fmt::Debug for Telemetry {
     }
 }
 
+/// Points an OTLP exporter builder of either signal at `url`: http/protobuf
+/// over lwcache's own client, with the configured timeout and headers.
+fn otlp_http<B: WithExportConfig + WithHttpConfig>(
+    builder: B,
+    client: &http::Client,
+    url: &str,
+    timeout: Duration,
+    headers: &HashMap<String, String>,
+) -> B {
+    builder
+        .with_http_client(client.clone())
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(url)
+        .with_timeout(timeout)
+        .with_headers(headers.clone())
+}
+
 impl Telemetry {
     /// Installs the SDK meter provider (always, for /metrics), the OTLP
     /// exporters when an endpoint is configured, and the tracing subscriber
@@ -449,18 +466,18 @@ impl Telemetry {
             if let Some(url) = &targets.metrics {
                 let interval =
                     config.millis("OTEL_METRIC_EXPORT_INTERVAL", DEFAULT_METRIC_INTERVAL)?;
-                let exporter = opentelemetry_otlp::MetricExporter::builder()
-                    .with_http()
-                    .with_http_client(client.clone())
-                    .with_protocol(Protocol::HttpBinary)
-                    .with_endpoint(url.clone())
-                    .with_timeout(timeout)
-                    .with_headers(headers.clone())
-                    .build()
-                    .map_err(|source| TelemetryError::Exporter {
-                        signal: "metrics",
-                        source,
-                    })?;
+                let exporter = otlp_http(
+                    opentelemetry_otlp::MetricExporter::builder().with_http(),
+                    &client,
+                    url,
+                    timeout,
+                    &headers,
+                )
+                .build()
+                .map_err(|source| TelemetryError::Exporter {
+                    signal: "metrics",
+                    source,
+                })?;
                 meters = meters.with_reader(
                     PeriodicReader::builder(exporter)
                         .with_interval(interval)
@@ -468,18 +485,18 @@ impl Telemetry {
                 );
             }
             if let Some(url) = &targets.traces {
-                let exporter = opentelemetry_otlp::SpanExporter::builder()
-                    .with_http()
-                    .with_http_client(client)
-                    .with_protocol(Protocol::HttpBinary)
-                    .with_endpoint(url.clone())
-                    .with_timeout(timeout)
-                    .with_headers(headers)
-                    .build()
-                    .map_err(|source| TelemetryError::Exporter {
-                        signal: "traces",
-                        source,
-                    })?;
+                let exporter = otlp_http(
+                    opentelemetry_otlp::SpanExporter::builder().with_http(),
+                    &client,
+                    url,
+                    timeout,
+                    &headers,
+                )
+                .build()
+                .map_err(|source| TelemetryError::Exporter {
+                    signal: "traces",
+                    source,
+                })?;
                 tracer_provider = Some(
                     SdkTracerProvider::builder()
                         .with_resource(resource)
