@@ -71,6 +71,7 @@ fn throughput_json(t: &ThroughputRow) -> Value {
         "requests": t.requests,
         "lwcache_ops_per_s": round(t.lwcache_ops_per_s),
         "redis_rs_ops_per_s": round(t.redis_rs_ops_per_s),
+        "lwcache_fallbacks": t.lwcache_fallbacks,
         "redis_benchmark_ops_per_s": t.redis_benchmark_ops_per_s.map(round),
         "ratio_to_redis_benchmark": t.ratio_to_redis_benchmark().map(round),
         "ratio_to_redis_rs": t.ratio_to_redis_rs().map(round),
@@ -248,12 +249,19 @@ pub fn to_markdown(report: &Report, json_path: &str) -> String {
     }
 
     if !report.throughput.is_empty() {
+        let mut notes = Vec::new();
         let _ = writeln!(md, "## Read throughput\n");
         let _ = writeln!(
             md,
             "| tasks | requests | lwcache reads/s | redis-rs GET/s | redis-benchmark GET/s | lwcache / redis-benchmark | lwcache / redis-rs |"
         );
         let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
+        for t in report.throughput.iter().filter(|t| t.lwcache_fallbacks > 0) {
+            notes.push(format!(
+                "{} tasks: {} of {} lwcache reads fell back to the source (a cache call over the manager's cache timeout); they are counted in the rate",
+                t.concurrency, t.lwcache_fallbacks, t.requests
+            ));
+        }
         for t in &report.throughput {
             let _ = writeln!(
                 md,
@@ -269,6 +277,12 @@ pub fn to_markdown(report: &Report, json_path: &str) -> String {
             );
         }
         md.push('\n');
+        for note in &notes {
+            let _ = writeln!(md, "- {note}");
+        }
+        if !notes.is_empty() {
+            md.push('\n');
+        }
     }
 
     if !report.activation.is_empty() {

@@ -77,6 +77,9 @@ pub struct ThroughputRow {
     pub lwcache_ops_per_s: f64,
     /// Raw redis-rs GETs of the same key per second, same client setup.
     pub redis_rs_ops_per_s: f64,
+    /// Timed lwcache reads the cache did not answer within the manager's
+    /// cache timeout, served by the source instead (counted in the rate).
+    pub lwcache_fallbacks: u64,
     /// `redis-benchmark` GETs of the same key per second, when it ran.
     pub redis_benchmark_ops_per_s: Option<f64>,
 }

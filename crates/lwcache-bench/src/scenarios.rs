@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -496,15 +497,22 @@ where
     R: WorldRepository + 'static,
 {
     let key = CacheKey::entity(world, entity).to_string();
+    // A cache call that outlives the manager's cache timeout (a scheduling
+    // stall on a loaded machine) falls back to the source: counted and
+    // reported, not fatal, unless it stops being rare.
+    let fallbacks = Arc::new(AtomicU64::new(0));
     let hit = || {
         let (m, w, e) = (manager.clone(), world.clone(), entity.clone());
+        let fallbacks = Arc::clone(&fallbacks);
         async move {
             let read = m.entity(&w, &e, Fields::Cacheable).await?;
-            ensure!(
-                read.outcome == Outcome::Hit,
-                "not a hit: {:?}",
-                read.outcome
-            );
+            match read.outcome {
+                Outcome::Hit => {}
+                Outcome::Fallback => {
+                    fallbacks.fetch_add(1, Ordering::Relaxed);
+                }
+                other => bail!("not a hit: {other:?}"),
+            }
             Ok(())
         }
     };
@@ -524,12 +532,19 @@ where
         run_tasks(c, total / 10, hit).await?;
         run_tasks(c, total / 10, get).await?;
         let (mut lw, mut raw_rs) = ((0, Duration::ZERO), (0, Duration::ZERO));
+        fallbacks.store(0, Ordering::Relaxed);
         for _ in 0..ROUNDS {
             let (n, t) = run_tasks(c, total / ROUNDS, hit).await?;
             lw = (lw.0 + n, lw.1 + t);
             let (n, t) = run_tasks(c, total / ROUNDS, get).await?;
             raw_rs = (raw_rs.0 + n, raw_rs.1 + t);
         }
+        let fell_back = fallbacks.load(Ordering::Relaxed);
+        ensure!(
+            fell_back * 100 <= lw.0 as u64,
+            "{fell_back} of {} reads at {c} tasks fell back to the source: the cache is not answering",
+            lw.0
+        );
         let per_s = |(n, t): (usize, Duration)| n as f64 / t.as_secs_f64();
         let benchmark = match run_redis_benchmark(redis_benchmark, redis_url, c, total, &key).await
         {
@@ -544,6 +559,7 @@ where
             requests: lw.0 as u64,
             lwcache_ops_per_s: per_s(lw),
             redis_rs_ops_per_s: per_s(raw_rs),
+            lwcache_fallbacks: fell_back,
             redis_benchmark_ops_per_s: benchmark,
         });
     }

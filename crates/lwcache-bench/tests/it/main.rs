@@ -115,6 +115,7 @@ fn fixed_report() -> Report {
             lwcache_ops_per_s: 40_000.0,
             redis_rs_ops_per_s: 50_000.0,
             redis_benchmark_ops_per_s: Some(80_000.0),
+            lwcache_fallbacks: 0,
         }],
         activation: vec![ActivationRow {
             source: "Neo4j 5.26".to_owned(),
@@ -229,6 +230,21 @@ fn the_markdown_page_has_a_table_row_per_figure() {
         let pipes = line.matches('|').count() - line.matches("\\|").count();
         assert_eq!(*columns.get_or_insert(pipes), pipes, "{line}");
     }
+}
+
+#[test]
+fn fallbacks_during_throughput_are_reported_not_hidden() {
+    let mut report = fixed_report();
+    let clean = render::to_markdown(&report, "target/bench/report.json");
+    assert!(!clean.contains("fell back"), "no note without fallbacks");
+    report.throughput[0].lwcache_fallbacks = 3;
+    let md = render::to_markdown(&report, "target/bench/report.json");
+    assert!(
+        md.contains("- 16 tasks: 3 of 20000 lwcache reads fell back to the source"),
+        "{md}"
+    );
+    let json = render::to_json(&report);
+    assert_eq!(json["throughput"][0]["lwcache_fallbacks"], 3);
 }
 
 #[test]
