@@ -32,7 +32,16 @@ pub(crate) struct Workload {
 
 /// Reads the snapshot and the flags of a fresh world once (misses), then
 /// `hits` times each (hits), then sets a flag.
+///
+/// Runs one at a time in this process, and first makes every `tracing`
+/// callsite ask the caller's subscriber again. A callsite's interest is
+/// cached process-wide by whichever thread reaches it first: a test running
+/// the workload with no subscriber would otherwise switch the spans off for
+/// a test that runs it under an exporting one.
 pub(crate) async fn run(metrics: Arc<dyn MetricsSink>, hits: u64) -> Workload {
+    static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _turn = ONE_AT_A_TIME.lock().await;
+    tracing::callsite::rebuild_interest_cache();
     let repo = Arc::new(MemoryRepository::new());
     let world = fresh_world();
     for op in [
@@ -128,9 +137,7 @@ impl Stub {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         served += 1;
-                        if let Some(r) = serve(stream) {
-                            let _ = tx.send(r);
-                        }
+                        serve(stream, &tx);
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -144,7 +151,7 @@ impl Stub {
     }
 
     /// Requests received until `want` says enough, or nothing more comes
-    /// for a while.
+    /// for a while, plus any already queued behind them.
     pub(crate) fn collect(&self, want: impl Fn(&[Received]) -> bool) -> Vec<Received> {
         let mut got = Vec::new();
         while !want(&got) {
@@ -153,11 +160,14 @@ impl Stub {
                 Err(_) => break,
             }
         }
+        got.extend(self.received.try_iter());
         got
     }
 }
 
-fn serve(stream: TcpStream) -> Option<Received> {
+/// Reads one request, hands it to `tx`, then answers 200: a client that has
+/// its answer knows its request is in the channel.
+fn serve(stream: TcpStream, tx: &mpsc::Sender<Received>) -> Option<()> {
     stream.set_nonblocking(false).ok()?;
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
@@ -182,16 +192,17 @@ fn serve(stream: TcpStream) -> Option<Received> {
     let len: usize = headers.get("content-length")?.parse().ok()?;
     let mut body = vec![0; len];
     reader.read_exact(&mut body).ok()?;
-    let mut stream = stream;
-    stream
-        .write_all(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n",
-        )
-        .ok()?;
-    Some(Received {
+    tx.send(Received {
         method,
         path,
         headers,
         body,
     })
+    .ok()?;
+    let mut stream = stream;
+    stream
+        .write_all(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n",
+        )
+        .ok()
 }
