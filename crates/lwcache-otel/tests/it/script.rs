@@ -134,6 +134,9 @@ async fn a_scripted_sequence_is_counted_exactly_and_traced_without_content() {
         .with(tracing_opentelemetry::layer().with_tracer(tracer_provider.tracer("lwcache-test")));
     // This test's thread only: other tests in the binary run untraced.
     let _guard = tracing::subscriber::set_default(subscriber);
+    // Callsite interest is cached process-wide by the first thread to reach
+    // a callsite; make every registered one ask this subscriber again.
+    tracing::callsite::rebuild_interest_cache();
 
     let counters = Arc::new(Counters::new());
     let otel = Arc::new(OtelMetrics::new(&meter_provider.meter("lwcache")));
