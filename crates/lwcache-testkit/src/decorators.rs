@@ -155,6 +155,30 @@ impl<R> Gated<R> {
     pub fn release(&self) {
         self.released.notify_one();
     }
+
+    /// The race in one call: spawns `read`, waits until it has read `key`
+    /// from the source and is paused there, runs `between` to completion,
+    /// then lets the read finish. Returns both outputs; a panic in `read`
+    /// is a panic here.
+    pub async fn interleave<T, U>(
+        &self,
+        key: CacheKey,
+        read: impl Future<Output = T> + Send + 'static,
+        between: impl Future<Output = U>,
+    ) -> (T, U)
+    where
+        T: Send + 'static,
+    {
+        self.arm(key);
+        let reader = tokio::spawn(read);
+        self.reached().await;
+        let between = between.await;
+        self.release();
+        match reader.await {
+            Ok(read) => (read, between),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
 }
 
 #[async_trait]

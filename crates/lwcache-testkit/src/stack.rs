@@ -273,18 +273,13 @@ pub async fn a_fill_that_races_a_write_never_leaves_the_old_value(h: &Harness) {
         m.activate(&world).await.expect("activate");
         h.store.remove(std::slice::from_ref(&key)).await.unwrap();
 
-        gated.arm(key.clone());
-        let reader = {
+        let read = {
             let (m, world, c1) = (m.clone(), world.clone(), c1.clone());
-            tokio::spawn(async move { m.entity(&world, &c1, Fields::Cacheable).await })
+            async move { m.entity(&world, &c1, Fields::Cacheable).await }
         };
-        gated.reached().await;
-        let w = m
-            .update_entity(&world, c1.clone(), doc("mood", "hopeful"))
-            .await
-            .unwrap();
-        gated.release();
-        let old = reader.await.expect("reader task").expect("reader");
+        let write = m.update_entity(&world, c1.clone(), doc("mood", "hopeful"));
+        let (old, w) = gated.interleave(key.clone(), read, write).await;
+        let (old, w) = (old.expect("reader"), w.unwrap());
         assert_eq!(
             old.value,
             doc("mood", "calm"),
@@ -328,19 +323,21 @@ pub async fn a_lost_cache_refills_without_stale_values(h: &Harness) {
     );
     h.store.remove(std::slice::from_ref(&key)).await.unwrap();
 
-    gated.arm(key.clone());
-    let reader = {
+    let read = {
         let (m, world, c1) = (m.clone(), world.clone(), c1.clone());
-        tokio::spawn(async move { m.entity(&world, &c1, Fields::Cacheable).await })
+        async move { m.entity(&world, &c1, Fields::Cacheable).await }
     };
-    gated.reached().await;
-    m.update_entity(&world, c1.clone(), doc("mood", "steady"))
-        .await
-        .unwrap();
-    h.probe.forget(&world).await;
-    assert_eq!(h.store.version(&world).await.unwrap(), None);
-    gated.release();
-    reader.await.expect("reader task").expect("reader");
+    let write_then_lose_the_cache = async {
+        m.update_entity(&world, c1.clone(), doc("mood", "steady"))
+            .await
+            .unwrap();
+        h.probe.forget(&world).await;
+        assert_eq!(h.store.version(&world).await.unwrap(), None);
+    };
+    let (read, ()) = gated
+        .interleave(key.clone(), read, write_then_lose_the_cache)
+        .await;
+    read.expect("reader");
     assert_eq!(
         h.store.get(&key).await.unwrap(),
         None,

@@ -149,18 +149,13 @@ async fn two_clients_never_leave_a_stale_fill(t: &Target) {
         .await
         .unwrap();
 
-    gated.arm(key.clone());
-    let reader = {
+    let read = {
         let (m, world, c0) = (reader_m.clone(), world.clone(), c0.clone());
-        tokio::spawn(async move { m.entity(&world, &c0, Fields::Cacheable).await })
+        async move { m.entity(&world, &c0, Fields::Cacheable).await }
     };
-    gated.reached().await;
-    let w = writer_m
-        .update_entity(&world, c0.clone(), doc("mood", "hopeful"))
-        .await
-        .unwrap();
-    gated.release();
-    let old = reader.await.expect("reader task").expect("reader");
+    let write = writer_m.update_entity(&world, c0.clone(), doc("mood", "hopeful"));
+    let (old, w) = gated.interleave(key.clone(), read, write).await;
+    let (old, w) = (old.expect("reader"), w.unwrap());
     assert_eq!(
         old.value,
         doc("mood", "calm"),
