@@ -195,18 +195,7 @@ where
     R: WorldRepository + 'static,
 {
     let key = CacheKey::entity(world, entity).to_string();
-    let hit = |_| {
-        let (m, w, e) = (manager.clone(), world.clone(), entity.clone());
-        async move {
-            let read = m.entity(&w, &e, Fields::Cacheable).await?;
-            ensure!(
-                read.outcome == Outcome::Hit,
-                "not a hit: {:?}",
-                read.outcome
-            );
-            Ok(())
-        }
-    };
+    let hit = |_| cached_read(manager, world, entity, None);
     let get = |_| {
         let (mut c, k) = (raw.clone(), key.clone());
         async move {
@@ -256,6 +245,34 @@ pub(crate) async fn decode_cost_us(raw: &ConnectionManager, key: &CacheKey) -> R
     Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds))
 }
 
+/// One read of `entity` through the manager, which must be answered by the
+/// cache. A fallback to the source (a cache call over the manager's cache
+/// timeout) is counted in `fallbacks` when given, and an error otherwise.
+fn cached_read<S, R>(
+    manager: &CacheManager<S, R>,
+    world: &WorldId,
+    entity: &EntityRef,
+    fallbacks: Option<&Arc<AtomicU64>>,
+) -> impl Future<Output = Result<()>> + Send + 'static
+where
+    S: CacheStore + 'static,
+    R: WorldRepository + 'static,
+{
+    let (m, w, e) = (manager.clone(), world.clone(), entity.clone());
+    let fallbacks = fallbacks.cloned();
+    async move {
+        let read = m.entity(&w, &e, Fields::Cacheable).await?;
+        match (read.outcome, &fallbacks) {
+            (Outcome::Hit, _) => {}
+            (Outcome::Fallback, Some(fallbacks)) => {
+                fallbacks.fetch_add(1, Ordering::Relaxed);
+            }
+            (other, _) => bail!("not a hit: {other:?}"),
+        }
+        Ok(())
+    }
+}
+
 /// A cached read against a direct read of the same entity from the source.
 pub(crate) async fn read_hit_vs_source<S, R>(
     manager: &CacheManager<S, Arc<R>>,
@@ -271,18 +288,7 @@ where
 {
     let key = CacheKey::entity(world, entity);
     let top_k = manager.config().policy.timeline_top_k;
-    let hit = |_| {
-        let (m, w, e) = (manager.clone(), world.clone(), entity.clone());
-        async move {
-            let read = m.entity(&w, &e, Fields::Cacheable).await?;
-            ensure!(
-                read.outcome == Outcome::Hit,
-                "not a hit: {:?}",
-                read.outcome
-            );
-            Ok(())
-        }
-    };
+    let hit = |_| cached_read(manager, world, entity, None);
     let direct = |_| {
         let (r, k) = (Arc::clone(repo), key.clone());
         async move {
@@ -501,21 +507,7 @@ where
     // stall on a loaded machine) falls back to the source: counted and
     // reported, not fatal, unless it stops being rare.
     let fallbacks = Arc::new(AtomicU64::new(0));
-    let hit = || {
-        let (m, w, e) = (manager.clone(), world.clone(), entity.clone());
-        let fallbacks = Arc::clone(&fallbacks);
-        async move {
-            let read = m.entity(&w, &e, Fields::Cacheable).await?;
-            match read.outcome {
-                Outcome::Hit => {}
-                Outcome::Fallback => {
-                    fallbacks.fetch_add(1, Ordering::Relaxed);
-                }
-                other => bail!("not a hit: {other:?}"),
-            }
-            Ok(())
-        }
-    };
+    let hit = || cached_read(manager, world, entity, Some(&fallbacks));
     let get = || {
         let (mut c, k) = (raw.clone(), key.clone());
         async move {
