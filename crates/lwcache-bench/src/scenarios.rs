@@ -409,39 +409,47 @@ where
         compare(plan.source_latency, warmup, through_cache, bare, settle).await?;
 
     Ok(vec![
-        LatencyComparison {
-            id: "write_add_event".to_owned(),
-            title: format!("add an event ({source})"),
-            subject: Measured {
-                label: "CacheManager::add_event".to_owned(),
-                summary: add_subject.summary(),
-            },
-            baseline: Measured {
-                label: format!("bare {source} apply"),
-                summary: add_baseline.summary(),
-            },
-            note: format!(
-                "{}; timelines are write-behind: the caller waits for the source commit and the queueing; the background refresh runs after the acknowledgement and is let finish, untimed, between samples",
-                added_cost(&add_subject, &add_baseline)
-            ),
-        },
-        LatencyComparison {
-            id: "write_set_flag".to_owned(),
-            title: format!("set a flag ({source})"),
-            subject: Measured {
-                label: "CacheManager::set_flag".to_owned(),
-                summary: flag_subject.summary(),
-            },
-            baseline: Measured {
-                label: format!("bare {source} apply"),
-                summary: flag_baseline.summary(),
-            },
-            note: format!(
-                "{}; flags are write-through: the caller also waits for the versioned cache write (one EVALSHA)",
-                added_cost(&flag_subject, &flag_baseline)
-            ),
-        },
+        write_comparison(
+            "write_add_event",
+            &format!("add an event ({source})"),
+            "CacheManager::add_event",
+            source,
+            (&add_subject, &add_baseline),
+            "timelines are write-behind: the caller waits for the source commit and the queueing; the background refresh runs after the acknowledgement and is let finish, untimed, between samples",
+        ),
+        write_comparison(
+            "write_set_flag",
+            &format!("set a flag ({source})"),
+            "CacheManager::set_flag",
+            source,
+            (&flag_subject, &flag_baseline),
+            "flags are write-through: the caller also waits for the versioned cache write (one EVALSHA)",
+        ),
     ])
+}
+
+/// One write through the manager against the bare source write.
+fn write_comparison(
+    id: &str,
+    title: &str,
+    label: &str,
+    source: &str,
+    (subject, baseline): (&Samples, &Samples),
+    why: &str,
+) -> LatencyComparison {
+    LatencyComparison {
+        id: id.to_owned(),
+        title: title.to_owned(),
+        subject: Measured {
+            label: label.to_owned(),
+            summary: subject.summary(),
+        },
+        baseline: Measured {
+            label: format!("bare {source} apply"),
+            summary: baseline.summary(),
+        },
+        note: format!("{}; {why}", added_cost(subject, baseline)),
+    }
 }
 
 /// What the cache adds to a write, in absolute terms.
@@ -532,12 +540,29 @@ where
         run_tasks(c, total / 10, hit).await?;
         run_tasks(c, total / 10, get).await?;
         let (mut lw, mut raw_rs) = ((0, Duration::ZERO), (0, Duration::ZERO));
+        // redis-benchmark's requests and the time they took at its rate.
+        let mut bench = Some((0, Duration::ZERO));
         fallbacks.store(0, Ordering::Relaxed);
         for _ in 0..ROUNDS {
             let (n, t) = run_tasks(c, total / ROUNDS, hit).await?;
             lw = (lw.0 + n, lw.1 + t);
             let (n, t) = run_tasks(c, total / ROUNDS, get).await?;
             raw_rs = (raw_rs.0 + n, raw_rs.1 + t);
+            if let Some((n, t)) = bench {
+                let requests = total / ROUNDS;
+                bench = match run_redis_benchmark(redis_benchmark, redis_url, c, requests, &key)
+                    .await
+                {
+                    Ok(ops) => Some((
+                        n + requests,
+                        t + Duration::from_secs_f64(requests as f64 / ops),
+                    )),
+                    Err(e) => {
+                        problem = Some(format!("{e:#}"));
+                        None
+                    }
+                };
+            }
         }
         let fell_back = fallbacks.load(Ordering::Relaxed);
         ensure!(
@@ -546,14 +571,7 @@ where
             lw.0
         );
         let per_s = |(n, t): (usize, Duration)| n as f64 / t.as_secs_f64();
-        let benchmark = match run_redis_benchmark(redis_benchmark, redis_url, c, total, &key).await
-        {
-            Ok(ops) => Some(ops),
-            Err(e) => {
-                problem = Some(format!("{e:#}"));
-                None
-            }
-        };
+        let benchmark = bench.map(per_s);
         rows.push(ThroughputRow {
             concurrency: c,
             requests: lw.0 as u64,
@@ -616,8 +634,14 @@ fn parse_redis_benchmark_csv(text: &str) -> Result<f64> {
         .nth(1)
         .map(|f| f.trim_matches('"'))
         .context("redis-benchmark's row has no rps column")?;
-    rps.parse()
-        .with_context(|| format!("redis-benchmark's rps {rps:?}"))
+    let value: f64 = rps
+        .parse()
+        .with_context(|| format!("redis-benchmark's rps {rps:?}"))?;
+    ensure!(
+        value.is_finite() && value > 0.0,
+        "redis-benchmark's rps {rps:?} is not a positive rate"
+    );
+    Ok(value)
 }
 
 /// `MEMORY USAGE` of lwcache's entry of every character against the same
@@ -909,6 +933,7 @@ mod tests {
         let out = "\"test\",\"rps\",\"avg_latency_ms\"\n\"GET lw:world:{x}:state\",\"30911.90\",\"0.343\"\n";
         assert!((parse_redis_benchmark_csv(out).unwrap() - 30_911.9).abs() < 1e-6);
         assert!(parse_redis_benchmark_csv("\"test\",\"rps\"\n").is_err());
+        assert!(parse_redis_benchmark_csv("\"GET\",\"0.00\"\n").is_err());
     }
 
     #[test]
