@@ -28,11 +28,12 @@ fn main() -> Result<()> {
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci     [--no-bench]: fmt --check, clippy with warnings denied, every
-         test, with real Redis servers (standalone, TLS and a 3-master
-         cluster) and a real Neo4j 5.26 started on free loopback ports and
-         stopped at the end, then the benchmarks in quick mode (no timing
-         is asserted: they must run and write their report)
+  ci     [--no-bench]: fmt --check, clippy with warnings denied, the
+         API docs with warnings denied, every test, with real Redis
+         servers (standalone, TLS and a 3-master cluster) and a real
+         Neo4j 5.26 started on free loopback ports and stopped at the end,
+         then the benchmarks in quick mode (no timing is asserted: they
+         must run and write their report)
   servers  start the same servers, print the variables that point the
          tests at them (for `cargo test` by hand), and keep them running
          until Enter or end of input
@@ -69,6 +70,12 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
             "-D",
             "warnings",
         ],
+    )?;
+    // The API docs build without a broken link or other warning.
+    cargo_with(
+        root,
+        &["doc", "--workspace", "--no-deps", "--locked"],
+        &[("RUSTDOCFLAGS", "-D warnings".to_owned())],
     )?;
     // Neo4j takes seconds to start (minutes on the first run, which
     // downloads it): start it while the tests build.
