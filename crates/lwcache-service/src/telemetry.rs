@@ -95,6 +95,15 @@ pub struct OtlpTargets {
     pub metrics: Option<String>,
 }
 
+/// Whether an error about a variable may repeat its value.
+#[derive(Debug, Clone, Copy)]
+enum Shown {
+    /// The value is safe to show.
+    Value,
+    /// The value may hold a credential.
+    Hidden,
+}
+
 impl TelemetryConfig {
     /// Reads the process environment.
     pub fn from_env() -> Self {
@@ -149,30 +158,7 @@ impl TelemetryConfig {
     /// `OTEL_RESOURCE_ATTRIBUTES`: `key=value` pairs separated by commas,
     /// values percent-decoded.
     pub fn resource_attributes(&self) -> Result<Vec<(String, String)>, TelemetryError> {
-        let Some(raw) = self.get("OTEL_RESOURCE_ATTRIBUTES") else {
-            return Ok(Vec::new());
-        };
-        let invalid = |reason: &'static str| TelemetryError::InvalidVariable {
-            name: "OTEL_RESOURCE_ATTRIBUTES",
-            value: raw.to_owned(),
-            reason,
-        };
-        raw.split(',')
-            .map(str::trim)
-            .filter(|pair| !pair.is_empty())
-            .map(|pair| {
-                let (k, v) = pair
-                    .split_once('=')
-                    .ok_or_else(|| invalid("every entry must be key=value"))?;
-                let k = k.trim();
-                if k.is_empty() {
-                    return Err(invalid("a key is empty"));
-                }
-                let v = percent_decode(v.trim())
-                    .ok_or_else(|| invalid("a value is not valid percent-encoded UTF-8"))?;
-                Ok((k.to_owned(), v))
-            })
-            .collect()
+        self.key_values("OTEL_RESOURCE_ATTRIBUTES", Shown::Value)
     }
 
     /// Where OTLP sends traces and metrics, or `None` when OTLP is off: no
@@ -262,13 +248,30 @@ impl TelemetryConfig {
     /// `OTEL_EXPORTER_OTLP_HEADERS`: `key=value` pairs separated by commas,
     /// values percent-decoded.
     fn headers(&self) -> Result<HashMap<String, String>, TelemetryError> {
-        let Some(raw) = self.get("OTEL_EXPORTER_OTLP_HEADERS") else {
-            return Ok(HashMap::new());
-        };
         // The value may hold a credential: errors never repeat it.
+        Ok(self
+            .key_values("OTEL_EXPORTER_OTLP_HEADERS", Shown::Hidden)?
+            .into_iter()
+            .collect())
+    }
+
+    /// The variable `name` in the OpenTelemetry list format: `key=value`
+    /// pairs separated by commas, blanks around them ignored, keys not
+    /// empty, values percent-decoded.
+    fn key_values(
+        &self,
+        name: &'static str,
+        shown: Shown,
+    ) -> Result<Vec<(String, String)>, TelemetryError> {
+        let Some(raw) = self.get(name) else {
+            return Ok(Vec::new());
+        };
         let invalid = |reason: &'static str| TelemetryError::InvalidVariable {
-            name: "OTEL_EXPORTER_OTLP_HEADERS",
-            value: "(hidden)".to_owned(),
+            name,
+            value: match shown {
+                Shown::Value => raw.to_owned(),
+                Shown::Hidden => "(hidden)".to_owned(),
+            },
             reason,
         };
         raw.split(',')
@@ -278,9 +281,13 @@ impl TelemetryConfig {
                 let (k, v) = pair
                     .split_once('=')
                     .ok_or_else(|| invalid("every entry must be key=value"))?;
+                let k = k.trim();
+                if k.is_empty() {
+                    return Err(invalid("a key is empty"));
+                }
                 let v = percent_decode(v.trim())
                     .ok_or_else(|| invalid("a value is not valid percent-encoded UTF-8"))?;
-                Ok((k.trim().to_owned(), v))
+                Ok((k.to_owned(), v))
             })
             .collect()
     }

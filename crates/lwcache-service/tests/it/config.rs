@@ -45,7 +45,7 @@ fn resource_attributes_are_decoded() {
 
 #[test]
 fn unusable_values_are_refused_by_name() {
-    let cases: [(&[(&str, &str)], &str); 7] = [
+    let cases: [(&[(&str, &str)], &str); 8] = [
         (
             &[("OTEL_EXPORTER_OTLP_ENDPOINT", "https://collector:4318")],
             "OTEL_EXPORTER_OTLP_ENDPOINT",
@@ -86,6 +86,13 @@ fn unusable_values_are_refused_by_name() {
                     "OTEL_EXPORTER_OTLP_HEADERS",
                     "authorization=Bearer%ZZsecret",
                 ),
+            ],
+            "OTEL_EXPORTER_OTLP_HEADERS",
+        ),
+        (
+            &[
+                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+                ("OTEL_EXPORTER_OTLP_HEADERS", "=secret"),
             ],
             "OTEL_EXPORTER_OTLP_HEADERS",
         ),
