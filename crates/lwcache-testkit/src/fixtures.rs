@@ -2,7 +2,10 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use lwcache_domain::{Document, EntityKind, EntityRef, EventKind, FlagName, Value, WorldId};
+use lwcache_core::ports::WorldRepository;
+use lwcache_domain::{
+    Document, EntityKind, EntityRef, EventKind, FlagName, Mutation, Op, Value, WorldId,
+};
 
 static NEXT: AtomicU64 = AtomicU64::new(0);
 
@@ -40,4 +43,23 @@ pub fn event_kind(name: &str) -> EventKind {
 /// A document with one text field.
 pub fn doc(field: &str, text: &str) -> Document {
     Document::new().with(field, Value::Text(text.to_owned()))
+}
+
+/// A fresh world made directly in the source, past any cache: `ops` applied
+/// in order, each as a write of its own (so each takes its own version).
+/// A refused write fails the check.
+pub async fn seed_ops<R>(repo: &R, ops: impl IntoIterator<Item = Op>) -> WorldId
+where
+    R: WorldRepository + ?Sized,
+{
+    let world = fresh_world();
+    for op in ops {
+        repo.apply(&Mutation {
+            world: world.clone(),
+            op,
+        })
+        .await
+        .expect("seed write");
+    }
+    world
 }

@@ -7,13 +7,13 @@ use lwcache_core::codec;
 use lwcache_core::ports::{CacheStore, WorldRepository};
 use lwcache_core::{CacheManager, CacheStep, Counters, Fields, ManagerConfig, Outcome};
 use lwcache_domain::{
-    CacheKey, CachedValue, Document, EntityKind, Mutation, NewEvent, Op, Value, WorldError,
-    WorldId, WriteMode,
+    CacheKey, CachedValue, Document, EntityKind, NewEvent, Op, Value, WorldError, WorldId,
+    WriteMode,
 };
 
 use crate::Harness;
 use crate::decorators::{Faulty, Gated, Recording};
-use crate::fixtures::{character, doc, entity, event_kind, flag, fresh_world};
+use crate::fixtures::{character, doc, entity, event_kind, flag, fresh_world, seed_ops};
 
 type Manager<S, R> = CacheManager<S, R>;
 
@@ -40,7 +40,6 @@ fn manager(h: &Harness) -> (DynManager, Arc<Counters>) {
 /// A world made directly in the source, past the cache: a snapshot, a flag,
 /// a character `c1` with two events, a location `l1` and an object `o1`.
 async fn seed_world(repo: &dyn WorldRepository) -> WorldId {
-    let world = fresh_world();
     let ops = vec![
         Op::ReplaceSnapshot(doc("name", "Harbor")),
         Op::SetFlag(flag("door_open"), Value::Bool(false)),
@@ -50,15 +49,7 @@ async fn seed_world(repo: &dyn WorldRepository) -> WorldId {
         event_op("c1", 1),
         event_op("c1", 2),
     ];
-    for op in ops {
-        repo.apply(&Mutation {
-            world: world.clone(),
-            op,
-        })
-        .await
-        .expect("seed write");
-    }
-    world
+    seed_ops(repo, ops).await
 }
 
 fn event_op(id: &str, n: i64) -> Op {

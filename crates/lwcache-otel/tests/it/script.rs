@@ -7,15 +7,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use lwcache_core::metrics::Both;
-use lwcache_core::ports::WorldRepository;
 use lwcache_core::{CacheManager, Counters, Fields, Outcome, Written};
-use lwcache_domain::{
-    Action, CacheKey, Document, EntityKind, KeyKind, Mutation, Op, Value, WorldId, plan,
-};
+use lwcache_domain::{Action, CacheKey, Document, EntityKind, KeyKind, Op, Value, plan};
 use lwcache_memory::{MemoryRepository, MemoryStore};
 use lwcache_otel::{DURATION_BOUNDARIES, OtelMetrics};
 use lwcache_testkit::decorators::Faulty;
-use lwcache_testkit::fixtures::{character, doc, entity, event_kind, flag, fresh_world};
+use lwcache_testkit::fixtures::{character, doc, entity, event_kind, flag, seed_ops};
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
@@ -107,19 +104,6 @@ impl Tally {
     }
 }
 
-async fn seed(repo: &MemoryRepository, ops: Vec<Op>) -> WorldId {
-    let world = fresh_world();
-    for op in ops {
-        repo.apply(&Mutation {
-            world: world.clone(),
-            op,
-        })
-        .await
-        .unwrap();
-    }
-    world
-}
-
 #[tokio::test]
 async fn a_scripted_sequence_is_counted_exactly_and_traced_without_content() {
     let metric_exporter = InMemoryMetricExporter::default();
@@ -149,7 +133,7 @@ async fn a_scripted_sequence_is_counted_exactly_and_traced_without_content() {
     let mut t = Tally::default();
 
     let c1 = character("c1");
-    let harbor = seed(
+    let harbor = seed_ops(
         &repo,
         vec![
             Op::ReplaceSnapshot(doc("name", SECRET)),
@@ -220,7 +204,7 @@ async fn a_scripted_sequence_is_counted_exactly_and_traced_without_content() {
             .iter()
             .map(|e| Op::CreateEntity(e.clone(), doc("note", SECRET))),
     );
-    let pier = seed(&repo, ops).await;
+    let pier = seed_ops(repo.as_ref(), ops).await;
     let report = m.activate(&pier).await.unwrap();
     t.warm_count = 2 + 2 * entities.len() as u64;
     assert_eq!(report.keys as u64, t.warm_count);

@@ -7,10 +7,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lwcache_core::ports::WorldRepository;
-use lwcache_domain::{CacheKey, Document, EntityKind, Mutation, NewEvent, Op, Value, WorldId};
+use lwcache_domain::{CacheKey, Document, EntityKind, NewEvent, Op, Value, WorldId};
 use lwcache_memory::MemoryRepository;
 use lwcache_redis::{RedisConfig, RedisStore};
-use lwcache_testkit::fixtures::{doc, entity, event_kind, flag, fresh_world};
+use lwcache_testkit::fixtures::{doc, entity, event_kind, flag, seed_ops};
 use lwcache_testkit::{Harness, RealClock, StoreProbe};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
 use redis::cluster_async::ClusterConnection;
@@ -264,7 +264,6 @@ impl StoreProbe for Probe {
 /// (`c0`, `c1`, ...) with one event each, a location `l1` and an object
 /// `o1`.
 pub(crate) async fn seed_world(repo: &dyn WorldRepository, characters: usize) -> WorldId {
-    let world = fresh_world();
     let mut ops = vec![
         Op::ReplaceSnapshot(doc("name", "Harbor")),
         Op::SetFlag(flag("door_open"), Value::Bool(false)),
@@ -284,13 +283,5 @@ pub(crate) async fn seed_world(repo: &dyn WorldRepository, characters: usize) ->
             data: Document::new().with("n", Value::Int(n as i64)),
         }));
     }
-    for op in ops {
-        repo.apply(&Mutation {
-            world: world.clone(),
-            op,
-        })
-        .await
-        .expect("seed write");
-    }
-    world
+    seed_ops(repo, ops).await
 }

@@ -9,11 +9,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use lwcache_core::ports::WorldRepository;
 use lwcache_core::{CacheManager, Fields, MetricsSink, Outcome};
-use lwcache_domain::{CacheKey, KeyKind, Mutation, Op, Value, WorldId, plan};
+use lwcache_domain::{CacheKey, KeyKind, Op, Value, WorldId, plan};
 use lwcache_memory::{MemoryRepository, MemoryStore};
-use lwcache_testkit::fixtures::{doc, flag, fresh_world};
+use lwcache_testkit::fixtures::{doc, flag, seed_ops};
 
 /// What the workload did, by series.
 #[derive(Debug, Default)]
@@ -43,18 +42,14 @@ pub(crate) async fn run(metrics: Arc<dyn MetricsSink>, hits: u64) -> Workload {
     let _turn = ONE_AT_A_TIME.lock().await;
     tracing::callsite::rebuild_interest_cache();
     let repo = Arc::new(MemoryRepository::new());
-    let world = fresh_world();
-    for op in [
-        Op::ReplaceSnapshot(doc("name", "Harbor")),
-        Op::SetFlag(flag("door_open"), Value::Bool(false)),
-    ] {
-        repo.apply(&Mutation {
-            world: world.clone(),
-            op,
-        })
-        .await
-        .unwrap();
-    }
+    let world = seed_ops(
+        repo.as_ref(),
+        [
+            Op::ReplaceSnapshot(doc("name", "Harbor")),
+            Op::SetFlag(flag("door_open"), Value::Bool(false)),
+        ],
+    )
+    .await;
     let m = CacheManager::builder(Arc::new(MemoryStore::new()), repo)
         .metrics(metrics)
         .build()
