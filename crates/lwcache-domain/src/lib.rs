@@ -38,5 +38,6 @@ pub use policy::{CachePolicy, KeyPolicy, PolicyError, WarmPolicy, WriteMode};
 pub use privacy::{Redaction, SensitivityPolicy};
 pub use warming::WarmPlan;
 pub use world::{
-    Change, Committed, Mutation, NewEvent, Op, WorldError, WorldImage, WorldModel, WorldSeed,
+    Change, Committed, EntityWrite, Mutation, NewEvent, Op, StateWrite, WorldError, WorldImage,
+    WorldModel, WorldSeed,
 };

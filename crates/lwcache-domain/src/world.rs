@@ -17,7 +17,7 @@ use crate::document::{
     TimelineEvent, Value, Versioned,
 };
 use crate::id::{EntityId, EntityKind, EntityRef, FlagName, WorldId};
-use crate::key::{CacheKey, KeyTarget};
+use crate::key::{CacheKey, KeyKind, KeyTarget};
 
 /// A write that a caller asks for.
 #[derive(Debug, Clone, PartialEq)]
@@ -64,6 +64,20 @@ impl Op {
         }
     }
 
+    /// The kind of key the operation writes: the label of its spans and
+    /// metrics.
+    pub fn key_kind(&self) -> KeyKind {
+        match self {
+            Op::ReplaceSnapshot(_) => KeyKind::State,
+            Op::SetFlag(..) | Op::ClearFlag(_) => KeyKind::Flags,
+            Op::CreateEntity(e, _)
+            | Op::UpdateEntity(e, _)
+            | Op::PutEntity(e, _)
+            | Op::DeleteEntity(e) => KeyKind::of_entity(e.kind()),
+            Op::AddEvent(_) => KeyKind::Timeline,
+        }
+    }
+
     /// Checks every document of the operation against `limits`.
     pub fn check(&self, limits: &DocumentLimits) -> Result<(), DocumentError> {
         match self {
@@ -74,6 +88,70 @@ impl Op {
             Op::SetFlag(_, v) => Document::new().with("value", v.clone()).check(limits),
             Op::AddEvent(e) => e.data.check(limits),
             Op::ClearFlag(_) | Op::DeleteEntity(_) => Ok(()),
+        }
+    }
+}
+
+/// How an operation writes an entity's state: what it needs of the entity
+/// that holds the id now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateWrite {
+    /// [`Op::CreateEntity`]: the id must be free.
+    Create,
+    /// [`Op::UpdateEntity`]: an entity of the same kind must hold the id.
+    Update,
+    /// [`Op::PutEntity`]: the id is free or held by an entity of the same
+    /// kind.
+    Put,
+}
+
+/// What an entity write does, once decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntityWrite {
+    /// A new entity is created.
+    Insert,
+    /// The existing entity's state is replaced.
+    Replace,
+}
+
+impl StateWrite {
+    /// Decides a write of `entity` given the kind of the entity holding its
+    /// id now (`None` when the id is free): the one rule every repository
+    /// follows. An id is unique across kinds, so a different kind holding it
+    /// makes creating [`WorldError::EntityExists`] and updating
+    /// [`WorldError::UnknownEntity`].
+    pub fn resolve(
+        self,
+        world: &WorldId,
+        entity: &EntityRef,
+        existing: Option<EntityKind>,
+    ) -> Result<EntityWrite, WorldError> {
+        match (self, existing) {
+            (StateWrite::Update | StateWrite::Put, Some(kind)) if kind == entity.kind() => {
+                Ok(EntityWrite::Replace)
+            }
+            (StateWrite::Update, _) => Err(WorldError::UnknownEntity {
+                world: world.clone(),
+                entity: entity.to_string(),
+            }),
+            (StateWrite::Create | StateWrite::Put, Some(existing)) => {
+                Err(WorldError::EntityExists {
+                    world: world.clone(),
+                    id: entity.entity_id(),
+                    existing,
+                })
+            }
+            (StateWrite::Create | StateWrite::Put, None) => Ok(EntityWrite::Insert),
+        }
+    }
+}
+
+impl EntityWrite {
+    /// The change the write commits.
+    pub fn change(self, entity: EntityRef, state: Document) -> Change {
+        match self {
+            EntityWrite::Insert => Change::EntityCreated { entity, state },
+            EntityWrite::Replace => Change::EntityUpdated { entity, state },
         }
     }
 }
@@ -268,43 +346,13 @@ impl WorldModel {
                 }
             }
             Op::CreateEntity(entity, state) => {
-                let id = entity.entity_id();
-                if let Some((existing, _)) = self.entities.get(&id) {
-                    return Err(WorldError::EntityExists {
-                        world: world.clone(),
-                        id,
-                        existing: *existing,
-                    });
-                }
-                self.entities.insert(id, (entity.kind(), state.clone()));
-                Change::EntityCreated { entity, state }
+                self.write_entity(world, StateWrite::Create, entity, state)?
             }
             Op::UpdateEntity(entity, state) => {
-                match self.entities.get_mut(&entity.entity_id()) {
-                    Some((kind, doc)) if *kind == entity.kind() => *doc = state.clone(),
-                    _ => return Err(unknown(entity.to_string())),
-                }
-                Change::EntityUpdated { entity, state }
+                self.write_entity(world, StateWrite::Update, entity, state)?
             }
             Op::PutEntity(entity, state) => {
-                let id = entity.entity_id();
-                match self.entities.get_mut(&id) {
-                    Some((kind, doc)) if *kind == entity.kind() => {
-                        *doc = state.clone();
-                        Change::EntityUpdated { entity, state }
-                    }
-                    Some((kind, _)) => {
-                        return Err(WorldError::EntityExists {
-                            world: world.clone(),
-                            id,
-                            existing: *kind,
-                        });
-                    }
-                    None => {
-                        self.entities.insert(id, (entity.kind(), state.clone()));
-                        Change::EntityCreated { entity, state }
-                    }
-                }
+                self.write_entity(world, StateWrite::Put, entity, state)?
             }
             Op::DeleteEntity(entity) => {
                 let id = entity.entity_id();
@@ -341,6 +389,21 @@ impl WorldModel {
             version: self.version,
             change,
         })
+    }
+
+    /// Creates or replaces an entity's state as `how` allows.
+    fn write_entity(
+        &mut self,
+        world: &WorldId,
+        how: StateWrite,
+        entity: EntityRef,
+        state: Document,
+    ) -> Result<Change, WorldError> {
+        let id = entity.entity_id();
+        let existing = self.entities.get(&id).map(|(kind, _)| *kind);
+        let write = how.resolve(world, &entity, existing)?;
+        self.entities.insert(id, (entity.kind(), state.clone()));
+        Ok(write.change(entity, state))
     }
 
     /// The snapshot.
@@ -535,5 +598,117 @@ pub fn apply_to(
             })
         }
         (None, _) => Err(WorldError::UnknownWorld(mutation.world)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn world() -> WorldId {
+        WorldId::new("w").unwrap()
+    }
+
+    fn character(id: &str) -> EntityRef {
+        EntityRef::parse(EntityKind::Character, id).unwrap()
+    }
+
+    #[test]
+    fn create_needs_a_free_id() {
+        let e = character("a");
+        assert_eq!(
+            StateWrite::Create.resolve(&world(), &e, None),
+            Ok(EntityWrite::Insert)
+        );
+        for held in EntityKind::ALL {
+            assert_eq!(
+                StateWrite::Create.resolve(&world(), &e, Some(held)),
+                Err(WorldError::EntityExists {
+                    world: world(),
+                    id: e.entity_id(),
+                    existing: held,
+                })
+            );
+        }
+    }
+
+    #[test]
+    fn update_needs_an_entity_of_the_same_kind() {
+        let e = character("a");
+        assert_eq!(
+            StateWrite::Update.resolve(&world(), &e, Some(EntityKind::Character)),
+            Ok(EntityWrite::Replace)
+        );
+        let unknown = Err(WorldError::UnknownEntity {
+            world: world(),
+            entity: e.to_string(),
+        });
+        assert_eq!(StateWrite::Update.resolve(&world(), &e, None), unknown);
+        assert_eq!(
+            StateWrite::Update.resolve(&world(), &e, Some(EntityKind::Location)),
+            unknown
+        );
+    }
+
+    #[test]
+    fn put_creates_or_replaces_but_never_changes_kind() {
+        let e = character("a");
+        assert_eq!(
+            StateWrite::Put.resolve(&world(), &e, None),
+            Ok(EntityWrite::Insert)
+        );
+        assert_eq!(
+            StateWrite::Put.resolve(&world(), &e, Some(EntityKind::Character)),
+            Ok(EntityWrite::Replace)
+        );
+        assert_eq!(
+            StateWrite::Put.resolve(&world(), &e, Some(EntityKind::Object)),
+            Err(WorldError::EntityExists {
+                world: world(),
+                id: e.entity_id(),
+                existing: EntityKind::Object,
+            })
+        );
+    }
+
+    #[test]
+    fn the_decision_names_the_change() {
+        let e = character("a");
+        let state = Document::new();
+        assert_eq!(
+            EntityWrite::Insert.change(e.clone(), state.clone()),
+            Change::EntityCreated {
+                entity: e.clone(),
+                state: state.clone(),
+            }
+        );
+        assert_eq!(
+            EntityWrite::Replace.change(e.clone(), state.clone()),
+            Change::EntityUpdated { entity: e, state }
+        );
+    }
+
+    #[test]
+    fn every_op_names_the_key_kind_it_writes() {
+        let e = character("a");
+        assert_eq!(
+            Op::ReplaceSnapshot(Document::new()).key_kind(),
+            KeyKind::State
+        );
+        assert_eq!(
+            Op::ClearFlag(FlagName::new("f").unwrap()).key_kind(),
+            KeyKind::Flags
+        );
+        assert_eq!(Op::DeleteEntity(e.clone()).key_kind(), KeyKind::Character);
+        assert_eq!(
+            Op::AddEvent(NewEvent {
+                entity: e.entity_id(),
+                kind: EventKind::new("k").unwrap(),
+                at_ms: 0,
+                data: Document::new(),
+            })
+            .key_kind(),
+            KeyKind::Timeline
+        );
     }
 }
