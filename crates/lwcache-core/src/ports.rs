@@ -70,6 +70,35 @@ pub struct CacheWrite {
 }
 
 impl CacheWrite {
+    /// A fill of values read from the source at `version` ([`WriteKind::Fill`]).
+    pub fn fill(world: WorldId, version: u64, puts: Vec<Put>) -> Self {
+        Self {
+            world,
+            version,
+            kind: WriteKind::Fill,
+            puts,
+            deletes: Vec::new(),
+        }
+    }
+
+    /// The cache step of a write the source committed as `version`
+    /// ([`WriteKind::Commit`]).
+    pub fn commit(world: WorldId, version: u64, puts: Vec<Put>, deletes: Vec<CacheKey>) -> Self {
+        Self {
+            world,
+            version,
+            kind: WriteKind::Commit,
+            puts,
+            deletes,
+        }
+    }
+
+    /// A commit at `version` that only deletes `keys`: the safe step when a
+    /// key's new value is unknown or could not be written.
+    pub fn invalidate(world: WorldId, version: u64, keys: Vec<CacheKey>) -> Self {
+        Self::commit(world, version, Vec::new(), keys)
+    }
+
     /// Checks that every key is a data key of the write's world, so that an
     /// adapter's atomic step can neither reach another world (or Cluster
     /// slot) nor overwrite the version. Adapters call it before anything

@@ -1,0 +1,87 @@
+//! [`Builder`]: how a [`CacheManager`] is configured and started. Starting
+//! means spawning the write-behind worker, so it needs a tokio runtime.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{Notify, mpsc};
+
+use super::{CacheManager, Inner, lock, write_behind};
+use crate::config::ManagerConfig;
+use crate::metrics::{MetricsSink, NoMetrics};
+use crate::ports::{CacheStore, Clock, SystemClock, WorldRepository};
+
+/// Builds a [`CacheManager`].
+pub struct Builder<S, R> {
+    store: S,
+    repo: R,
+    config: ManagerConfig,
+    metrics: Arc<dyn MetricsSink>,
+    clock: Arc<dyn Clock>,
+}
+
+impl<S, R> CacheManager<S, R>
+where
+    S: CacheStore + 'static,
+    R: WorldRepository + 'static,
+{
+    /// Starts building a manager over a cache store and a repository.
+    pub fn builder(store: S, repo: R) -> Builder<S, R> {
+        Builder {
+            store,
+            repo,
+            config: ManagerConfig::default(),
+            metrics: Arc::new(NoMetrics),
+            clock: Arc::new(SystemClock),
+        }
+    }
+}
+
+impl<S, R> Builder<S, R>
+where
+    S: CacheStore + 'static,
+    R: WorldRepository + 'static,
+{
+    /// Sets the configuration.
+    pub fn config(mut self, config: ManagerConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Sets the metrics sink.
+    pub fn metrics(mut self, metrics: Arc<dyn MetricsSink>) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
+    /// Sets the clock that stamps events.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Validates the configuration and starts the write-behind worker on the
+    /// current tokio runtime.
+    pub fn build(self) -> Result<CacheManager<S, R>, lwcache_domain::PolicyError> {
+        self.config.policy.validate()?;
+        let (tx, rx) = mpsc::channel(self.config.write_behind_capacity.max(1));
+        let inner = Arc::new(Inner {
+            store: self.store,
+            repo: self.repo,
+            config: self.config,
+            metrics: self.metrics,
+            clock: self.clock,
+            queue: Mutex::new(Some(tx)),
+            pending: Mutex::new(HashMap::new()),
+            in_flight: AtomicUsize::new(0),
+            settled: Notify::new(),
+            worker: Mutex::new(None),
+        });
+        // The worker holds a weak reference, so that dropping the last
+        // manager drops the queue's sender and ends the worker.
+        let handle = tokio::spawn(write_behind::worker(Arc::downgrade(&inner), rx));
+        *lock(&inner.worker) = Some(handle);
+        Ok(CacheManager { inner })
+    }
+}

@@ -1,0 +1,273 @@
+//! The cache manager: read-through, write-through, write-behind,
+//! invalidation, versioning and warming over the two ports.
+//!
+//! One file per mechanism: this one holds the manager, the result types and
+//! what every mechanism shares (bounded port calls, encoding entries);
+//! [`Builder`] is in `builder.rs`, reads and fills in `read.rs`, writes and
+//! their cache plans in `write.rs`, the write-behind queue and worker in
+//! `write_behind.rs`, activation in `warm.rs`.
+//!
+//! # The version protocol
+//!
+//! The source of truth stamps every write with the world's new version. The
+//! cache keeps the highest version it has seen in `lw:world:{w}:ver`:
+//!
+//! - the cache step of a write raises `ver` to the write's version, then puts
+//!   or deletes its keys ([`WriteKind::Commit`]);
+//! - a fill of a value read from the source at version `r` is stored only if
+//!   `ver <= r` ([`WriteKind::Fill`]). A larger `ver` means a write committed
+//!   after the read, and the value may be stale: the fill is dropped.
+//!
+//! A fill that raced with a write therefore either lands before the write's
+//! cache step (which then overwrites it) or is rejected: the stale-set race
+//! cannot leave the older value behind. When `ver` is missing (the cache was
+//! flushed or restarted), a fill is refused until `ver` is seeded from the
+//! source's *current* version, read after the loss was seen.
+//!
+//! [`WriteKind::Commit`]: crate::ports::WriteKind::Commit
+//! [`WriteKind::Fill`]: crate::ports::WriteKind::Fill
+
+mod builder;
+mod read;
+mod warm;
+mod write;
+mod write_behind;
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicUsize;
+use std::sync::{Arc, Mutex};
+
+use lwcache_domain::{CacheKey, CachedValue, Committed, Redaction, Versioned};
+use tokio::sync::{Notify, mpsc};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+pub use builder::Builder;
+
+use crate::codec::{self, Entry};
+use crate::config::ManagerConfig;
+use crate::metrics::{MetricEvent, MetricsSink, Stage};
+use crate::ports::{CacheError, CacheStore, Clock, Put, SourceError, WorldRepository};
+use write_behind::Task;
+
+/// How a read was served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// From the cache.
+    Hit,
+    /// From the source, after the cache had no usable entry.
+    Miss,
+    /// From a cache entry older than a write-behind update still queued.
+    Stale,
+    /// From the source, because the cache failed.
+    Fallback,
+}
+
+impl Outcome {
+    /// `hit`, `miss`, `stale` or `fallback`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Miss => "miss",
+            Outcome::Stale => "stale",
+            Outcome::Fallback => "fallback",
+        }
+    }
+}
+
+/// Which fields a read needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fields {
+    /// Only the fields that may be cached: sensitive fields are left out,
+    /// whether the read hits or misses, so the answer never depends on the
+    /// cache's state.
+    #[default]
+    Cacheable,
+    /// Every field: served by the source whenever the cached copy was
+    /// redacted.
+    All,
+}
+
+/// A value read, with its version and how it was served.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Read<T> {
+    /// The value.
+    pub value: T,
+    /// The world version the value was read at or written as.
+    pub version: u64,
+    /// How it was served.
+    pub outcome: Outcome,
+}
+
+/// What the cache step of a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheStep {
+    /// The cache was updated before the write was acknowledged.
+    Applied,
+    /// A later write's cache step ran first; this write's keys were deleted.
+    Superseded,
+    /// Every update was queued for the write-behind worker.
+    Deferred,
+    /// The cache failed; its keys were queued for invalidation.
+    Failed,
+}
+
+/// An acknowledged write.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Written {
+    /// What the source committed.
+    pub committed: Committed,
+    /// What the cache step did.
+    pub cache: CacheStep,
+}
+
+/// What an activation warmed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WarmReport {
+    /// The version the world was read at.
+    pub version: u64,
+    /// Keys prefilled.
+    pub keys: usize,
+    /// Batches written (one round trip each).
+    pub batches: usize,
+    /// Keys not prefilled because a write raced with the warming; they fill
+    /// on their first read.
+    pub skipped: usize,
+}
+
+/// The cache manager. Cheap to clone; clones share everything.
+pub struct CacheManager<S, R> {
+    inner: Arc<Inner<S, R>>,
+}
+
+impl<S, R> Clone for CacheManager<S, R> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+/// What every clone of a manager shares, and the write-behind worker holds
+/// weakly.
+struct Inner<S, R> {
+    store: S,
+    repo: R,
+    config: ManagerConfig,
+    metrics: Arc<dyn MetricsSink>,
+    clock: Arc<dyn Clock>,
+    queue: Mutex<Option<mpsc::Sender<Task>>>,
+    /// The newest version queued for each key with pending write-behind work.
+    pending: Mutex<HashMap<CacheKey, u64>>,
+    /// Tasks queued or running.
+    in_flight: AtomicUsize,
+    /// Signalled each time `in_flight` drops to zero.
+    settled: Notify,
+    worker: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// Locks a std mutex, recovering from poisoning: every critical section
+/// here leaves the data consistent, so a panic elsewhere cannot corrupt it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl<S, R> CacheManager<S, R>
+where
+    S: CacheStore + 'static,
+    R: WorldRepository + 'static,
+{
+    /// The configuration.
+    pub fn config(&self) -> &ManagerConfig {
+        &self.inner.config
+    }
+
+    /// The cache store.
+    pub fn store(&self) -> &S {
+        &self.inner.store
+    }
+
+    /// The repository.
+    pub fn repository(&self) -> &R {
+        &self.inner.repo
+    }
+
+    /// Checks both ports: `(cache, source)`.
+    pub async fn health(&self) -> (Result<(), CacheError>, Result<(), SourceError>) {
+        let cache = self.inner.cache_call(self.inner.store.ping()).await;
+        let source = self.inner.source_call(self.inner.repo.ping()).await;
+        (cache, source)
+    }
+}
+
+impl<S, R> Inner<S, R>
+where
+    S: CacheStore + 'static,
+    R: WorldRepository + 'static,
+{
+    /// Bounds a cache store call by `cache_timeout`, and counts and logs its
+    /// failure: callers only decide what to do instead.
+    async fn cache_call<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, CacheError>>,
+    ) -> Result<T, CacheError> {
+        let limit = self.config.cache_timeout;
+        let result = match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(CacheError::Timeout(limit)),
+        };
+        if let Err(e) = &result {
+            self.metrics.record(MetricEvent::CacheError);
+            tracing::warn!(error = %e, "cache store call failed");
+        }
+        result
+    }
+
+    /// Bounds a source call by `source_timeout`.
+    async fn source_call<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, SourceError>>,
+    ) -> Result<T, SourceError> {
+        let limit = self.config.source_timeout;
+        match tokio::time::timeout(limit, fut).await {
+            Ok(r) => r,
+            Err(_) => Err(SourceError::Timeout(limit)),
+        }
+    }
+
+    /// Reads a key from the source, timing the call.
+    async fn source_read(
+        &self,
+        key: &CacheKey,
+        limit: usize,
+    ) -> Result<Versioned<CachedValue>, SourceError> {
+        let started = Instant::now();
+        let result = self.source_call(self.repo.read(key, limit)).await;
+        self.metrics.record(MetricEvent::Latency(
+            Stage::SourceRead,
+            key.kind(),
+            started.elapsed(),
+        ));
+        result
+    }
+
+    fn put(&self, key: &CacheKey, version: u64, value: CachedValue, redaction: Redaction) -> Put {
+        let bytes = codec::encode(&Entry {
+            version,
+            redaction,
+            value,
+        });
+        Put {
+            ttl: self.config.policy.ttl(key.kind()),
+            key: key.clone(),
+            bytes,
+        }
+    }
+
+    /// Redacts and encodes a value for the cache: the single place where
+    /// values become bytes, so nothing sensitive can reach the store.
+    fn put_redacting(&self, key: &CacheKey, version: u64, value: &CachedValue) -> Put {
+        let (value, redaction) = self.config.policy.privacy.redact(value);
+        self.put(key, version, value, redaction)
+    }
+}

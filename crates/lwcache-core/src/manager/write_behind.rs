@@ -1,0 +1,197 @@
+//! Write-behind: cache steps that run after the write was acknowledged. A
+//! bounded queue feeds one worker task, which retries a failed cache write a
+//! few times; a full queue never blocks a caller (the write invalidates
+//! instead). `pending` remembers the newest version queued per key, so that
+//! reads know a cached entry is behind and the worker skips superseded work.
+
+use std::sync::Weak;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use lwcache_domain::{CacheKey, CachedValue, WorldId};
+use tokio::sync::mpsc;
+
+use super::{CacheManager, Inner, lock};
+use crate::metrics::MetricEvent;
+use crate::ports::{CacheStore, CacheWrite, WorldRepository};
+
+/// One unit of write-behind work.
+#[derive(Debug)]
+pub(super) enum Task {
+    /// Put a key's new value (re-read from the source when `None`).
+    Put {
+        key: CacheKey,
+        version: u64,
+        value: Option<CachedValue>,
+    },
+    /// Delete keys whose synchronous cache step failed.
+    Invalidate {
+        world: WorldId,
+        keys: Vec<CacheKey>,
+        version: u64,
+    },
+}
+
+impl<S, R> CacheManager<S, R>
+where
+    S: CacheStore + 'static,
+    R: WorldRepository + 'static,
+{
+    /// How many write-behind updates are waiting.
+    pub fn write_behind_depth(&self) -> usize {
+        lock(&self.inner.queue)
+            .as_ref()
+            .map_or(0, |tx| tx.max_capacity() - tx.capacity())
+    }
+
+    /// Waits until every write-behind task queued so far has run. For tests
+    /// and orderly hand-overs; the service never needs it.
+    pub async fn settle(&self) {
+        loop {
+            // Register for the wake-up before reading the counter: a task
+            // that finishes between the read and the wait still wakes us.
+            let mut settled = std::pin::pin!(self.inner.settled.notified());
+            settled.as_mut().enable();
+            if self.inner.in_flight.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            settled.await;
+        }
+    }
+
+    /// Stops taking write-behind work and waits until the queue is drained.
+    /// Writes made after this invalidate synchronously.
+    pub async fn shutdown(&self) {
+        drop(lock(&self.inner.queue).take());
+        let handle = lock(&self.inner.worker).take();
+        if let Some(handle) = handle {
+            let _ = handle.await;
+        }
+    }
+}
+
+impl<S, R> Inner<S, R>
+where
+    S: CacheStore + 'static,
+    R: WorldRepository + 'static,
+{
+    /// Queues write-behind work without waiting; false when the queue is
+    /// full or closed.
+    pub(super) fn enqueue(&self, task: Task) -> bool {
+        let key_version = match &task {
+            Task::Put { key, version, .. } => Some((key.clone(), *version)),
+            Task::Invalidate { .. } => None,
+        };
+        let queue = lock(&self.queue);
+        let Some(tx) = queue.as_ref() else {
+            return false;
+        };
+        // Mark the key pending before the worker can see the task, so that
+        // the worker's clear never races ahead of the mark.
+        if let Some((key, version)) = &key_version {
+            let mut pending = lock(&self.pending);
+            let v = pending.entry(key.clone()).or_insert(0);
+            *v = (*v).max(*version);
+        }
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        match tx.try_send(task) {
+            Ok(()) => {
+                self.metrics.record(MetricEvent::WriteBehindDepth(
+                    tx.max_capacity() - tx.capacity(),
+                ));
+                true
+            }
+            Err(_) => {
+                self.task_done();
+                if let Some((key, version)) = key_version {
+                    self.clear_pending(&key, version);
+                }
+                false
+            }
+        }
+    }
+
+    /// Counts a task as finished, waking `settle` when none is left.
+    fn task_done(&self) {
+        if self.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.settled.notify_waiters();
+        }
+    }
+
+    fn clear_pending(&self, key: &CacheKey, version: u64) {
+        let mut pending = lock(&self.pending);
+        if pending.get(key) == Some(&version) {
+            pending.remove(key);
+        }
+    }
+
+    /// Runs one write-behind task, retrying a failed cache write a few
+    /// times.
+    async fn run_task(&self, task: Task) {
+        match task {
+            Task::Put {
+                key,
+                version,
+                value,
+            } => {
+                let newest = lock(&self.pending).get(&key).copied().unwrap_or(version);
+                if newest > version {
+                    // A later update of the same key is queued: it will do.
+                    return;
+                }
+                match value {
+                    Some(value) => {
+                        let write = CacheWrite::commit(
+                            key.world().clone(),
+                            version,
+                            vec![self.put_redacting(&key, version, &value)],
+                            Vec::new(),
+                        );
+                        self.write_with_retries(&write).await;
+                    }
+                    None => {
+                        self.refresh(&key, version).await;
+                    }
+                }
+                self.clear_pending(&key, version);
+            }
+            Task::Invalidate {
+                world,
+                keys,
+                version,
+            } => {
+                let write = CacheWrite::invalidate(world, version, keys);
+                self.write_with_retries(&write).await;
+            }
+        }
+    }
+
+    async fn write_with_retries(&self, write: &CacheWrite) {
+        let mut delay = Duration::from_millis(50);
+        for _ in 0..4 {
+            if self.cache_call(self.store.write(write)).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(delay).await;
+            delay *= 2;
+        }
+        tracing::error!(world = %write.world, version = write.version, "gave up a cache step after retries; entries may stay stale until their TTL");
+    }
+}
+
+/// The write-behind worker: runs queued tasks one at a time until the queue
+/// closes or the last manager is dropped.
+pub(super) async fn worker<S, R>(inner: Weak<Inner<S, R>>, mut rx: mpsc::Receiver<Task>)
+where
+    S: CacheStore + 'static,
+    R: WorldRepository + 'static,
+{
+    while let Some(task) = rx.recv().await {
+        let Some(inner) = inner.upgrade() else { break };
+        inner.run_task(task).await;
+        inner.task_done();
+        inner
+            .metrics
+            .record(MetricEvent::WriteBehindDepth(rx.len()));
+    }
+}
