@@ -1,0 +1,181 @@
+//! Reads: one statement each, which projects the world's version before the
+//! data, so every answer carries the version it was read at; and the
+//! decoding of what those statements return.
+
+use std::collections::BTreeMap;
+
+use lwcache_core::ports::SourceError;
+use lwcache_domain::{
+    CacheKey, CachedValue, EntityId, EntityRef, EventKind, FlagName, Flags, KeyTarget,
+    TimelineEvent, Versioned, WorldError, WorldId, WorldImage,
+};
+use neo4rs::{Query, Row, query};
+use serde::Deserialize;
+
+use super::{Neo4jRepository, corrupt_err, get, get_version, parse_kind};
+use crate::cypher;
+use crate::error::Neo4jError;
+use crate::json;
+
+impl Neo4jRepository {
+    /// Runs a read bounded by the call timeout.
+    async fn read_rows(&self, q: Query) -> Result<Vec<Row>, SourceError> {
+        let limit = self.config.query_timeout();
+        Ok(self.bounded(limit, self.rows(q)).await?)
+    }
+
+    pub(super) async fn read_version(&self, world: &WorldId) -> Result<u64, SourceError> {
+        let rows = self
+            .read_rows(query(cypher::VERSION).param("w", world.as_str()))
+            .await?;
+        match rows.first() {
+            Some(row) => Ok(get_version(row)?),
+            None => Err(WorldError::UnknownWorld(world.clone()).into()),
+        }
+    }
+
+    pub(super) async fn read_key(
+        &self,
+        key: &CacheKey,
+        limit: usize,
+    ) -> Result<Versioned<CachedValue>, SourceError> {
+        let world = key.world();
+        let w = world.as_str();
+        let q = match key.target() {
+            KeyTarget::State => query(cypher::READ_SNAPSHOT).param("w", w),
+            KeyTarget::Flags => query(cypher::READ_FLAGS).param("w", w),
+            KeyTarget::Entity(e) => query(cypher::READ_ENTITY)
+                .param("w", w)
+                .param("id", e.id_str()),
+            KeyTarget::Timeline(e) => query(cypher::RECENT)
+                .param("w", w)
+                .param("id", e.as_str())
+                .param("k", i64::try_from(limit).unwrap_or(i64::MAX)),
+            KeyTarget::Version => {
+                return Err(SourceError::Invalid(format!("{key} is not a readable key")));
+            }
+        };
+        let rows = self.read_rows(q).await?;
+        let Some(row) = rows.first() else {
+            return Err(WorldError::UnknownWorld(world.clone()).into());
+        };
+        let version = get_version(row)?;
+        let value = match key.target() {
+            KeyTarget::State => {
+                CachedValue::Snapshot(json::decode(&get::<String>(row, "snapshot")?)?)
+            }
+            KeyTarget::Flags => CachedValue::Flags(flags_of(Some(row))?),
+            KeyTarget::Entity(e) => {
+                let kind: Option<String> = get(row, "kind")?;
+                match kind.as_deref().map(parse_kind).transpose()? {
+                    Some(kind) if kind == e.kind() => {
+                        CachedValue::Entity(json::decode(&get::<String>(row, "state")?)?)
+                    }
+                    _ => {
+                        return Err(WorldError::UnknownEntity {
+                            world: world.clone(),
+                            entity: e.to_string(),
+                        }
+                        .into());
+                    }
+                }
+            }
+            KeyTarget::Timeline(e) => {
+                if !get::<bool>(row, "found")? {
+                    return Err(WorldError::UnknownEntity {
+                        world: world.clone(),
+                        entity: format!("entity {e}"),
+                    }
+                    .into());
+                }
+                CachedValue::Timeline(events_of(e, get(row, "events")?)?)
+            }
+            KeyTarget::Version => unreachable!("refused above"),
+        };
+        Ok(Versioned::new(version, value))
+    }
+
+    pub(super) async fn read_image(
+        &self,
+        world: &WorldId,
+        top_k: usize,
+    ) -> Result<Versioned<WorldImage>, SourceError> {
+        let q = query(cypher::IMAGE)
+            .param("w", world.as_str())
+            .param("k", i64::try_from(top_k).unwrap_or(i64::MAX));
+        // An image reads the whole world: give it the time of a load.
+        let rows = self
+            .bounded(self.config.query_timeout() * 10, self.rows(q))
+            .await?;
+        let Some(row) = rows.first() else {
+            return Err(WorldError::UnknownWorld(world.clone()).into());
+        };
+        let version = get_version(row)?;
+        let snapshot = json::decode(&get::<String>(row, "snapshot")?)?;
+        let flags = flags_of(Some(row))?;
+        let mut entities = BTreeMap::new();
+        let mut recent = BTreeMap::new();
+        for e in get::<Vec<EntityRow>>(row, "entities")? {
+            let kind = parse_kind(&e.kind)?;
+            let entity =
+                EntityRef::parse(kind, &e.id).map_err(|err| corrupt_err(err.to_string()))?;
+            let events = events_of(&entity.entity_id(), e.events)?;
+            if !events.is_empty() {
+                recent.insert(entity.entity_id(), events);
+            }
+            entities.insert(entity, json::decode(&e.state)?);
+        }
+        Ok(Versioned::new(
+            version,
+            WorldImage {
+                snapshot,
+                flags,
+                entities,
+                recent,
+            },
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+struct EntityRow {
+    id: String,
+    kind: String,
+    state: String,
+    events: Vec<EventRow>,
+}
+
+#[derive(Deserialize)]
+struct EventRow {
+    seq: i64,
+    kind: String,
+    at_ms: i64,
+    data: String,
+}
+
+/// The `flags` column of a row: the world's flags as name and JSON value.
+pub(super) fn flags_of(row: Option<&Row>) -> Result<Flags, Neo4jError> {
+    let row = row.ok_or_else(|| corrupt_err("no row for the flags".to_owned()))?;
+    let pairs: Vec<(String, String)> = get(row, "flags")?;
+    pairs
+        .into_iter()
+        .map(|(name, value)| {
+            let name = FlagName::new(name).map_err(|e| corrupt_err(e.to_string()))?;
+            Ok((name, json::decode_value(&value)?))
+        })
+        .collect()
+}
+
+fn events_of(entity: &EntityId, rows: Vec<EventRow>) -> Result<Vec<TimelineEvent>, Neo4jError> {
+    rows.into_iter()
+        .map(|r| {
+            Ok(TimelineEvent {
+                seq: u64::try_from(r.seq).map_err(|_| corrupt_err(format!("seq {}", r.seq)))?,
+                entity: entity.clone(),
+                kind: EventKind::new(r.kind).map_err(|e| corrupt_err(e.to_string()))?,
+                at_ms: r.at_ms,
+                data: json::decode(&r.data)?,
+            })
+        })
+        .collect()
+}
