@@ -10,7 +10,9 @@ use crate::key::{CacheKey, KeyKind};
 use crate::policy::{CachePolicy, WriteMode};
 use crate::world::{Change, Committed};
 
-/// Why a cached value was invalidated.
+/// Why a cached value was invalidated: each cause is one the manager
+/// reports. (A TTL running out is the store's business and reported by
+/// no one; there is no explicit invalidation call.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum InvalidationCause {
     /// A timeline event was added.
@@ -21,27 +23,21 @@ pub enum InvalidationCause {
     EntityMutated,
     /// The world snapshot was replaced.
     SnapshotReplaced,
-    /// The entry's TTL ran out.
-    Expired,
     /// The entry could not be decoded (an older format, or corrupt bytes).
     DecodeFailure,
     /// A write-behind update found its queue full and deleted the key instead.
     WriteBehindOverflow,
-    /// An operator or caller asked for it.
-    Explicit,
 }
 
 impl InvalidationCause {
     /// Every cause, in a fixed order.
-    pub const ALL: [InvalidationCause; 8] = [
+    pub const ALL: [InvalidationCause; 6] = [
         InvalidationCause::EventAdded,
         InvalidationCause::FlagChanged,
         InvalidationCause::EntityMutated,
         InvalidationCause::SnapshotReplaced,
-        InvalidationCause::Expired,
         InvalidationCause::DecodeFailure,
         InvalidationCause::WriteBehindOverflow,
-        InvalidationCause::Explicit,
     ];
 
     /// The label used in metrics and logs.
@@ -51,10 +47,8 @@ impl InvalidationCause {
             InvalidationCause::FlagChanged => "flag_changed",
             InvalidationCause::EntityMutated => "entity_mutated",
             InvalidationCause::SnapshotReplaced => "snapshot_replaced",
-            InvalidationCause::Expired => "expired",
             InvalidationCause::DecodeFailure => "decode_failure",
             InvalidationCause::WriteBehindOverflow => "write_behind_overflow",
-            InvalidationCause::Explicit => "explicit",
         }
     }
 }
