@@ -22,8 +22,8 @@ pub use error::Error;
 pub use manager::{Builder, CacheManager, CacheStep, Fields, Outcome, Read, WarmReport, Written};
 pub use metrics::{CounterSnapshot, Counters, MetricEvent, MetricsSink, NoMetrics, Stage};
 pub use ports::{
-    CacheError, CacheStore, CacheWrite, Clock, Put, SourceError, SystemClock, WorldRepository,
-    WriteKind, WriteOutcome,
+    CacheError, CacheStore, CacheWrite, Cause, Clock, Put, SourceError, SystemClock,
+    WorldRepository, WriteKind, WriteOutcome,
 };
 
 /// The domain crate, re-exported so that users of the core need one import.

@@ -13,6 +13,80 @@ use lwcache_domain::{
     WorldSeed,
 };
 
+/// What an adapter's failure was, carried inside a port error: either the
+/// adapter's own error (kept, so that it stays the port error's `source`) or
+/// a plain message when nothing underlies it.
+///
+/// It stands in for the error it wraps, as `#[error(transparent)]` would:
+/// it displays as that error and its `source` is that error's. It is
+/// `Clone` (shared) and compares by message, so port errors stay plain
+/// values.
+#[derive(Clone)]
+pub struct Cause {
+    message: String,
+    error: Option<Arc<dyn std::error::Error + Send + Sync>>,
+}
+
+impl Cause {
+    /// Wraps an adapter's error.
+    pub fn new(error: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self {
+            message: error.to_string(),
+            error: Some(Arc::new(error)),
+        }
+    }
+
+    /// The wrapped error, if the cause is one; for downcasting to the
+    /// adapter's error type.
+    pub fn error(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.error.as_deref()
+    }
+}
+
+impl std::fmt::Debug for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.error {
+            Some(e) => std::fmt::Debug::fmt(e, f),
+            None => std::fmt::Debug::fmt(&self.message, f),
+        }
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.error.as_ref().and_then(|e| e.source())
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        self.message == other.message
+    }
+}
+
+impl Eq for Cause {}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Self {
+        Self {
+            message,
+            error: None,
+        }
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Self {
+        message.to_owned().into()
+    }
+}
+
 /// Why a cache store call failed. The cache manager never lets one of these
 /// fail a caller's read or an already durable write.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,13 +94,13 @@ use lwcache_domain::{
 pub enum CacheError {
     /// The store cannot be reached (connection refused, reset, closed).
     #[error("cache store unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// The call did not finish within its time limit.
     #[error("cache store call timed out after {0:?}")]
     Timeout(Duration),
     /// The store refused the call (permissions, wrong type, script error).
     #[error("cache store refused the call: {0}")]
-    Refused(String),
+    Refused(#[source] Cause),
 }
 
 /// How a [`CacheWrite`] is checked against the world's cached version.
@@ -111,10 +185,9 @@ impl CacheWrite {
             .chain(&self.deletes)
             .find(|k| k.world() != &self.world || k.kind() == lwcache_domain::KeyKind::Version);
         match foreign {
-            Some(key) => Err(CacheError::Refused(format!(
-                "{key} is not a data key of world {}",
-                self.world
-            ))),
+            Some(key) => Err(CacheError::Refused(
+                format!("{key} is not a data key of world {}", self.world).into(),
+            )),
             None => Ok(()),
         }
     }
@@ -181,13 +254,13 @@ pub enum SourceError {
     Invalid(String),
     /// The source cannot be reached.
     #[error("source of truth unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(#[source] Cause),
     /// The call did not finish within its time limit.
     #[error("source of truth call timed out after {0:?}")]
     Timeout(Duration),
     /// Anything else the source reported.
     #[error("source of truth error: {0}")]
-    Other(String),
+    Other(#[source] Cause),
 }
 
 /// The world repository port: the source of truth.

@@ -105,7 +105,9 @@ impl MemoryStore {
 impl CacheStore for MemoryStore {
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
         if key.kind() == KeyKind::Version {
-            return Err(CacheError::Refused(format!("{key} is the version key")));
+            return Err(CacheError::Refused(
+                format!("{key} is the version key").into(),
+            ));
         }
         Ok(self.state().live(key).cloned())
     }

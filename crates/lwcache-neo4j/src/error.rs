@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lwcache_core::ports::SourceError;
+use lwcache_core::ports::{Cause, SourceError};
 
 /// Why connecting to Neo4j, or a call to it, failed.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -17,7 +17,8 @@ pub enum Neo4jError {
         /// The URI tried.
         uri: String,
         /// What failed.
-        reason: String,
+        #[source]
+        reason: Cause,
     },
     /// The server refused the credentials.
     #[error("Neo4j refused the credentials of user {user:?}: {reason}")]
@@ -32,7 +33,7 @@ pub enum Neo4jError {
     Timeout(Duration),
     /// Creating the schema (constraints and indexes) failed.
     #[error("Neo4j schema step failed: {0}")]
-    Schema(String),
+    Schema(#[source] Box<Neo4jError>),
     /// Neo4j reported an error.
     #[error("Neo4j error {code}: {message}")]
     Server {
@@ -50,13 +51,13 @@ impl From<Neo4jError> for SourceError {
     fn from(e: Neo4jError) -> Self {
         match e {
             Neo4jError::Unreachable { .. } | Neo4jError::Unauthorized { .. } => {
-                SourceError::Unavailable(e.to_string())
+                SourceError::Unavailable(Cause::new(e))
             }
             Neo4jError::Timeout(d) => SourceError::Timeout(d),
             Neo4jError::InvalidConfig(_)
             | Neo4jError::Schema(_)
             | Neo4jError::Server { .. }
-            | Neo4jError::Corrupt(_) => SourceError::Other(e.to_string()),
+            | Neo4jError::Corrupt(_) => SourceError::Other(Cause::new(e)),
         }
     }
 }
@@ -65,7 +66,7 @@ impl Neo4jError {
     /// Classifies a driver error.
     pub(crate) fn from_driver(e: neo4rs::Error, uri: &str, user: &str) -> Self {
         use neo4rs::Error as E;
-        let unreachable = |reason: String| Neo4jError::Unreachable {
+        let unreachable = |reason: Cause| Neo4jError::Unreachable {
             uri: uri.to_owned(),
             reason,
         };
@@ -84,8 +85,8 @@ impl Neo4jError {
                 code: err.code().to_owned(),
                 message: err.message().to_owned(),
             },
-            E::IOError { detail } => unreachable(detail.to_string()),
-            E::ConnectionTimedOut => unreachable("connection timed out".to_owned()),
+            E::IOError { detail } => unreachable(Cause::new(detail)),
+            E::ConnectionTimedOut => unreachable("connection timed out".into()),
             e @ (E::ConnectionError
             | E::IncompleteBoltExchange
             | E::ServerUnavailableError(_)
@@ -95,7 +96,7 @@ impl Neo4jError {
             | E::UnsupportedVersion(..)
             | E::UrlParseError(_)
             | E::UnsupportedScheme(_)
-            | E::InvalidDnsName(_)) => unreachable(e.to_string()),
+            | E::InvalidDnsName(_)) => unreachable(Cause::new(e)),
             other => Neo4jError::Corrupt(other.to_string()),
         }
     }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lwcache_core::ports::{CacheError, CacheStore, CacheWrite, WriteKind, WriteOutcome};
+use lwcache_core::ports::{CacheError, CacheStore, CacheWrite, Cause, WriteKind, WriteOutcome};
 use lwcache_domain::{CacheKey, KeyKind, WorldId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
@@ -31,7 +31,7 @@ pub enum ConnectError {
     Config(#[from] ConfigError),
     /// The server or Cluster could not be reached, or refused the client.
     #[error("cannot connect to Redis: {0}")]
-    Store(CacheError),
+    Store(#[source] CacheError),
 }
 
 /// The connection: both kinds multiplex every call over shared sockets, are
@@ -90,8 +90,8 @@ impl From<RedisError> for Failure {
 impl Failure {
     fn into_cache_error(self, limit: Duration) -> CacheError {
         match self {
-            Failure::Refused(why) => CacheError::Refused(why),
-            Failure::Redis(e) => classify(&e, limit),
+            Failure::Refused(why) => CacheError::Refused(why.into()),
+            Failure::Redis(e) => classify(e, limit),
         }
     }
 }
@@ -99,12 +99,12 @@ impl Failure {
 /// Sorts a redis-rs error into the port's three causes: what a retry after
 /// a reconnect or failover may cure is `Unavailable`; what the server will
 /// refuse again (ACL, script errors, wrong types) is `Refused`.
-fn classify(e: &RedisError, limit: Duration) -> CacheError {
+fn classify(e: RedisError, limit: Duration) -> CacheError {
     if e.is_timeout() {
         return CacheError::Timeout(limit);
     }
     if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-        return CacheError::Unavailable(e.to_string());
+        return CacheError::Unavailable(Cause::new(e));
     }
     match e.kind() {
         ErrorKind::Io
@@ -117,8 +117,8 @@ fn classify(e: &RedisError, limit: Duration) -> CacheError {
             | ServerErrorKind::ReadOnly
             | ServerErrorKind::Moved
             | ServerErrorKind::Ask,
-        ) => CacheError::Unavailable(e.to_string()),
-        _ => CacheError::Refused(e.to_string()),
+        ) => CacheError::Unavailable(Cause::new(e)),
+        _ => CacheError::Refused(Cause::new(e)),
     }
 }
 
@@ -162,7 +162,7 @@ impl RedisStore {
         let limit = config.connect_timeout;
         let conn = match tokio::time::timeout(limit, open(config)).await {
             Ok(Ok(conn)) => conn,
-            Ok(Err(e)) => return Err(ConnectError::Store(classify(&e, limit))),
+            Ok(Err(e)) => return Err(ConnectError::Store(classify(e, limit))),
             Err(_) => return Err(ConnectError::Store(CacheError::Timeout(limit))),
         };
         tracing::debug!(config = ?config, "connected to Redis");
@@ -252,7 +252,9 @@ fn parse_version(raw: &str, key: &str) -> Result<u64, Failure> {
 impl CacheStore for RedisStore {
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
         if key.kind() == KeyKind::Version {
-            return Err(CacheError::Refused(format!("{key} is the version key")));
+            return Err(CacheError::Refused(
+                format!("{key} is the version key").into(),
+            ));
         }
         let key = key.to_string();
         self.call(|mut conn| async move {

@@ -133,9 +133,9 @@ where
             }),
             // A repository that answers a key with another kind of value is
             // broken; say so rather than guess.
-            None => Err(Error::Source(SourceError::Other(format!(
-                "the source answered {key} with a value of another kind"
-            )))),
+            None => Err(Error::Source(SourceError::Other(
+                format!("the source answered {key} with a value of another kind").into(),
+            ))),
         }
     }
 

@@ -39,16 +39,16 @@ impl Neo4jRepository {
                         break;
                     }
                     Err(e) if e.is_transient() => last = Some(e),
-                    Err(e) => return Err(Neo4jError::Schema(e.to_string())),
+                    Err(e) => return Err(Neo4jError::Schema(Box::new(e))),
                 }
             }
             if let Some(e) = last {
-                return Err(Neo4jError::Schema(e.to_string()));
+                return Err(Neo4jError::Schema(Box::new(e)));
             }
         }
         self.bounded(timeout, self.run(query(cypher::AWAIT_INDEXES)))
             .await
-            .map_err(|e| Neo4jError::Schema(e.to_string()))
+            .map_err(|e| Neo4jError::Schema(Box::new(e)))
     }
 
     pub(super) async fn load_once(&self, world: &WorldId, seed: &WorldSeed) -> Result<u64, Fail> {
