@@ -17,7 +17,7 @@ pub mod manager;
 pub mod metrics;
 pub mod ports;
 
-pub use config::{ManagerConfig, StaleReads};
+pub use config::{DEFAULT_CACHE_TIMEOUT, DEFAULT_SOURCE_TIMEOUT, ManagerConfig, StaleReads};
 pub use error::Error;
 pub use manager::{Builder, CacheManager, CacheStep, Fields, Outcome, Read, WarmReport, Written};
 pub use metrics::{CounterSnapshot, Counters, MetricEvent, MetricsSink, NoMetrics, Stage};

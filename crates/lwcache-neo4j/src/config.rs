@@ -3,7 +3,8 @@
 use std::fmt;
 use std::time::Duration;
 
-use lwcache_domain::DocumentLimits;
+use lwcache_core::DEFAULT_SOURCE_TIMEOUT;
+use lwcache_domain::{CachePolicy, DocumentLimits};
 
 use crate::error::Neo4jError;
 
@@ -51,8 +52,10 @@ impl fmt::Debug for Neo4jConfig {
 impl Neo4jConfig {
     /// A configuration for `uri`, such as `bolt://127.0.0.1:7687`, user
     /// `neo4j` with an empty password (for servers without
-    /// authentication), the default database, a 5 s connect timeout and a
-    /// 5 s timeout on every call.
+    /// authentication), the default database, a 5 s connect timeout, a call
+    /// timeout equal to the cache manager's default source deadline
+    /// ([`lwcache_core::DEFAULT_SOURCE_TIMEOUT`], 5 s), and the default
+    /// policy's document limits.
     pub fn new(uri: impl Into<String>) -> Self {
         Self {
             uri: uri.into(),
@@ -60,9 +63,9 @@ impl Neo4jConfig {
             password: String::new(),
             database: None,
             connect_timeout: Duration::from_secs(5),
-            query_timeout: Duration::from_secs(5),
+            query_timeout: DEFAULT_SOURCE_TIMEOUT,
             max_connections: 16,
-            limits: DocumentLimits::default(),
+            limits: CachePolicy::default().limits,
         }
     }
 
@@ -84,7 +87,10 @@ impl Neo4jConfig {
     }
 
     /// Sets how long connecting may take, and how long any one call may
-    /// take (a bulk load gets ten times the call timeout).
+    /// take (a bulk load gets ten times the call timeout). Under the cache
+    /// manager its `source_timeout` is the deadline of every call it makes;
+    /// this one bounds what runs without it: loads, the schema step, and
+    /// the repository used alone.
     pub fn with_timeouts(mut self, connect: Duration, query: Duration) -> Self {
         self.connect_timeout = connect;
         self.query_timeout = query;
@@ -97,7 +103,9 @@ impl Neo4jConfig {
         self
     }
 
-    /// Sets the limits documents must respect to be written.
+    /// Sets the limits documents must respect to be written. The cache
+    /// policy owns them: pass its `limits` (`CachePolicy::limits`), so that
+    /// a bulk load, which bypasses the manager, is held to the same ones.
     pub fn with_limits(mut self, limits: DocumentLimits) -> Self {
         self.limits = limits;
         self

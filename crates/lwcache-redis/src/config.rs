@@ -15,10 +15,14 @@ use redis::{ConnectionAddr, IntoConnectionInfo};
 /// How long a connection may take to be established, by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How long one call may take, by default. The cache manager bounds its
-/// calls too (250 ms by default); this bound is for the store used alone and
-/// for reconnects that would otherwise wait far longer.
-pub const DEFAULT_RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+/// How long one call may take, by default: twice the cache manager's
+/// default call deadline ([`lwcache_core::DEFAULT_CACHE_TIMEOUT`], 250 ms),
+/// which owns the deadline of every call the manager makes and so fires
+/// first. This bound is the connection's backstop: for redis-rs's own waits
+/// (a reconnect, a Cluster slot refresh) and for the store used without the
+/// manager.
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration =
+    lwcache_core::DEFAULT_CACHE_TIMEOUT.saturating_mul(2);
 
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -114,7 +118,8 @@ pub struct RedisConfig {
     /// How long establishing a connection may take.
     pub connect_timeout: Duration,
     /// How long one call may take, from sending to the last byte of the
-    /// answer.
+    /// answer: a connection-level backstop; under the cache manager its
+    /// `cache_timeout` is the deadline (keep this one at or above it).
     pub response_timeout: Duration,
 }
 
