@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use lwcache_core::ports::SourceError;
 use lwcache_domain::{
-    Change, Committed, Document, EntityKind, EntityRef, EntityWrite, Mutation, Op, StateWrite,
-    TimelineEvent, WorldError, WorldId,
+    Change, Committed, Document, EntityKind, EntityRef, EntityWrite, FlagName, Mutation, Op,
+    StateWrite, TimelineEvent, WorldError, WorldId,
 };
 use neo4rs::{Query, Row, Txn, query};
 
@@ -139,33 +139,17 @@ impl Neo4jRepository {
         let change = match &mutation.op {
             Op::ReplaceSnapshot(_) => unreachable!("handled above"),
             Op::SetFlag(name, value) => {
-                let rows = self
-                    .tx_rows(
-                        txn,
-                        query(cypher::SET_FLAG)
-                            .param("w", w)
-                            .param("name", name.as_str())
-                            .param("value", json::encode_value(value)),
-                    )
-                    .await?;
-                Change::FlagChanged {
-                    name: name.clone(),
-                    flags: flags_of(rows.first())?,
-                }
+                let q = query(cypher::SET_FLAG)
+                    .param("w", w)
+                    .param("name", name.as_str())
+                    .param("value", json::encode_value(value));
+                self.flag_changed(txn, name, q).await?
             }
             Op::ClearFlag(name) => {
-                let rows = self
-                    .tx_rows(
-                        txn,
-                        query(cypher::CLEAR_FLAG)
-                            .param("w", w)
-                            .param("name", name.as_str()),
-                    )
-                    .await?;
-                Change::FlagChanged {
-                    name: name.clone(),
-                    flags: flags_of(rows.first())?,
-                }
+                let q = query(cypher::CLEAR_FLAG)
+                    .param("w", w)
+                    .param("name", name.as_str());
+                self.flag_changed(txn, name, q).await?
             }
             Op::CreateEntity(entity, state) => {
                 self.write_entity(txn, world, StateWrite::Create, entity, state)
@@ -226,6 +210,16 @@ impl Neo4jRepository {
             }
         };
         Ok(committed(version, change))
+    }
+
+    /// Runs a statement that sets or clears a flag and returns the world's
+    /// flags after it.
+    async fn flag_changed(&self, txn: &mut Txn, name: &FlagName, q: Query) -> Result<Change, Fail> {
+        let rows = self.tx_rows(txn, q).await?;
+        Ok(Change::FlagChanged {
+            name: name.clone(),
+            flags: flags_of(rows.first())?,
+        })
     }
 
     /// Creates or replaces an entity as the domain's rule on the id's
