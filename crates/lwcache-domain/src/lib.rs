@@ -12,6 +12,7 @@
 //!   world.
 //! - [`policy`]: write-through, write-behind, TTLs and top-k per key kind.
 //! - [`invalidation`]: the pure rules from a committed change to cache steps.
+//! - [`seed`]: a whole world as data, for bulk loads.
 //! - [`warming`]: what a world's activation prefills.
 //! - [`privacy`]: the fields that never reach the cache.
 
@@ -21,6 +22,7 @@ pub mod invalidation;
 pub mod key;
 pub mod policy;
 pub mod privacy;
+pub mod seed;
 pub mod warming;
 pub mod world;
 
