@@ -17,7 +17,7 @@ const DEFAULT_LOG_FILTER: &str = "info";
 /// `OTEL_EXPORTER_OTLP_HEADERS`, `OTEL_EXPORTER_OTLP_TIMEOUT`,
 /// `OTEL_EXPORTER_OTLP_PROTOCOL`, `OTEL_TRACES_EXPORTER`,
 /// `OTEL_METRICS_EXPORTER`, `OTEL_METRIC_EXPORT_INTERVAL`, and `RUST_LOG`
-/// for the stderr log. Values are checked by [`Telemetry::build`], which
+/// for the stderr log. Values are checked by [`Telemetry::build`](super::Telemetry::build), which
 /// names the variable at fault.
 #[derive(Clone, PartialEq, Eq)]
 pub struct TelemetryConfig {
