@@ -7,9 +7,9 @@ use lwcache_core::{
     CacheManager, CacheStore, ManagerConfig, MetricsSink, SourceError, WorldRepository,
 };
 use lwcache_demo::DemoSpec;
-use lwcache_domain::{CacheKey, WorldId, WriteMode};
+use lwcache_domain::{CacheKey, PolicyError, WorldId, WriteMode};
 use lwcache_memory::{MemoryRepository, MemoryStore};
-use lwcache_neo4j::{Neo4jConfig, Neo4jRepository};
+use lwcache_neo4j::{Neo4jConfig, Neo4jError, Neo4jRepository};
 use lwcache_redis::{RedisConfig, RedisStore};
 
 use crate::config::{BackendSettings, WriteModes};
@@ -84,29 +84,31 @@ impl std::fmt::Debug for Backends {
     }
 }
 
-/// Why the backends could not be opened.
+/// Why the backends could not be opened. The message names the backend;
+/// what failed is the [`source`](std::error::Error::source), which
+/// `{:#}` (how the binary prints errors) appends after a colon.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackendError {
     /// Redis's configuration or connection failed.
-    #[error("Redis at {url}: {problem}")]
+    #[error("Redis at {url}")]
     Redis {
         /// The URL, credentials hidden.
         url: String,
-        /// What failed.
-        problem: String,
+        /// What failed: the URL's configuration or the connection.
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// Neo4j could not be used.
-    #[error("Neo4j at {uri}: {problem}")]
+    #[error("Neo4j at {uri}")]
     Neo4j {
         /// The URI.
         uri: String,
         /// What failed.
-        problem: String,
+        source: Neo4jError,
     },
     /// The manager's configuration is invalid.
-    #[error("invalid cache policy: {0}")]
-    Policy(String),
+    #[error("invalid cache policy")]
+    Policy(#[source] PolicyError),
 }
 
 /// A URL with any password replaced by `***`, for messages and banners.
@@ -139,14 +141,14 @@ impl Backends {
             None => (Arc::new(MemoryStore::new()), CacheKind::Memory),
             Some(url) => {
                 let shown = redact_url(url);
-                let err = |problem: String| BackendError::Redis {
+                let err = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Redis {
                     url: shown.clone(),
-                    problem,
+                    source,
                 };
-                let config = RedisConfig::from_url(url).map_err(|e| err(e.to_string()))?;
+                let config = RedisConfig::from_url(url).map_err(|e| err(e.into()))?;
                 let store = RedisStore::connect(&config)
                     .await
-                    .map_err(|e| err(e.to_string()))?;
+                    .map_err(|e| err(e.into()))?;
                 (Arc::new(store), CacheKind::Redis(shown))
             }
         };
@@ -165,13 +167,12 @@ impl Backends {
                             .unwrap_or_default(),
                     );
                 }
-                let repo =
-                    Neo4jRepository::connect(config)
-                        .await
-                        .map_err(|e| BackendError::Neo4j {
-                            uri: shown.clone(),
-                            problem: e.to_string(),
-                        })?;
+                let repo = Neo4jRepository::connect(config).await.map_err(|source| {
+                    BackendError::Neo4j {
+                        uri: shown.clone(),
+                        source,
+                    }
+                })?;
                 (Arc::new(repo), SourceKind::Neo4j(shown))
             }
         };
@@ -207,7 +208,7 @@ impl Backends {
             .config(config)
             .metrics(metrics)
             .build()
-            .map_err(|e| BackendError::Policy(e.to_string()))
+            .map_err(BackendError::Policy)
     }
 
     /// Loads the demo world `spec` as `world` when the repository does not

@@ -1,244 +1,128 @@
-//! The JSON mapping of the domain's values.
-//!
-//! - `null`, `true`/`false` and strings map to `Null`, `Bool` and `Text`;
-//!   arrays to `List`; objects to `Map`.
-//! - A JSON number written without a fraction or exponent that fits an
-//!   `i64` is an `Int`; any other number is a `Float`. An integer beyond the
-//!   `i64` range is refused rather than rounded.
-//! - A document is a JSON object; its fields are values.
-//! - Timeline events are `{ "seq", "entity", "kind", "at_ms", "data" }`.
-//!
-//! JSON cannot spell NaN or infinity, and numbers too large for an `f64`
-//! are parse errors, so every `Float` read here is finite.
+//! The JSON bodies the service reads beyond plain values and documents:
+//! an appended event, `{ "kind": "...", "data": {...} }`. Values,
+//! documents, flags and events are mapped by `lwcache-json`, the mapping
+//! the Neo4j repository and the benchmarks share.
 
-use std::collections::BTreeMap;
+use lwcache_domain::{Document, EventKind, IdError};
+use lwcache_json::{MappingError, document_from_json};
+use serde_json::Value as Json;
 
-use lwcache_domain::{Document, Flags, TimelineEvent, Value};
-use serde_json::{Map, Number, Value as Json};
+use crate::error::ApiError;
 
-/// Why a JSON value does not map to a domain value.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum MappingError {
-    /// A document must be a JSON object.
-    #[error("a document must be a JSON object, not {0}")]
-    NotAnObject(&'static str),
-    /// An integer does not fit in 64 signed bits.
-    #[error("the number {number} at {at} is an integer outside the 64-bit signed range")]
-    IntegerRange {
-        /// The number as written.
-        number: String,
-        /// Where it is, as a JSON pointer.
-        at: String,
-    },
-    /// A float is NaN or infinite.
-    #[error("the number at {0} is not finite")]
-    NonFinite(String),
+/// The body of `POST .../events`: what happened, and its data (empty when
+/// absent or `null`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct NewEvent {
+    /// What kind of event it is.
+    pub(crate) kind: EventKind,
+    /// Its data.
+    pub(crate) data: Document,
 }
 
-fn kind_of(json: &Json) -> &'static str {
-    match json {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
-    }
+/// Why an event body is refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub(crate) enum EventBodyError {
+    /// The body is not a JSON object.
+    #[error("an event is a JSON object: {{\"kind\": \"...\", \"data\": {{...}}}}")]
+    NotAnObject,
+    /// The body has a field other than `kind` and `data`.
+    #[error("an event has the fields kind and data, not {0:?}")]
+    UnknownField(String),
+    /// `kind` is there but not a string.
+    #[error("the event's kind must be a string")]
+    KindNotText,
+    /// `kind` is missing.
+    #[error("the event has no kind")]
+    NoKind,
+    /// `kind` is a string that is not a valid event kind.
+    #[error(transparent)]
+    Kind(#[from] IdError),
+    /// `data` does not map to a document.
+    #[error(transparent)]
+    Data(#[from] MappingError),
 }
 
-/// Maps a JSON value to a domain value.
-pub fn value_from_json(json: &Json) -> Result<Value, MappingError> {
-    value_at(json, &mut String::new())
-}
-
-fn value_at(json: &Json, at: &mut String) -> Result<Value, MappingError> {
-    Ok(match json {
-        Json::Null => Value::Null,
-        Json::Bool(b) => Value::Bool(*b),
-        Json::Number(n) => number(n, at)?,
-        Json::String(s) => Value::Text(s.clone()),
-        Json::Array(items) => {
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                let len = at.len();
-                at.push('/');
-                at.push_str(&i.to_string());
-                out.push(value_at(item, at)?);
-                at.truncate(len);
-            }
-            Value::List(out)
-        }
-        Json::Object(map) => Value::Map(map_at(map, at)?),
-    })
-}
-
-fn map_at(
-    map: &Map<String, Json>,
-    at: &mut String,
-) -> Result<BTreeMap<String, Value>, MappingError> {
-    let mut out = BTreeMap::new();
-    for (k, v) in map {
-        let len = at.len();
-        at.push('/');
-        // JSON pointer escaping: `~` first, then `/`.
-        at.push_str(&k.replace('~', "~0").replace('/', "~1"));
-        out.insert(k.clone(), value_at(v, at)?);
-        at.truncate(len);
-    }
-    Ok(out)
-}
-
-fn number(n: &Number, at: &str) -> Result<Value, MappingError> {
-    let pointer = || {
-        if at.is_empty() {
-            "/".to_owned()
-        } else {
-            at.to_owned()
-        }
+/// Reads an event body; the fields are checked in the order the API
+/// documents them: the shape, unknown fields, the kind, then the data.
+pub(crate) fn event_from_json(json: &Json) -> Result<NewEvent, EventBodyError> {
+    let Json::Object(fields) = json else {
+        return Err(EventBodyError::NotAnObject);
     };
-    if let Some(i) = n.as_i64() {
-        return Ok(Value::Int(i));
+    if let Some(unknown) = fields.keys().find(|k| *k != "kind" && *k != "data") {
+        return Err(EventBodyError::UnknownField(unknown.clone()));
     }
-    if n.is_u64() {
-        return Err(MappingError::IntegerRange {
-            number: n.to_string(),
-            at: pointer(),
-        });
-    }
-    match n.as_f64() {
-        Some(f) if f.is_finite() => Ok(Value::Float(f)),
-        _ => Err(MappingError::NonFinite(pointer())),
-    }
+    let kind = match fields.get("kind") {
+        Some(Json::String(k)) => EventKind::new(k.clone())?,
+        Some(_) => return Err(EventBodyError::KindNotText),
+        None => return Err(EventBodyError::NoKind),
+    };
+    let data = match fields.get("data") {
+        None | Some(Json::Null) => Document::new(),
+        Some(d) => document_from_json(d)?,
+    };
+    Ok(NewEvent { kind, data })
 }
 
-/// Maps a JSON object to a document.
-pub fn document_from_json(json: &Json) -> Result<Document, MappingError> {
-    match json {
-        Json::Object(map) => Ok(Document(map_at(map, &mut String::new())?)),
-        other => Err(MappingError::NotAnObject(kind_of(other))),
+impl From<EventBodyError> for ApiError {
+    fn from(e: EventBodyError) -> Self {
+        match e {
+            EventBodyError::Kind(_) => ApiError::unprocessable("invalid_event_kind", e.to_string()),
+            EventBodyError::Data(m) => m.into(),
+            EventBodyError::NotAnObject
+            | EventBodyError::UnknownField(_)
+            | EventBodyError::KindNotText
+            | EventBodyError::NoKind => ApiError::unprocessable("invalid_body", e.to_string()),
+        }
     }
-}
-
-/// Maps a domain value to JSON.
-pub fn value_to_json(value: &Value) -> Json {
-    match value {
-        Value::Null => Json::Null,
-        Value::Bool(b) => Json::Bool(*b),
-        Value::Int(i) => Json::from(*i),
-        // A non-finite float cannot exist past the domain's checks; should
-        // one appear, `null` is the only JSON that does not lie about it.
-        Value::Float(f) => Number::from_f64(*f).map_or(Json::Null, Json::Number),
-        Value::Text(s) => Json::String(s.clone()),
-        Value::List(items) => Json::Array(items.iter().map(value_to_json).collect()),
-        Value::Map(map) => Json::Object(
-            map.iter()
-                .map(|(k, v)| (k.clone(), value_to_json(v)))
-                .collect(),
-        ),
-    }
-}
-
-/// Maps a document to a JSON object.
-pub fn document_to_json(doc: &Document) -> Json {
-    Json::Object(
-        doc.fields()
-            .iter()
-            .map(|(k, v)| (k.clone(), value_to_json(v)))
-            .collect(),
-    )
-}
-
-/// Maps the flags to a JSON object, by flag name.
-pub fn flags_to_json(flags: &Flags) -> Json {
-    Json::Object(
-        flags
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), value_to_json(v)))
-            .collect(),
-    )
-}
-
-/// Maps a timeline event to JSON.
-pub fn event_to_json(event: &TimelineEvent) -> Json {
-    serde_json::json!({
-        "seq": event.seq,
-        "entity": event.entity.as_str(),
-        "kind": event.kind.as_str(),
-        "at_ms": event.at_ms,
-        "data": document_to_json(&event.data),
-    })
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
+    use axum::http::StatusCode;
+    use lwcache_domain::Value;
+
     use super::*;
 
-    fn parse(s: &str) -> Json {
-        serde_json::from_str(s).unwrap()
+    fn read(text: &str) -> Result<NewEvent, EventBodyError> {
+        event_from_json(&serde_json::from_str(text).unwrap())
     }
 
     #[test]
-    fn integers_and_floats_stay_apart_both_ways() {
-        let doc = document_from_json(&parse(
-            r#"{"i": 3, "neg": -7, "f": 3.0, "e": 1e3, "big": 9223372036854775807}"#,
-        ))
-        .unwrap();
-        assert_eq!(doc.get("i"), Some(&Value::Int(3)));
-        assert_eq!(doc.get("neg"), Some(&Value::Int(-7)));
-        assert_eq!(doc.get("f"), Some(&Value::Float(3.0)));
-        assert_eq!(doc.get("e"), Some(&Value::Float(1000.0)));
-        assert_eq!(doc.get("big"), Some(&Value::Int(i64::MAX)));
-        let back = document_to_json(&doc);
-        assert_eq!(document_from_json(&back).unwrap(), doc);
-        assert!(back["f"].is_f64());
-        assert!(back["i"].is_i64());
-    }
-
-    #[test]
-    fn nesting_maps_to_lists_and_maps() {
-        let v = value_from_json(&parse(r#"{"a": [1, "x", null, {"b": true}]}"#)).unwrap();
-        let Value::Map(m) = &v else {
-            panic!("a map, got {v:?}")
-        };
-        let Some(Value::List(items)) = m.get("a") else {
-            panic!("a list")
-        };
-        assert_eq!(items.len(), 4);
-        assert_eq!(items[1], Value::Text("x".into()));
-        assert_eq!(items[2], Value::Null);
-        assert_eq!(
-            value_to_json(&v),
-            parse(r#"{"a": [1, "x", null, {"b": true}]}"#)
-        );
-    }
-
-    #[test]
-    fn out_of_range_integers_are_refused_with_their_place() {
-        let err =
-            document_from_json(&parse(r#"{"a": {"b/c": [18446744073709551615]}}"#)).unwrap_err();
-        assert_eq!(
-            err,
-            MappingError::IntegerRange {
-                number: "18446744073709551615".into(),
-                at: "/a/b~1c/0".into()
-            }
-        );
-    }
-
-    #[test]
-    fn a_document_is_an_object() {
-        for (text, kind) in [("[]", "an array"), ("1", "a number"), ("\"s\"", "a string")] {
-            assert_eq!(
-                document_from_json(&parse(text)).unwrap_err(),
-                MappingError::NotAnObject(kind)
-            );
+    fn an_event_has_a_kind_and_maybe_data() {
+        let e = read(r#"{"kind": "moved", "data": {"to": "inn"}}"#).unwrap();
+        assert_eq!(e.kind.as_str(), "moved");
+        assert_eq!(e.data.get("to"), Some(&Value::Text("inn".into())));
+        for text in [r#"{"kind": "moved"}"#, r#"{"kind": "moved", "data": null}"#] {
+            assert_eq!(read(text).unwrap().data, Document::new(), "{text}");
         }
-        assert!(
-            serde_json::from_str::<Json>("1e999").is_err(),
-            "JSON has no infinity"
-        );
+    }
+
+    #[test]
+    fn each_refusal_has_its_code_and_message() {
+        let cases = [
+            ("[]", "invalid_body", "an event is a JSON object"),
+            (
+                r#"{"kind": "a", "extra": 1}"#,
+                "invalid_body",
+                "not \"extra\"",
+            ),
+            (r#"{"kind": 3}"#, "invalid_body", "kind must be a string"),
+            (r#"{"data": {}}"#, "invalid_body", "the event has no kind"),
+            (r#"{"kind": "no spaces"}"#, "invalid_event_kind", ""),
+            (r#"{"kind": "a", "data": 1}"#, "invalid_value", "a number"),
+            (
+                r#"{"kind": "a", "data": {"n": [18446744073709551615]}}"#,
+                "invalid_value",
+                "at /n/0",
+            ),
+        ];
+        for (text, code, words) in cases {
+            let err = ApiError::from(read(text).unwrap_err());
+            assert_eq!(err.status, StatusCode::UNPROCESSABLE_ENTITY, "{text}");
+            assert_eq!(err.code, code, "{text}");
+            assert!(err.message.contains(words), "{text}: {}", err.message);
+        }
     }
 }

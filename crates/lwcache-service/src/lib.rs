@@ -3,10 +3,13 @@
 //!
 //! - [`config`]: flags, environment and file, merged by one pure function.
 //! - [`backend`]: the in-memory or real backends, chosen at run time.
-//! - [`routes`]: the endpoint table, the router and its handlers.
-//! - [`openapi`]: the OpenAPI document of those routes.
-//! - [`json`]: the JSON mapping of documents and values.
-//! - [`error`]: the JSON error answers.
+//! - [`routes`]: the endpoint table, the router, its extractors, answers,
+//!   handlers and bearer authentication.
+//! - `openapi`: the OpenAPI document of those routes, built beside the
+//!   endpoint table alone.
+//! - `json`: the event body; values and documents are mapped by
+//!   `lwcache-json`.
+//! - `error`: the JSON error answers.
 //! - [`server`]: listening and the orderly shutdown.
 //! - [`demo`]: the simulated players of `lwcache demo`.
 //! - [`telemetry`]: the OpenTelemetry SDK, the Prometheus text of
@@ -16,9 +19,9 @@
 pub mod backend;
 pub mod config;
 pub mod demo;
-pub mod error;
-pub mod json;
-pub mod openapi;
+pub(crate) mod error;
+pub(crate) mod json;
+pub(crate) mod openapi;
 pub mod routes;
 pub mod server;
 pub mod telemetry;

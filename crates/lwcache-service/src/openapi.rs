@@ -129,7 +129,7 @@ fn entity_paths(paths: &mut Map<String, Value>, plural: &str, singular: &str) {
 }
 
 /// The document.
-pub fn document() -> Value {
+pub(crate) fn document() -> Value {
     let mut paths = Map::new();
     paths.insert(
         "/v1/worlds/{world_id}/state".into(),
@@ -178,7 +178,7 @@ pub fn document() -> Value {
                 vec![world(), entity(), json!({
                     "name": "limit", "in": "query", "required": false,
                     "description": "How many events (default: the cached top-k, 10).",
-                    "schema": { "type": "integer", "minimum": 1, "maximum": crate::routes::MAX_RECENT_LIMIT },
+                    "schema": { "type": "integer", "minimum": 1, "maximum": crate::routes::table::MAX_RECENT_LIMIT },
                 })],
                 None, vec![("200", read_ok("The events.", "Timeline"))]),
         }),

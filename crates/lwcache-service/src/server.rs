@@ -27,7 +27,8 @@ pub struct Ready {
     pub auth: bool,
 }
 
-/// Why the service stopped with an error.
+/// Why the service stopped with an error; what failed underneath is the
+/// [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ServeError {
@@ -35,8 +36,8 @@ pub enum ServeError {
     #[error(transparent)]
     Backend(#[from] BackendError),
     /// The demo world could not be loaded.
-    #[error("loading the demo world: {0}")]
-    Demo(String),
+    #[error("loading the demo world")]
+    Demo(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -46,8 +47,8 @@ pub enum ServeError {
         source: std::io::Error,
     },
     /// The server failed.
-    #[error("the server failed: {0}")]
-    Serve(std::io::Error),
+    #[error("the server failed")]
+    Serve(#[source] std::io::Error),
 }
 
 /// Runs the service until SIGTERM or Ctrl-C: then in-flight requests
@@ -63,11 +64,11 @@ pub async fn serve(
     let demo_loaded = if backends.persistent() {
         None
     } else {
-        let world = WorldId::new(DEMO_WORLD).map_err(|e| ServeError::Demo(e.to_string()))?;
+        let world = WorldId::new(DEMO_WORLD).map_err(|e| ServeError::Demo(e.into()))?;
         let version = backends
             .ensure_demo(&world, &DemoSpec::standard())
             .await
-            .map_err(|e| ServeError::Demo(e.to_string()))?;
+            .map_err(|e| ServeError::Demo(e.into()))?;
         if let Err(e) = manager.activate(&world).await {
             tracing::warn!(error = %e, "could not warm the demo world");
         }

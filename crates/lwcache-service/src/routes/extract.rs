@@ -1,0 +1,136 @@
+//! Reading requests: the path parameters, the bounded body and the
+//! `limit` query, each refused with an [`ApiError`] that names the input.
+
+use std::collections::HashMap;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use lwcache_domain::{EntityId, EntityKind, EntityRef, FlagName, WorldId};
+use serde_json::Value as JsonValue;
+
+use super::AppState;
+use super::table::MAX_RECENT_LIMIT;
+use crate::error::ApiError;
+
+/// The path parameters, as text; each handler validates the ones it uses.
+pub(super) struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match Path::<HashMap<String, String>>::from_request_parts(parts, state).await {
+            Ok(Path(map)) => Ok(Params(map)),
+            Err(e) => Err(ApiError::bad_request("invalid_path", e.body_text())),
+        }
+    }
+}
+
+impl Params {
+    fn text(&self, name: &str) -> Result<&str, ApiError> {
+        self.0.get(name).map(String::as_str).ok_or_else(|| {
+            ApiError::bad_request("invalid_path", format!("missing path parameter {name}"))
+        })
+    }
+
+    pub(super) fn world(&self) -> Result<WorldId, ApiError> {
+        Ok(WorldId::new(self.text("world_id")?)?)
+    }
+}
+
+/// The request body, bounded by the configured limit.
+pub(super) struct Body(Bytes);
+
+impl FromRequest<AppState> for Body {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match Bytes::from_request(req, state).await {
+            Ok(bytes) => Ok(Body(bytes)),
+            Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!(
+                    "the request body is larger than the limit of {} bytes",
+                    state.config().max_body_bytes
+                ),
+            )),
+            Err(e) => Err(ApiError::bad_request("unreadable_body", e.body_text())),
+        }
+    }
+}
+
+impl Body {
+    pub(super) fn json(&self) -> Result<JsonValue, ApiError> {
+        if self.0.iter().all(u8::is_ascii_whitespace) {
+            return Err(ApiError::bad_request(
+                "bad_json",
+                "the request body is empty; send JSON",
+            ));
+        }
+        serde_json::from_slice(&self.0).map_err(|e| {
+            ApiError::bad_request(
+                "bad_json",
+                format!("the request body is not valid JSON: {e}"),
+            )
+        })
+    }
+}
+
+impl Params {
+    pub(super) fn flag(&self) -> Result<FlagName, ApiError> {
+        Ok(FlagName::new(self.text("flag")?)?)
+    }
+
+    pub(super) fn entity(&self, kind: EntityKind) -> Result<EntityRef, ApiError> {
+        Ok(EntityRef::parse(kind, self.text("id")?)?)
+    }
+
+    pub(super) fn entity_id(&self) -> Result<EntityId, ApiError> {
+        Ok(EntityId::new(self.text("entity_id")?)?)
+    }
+}
+
+/// Reads `limit` from a query string: absent means the cached top-k.
+pub(super) fn recent_limit(query: Option<&str>, default: usize) -> Result<usize, ApiError> {
+    let mut limit = default;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if name != "limit" {
+            continue;
+        }
+        limit = match value.parse::<usize>() {
+            Ok(n) if (1..=MAX_RECENT_LIMIT).contains(&n) => n,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    format!(
+                        "limit must be a whole number from 1 to {MAX_RECENT_LIMIT}, not {value:?}"
+                    ),
+                ));
+            }
+        };
+    }
+    Ok(limit)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use super::*;
+
+    #[test]
+    fn limits_parse_or_name_the_problem() {
+        assert_eq!(recent_limit(None, 10), Ok(10));
+        assert_eq!(recent_limit(Some("limit=3"), 10), Ok(3));
+        assert_eq!(recent_limit(Some("x=1&limit=25"), 10), Ok(25));
+        for bad in ["limit=0", "limit=-1", "limit=abc", "limit=", "limit=1001"] {
+            let err = recent_limit(Some(bad), 10).unwrap_err();
+            assert_eq!(err.code, "invalid_query", "{bad}");
+            assert!(err.message.contains("limit"), "{bad}: {}", err.message);
+        }
+    }
+}

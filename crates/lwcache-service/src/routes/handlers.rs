@@ -1,0 +1,196 @@
+//! The handlers: each reads its parameters, asks the cache manager, and
+//! answers through `respond`.
+
+use axum::Json;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use lwcache_core::Fields;
+use lwcache_domain::EntityKind;
+use lwcache_json::{
+    document_from_json, document_to_json, event_to_json, flags_to_json, value_from_json,
+    value_to_json,
+};
+use serde_json::{Value as JsonValue, json};
+
+use super::AppState;
+use super::extract::{Body, Params, recent_limit};
+use super::respond::{Answer, X_WORLD_VERSION, read_response, set_read_headers, written_response};
+use crate::error::ApiError;
+use crate::json::event_from_json;
+
+pub(super) async fn get_state(State(s): State<AppState>, p: Params) -> Answer {
+    let read = s.manager().world_state(&p.world()?).await?;
+    Ok(read_response(&read, document_to_json(&read.value)))
+}
+
+pub(super) async fn put_state(State(s): State<AppState>, p: Params, body: Body) -> Answer {
+    let world = p.world()?;
+    let doc = document_from_json(&body.json()?)?;
+    let written = s.manager().replace_snapshot(&world, doc).await?;
+    Ok(written_response(&written))
+}
+
+pub(super) async fn get_flags(State(s): State<AppState>, p: Params) -> Answer {
+    let read = s.manager().flags(&p.world()?).await?;
+    Ok(read_response(&read, flags_to_json(&read.value)))
+}
+
+pub(super) async fn get_flag(State(s): State<AppState>, p: Params) -> Answer {
+    let world = p.world()?;
+    let name = p.flag()?;
+    let read = s.manager().flag(&world, &name).await?;
+    match &read.value {
+        Some(value) => Ok(read_response(&read, value_to_json(value))),
+        None => {
+            let mut response =
+                ApiError::not_found("unknown_flag", format!("world {world} has no flag {name}"))
+                    .into_response();
+            set_read_headers(response.headers_mut(), read.outcome, read.version);
+            Ok(response)
+        }
+    }
+}
+
+pub(super) async fn put_flag(State(s): State<AppState>, p: Params, body: Body) -> Answer {
+    let world = p.world()?;
+    let name = p.flag()?;
+    let value = value_from_json(&body.json()?)?;
+    let written = s.manager().set_flag(&world, name, value).await?;
+    Ok(written_response(&written))
+}
+
+pub(super) async fn delete_flag(State(s): State<AppState>, p: Params) -> Answer {
+    let world = p.world()?;
+    let name = p.flag()?;
+    let written = s.manager().clear_flag(&world, name).await?;
+    Ok(written_response(&written))
+}
+
+pub(super) async fn get_entity(kind: EntityKind, State(s): State<AppState>, p: Params) -> Answer {
+    let world = p.world()?;
+    let entity = p.entity(kind)?;
+    let read = s
+        .inner
+        .manager
+        .entity(&world, &entity, Fields::Cacheable)
+        .await?;
+    Ok(read_response(&read, document_to_json(&read.value)))
+}
+
+pub(super) async fn put_entity(
+    kind: EntityKind,
+    State(s): State<AppState>,
+    p: Params,
+    body: Body,
+) -> Answer {
+    let world = p.world()?;
+    let entity = p.entity(kind)?;
+    let doc = document_from_json(&body.json()?)?;
+    let written = s.manager().put_entity(&world, entity, doc).await?;
+    Ok(written_response(&written))
+}
+
+pub(super) async fn delete_entity(
+    kind: EntityKind,
+    State(s): State<AppState>,
+    p: Params,
+) -> Answer {
+    let world = p.world()?;
+    let entity = p.entity(kind)?;
+    let written = s.manager().delete_entity(&world, entity).await?;
+    Ok(written_response(&written))
+}
+
+pub(super) async fn add_event(State(s): State<AppState>, p: Params, body: Body) -> Answer {
+    let world = p.world()?;
+    let entity = p.entity_id()?;
+    let event = event_from_json(&body.json()?)?;
+    let written = s
+        .inner
+        .manager
+        .add_event(&world, entity, event.kind, event.data)
+        .await?;
+    Ok(written_response(&written))
+}
+
+pub(super) async fn get_recent(
+    State(s): State<AppState>,
+    p: Params,
+    RawQuery(query): RawQuery,
+) -> Answer {
+    let world = p.world()?;
+    let entity = p.entity_id()?;
+    let top_k = s.manager().config().policy.timeline_top_k;
+    let limit = recent_limit(query.as_deref(), top_k)?;
+    let read = s.manager().recent(&world, &entity, limit).await?;
+    let events: Vec<JsonValue> = read.value.iter().map(event_to_json).collect();
+    Ok(read_response(&read, JsonValue::Array(events)))
+}
+
+pub(super) async fn activate(State(s): State<AppState>, p: Params) -> Answer {
+    let report = s.manager().activate(&p.world()?).await?;
+    let mut response = Json(json!({
+        "version": report.version,
+        "keys": report.keys,
+        "batches": report.batches,
+        "skipped": report.skipped,
+    }))
+    .into_response();
+    response
+        .headers_mut()
+        .insert(X_WORLD_VERSION, HeaderValue::from(report.version));
+    Ok(response)
+}
+
+pub(super) async fn metrics(State(s): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        (s.config().metrics_text)(),
+    )
+        .into_response()
+}
+
+pub(super) async fn healthz() -> Response {
+    Json(json!({ "status": "ok" })).into_response()
+}
+
+/// Ready when the source answers; a cache that does not answer makes the
+/// service degraded (reads go to the source) but still ready.
+pub(super) async fn readyz(State(s): State<AppState>) -> Response {
+    let (cache, source) = s.manager().health().await;
+    let part = |backend: String, result: Result<(), String>| match result {
+        Ok(()) => json!({ "backend": backend, "ok": true }),
+        Err(e) => json!({ "backend": backend, "ok": false, "error": e }),
+    };
+    let (status, word) = match (&cache, &source) {
+        (_, Err(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
+        (Err(_), Ok(())) => (StatusCode::OK, "degraded"),
+        (Ok(()), Ok(())) => (StatusCode::OK, "ready"),
+    };
+    let body = json!({
+        "status": word,
+        "cache": part(s.config().cache.to_string(), cache.map_err(|e| e.to_string())),
+        "source": part(s.config().source.to_string(), source.map_err(|e| e.to_string())),
+    });
+    (status, Json(body)).into_response()
+}
+
+pub(super) async fn openapi() -> Response {
+    Json(crate::openapi::document()).into_response()
+}
+
+pub(super) async fn no_route(method: Method, uri: Uri) -> ApiError {
+    ApiError::not_found("no_route", format!("no route for {method} {}", uri.path()))
+}
+
+pub(super) async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{} does not accept {method}", uri.path()),
+    )
+}
