@@ -2,6 +2,7 @@
 //! passes here, passes in CI.
 
 mod bench;
+mod coverage;
 mod deps;
 mod neo4j;
 mod redis;
@@ -19,6 +20,7 @@ fn main() -> Result<()> {
         Some("servers") => servers(&root),
         Some("bench") => bench::run(&root, &args[1..]),
         Some("deps") => deps::run(&root),
+        Some("coverage") => coverage::run(&root, &args[1..]),
         Some("help") | None => {
             eprintln!("{USAGE}");
             Ok(())
@@ -49,10 +51,12 @@ tasks:
   deps   checks every crate's dependencies (normal, build and dev, with
          their features) against docs/dependencies.toml, the allow-list
          of docs/ARCHITECTURE.md's rules
-  coverage  line coverage of the library crates over every test, with the
-         same real servers as ci, by cargo-llvm-cov (installed if missing);
-         prints it per crate and overall and writes target/coverage/
-         (summary.txt, lcov.info, html/)";
+  coverage [--unit]: line coverage of the library crates over every
+         test, with the same real servers as ci, by cargo-llvm-cov
+         (installed if missing, with LLVM's tools of rustc's version);
+         prints it per crate and overall and writes target/coverage/all/
+         (summary.txt, lcov.info, html/); --unit measures the unit tests
+         alone, without servers, into target/coverage/unit/";
 
 fn workspace_root() -> PathBuf {
     // xtask lives one level below the workspace root.
