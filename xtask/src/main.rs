@@ -2,6 +2,8 @@
 //! passes here, passes in CI.
 
 mod bench;
+mod coverage;
+mod deps;
 mod neo4j;
 mod redis;
 
@@ -17,6 +19,8 @@ fn main() -> Result<()> {
         Some("ci") => ci(&root, &args[1..]),
         Some("servers") => servers(&root),
         Some("bench") => bench::run(&root, &args[1..]),
+        Some("deps") => deps::run(&root),
+        Some("coverage") => coverage::run(&root, &args[1..]),
         Some("help") | None => {
             eprintln!("{USAGE}");
             Ok(())
@@ -28,7 +32,8 @@ fn main() -> Result<()> {
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci     [--no-bench]: fmt --check, clippy with warnings denied, the
+  ci     [--no-bench]: fmt --check, the dependency rules (deps),
+         clippy with warnings denied, the
          API docs with warnings denied, every test, with real Redis
          servers (standalone, TLS and a 3-master cluster) and a real
          Neo4j 5.26 started on free loopback ports and stopped at the end,
@@ -42,7 +47,16 @@ tasks:
          every scenario against its baseline and writes
          target/bench/report.json; the markdown page and SVG chart go to
          target/bench/ in quick mode (the default) and to docs/benchmarks/
-         in full mode";
+         in full mode
+  deps   checks every crate's dependencies (normal, build and dev, with
+         their features) against docs/dependencies.toml, the allow-list
+         of docs/ARCHITECTURE.md's rules
+  coverage [--unit]: line coverage of the library crates over every
+         test, with the same real servers as ci, by cargo-llvm-cov
+         (installed if missing, with LLVM's tools of rustc's version);
+         prints it per crate and overall and writes target/coverage/all/
+         (summary.txt, lcov.info, html/); --unit measures the unit tests
+         alone, without servers, into target/coverage/unit/";
 
 fn workspace_root() -> PathBuf {
     // xtask lives one level below the workspace root.
@@ -59,6 +73,7 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
         other => bail!("unknown ci options {other:?}: use --no-bench or nothing"),
     };
     cargo(root, &["fmt", "--all", "--", "--check"])?;
+    deps::run(root)?;
     cargo(
         root,
         &[
@@ -77,19 +92,9 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
         &["doc", "--workspace", "--no-deps", "--locked"],
         &[("RUSTDOCFLAGS", "-D warnings".to_owned())],
     )?;
-    // Neo4j takes seconds to start (minutes on the first run, which
-    // downloads it): start it while the tests build.
-    let neo4j = {
-        let root = root.to_path_buf();
-        std::thread::spawn(move || neo4j::Neo4jServer::start(&root, Some(NEO4J_PASSWORD)))
-    };
-    let built = cargo(root, &["test", "--workspace", "--locked", "--no-run"]);
-    let neo4j = neo4j
-        .join()
-        .map_err(|_| anyhow::anyhow!("the Neo4j starter thread panicked"))?
-        .context("starting Neo4j")?;
-    built?;
-    let servers = Servers::start(neo4j)?;
+    let servers = Servers::start_while(root, || {
+        cargo(root, &["test", "--workspace", "--locked", "--no-run"])
+    })?;
     cargo_with(root, &["test", "--workspace", "--locked"], &servers.env())?;
     drop(servers);
     if bench {
@@ -109,8 +114,7 @@ const ACL_RULES: &str =
     reason = "the variables are the output of the task"
 )]
 fn servers(root: &Path) -> Result<()> {
-    let neo4j = neo4j::Neo4jServer::start(root, Some(NEO4J_PASSWORD)).context("starting Neo4j")?;
-    let servers = Servers::start(neo4j)?;
+    let servers = Servers::start_all(root)?;
     for (name, value) in servers.env() {
         println!("export {name}='{value}'");
     }
@@ -134,6 +138,28 @@ struct Servers {
 }
 
 impl Servers {
+    /// Starts every server while `build` runs: Neo4j takes seconds to
+    /// start (minutes on the first run, which downloads it), so it starts
+    /// while the tests build; the Redis servers start once both are done.
+    fn start_while(root: &Path, build: impl FnOnce() -> Result<()>) -> Result<Self> {
+        let neo4j = {
+            let root = root.to_path_buf();
+            std::thread::spawn(move || neo4j::Neo4jServer::start(&root, Some(NEO4J_PASSWORD)))
+        };
+        let built = build();
+        let neo4j = neo4j
+            .join()
+            .map_err(|_| anyhow::anyhow!("the Neo4j starter thread panicked"))?
+            .context("starting Neo4j")?;
+        built?;
+        Self::start(neo4j)
+    }
+
+    /// Starts every server, with nothing to do meanwhile.
+    fn start_all(root: &Path) -> Result<Self> {
+        Self::start_while(root, || Ok(()))
+    }
+
     fn start(neo4j: neo4j::Neo4jServer) -> Result<Self> {
         let opts = redis::RedisOptions {
             acl_users: vec![redis::AclUser::new("lwcache", ACL_RULES)],

@@ -224,3 +224,107 @@ impl<R: WorldRepository> WorldRepository for Gated<R> {
         self.inner.ping().await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use lwcache_core::ports::Put;
+    use lwcache_domain::{Op, WorldSeed};
+    use lwcache_memory::{MemoryRepository, MemoryStore};
+
+    use super::*;
+    use crate::fixtures::{doc, flag, fresh_world};
+
+    fn fill(world: &WorldId, version: u64, key: &CacheKey, bytes: &[u8]) -> CacheWrite {
+        CacheWrite {
+            world: world.clone(),
+            version,
+            kind: lwcache_core::ports::WriteKind::Fill,
+            puts: vec![Put {
+                key: key.clone(),
+                bytes: bytes.to_vec(),
+                ttl: None,
+            }],
+            deletes: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn recording_keeps_every_put_and_forwards_every_call() {
+        let store = Recording::new(MemoryStore::new());
+        let world = fresh_world();
+        let key = CacheKey::state(&world);
+        assert_eq!(store.seed_version(&world, 2).await.unwrap(), 2);
+        assert_eq!(store.version(&world).await.unwrap(), Some(2));
+        let outcome = store.write(&fill(&world, 2, &key, b"a")).await.unwrap();
+        assert_eq!(outcome, WriteOutcome::Applied);
+        // A refused fill was still handed to the store: it is recorded.
+        let outcome = store.write(&fill(&world, 1, &key, b"b")).await.unwrap();
+        assert_eq!(outcome, WriteOutcome::Rejected { cached: 2 });
+        assert_eq!(store.written(), [b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(store.get(&key).await.unwrap(), Some(b"a".to_vec()));
+        store.remove(std::slice::from_ref(&key)).await.unwrap();
+        assert_eq!(store.get(&key).await.unwrap(), None);
+        store.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn faulty_fails_every_call_while_on_and_changes_nothing() {
+        let store = Faulty::new(MemoryStore::new());
+        let world = fresh_world();
+        let key = CacheKey::state(&world);
+        store.seed_version(&world, 1).await.unwrap();
+        store.write(&fill(&world, 1, &key, b"a")).await.unwrap();
+
+        store.set_failing(true);
+        let unavailable = |r: Result<(), CacheError>| {
+            assert!(matches!(r, Err(CacheError::Unavailable(_))), "{r:?}");
+        };
+        unavailable(store.get(&key).await.map(drop));
+        unavailable(store.write(&fill(&world, 1, &key, b"b")).await.map(drop));
+        unavailable(store.seed_version(&world, 9).await.map(drop));
+        unavailable(store.version(&world).await.map(drop));
+        unavailable(store.remove(std::slice::from_ref(&key)).await);
+        unavailable(store.ping().await);
+
+        store.set_failing(false);
+        assert_eq!(store.version(&world).await.unwrap(), Some(1));
+        assert_eq!(store.get(&key).await.unwrap(), Some(b"a".to_vec()));
+        store.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn gated_forwards_every_call_and_pauses_only_the_armed_read_once() {
+        let repo = Arc::new(Gated::new(MemoryRepository::new()));
+        let world = fresh_world();
+        let seed = WorldSeed {
+            snapshot: doc("title", "gated"),
+            ..WorldSeed::default()
+        };
+        let loaded = repo.load(&world, &seed).await.unwrap();
+        assert_eq!(repo.version(&world).await.unwrap(), loaded);
+        repo.ping().await.unwrap();
+        let image = repo.image(&world, 5).await.unwrap();
+        assert_eq!(image.version, loaded);
+
+        let key = CacheKey::state(&world);
+        let reader = {
+            let repo = repo.clone();
+            let key = key.clone();
+            async move { repo.read(&key, 5).await.unwrap() }
+        };
+        let write = Mutation {
+            world: world.clone(),
+            op: Op::SetFlag(flag("open"), lwcache_domain::Value::Bool(true)),
+        };
+        let (read, committed) = repo
+            .interleave(key.clone(), reader, repo.apply(&write))
+            .await;
+        let committed = committed.unwrap();
+        // The read took its value before the write committed.
+        assert_eq!(read.version, loaded);
+        assert!(committed.version > loaded);
+        // Disarmed: the next read of the same key does not wait.
+        let again = repo.read(&key, 5).await.unwrap();
+        assert_eq!(again.version, committed.version);
+    }
+}

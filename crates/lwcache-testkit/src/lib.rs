@@ -11,6 +11,8 @@
 //! - [`stack`]: the cache manager over a store and a repository.
 //! - [`decorators`]: port wrappers that record, fail or pause calls.
 //! - [`fixtures`]: fresh ids and small documents.
+//! - [`memory`]: [`memory_harness!`], the in-memory store in front of any
+//!   repository.
 
 #![allow(
     clippy::unwrap_used,
@@ -27,6 +29,14 @@ pub mod store;
 
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What the testkit's macros name in the calling crate.
+#[doc(hidden)]
+pub mod __private {
+    pub use async_trait::async_trait;
+    pub use lwcache_core;
+    pub use lwcache_domain;
+}
 
 use async_trait::async_trait;
 use lwcache_core::ports::{CacheStore, WorldRepository};

@@ -1,48 +1,67 @@
-//! The in-memory store as a harness part: its probe, and a harness that
-//! puts it in front of any repository.
+//! The in-memory store as a harness part: [`memory_harness!`] defines its
+//! probe and a harness that puts it in front of any repository.
+//!
+//! A macro, expanded in the calling test crate, because the testkit knows
+//! the ports and no adapter: it does not depend on `lwcache-memory`, whose
+//! own tests depend on the testkit. The caller names `lwcache-memory` among
+//! its dev-dependencies.
 
-use std::sync::Arc;
-use std::time::Duration;
+/// Defines, in the calling module, `MemoryProbe` (a [`StoreProbe`] over an
+/// `Arc<lwcache_memory::MemoryStore>`) and
+/// `memory_harness(repo, time) -> Harness`: a fresh `MemoryStore` in front
+/// of `repo`.
+///
+/// [`StoreProbe`]: crate::StoreProbe
+#[macro_export]
+macro_rules! memory_harness {
+    () => {
+        /// Looks inside a `MemoryStore`.
+        #[derive(Debug, Clone)]
+        pub(crate) struct MemoryProbe(pub(crate) ::std::sync::Arc<::lwcache_memory::MemoryStore>);
 
-use async_trait::async_trait;
-use lwcache_core::ports::WorldRepository;
-use lwcache_domain::{CacheKey, WorldId};
-use lwcache_memory::MemoryStore;
+        #[$crate::__private::async_trait]
+        impl $crate::StoreProbe for MemoryProbe {
+            async fn put_raw(
+                &self,
+                key: &$crate::__private::lwcache_domain::CacheKey,
+                bytes: ::std::vec::Vec<u8>,
+            ) {
+                self.0.put_raw(key, bytes);
+            }
+            async fn keys(
+                &self,
+                world: &$crate::__private::lwcache_domain::WorldId,
+            ) -> ::std::vec::Vec<String> {
+                let prefix = $crate::__private::lwcache_domain::key::world_prefix(world);
+                self.0
+                    .keys()
+                    .into_iter()
+                    .filter(|k| k.starts_with(&prefix))
+                    .collect()
+            }
+            async fn ttl(
+                &self,
+                key: &$crate::__private::lwcache_domain::CacheKey,
+            ) -> ::std::option::Option<::std::time::Duration> {
+                self.0.ttl(key)
+            }
+            async fn forget(&self, world: &$crate::__private::lwcache_domain::WorldId) {
+                self.0.forget(world);
+            }
+        }
 
-use crate::{Harness, StoreProbe, TimeControl};
-
-/// Looks inside a [`MemoryStore`].
-#[derive(Debug, Clone)]
-pub struct MemoryProbe(pub Arc<MemoryStore>);
-
-#[async_trait]
-impl StoreProbe for MemoryProbe {
-    async fn put_raw(&self, key: &CacheKey, bytes: Vec<u8>) {
-        self.0.put_raw(key, bytes);
-    }
-    async fn keys(&self, world: &WorldId) -> Vec<String> {
-        let prefix = lwcache_domain::key::world_prefix(world);
-        self.0
-            .keys()
-            .into_iter()
-            .filter(|k| k.starts_with(&prefix))
-            .collect()
-    }
-    async fn ttl(&self, key: &CacheKey) -> Option<Duration> {
-        self.0.ttl(key)
-    }
-    async fn forget(&self, world: &WorldId) {
-        self.0.forget(world);
-    }
-}
-
-/// A fresh [`MemoryStore`] in front of `repo`.
-pub fn memory_harness(repo: Arc<dyn WorldRepository>, time: Arc<dyn TimeControl>) -> Harness {
-    let store = Arc::new(MemoryStore::new());
-    Harness {
-        store: store.clone(),
-        repo,
-        probe: Arc::new(MemoryProbe(store)),
-        time,
-    }
+        /// A fresh `MemoryStore` in front of `repo`.
+        pub(crate) fn memory_harness(
+            repo: ::std::sync::Arc<dyn $crate::__private::lwcache_core::ports::WorldRepository>,
+            time: ::std::sync::Arc<dyn $crate::TimeControl>,
+        ) -> $crate::Harness {
+            let store = ::std::sync::Arc::new(::lwcache_memory::MemoryStore::new());
+            $crate::Harness {
+                store: store.clone(),
+                repo,
+                probe: ::std::sync::Arc::new(MemoryProbe(store)),
+                time,
+            }
+        }
+    };
 }

@@ -4,8 +4,9 @@
 use std::sync::Arc;
 
 use lwcache_memory::MemoryRepository;
-use lwcache_testkit::memory::memory_harness;
 use lwcache_testkit::{Harness, PausedClock};
+
+lwcache_testkit::memory_harness!();
 
 async fn harness() -> Option<Harness> {
     Some(memory_harness(

@@ -4,7 +4,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lwcache_neo4j::{Neo4jConfig, Neo4jRepository};
-use lwcache_testkit::memory::memory_harness;
 use lwcache_testkit::servers::{optional_var, server_var};
 use lwcache_testkit::{Harness, RealClock};
 
@@ -39,6 +38,8 @@ pub(crate) async fn repo() -> Option<Neo4jRepository> {
             .expect("connect to the test Neo4j"),
     )
 }
+
+lwcache_testkit::memory_harness!();
 
 /// The in-memory store in front of Neo4j: the repository conformance checks
 /// and the stack checks with a real source.
