@@ -88,10 +88,8 @@ fn cause_index(cause: InvalidationCause) -> usize {
         InvalidationCause::FlagChanged => 1,
         InvalidationCause::EntityMutated => 2,
         InvalidationCause::SnapshotReplaced => 3,
-        InvalidationCause::Expired => 4,
-        InvalidationCause::DecodeFailure => 5,
-        InvalidationCause::WriteBehindOverflow => 6,
-        InvalidationCause::Explicit => 7,
+        InvalidationCause::DecodeFailure => 4,
+        InvalidationCause::WriteBehindOverflow => 5,
     }
 }
 
