@@ -318,7 +318,9 @@ pub trait WorldRepository: Send + Sync {
     /// (and nothing written) if the seed is invalid. The result must be the
     /// world that applying [`WorldSeed::mutations`] one by one leaves, which
     /// is what this default does; adapters override it to load in batches.
-    /// The load bypasses the cache: activate the world afterwards.
+    /// The load bypasses the cache, so it MUST record nothing in the
+    /// outbox (this default records what each write owes; adapters override
+    /// it): activate the world afterwards.
     async fn load(&self, world: &WorldId, seed: &WorldSeed) -> Result<u64, SourceError> {
         seed.validate(world)?;
         match self.version(world).await {
@@ -354,6 +356,8 @@ pub trait WorldRepository: Send + Sync {
 pub struct Claim {
     /// Who claims: one id per process.
     pub owner: String,
+    /// Only this world's entries, or every world's (what replay loops ask).
+    pub world: Option<WorldId>,
     /// At most this many entries.
     pub limit: usize,
     /// Only entries at least this old: younger ones belong to writes whose

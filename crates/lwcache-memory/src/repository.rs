@@ -158,6 +158,7 @@ impl WorldRepository for MemoryRepository {
         let mut by_age: Vec<(&OwedId, &mut Outboxed)> = state
             .outbox
             .iter_mut()
+            .filter(|(id, _)| claim.world.as_ref().is_none_or(|w| *w == id.world))
             .filter(|(_, o)| now.saturating_duration_since(o.at) >= claim.min_age)
             .filter(|(_, o)| {
                 o.claim

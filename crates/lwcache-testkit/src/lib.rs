@@ -132,6 +132,9 @@ macro_rules! conformance_tests {
             repository::refused_writes_change_nothing,
             repository::agrees_with_the_reference_model,
             repository::loading_a_seed_equals_applying_it,
+            repository::writes_record_what_they_owe_until_settled,
+            repository::young_entries_are_left_to_their_writer,
+            repository::loads_owe_nothing,
             stack::misses_populate_the_cache,
             stack::every_change_invalidates_what_it_makes_stale,
             stack::entries_expire_after_their_ttl,
@@ -142,6 +145,8 @@ macro_rules! conformance_tests {
             stack::sensitive_values_never_reach_the_store,
             stack::a_failing_store_never_fails_the_caller,
             stack::undecodable_entries_are_misses,
+            stack::an_acknowledged_write_is_read_by_every_instance,
+            stack::a_crash_between_commit_and_cache_step_is_replayed,
         );
     };
     (@cases $harness:expr, $flavor:tt, $($module:ident :: $case:ident),* $(,)?) => {

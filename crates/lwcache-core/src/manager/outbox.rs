@@ -61,6 +61,7 @@ where
     pub(super) async fn replay_once(&self) -> bool {
         let claim = Claim {
             owner: self.owner.clone(),
+            world: None,
             limit: self.config.replay_batch.max(1),
             min_age: self.config.replay_min_age,
             lease: CLAIM_LEASE,
