@@ -147,6 +147,7 @@ macro_rules! conformance_tests {
             stack::undecodable_entries_are_misses,
             stack::an_acknowledged_write_is_read_by_every_instance,
             stack::a_crash_between_commit_and_cache_step_is_replayed,
+            stack::a_world_restored_to_an_older_version_is_dropped,
         );
     };
     (@cases $harness:expr, $flavor:tt, $($module:ident :: $case:ident),* $(,)?) => {

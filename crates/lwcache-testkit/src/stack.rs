@@ -716,3 +716,56 @@ pub async fn a_crash_between_commit_and_cache_step_is_replayed(h: &Harness) {
     );
     survivor.shutdown().await;
 }
+
+/// A world whose source went back in time (restored from a backup, or
+/// deleted and made again) while the cache holds entries of its abandoned,
+/// newer-looking history: the next write shows the cache a version above
+/// its own, the source is behind that too, and the world's keys are dropped.
+pub async fn a_world_restored_to_an_older_version_is_dropped(h: &Harness) {
+    let world = seed_world(h.repo.as_ref()).await;
+    let (m, _) = manager_with(h.store.clone(), h.repo.clone(), quick_replay());
+    // The cache as the abandoned history left it: version 100.
+    let abandoned = codec::encode(&codec::Entry {
+        version: 100,
+        redaction: lwcache_domain::Redaction::Complete,
+        value: CachedValue::Snapshot(doc("name", "Harbor, burnt")),
+    });
+    let put = lwcache_core::ports::Put {
+        key: CacheKey::state(&world),
+        bytes: abandoned,
+        ttl: None,
+    };
+    h.store
+        .write(&lwcache_core::ports::CacheWrite::commit(
+            world.clone(),
+            100,
+            vec![put],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        m.world_state(&world).await.unwrap().value,
+        doc("name", "Harbor, burnt"),
+        "served until something shows the regression"
+    );
+    m.set_flag(&world, flag("bell"), Value::Bool(true))
+        .await
+        .unwrap();
+    assert!(
+        eventually(h, || async {
+            m.world_state(&world).await.unwrap().value == doc("name", "Harbor")
+        })
+        .await,
+        "the restored world's true state is served"
+    );
+    let source = h.repo.version(&world).await.unwrap();
+    assert!(
+        h.store
+            .version(&world)
+            .await
+            .unwrap()
+            .is_none_or(|v| v <= source),
+        "the abandoned version went too"
+    );
+    m.shutdown().await;
+}

@@ -83,6 +83,7 @@ where
             lease_base: super::random_u64(),
             lease_seq: AtomicU64::new(0),
             done: Mutex::new(Some(done_tx)),
+            suspects: Mutex::new(HashMap::new()),
             housekeeping: Mutex::new(None),
         });
         // The tasks hold weak references, so that dropping the last manager

@@ -177,6 +177,9 @@ struct Inner<S, R> {
     lease_seq: AtomicU64,
     /// Outbox entries whose cache step is done, on their way to removal.
     done: Mutex<Option<mpsc::Sender<OwedId>>>,
+    /// Worlds whose cache has seen a version above a write's own, with that
+    /// version: the replay loop checks whether the source went back in time.
+    suspects: Mutex<HashMap<lwcache_domain::WorldId, u64>>,
     /// The outbox tasks: the settler and the replay loop.
     housekeeping: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
 }

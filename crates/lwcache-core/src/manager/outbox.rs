@@ -12,7 +12,11 @@
 //!   cache was unreachable), at start and every `replay_interval`, carries
 //!   each out as tombstones at its version, and removes them. A tombstone at
 //!   version v never replaces an entry at v or newer, so replaying is
-//!   idempotent and cannot hide a newer write.
+//!   idempotent and cannot hide a newer write;
+//! - the same loop checks the worlds whose cache has seen a version above a
+//!   write's own: if the source's current version is lower still, the world
+//!   went back in time (restored from a backup, or deleted and made again),
+//!   and every key of it is dropped.
 
 use std::collections::BTreeMap;
 use std::sync::Weak;
@@ -55,10 +59,40 @@ where
         batch.clear();
     }
 
+    /// Notes that the cache of `world` has seen version `seen`, above a
+    /// write's own: the next replay round compares it with the source.
+    pub(super) fn suspect(&self, world: &WorldId, seen: u64) {
+        let mut suspects = lock(&self.suspects);
+        let v = suspects.entry(world.clone()).or_insert(0);
+        *v = (*v).max(seen);
+    }
+
+    /// Drops the cache of every suspected world whose source version is
+    /// below what the cache has seen.
+    async fn check_suspects(&self) {
+        let suspects = std::mem::take(&mut *lock(&self.suspects));
+        for (world, seen) in suspects {
+            let Ok(current) = self.source_call(self.repo.version(&world)).await else {
+                continue;
+            };
+            if current >= seen {
+                continue;
+            }
+            match self.cache_call(self.store.drop_world(&world)).await {
+                Ok(keys) => {
+                    tracing::warn!(world = %world, cached = seen, source = current, keys, "the source's version went back; dropped the world's cache")
+                }
+                // Tried again after the next such write.
+                Err(_) => self.suspect(&world, seen),
+            }
+        }
+    }
+
     /// One replay round: claims a batch of owed entries, tombstones their
     /// keys, removes them. Returns whether the batch was full, so that the
     /// caller goes on at once.
     pub(super) async fn replay_once(&self) -> bool {
+        self.check_suspects().await;
         let claim = Claim {
             owner: self.owner.clone(),
             world: None,

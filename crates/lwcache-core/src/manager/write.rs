@@ -212,8 +212,16 @@ where
         if !puts.is_empty() {
             let write = CacheWrite::commit(plan.world.clone(), plan.version, puts);
             match self.cache_call(self.store.write(&write)).await {
-                Ok(outcome) if outcome.skipped > 0 => step = CacheStep::Superseded,
-                Ok(_) => {}
+                Ok(outcome) => {
+                    if outcome.skipped > 0 {
+                        step = CacheStep::Superseded;
+                    }
+                    if let Some(seen) = outcome.previous.filter(|&p| p > plan.version) {
+                        // Usual when writers race; a sign of a restored or
+                        // recreated world when the source is behind too.
+                        self.suspect(&plan.world, seen);
+                    }
+                }
                 // Owed in the outbox: the replay loop carries it out.
                 Err(_) => return CacheStep::Failed,
             }
