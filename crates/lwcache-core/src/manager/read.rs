@@ -327,10 +327,10 @@ where
             lease,
             vec![self.put(key, version, value.clone(), redaction)],
         );
-        if let Ok(outcome) = self.cache_call(self.store.write(&write)).await {
-            if outcome.skipped > 0 {
-                self.metrics.record(MetricEvent::FillRejected(key.kind()));
-            }
+        if let Ok(outcome) = self.cache_call(self.store.write(&write)).await
+            && outcome.skipped > 0
+        {
+            self.metrics.record(MetricEvent::FillRejected(key.kind()));
         }
     }
 

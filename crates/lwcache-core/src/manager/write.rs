@@ -159,6 +159,12 @@ where
     async fn run_plan(&self, plan: &CachePlan) -> CacheStep {
         let mut puts = Vec::new();
         let mut refill_now = Vec::new();
+        // Write-behind work is queued only after the commit landed: a refill
+        // that ran first would take its lease before the commit and lose it
+        // to the commit, or fill at the write's version and keep the
+        // tombstone out. With stale reads opted into there is no tombstone,
+        // and the queue's answer decides whether there must be one.
+        let mut behind = Vec::new();
         let mut deferred = 0usize;
         for step in &plan.steps {
             self.metrics
@@ -182,24 +188,26 @@ where
                     value,
                     timing: Timing::Behind,
                 } => {
-                    let queued = self.enqueue(Task::Put {
+                    let task = Task::Put {
                         key: step.key.clone(),
                         version: plan.version,
                         value: value.clone(),
-                    });
-                    if queued {
-                        deferred += 1;
-                    } else {
-                        self.metrics.record(MetricEvent::WriteBehindDropped);
-                        self.metrics.record(MetricEvent::Invalidation(
-                            step.key.kind(),
-                            InvalidationCause::WriteBehindOverflow,
-                        ));
-                    }
-                    // Unless stale reads are opted into, no instance may
-                    // serve the old value once the write is acknowledged.
-                    if !queued || self.config.stale_reads == StaleReads::Never {
-                        puts.push(self.tombstone(&step.key, plan.version));
+                    };
+                    match self.config.stale_reads {
+                        // No instance may serve the old value once the write
+                        // is acknowledged.
+                        StaleReads::Never => {
+                            puts.push(self.tombstone(&step.key, plan.version));
+                            behind.push(task);
+                        }
+                        StaleReads::WhileQueued => {
+                            if self.enqueue(task) {
+                                deferred += 1;
+                            } else {
+                                self.overflowed(&step.key);
+                                puts.push(self.tombstone(&step.key, plan.version));
+                            }
+                        }
                     }
                 }
             }
@@ -209,6 +217,7 @@ where
         } else {
             CacheStep::Applied
         };
+        let queued_before = deferred;
         if !puts.is_empty() {
             let write = CacheWrite::commit(plan.world.clone(), plan.version, puts);
             match self.cache_call(self.store.write(&write)).await {
@@ -226,10 +235,24 @@ where
                 Err(_) => return CacheStep::Failed,
             }
         }
+        for task in behind {
+            let key = match &task {
+                Task::Put { key, .. } => key.clone(),
+            };
+            if self.enqueue(task) {
+                deferred += 1;
+            } else {
+                // The key stays tombstoned: its next read fills it.
+                self.overflowed(&key);
+            }
+        }
+        if deferred > 0 && step == CacheStep::Applied {
+            step = CacheStep::Deferred;
+        }
         // With stale reads opted into, a deferred put is the only step that
         // replaces the old value: the entry stays owed until the replay loop
         // has made sure of it.
-        let owes_later = deferred > 0 && self.config.stale_reads == StaleReads::WhileQueued;
+        let owes_later = queued_before > 0;
         if !owes_later {
             self.mark_done(OwedId {
                 world: plan.world.clone(),
@@ -240,5 +263,14 @@ where
             self.refill(&key).await;
         }
         step
+    }
+
+    /// Counts a write-behind update that found its queue full.
+    fn overflowed(&self, key: &lwcache_domain::CacheKey) {
+        self.metrics.record(MetricEvent::WriteBehindDropped);
+        self.metrics.record(MetricEvent::Invalidation(
+            key.kind(),
+            InvalidationCause::WriteBehindOverflow,
+        ));
     }
 }
