@@ -40,6 +40,7 @@ const V_SNAPSHOT: u8 = 1;
 const V_FLAGS: u8 = 2;
 const V_ENTITY: u8 = 3;
 const V_TIMELINE: u8 = 4;
+const V_TOMBSTONE: u8 = 5;
 
 /// A decoded cache entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,6 +51,19 @@ pub struct Entry {
     pub redaction: Redaction,
     /// The value.
     pub value: CachedValue,
+}
+
+/// What a key holds: a value, or a tombstone left by an invalidation.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Slot {
+    /// A cached value.
+    Value(Entry),
+    /// The key was invalidated by the write committed as `version`: it reads
+    /// as a miss, and no put older than `version` may replace it.
+    Tombstone {
+        /// The invalidating write's version.
+        version: u64,
+    },
 }
 
 /// Why bytes are not a valid entry.
@@ -89,6 +103,12 @@ pub enum DecodeError {
     /// Lists and maps nest deeper than the decoder allows.
     #[error("entry nests deeper than {MAX_DEPTH} levels")]
     TooDeep,
+    /// The bytes are a tombstone, not a value (see [`decode_slot`]).
+    #[error("a tombstone of version {version}, not a value")]
+    Tombstone {
+        /// The invalidating write's version.
+        version: u64,
+    },
 }
 
 /// Encodes an entry.
@@ -133,7 +153,39 @@ pub fn encode(entry: &Entry) -> Vec<u8> {
     out
 }
 
-/// Reads only the version from an entry's header.
+/// Encodes a tombstone: the key was invalidated by the write committed as
+/// `version`.
+pub fn tombstone(version: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + 1);
+    out.extend_from_slice(MAGIC);
+    out.push(FORMAT);
+    out.push(0);
+    out.extend_from_slice(&version.to_be_bytes());
+    out.push(V_TOMBSTONE);
+    out
+}
+
+/// Whether stored bytes may be replaced by a put of `new`, by the rule every
+/// cache store follows: never by an older version, and at the same version
+/// only by a value (so a replayed tombstone cannot hide the value its own
+/// write left). Bytes that are not an entry may always be replaced; `new`
+/// that is not an entry never replaces anything.
+pub fn replaces(current: Option<&[u8]>, new: &[u8]) -> bool {
+    let Ok(new_version) = peek_version(new) else {
+        return false;
+    };
+    let Some(Ok(current_version)) = current.map(peek_version) else {
+        return true;
+    };
+    current_version < new_version || (current_version == new_version && !is_tombstone(new))
+}
+
+/// Whether bytes are a tombstone.
+pub fn is_tombstone(bytes: &[u8]) -> bool {
+    bytes.len() == HEADER_LEN + 1 && bytes[HEADER_LEN] == V_TOMBSTONE && check_header(bytes).is_ok()
+}
+
+/// Reads only the version from an entry's (or a tombstone's) header.
 pub fn peek_version(bytes: &[u8]) -> Result<u64, DecodeError> {
     check_header(bytes)?;
     Ok(read_version(bytes))
@@ -164,10 +216,27 @@ fn read_version(bytes: &[u8]) -> u64 {
     u64::from_be_bytes(v)
 }
 
-/// Decodes an entry.
+/// Decodes an entry; a tombstone is [`DecodeError::Tombstone`].
 pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
+    match decode_slot(bytes)? {
+        Slot::Value(entry) => Ok(entry),
+        Slot::Tombstone { version } => Err(DecodeError::Tombstone { version }),
+    }
+}
+
+/// Decodes what a key holds: an entry or a tombstone.
+pub fn decode_slot(bytes: &[u8]) -> Result<Slot, DecodeError> {
     check_header(bytes)?;
     let version = read_version(bytes);
+    if bytes.get(HEADER_LEN) == Some(&V_TOMBSTONE) {
+        if bytes.len() != HEADER_LEN + 1 {
+            return Err(DecodeError::Invalid {
+                at: HEADER_LEN + 1,
+                what: "trailing bytes after a tombstone".to_owned(),
+            });
+        }
+        return Ok(Slot::Tombstone { version });
+    }
     let redaction = if bytes[3] & FLAG_REDACTED != 0 {
         Redaction::Redacted
     } else {
@@ -222,11 +291,11 @@ pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
             what: "trailing bytes".into(),
         });
     }
-    Ok(Entry {
+    Ok(Slot::Value(Entry {
         version,
         redaction,
         value,
-    })
+    }))
 }
 
 fn zigzag(n: i64) -> u64 {
@@ -493,6 +562,55 @@ mod tests {
             bytes.truncate(i);
             prop_assert!(decode(&bytes).is_err());
         }
+    }
+
+    proptest! {
+        #[test]
+        fn tombstones_round_trip_and_order_with_entries(version in any::<u64>(), value in cached()) {
+            let t = tombstone(version);
+            prop_assert_eq!(peek_version(&t).unwrap(), version);
+            prop_assert_eq!(decode_slot(&t).unwrap(), Slot::Tombstone { version });
+            prop_assert_eq!(decode(&t), Err(DecodeError::Tombstone { version }));
+            // Stores compare the header's big-endian version bytes as they
+            // are: their order is the versions' order.
+            let e = encode(&Entry { version: version / 2, redaction: Redaction::Complete, value });
+            prop_assert_eq!(e[4..12].cmp(&t[4..12]), (version / 2).cmp(&version));
+        }
+    }
+
+    #[test]
+    fn puts_replace_by_version_and_tombstones_never_at_their_own() {
+        let value = |v| {
+            encode(&Entry {
+                version: v,
+                redaction: Redaction::Complete,
+                value: CachedValue::Entity(Document::new()),
+            })
+        };
+        assert!(replaces(None, &value(1)));
+        assert!(replaces(Some(b"not an entry"), &tombstone(1)));
+        assert!(!replaces(None, b"not an entry"));
+        assert!(replaces(Some(&value(1)), &value(2)));
+        assert!(!replaces(Some(&value(2)), &value(1)));
+        assert!(replaces(Some(&value(2)), &value(2)), "a repeated put lands");
+        assert!(
+            replaces(Some(&tombstone(2)), &value(2)),
+            "the write's value over its replayed tombstone"
+        );
+        assert!(
+            !replaces(Some(&value(2)), &tombstone(2)),
+            "a replayed tombstone keeps its write's value"
+        );
+        assert!(!replaces(Some(&tombstone(2)), &tombstone(2)));
+        assert!(replaces(Some(&value(2)), &tombstone(3)));
+        assert!(!replaces(Some(&tombstone(3)), &value(2)));
+    }
+
+    #[test]
+    fn a_tombstone_with_trailing_bytes_is_invalid() {
+        let mut t = tombstone(4);
+        t.push(0);
+        assert!(matches!(decode_slot(&t), Err(DecodeError::Invalid { .. })));
     }
 
     #[test]

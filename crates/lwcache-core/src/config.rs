@@ -13,16 +13,20 @@ pub const DEFAULT_CACHE_TIMEOUT: Duration = Duration::from_millis(250);
 /// ([`ManagerConfig::source_timeout`]).
 pub const DEFAULT_SOURCE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// What a read does when the cached entry is older than a write-behind
-/// update still queued in this process.
+/// Whether a write-behind key may be served older than an acknowledged
+/// write while its update waits in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum StaleReads {
-    /// Serve the older value, marked [`Outcome::Stale`](crate::Outcome::Stale):
-    /// the bounded staleness that write-behind accepts for derived data.
+    /// Never: a write-behind key is tombstoned in the write's cache step,
+    /// before the acknowledgement, and the worker refills it afterwards.
+    /// Every instance then misses (and reads the source) or reads the refill.
     #[default]
-    Serve,
-    /// Read the source of truth instead.
-    Bypass,
+    Never,
+    /// The older entry stays until the worker replaces it. This process
+    /// serves it marked [`Outcome::Stale`](crate::Outcome::Stale); other
+    /// processes serve it as a hit. The window is the queue's delay. An
+    /// explicit opt-in, for derived data that may lag.
+    WhileQueued,
 }
 
 /// Everything the cache manager is configured with.
@@ -44,8 +48,26 @@ pub struct ManagerConfig {
     /// How many write-behind updates may wait; past it an update becomes a
     /// synchronous invalidation instead of blocking the caller.
     pub write_behind_capacity: usize,
-    /// What reads of a key with a pending write-behind update do.
+    /// Whether write-behind keys may be served older than a write.
     pub stale_reads: StaleReads,
+    /// How long a miss's lease on its key lasts: the fill of a source read
+    /// slower than this is dropped.
+    pub lease_ttl: Duration,
+    /// How long a miss waits for another reader's fill of the same key
+    /// before it reads the source itself (without filling).
+    pub lease_wait: Duration,
+    /// The outbox replay: how often each process looks for owed cache steps.
+    pub replay_interval: Duration,
+    /// Only owed steps at least this old are replayed: younger ones belong
+    /// to writes whose own step is probably still running.
+    pub replay_min_age: Duration,
+    /// At most this many owed steps per replay round.
+    pub replay_batch: usize,
+    /// Done outbox entries are removed in batches of at most this many, one
+    /// source transaction per batch, at least every `settle_interval`.
+    pub settle_batch: usize,
+    /// How long done outbox entries may wait for their batch.
+    pub settle_interval: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -55,7 +77,14 @@ impl Default for ManagerConfig {
             cache_timeout: DEFAULT_CACHE_TIMEOUT,
             source_timeout: DEFAULT_SOURCE_TIMEOUT,
             write_behind_capacity: 1024,
-            stale_reads: StaleReads::Serve,
+            stale_reads: StaleReads::Never,
+            lease_ttl: Duration::from_secs(5),
+            lease_wait: Duration::from_millis(50),
+            replay_interval: Duration::from_secs(1),
+            replay_min_age: Duration::from_secs(1),
+            replay_batch: 256,
+            settle_batch: 256,
+            settle_interval: Duration::from_millis(100),
         }
     }
 }

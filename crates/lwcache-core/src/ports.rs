@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lwcache_domain::{
-    CacheKey, CachedValue, Committed, Mutation, Versioned, WorldError, WorldId, WorldImage,
-    WorldSeed,
+    CacheKey, CachedValue, Committed, Mutation, Owed, OwedId, Versioned, WorldError, WorldId,
+    WorldImage, WorldSeed,
 };
 
 /// What an adapter's failure was, carried inside a port error: either the
@@ -103,26 +103,43 @@ pub enum CacheError {
     Refused(#[source] Cause),
 }
 
-/// How a [`CacheWrite`] is checked against the world's cached version.
+/// A fill's claim on its keys, taken before the source read (see
+/// [`CacheStore::lease`]). Unique per read, so that a fill can tell its own
+/// lease from one a later reader took after its own had gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Lease(pub u64);
+
+/// How a [`CacheWrite`]'s puts are checked.
+///
+/// Every put's bytes are an entry (or a tombstone) of the codec, whose
+/// header holds the version the value is valid at
+/// ([`crate::codec::peek_version`]). Stores compare those versions, key by
+/// key, by [`crate::codec::replaces`]: a put never replaces a newer entry,
+/// and a tombstone never replaces an entry of its own version. Bytes under
+/// a key that are not an entry count as older than any put.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteKind {
-    /// A fill of values read from the source at `version`. Applied only when
-    /// the cached world version exists and is not newer than `version`:
-    /// a newer cached version means a write committed after the read.
-    Fill,
-    /// The cache step of a write the source committed as `version`. The
-    /// cached world version is raised to `version`; if it was already newer
-    /// (a later write's step ran first), the puts are deleted instead of
-    /// written, because they may be older than what that write left.
+    /// Values read from the source. A put lands only while its key's lease
+    /// is still `lease` and the cached entry is not newer; the lease is
+    /// released either way. A write's commit deletes the leases of its keys,
+    /// so a fill whose read may predate that write cannot land after it.
+    Fill {
+        /// The lease taken before the source read.
+        lease: Lease,
+    },
+    /// The cache step of a write the source committed as the write's
+    /// `version`: each put lands unless the cached entry is newer, every
+    /// put's lease is deleted, and the world's highest version is raised to
+    /// `version`.
     Commit,
 }
 
-/// One value to put.
+/// One value (or tombstone) to put.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Put {
     /// The key.
     pub key: CacheKey,
-    /// The encoded entry.
+    /// The encoded entry: its header carries its version.
     pub bytes: Vec<u8>,
     /// Its time to live; `None` for a persistent key.
     pub ttl: Option<Duration>,
@@ -133,44 +150,34 @@ pub struct Put {
 pub struct CacheWrite {
     /// The world every key belongs to.
     pub world: WorldId,
-    /// The world version the values were read at or committed as.
+    /// The world version the write committed as (for commits) or the
+    /// values were read at (for fills).
     pub version: u64,
     /// How the write is checked.
     pub kind: WriteKind,
     /// The values to put.
     pub puts: Vec<Put>,
-    /// The keys to delete.
-    pub deletes: Vec<CacheKey>,
 }
 
 impl CacheWrite {
-    /// A fill of values read from the source at `version` ([`WriteKind::Fill`]).
-    pub fn fill(world: WorldId, version: u64, puts: Vec<Put>) -> Self {
+    /// A fill of values read from the source at `version`, under `lease`.
+    pub fn fill(world: WorldId, version: u64, lease: Lease, puts: Vec<Put>) -> Self {
         Self {
             world,
             version,
-            kind: WriteKind::Fill,
+            kind: WriteKind::Fill { lease },
             puts,
-            deletes: Vec::new(),
         }
     }
 
-    /// The cache step of a write the source committed as `version`
-    /// ([`WriteKind::Commit`]).
-    pub fn commit(world: WorldId, version: u64, puts: Vec<Put>, deletes: Vec<CacheKey>) -> Self {
+    /// The cache step of a write committed as `version`.
+    pub fn commit(world: WorldId, version: u64, puts: Vec<Put>) -> Self {
         Self {
             world,
             version,
             kind: WriteKind::Commit,
             puts,
-            deletes,
         }
-    }
-
-    /// A commit at `version` that only deletes `keys`: the safe step when a
-    /// key's new value is unknown or could not be written.
-    pub fn invalidate(world: WorldId, version: u64, keys: Vec<CacheKey>) -> Self {
-        Self::commit(world, version, Vec::new(), keys)
     }
 
     /// Checks that every key is a data key of the write's world, so that an
@@ -178,46 +185,46 @@ impl CacheWrite {
     /// slot) nor overwrite the version. Adapters call it before anything
     /// else and answer its error as it is.
     pub fn check(&self) -> Result<(), CacheError> {
-        let foreign = self
-            .puts
-            .iter()
-            .map(|p| &p.key)
-            .chain(&self.deletes)
-            .find(|k| k.world() != &self.world || k.kind() == lwcache_domain::KeyKind::Version);
-        match foreign {
-            Some(key) => Err(CacheError::Refused(
-                format!("{key} is not a data key of world {}", self.world).into(),
-            )),
-            None => Ok(()),
-        }
+        check_keys(&self.world, self.puts.iter().map(|p| &p.key))
+    }
+}
+
+/// Checks that every key is a data key of `world`.
+pub fn check_keys<'a>(
+    world: &WorldId,
+    keys: impl IntoIterator<Item = &'a CacheKey>,
+) -> Result<(), CacheError> {
+    let foreign = keys
+        .into_iter()
+        .find(|k| k.world() != world || k.kind() == lwcache_domain::KeyKind::Version);
+    match foreign {
+        Some(key) => Err(CacheError::Refused(
+            format!("{key} is not a data key of world {world}").into(),
+        )),
+        None => Ok(()),
     }
 }
 
 /// What a [`CacheWrite`] did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum WriteOutcome {
-    /// Everything was written.
-    Applied,
-    /// A fill found a newer cached version and wrote nothing.
-    Rejected {
-        /// The cached version that won.
-        cached: u64,
-    },
-    /// A fill found no cached version and wrote nothing: the caller seeds the
-    /// version from the source (see [`CacheStore::seed_version`]) and retries.
-    NoVersion,
-    /// A commit found a newer cached version: its puts were deleted instead.
-    Superseded {
-        /// The cached version that won.
-        cached: u64,
-    },
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WriteOutcome {
+    /// Puts that landed.
+    pub landed: usize,
+    /// Puts that did not: a newer entry was cached, or (for a fill) the
+    /// lease was no longer the fill's.
+    pub skipped: usize,
+    /// The world's highest cached version before the write, if any.
+    pub previous: Option<u64>,
 }
 
-/// The cache store port: a key-value store with per-world versions.
+/// The cache store port: a key-value store with per-key versions, leases
+/// for fills, and a per-world highest version.
 ///
-/// Implementations MUST make [`CacheStore::write`] atomic with respect to
-/// every other call on keys of the same world (a Redis script, a lock), MUST
-/// keep the version key free of any TTL, and MUST treat the bytes as opaque.
+/// Implementations MUST make [`CacheStore::write`] and
+/// [`CacheStore::lease`] atomic with respect to every other call on keys of
+/// the same world (a Redis script, a lock), MUST keep the version key free
+/// of any TTL, MUST read an entry only through its header's version, and
+/// MUST lose leases whenever they lose entries (a restart).
 #[async_trait]
 pub trait CacheStore: Send + Sync {
     /// The entry under `key`, if any. Reading the version key is an error.
@@ -226,16 +233,26 @@ pub trait CacheStore: Send + Sync {
     /// Applies a versioned write atomically; see [`WriteKind`].
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError>;
 
-    /// Raises the world's cached version to at least `version` and returns
-    /// the version now cached. Raising is always safe: it only makes later
-    /// fills of older reads fail.
-    async fn seed_version(&self, world: &WorldId, version: u64) -> Result<u64, CacheError>;
+    /// Takes the lease of each key for `lease`, for `ttl`, unless another
+    /// lease holds it, and answers per key whether `lease` holds it now.
+    async fn lease(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        lease: Lease,
+        ttl: Duration,
+    ) -> Result<Vec<bool>, CacheError>;
 
-    /// The world's cached version, if any.
+    /// The world's highest cached version, if any: the highest version a
+    /// commit raised it to.
     async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError>;
 
     /// Deletes keys unconditionally. Deleting is always safe.
     async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError>;
+
+    /// Deletes every key of `world`, its version and leases included, and
+    /// answers how many keys went.
+    async fn drop_world(&self, world: &WorldId) -> Result<usize, CacheError>;
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), CacheError>;
@@ -291,7 +308,9 @@ pub trait WorldRepository: Send + Sync {
         top_k: usize,
     ) -> Result<Versioned<WorldImage>, SourceError>;
 
-    /// Applies a mutation durably and returns what it committed.
+    /// Applies a mutation durably and returns what it committed. The same
+    /// transaction MUST record [`Owed::of`] the commit in the outbox, so
+    /// that its cache step survives a crash of the caller.
     async fn apply(&self, mutation: &Mutation) -> Result<Committed, SourceError>;
 
     /// Creates `world` from a seed and returns its version afterwards;
@@ -299,7 +318,9 @@ pub trait WorldRepository: Send + Sync {
     /// (and nothing written) if the seed is invalid. The result must be the
     /// world that applying [`WorldSeed::mutations`] one by one leaves, which
     /// is what this default does; adapters override it to load in batches.
-    /// The load bypasses the cache: activate the world afterwards.
+    /// The load bypasses the cache, so it MUST record nothing in the
+    /// outbox (this default records what each write owes; adapters override
+    /// it): activate the world afterwards.
     async fn load(&self, world: &WorldId, seed: &WorldSeed) -> Result<u64, SourceError> {
         seed.validate(world)?;
         match self.version(world).await {
@@ -314,8 +335,36 @@ pub trait WorldRepository: Send + Sync {
         Ok(version)
     }
 
+    /// Claims up to `claim.limit` outbox entries for replay: entries
+    /// recorded at least `claim.min_age` ago and not claimed by another
+    /// owner within its lease, oldest first. They stay claimed by
+    /// `claim.owner` for `claim.lease`; after that anyone may claim them
+    /// again. Two owners claiming one entry at once is harmless (replaying
+    /// is idempotent), but implementations SHOULD make it rare.
+    async fn owed(&self, claim: &Claim) -> Result<Vec<Owed>, SourceError>;
+
+    /// Removes the named outbox entries, in one transaction; names without
+    /// an entry are ignored.
+    async fn settle(&self, done: &[OwedId]) -> Result<(), SourceError>;
+
     /// Checks that the source answers.
     async fn ping(&self) -> Result<(), SourceError>;
+}
+
+/// What [`WorldRepository::owed`] claims.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// Who claims: one id per process.
+    pub owner: String,
+    /// Only this world's entries, or every world's (what replay loops ask).
+    pub world: Option<WorldId>,
+    /// At most this many entries.
+    pub limit: usize,
+    /// Only entries at least this old: younger ones belong to writes whose
+    /// own cache step is probably still running.
+    pub min_age: Duration,
+    /// How long the claim keeps other owners away.
+    pub lease: Duration,
 }
 
 /// A wall clock, in milliseconds since the Unix epoch. Injected so that
@@ -345,14 +394,23 @@ impl<T: CacheStore + ?Sized> CacheStore for Arc<T> {
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
         (**self).write(write).await
     }
-    async fn seed_version(&self, world: &WorldId, version: u64) -> Result<u64, CacheError> {
-        (**self).seed_version(world, version).await
+    async fn lease(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        lease: Lease,
+        ttl: Duration,
+    ) -> Result<Vec<bool>, CacheError> {
+        (**self).lease(world, keys, lease, ttl).await
     }
     async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
         (**self).version(world).await
     }
     async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {
         (**self).remove(keys).await
+    }
+    async fn drop_world(&self, world: &WorldId) -> Result<usize, CacheError> {
+        (**self).drop_world(world).await
     }
     async fn ping(&self) -> Result<(), CacheError> {
         (**self).ping().await
@@ -383,6 +441,12 @@ impl<T: WorldRepository + ?Sized> WorldRepository for Arc<T> {
     }
     async fn load(&self, world: &WorldId, seed: &WorldSeed) -> Result<u64, SourceError> {
         (**self).load(world, seed).await
+    }
+    async fn owed(&self, claim: &Claim) -> Result<Vec<Owed>, SourceError> {
+        (**self).owed(claim).await
+    }
+    async fn settle(&self, done: &[OwedId]) -> Result<(), SourceError> {
+        (**self).settle(done).await
     }
     async fn ping(&self) -> Result<(), SourceError> {
         (**self).ping().await

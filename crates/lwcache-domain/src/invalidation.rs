@@ -274,6 +274,11 @@ mod tests {
                 return Ok(());
             };
             let plan = plan(&committed, &policy);
+            prop_assert_eq!(
+                crate::outbox::stale_keys(&committed),
+                plan.keys().cloned().collect::<Vec<_>>(),
+                "what the outbox records is what the plan touches"
+            );
             let (before, after) = (before.unwrap(), slot.unwrap());
             prop_assert_eq!(plan.version, after.version());
             prop_assert!(after.version() > before.version(), "every write bumps the version");

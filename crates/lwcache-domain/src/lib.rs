@@ -12,6 +12,7 @@
 //!   world.
 //! - [`policy`]: write-through, write-behind, TTLs and top-k per key kind.
 //! - [`invalidation`]: the pure rules from a committed change to cache steps.
+//! - [`outbox`]: what a committed write owes the cache, recorded with it.
 //! - [`seed`]: a whole world as data, for bulk loads.
 //! - [`warming`]: what a world's activation prefills.
 //! - [`privacy`]: the fields that never reach the cache.
@@ -20,6 +21,7 @@ pub mod document;
 pub mod id;
 pub mod invalidation;
 pub mod key;
+pub mod outbox;
 pub mod policy;
 pub mod privacy;
 pub mod seed;
@@ -36,6 +38,7 @@ pub use id::{
 };
 pub use invalidation::{Action, CachePlan, InvalidationCause, Step, Timing, plan};
 pub use key::{CacheKey, KeyKind, KeyParseError, KeyTarget};
+pub use outbox::{Owed, OwedId, stale_keys};
 pub use policy::{CachePolicy, KeyPolicy, PolicyError, WarmPolicy, WriteMode};
 pub use privacy::{Redaction, SensitivityPolicy};
 pub use warming::WarmPlan;

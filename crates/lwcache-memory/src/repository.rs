@@ -1,22 +1,39 @@
 //! The in-memory world repository.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use lwcache_core::ports::{SourceError, WorldRepository};
+use lwcache_core::ports::{Claim, SourceError, WorldRepository};
 use lwcache_domain::world::apply_to;
 use lwcache_domain::{
-    CacheKey, CachedValue, Committed, EntityRef, KeyTarget, Mutation, Versioned, WorldError,
-    WorldId, WorldImage, WorldModel,
+    CacheKey, CachedValue, Committed, EntityRef, KeyTarget, Mutation, Owed, OwedId, Versioned,
+    WorldError, WorldId, WorldImage, WorldModel, WorldSeed,
 };
+use tokio::time::Instant;
 
 /// A source of truth in process memory, built on [`WorldModel`], the
 /// domain's reference semantics. Each mutation runs under one lock: it is
-/// the transaction that bumps the world's version.
+/// the transaction that bumps the world's version and records what the
+/// cache owes for it in the outbox.
 #[derive(Debug, Default)]
 pub struct MemoryRepository {
-    worlds: Mutex<HashMap<WorldId, WorldModel>>,
+    state: Mutex<State>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    worlds: HashMap<WorldId, WorldModel>,
+    /// Owed cache steps, with when they were recorded and who claimed them
+    /// until when. Ordered by world and version; claims take the oldest.
+    outbox: BTreeMap<OwedId, Outboxed>,
+}
+
+#[derive(Debug)]
+struct Outboxed {
+    owed: Owed,
+    at: Instant,
+    claim: Option<(String, Instant)>,
 }
 
 impl MemoryRepository {
@@ -25,9 +42,9 @@ impl MemoryRepository {
         Self::default()
     }
 
-    fn worlds(&self) -> MutexGuard<'_, HashMap<WorldId, WorldModel>> {
+    fn state(&self) -> MutexGuard<'_, State> {
         // A mutation either completes under the lock or changes nothing.
-        self.worlds.lock().unwrap_or_else(PoisonError::into_inner)
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn with_world<T>(
@@ -35,11 +52,17 @@ impl MemoryRepository {
         world: &WorldId,
         f: impl FnOnce(&WorldModel) -> Result<T, SourceError>,
     ) -> Result<T, SourceError> {
-        let worlds = self.worlds();
-        let model = worlds
+        let state = self.state();
+        let model = state
+            .worlds
             .get(world)
             .ok_or_else(|| WorldError::UnknownWorld(world.clone()))?;
         f(model)
+    }
+
+    /// How many outbox entries are waiting, claimed or not.
+    pub fn outbox_len(&self) -> usize {
+        self.state().outbox.len()
     }
 }
 
@@ -87,13 +110,76 @@ impl WorldRepository for MemoryRepository {
     }
 
     async fn apply(&self, mutation: &Mutation) -> Result<Committed, SourceError> {
-        let mut worlds = self.worlds();
-        let mut slot = worlds.remove(&mutation.world);
+        let mut state = self.state();
+        let mut slot = state.worlds.remove(&mutation.world);
         let result = apply_to(&mut slot, mutation.clone());
         if let Some(model) = slot {
-            worlds.insert(mutation.world.clone(), model);
+            state.worlds.insert(mutation.world.clone(), model);
         }
-        Ok(result?)
+        let committed = result?;
+        let owed = Owed::of(&committed);
+        state.outbox.insert(
+            owed.id(),
+            Outboxed {
+                owed,
+                at: Instant::now(),
+                claim: None,
+            },
+        );
+        Ok(committed)
+    }
+
+    async fn load(&self, world: &WorldId, seed: &WorldSeed) -> Result<u64, SourceError> {
+        seed.validate(world)?;
+        let mut state = self.state();
+        if state.worlds.contains_key(world) {
+            return Err(WorldError::WorldExists(world.clone()).into());
+        }
+        // A load bypasses the cache, so it owes it nothing: no outbox.
+        let mut slot = None;
+        for mutation in seed.mutations(world) {
+            apply_to(&mut slot, mutation)?;
+        }
+        // The seed's first mutation replaces the snapshot, which makes the
+        // world.
+        let model = slot.ok_or_else(|| WorldError::InvalidSeed {
+            world: world.clone(),
+            problem: "the seed made no world".to_owned(),
+        })?;
+        let version = model.version();
+        state.worlds.insert(world.clone(), model);
+        Ok(version)
+    }
+
+    async fn owed(&self, claim: &Claim) -> Result<Vec<Owed>, SourceError> {
+        let mut state = self.state();
+        let now = Instant::now();
+        let mut claimed = Vec::new();
+        let mut by_age: Vec<(&OwedId, &mut Outboxed)> = state
+            .outbox
+            .iter_mut()
+            .filter(|(id, _)| claim.world.as_ref().is_none_or(|w| *w == id.world))
+            .filter(|(_, o)| now.saturating_duration_since(o.at) >= claim.min_age)
+            .filter(|(_, o)| {
+                o.claim
+                    .as_ref()
+                    .is_none_or(|(owner, until)| *until <= now || *owner == claim.owner)
+            })
+            .collect();
+        by_age.sort_by_key(|(_, o)| o.at);
+        for (_, o) in by_age.into_iter().take(claim.limit) {
+            o.claim = Some((claim.owner.clone(), now + claim.lease));
+            claimed.push(o.owed.clone());
+        }
+        Ok(claimed)
+    }
+
+    async fn settle(&self, done: &[OwedId]) -> Result<(), SourceError> {
+        let mut state = self.state();
+        for id in done {
+            state.outbox.remove(id);
+        }
+        Ok(())
     }
 
     async fn ping(&self) -> Result<(), SourceError> {

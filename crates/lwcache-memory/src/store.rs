@@ -5,7 +5,10 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lwcache_core::ports::{CacheError, CacheStore, CacheWrite, WriteKind, WriteOutcome};
+use lwcache_core::codec;
+use lwcache_core::ports::{
+    CacheError, CacheStore, CacheWrite, Lease, WriteKind, WriteOutcome, check_keys,
+};
 use lwcache_domain::{CacheKey, KeyKind, WorldId};
 use tokio::time::Instant;
 
@@ -23,6 +26,7 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct State {
     entries: HashMap<CacheKey, (Vec<u8>, Option<Instant>)>,
+    leases: HashMap<CacheKey, (Lease, Instant)>,
     versions: HashMap<WorldId, u64>,
 }
 
@@ -33,6 +37,23 @@ impl State {
             self.entries.remove(key);
         }
         self.entries.get(key).map(|(bytes, _)| bytes)
+    }
+
+    fn lease_of(&mut self, key: &CacheKey) -> Option<Lease> {
+        match self.leases.get(key) {
+            Some((_, until)) if *until <= Instant::now() => {
+                self.leases.remove(key);
+                None
+            }
+            Some((lease, _)) => Some(*lease),
+            None => None,
+        }
+    }
+
+    /// Whether `bytes` may replace what `key` holds ([`codec::replaces`]).
+    fn may_put(&mut self, key: &CacheKey, bytes: &[u8]) -> bool {
+        let current = self.live(key).map(Vec::as_slice);
+        codec::replaces(current, bytes)
     }
 }
 
@@ -90,14 +111,18 @@ impl MemoryStore {
     pub fn flush(&self) {
         let mut state = self.state();
         state.entries.clear();
+        state.leases.clear();
         state.versions.clear();
     }
 
-    /// Forgets every key of one world, its version included.
-    pub fn forget(&self, world: &WorldId) {
+    /// Forgets every key of one world, its version and leases included.
+    pub fn forget(&self, world: &WorldId) -> usize {
         let mut state = self.state();
+        let before = state.entries.len() + state.leases.len();
         state.entries.retain(|k, _| k.world() != world);
-        state.versions.remove(world);
+        state.leases.retain(|k, _| k.world() != world);
+        let version = usize::from(state.versions.remove(world).is_some());
+        before - state.entries.len() - state.leases.len() + version
     }
 }
 
@@ -115,44 +140,62 @@ impl CacheStore for MemoryStore {
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
         write.check()?;
         let mut state = self.state();
-        let cached = state.versions.get(&write.world).copied();
-        let outcome = match (write.kind, cached) {
-            (WriteKind::Fill, None) => return Ok(WriteOutcome::NoVersion),
-            (WriteKind::Fill, Some(v)) if v > write.version => {
-                return Ok(WriteOutcome::Rejected { cached: v });
-            }
-            (WriteKind::Fill, Some(_)) => WriteOutcome::Applied,
-            (WriteKind::Commit, Some(v)) if v > write.version => {
-                WriteOutcome::Superseded { cached: v }
-            }
-            (WriteKind::Commit, _) => WriteOutcome::Applied,
+        let mut outcome = WriteOutcome {
+            previous: state.versions.get(&write.world).copied(),
+            ..WriteOutcome::default()
         };
-        let ver = state.versions.entry(write.world.clone()).or_insert(0);
-        *ver = (*ver).max(write.version);
         let now = Instant::now();
-        if let WriteOutcome::Superseded { .. } = outcome {
-            for put in &write.puts {
-                state.entries.remove(&put.key);
-            }
-        } else {
-            for put in &write.puts {
+        for put in &write.puts {
+            let lands = match write.kind {
+                WriteKind::Fill { lease } => {
+                    let ours = state.lease_of(&put.key) == Some(lease);
+                    if ours {
+                        state.leases.remove(&put.key);
+                    }
+                    ours && state.may_put(&put.key, &put.bytes)
+                }
+                WriteKind::Commit => {
+                    state.leases.remove(&put.key);
+                    state.may_put(&put.key, &put.bytes)
+                }
+            };
+            if lands {
                 let expires = put.ttl.map(|ttl| now + ttl);
                 state
                     .entries
                     .insert(put.key.clone(), (put.bytes.clone(), expires));
+                outcome.landed += 1;
+            } else {
+                outcome.skipped += 1;
             }
         }
-        for key in &write.deletes {
-            state.entries.remove(key);
+        if write.kind == WriteKind::Commit {
+            let ver = state.versions.entry(write.world.clone()).or_insert(0);
+            *ver = (*ver).max(write.version);
         }
         Ok(outcome)
     }
 
-    async fn seed_version(&self, world: &WorldId, version: u64) -> Result<u64, CacheError> {
+    async fn lease(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        lease: Lease,
+        ttl: Duration,
+    ) -> Result<Vec<bool>, CacheError> {
+        check_keys(world, keys)?;
         let mut state = self.state();
-        let ver = state.versions.entry(world.clone()).or_insert(0);
-        *ver = (*ver).max(version);
-        Ok(*ver)
+        let until = Instant::now() + ttl;
+        Ok(keys
+            .iter()
+            .map(|key| match state.lease_of(key) {
+                Some(held) => held == lease,
+                None => {
+                    state.leases.insert(key.clone(), (lease, until));
+                    true
+                }
+            })
+            .collect())
     }
 
     async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
@@ -165,6 +208,10 @@ impl CacheStore for MemoryStore {
             state.entries.remove(key);
         }
         Ok(())
+    }
+
+    async fn drop_world(&self, world: &WorldId) -> Result<usize, CacheError> {
+        Ok(self.forget(world))
     }
 
     async fn ping(&self) -> Result<(), CacheError> {

@@ -6,11 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
+use std::time::Duration;
+
 use lwcache_core::ports::{
-    CacheError, CacheStore, CacheWrite, SourceError, WorldRepository, WriteOutcome,
+    CacheError, CacheStore, CacheWrite, Claim, Lease, SourceError, WorldRepository, WriteOutcome,
 };
 use lwcache_domain::{
-    CacheKey, CachedValue, Committed, Mutation, Versioned, WorldId, WorldImage, WorldSeed,
+    CacheKey, CachedValue, Committed, Mutation, Owed, OwedId, Versioned, WorldId, WorldImage,
+    WorldSeed,
 };
 use tokio::sync::Notify;
 
@@ -50,14 +53,23 @@ impl<S: CacheStore> CacheStore for Recording<S> {
             .extend(write.puts.iter().map(|p| p.bytes.clone()));
         self.inner.write(write).await
     }
-    async fn seed_version(&self, world: &WorldId, version: u64) -> Result<u64, CacheError> {
-        self.inner.seed_version(world, version).await
+    async fn lease(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        lease: Lease,
+        ttl: Duration,
+    ) -> Result<Vec<bool>, CacheError> {
+        self.inner.lease(world, keys, lease, ttl).await
     }
     async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
         self.inner.version(world).await
     }
     async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {
         self.inner.remove(keys).await
+    }
+    async fn drop_world(&self, world: &WorldId) -> Result<usize, CacheError> {
+        self.inner.drop_world(world).await
     }
     async fn ping(&self) -> Result<(), CacheError> {
         self.inner.ping().await
@@ -103,9 +115,19 @@ impl<S: CacheStore> CacheStore for Faulty<S> {
         self.check()?;
         self.inner.write(write).await
     }
-    async fn seed_version(&self, world: &WorldId, version: u64) -> Result<u64, CacheError> {
+    async fn lease(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        lease: Lease,
+        ttl: Duration,
+    ) -> Result<Vec<bool>, CacheError> {
         self.check()?;
-        self.inner.seed_version(world, version).await
+        self.inner.lease(world, keys, lease, ttl).await
+    }
+    async fn drop_world(&self, world: &WorldId) -> Result<usize, CacheError> {
+        self.check()?;
+        self.inner.drop_world(world).await
     }
     async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
         self.check()?;
@@ -219,6 +241,12 @@ impl<R: WorldRepository> WorldRepository for Gated<R> {
     }
     async fn load(&self, world: &WorldId, seed: &WorldSeed) -> Result<u64, SourceError> {
         self.inner.load(world, seed).await
+    }
+    async fn owed(&self, claim: &Claim) -> Result<Vec<Owed>, SourceError> {
+        self.inner.owed(claim).await
+    }
+    async fn settle(&self, done: &[OwedId]) -> Result<(), SourceError> {
+        self.inner.settle(done).await
     }
     async fn ping(&self) -> Result<(), SourceError> {
         self.inner.ping().await

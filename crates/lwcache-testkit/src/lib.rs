@@ -122,10 +122,14 @@ macro_rules! conformance_tests {
     ($harness:expr, $flavor:tt) => {
         $crate::conformance_tests!(@cases $harness, $flavor,
             store::absent_keys_read_as_none,
-            store::fills_need_a_version,
-            store::fills_lose_to_newer_versions,
-            store::commits_raise_the_version_and_supersede,
+            store::commits_put_by_per_key_versions,
+            store::tombstones_keep_older_puts_out,
+            store::fills_need_their_lease,
+            store::commits_take_the_leases_of_their_keys,
+            store::fills_never_replace_newer_entries,
+            store::leases_expire_and_go_with_the_store,
             store::remove_deletes_keys,
+            store::dropping_a_world_leaves_nothing_of_it,
             store::ttls_expire_and_flags_persist,
             store::foreign_keys_are_refused,
             repository::unknown_worlds_are_refused,
@@ -138,6 +142,9 @@ macro_rules! conformance_tests {
             repository::refused_writes_change_nothing,
             repository::agrees_with_the_reference_model,
             repository::loading_a_seed_equals_applying_it,
+            repository::writes_record_what_they_owe_until_settled,
+            repository::young_entries_are_left_to_their_writer,
+            repository::loads_owe_nothing,
             stack::misses_populate_the_cache,
             stack::every_change_invalidates_what_it_makes_stale,
             stack::entries_expire_after_their_ttl,
@@ -148,6 +155,9 @@ macro_rules! conformance_tests {
             stack::sensitive_values_never_reach_the_store,
             stack::a_failing_store_never_fails_the_caller,
             stack::undecodable_entries_are_misses,
+            stack::an_acknowledged_write_is_read_by_every_instance,
+            stack::a_crash_between_commit_and_cache_step_is_replayed,
+            stack::a_world_restored_to_an_older_version_is_dropped,
         );
     };
     (@cases $harness:expr, $flavor:tt, $($module:ident :: $case:ident),* $(,)?) => {

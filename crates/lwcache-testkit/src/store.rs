@@ -1,130 +1,244 @@
-//! Checks of the cache store port.
+//! Checks of the cache store port: per-key versions, tombstones, leases for
+//! fills, the world's highest version, TTLs, and dropping a world.
 
-use lwcache_core::ports::{CacheError, CacheWrite, Put, WriteKind, WriteOutcome};
-use lwcache_domain::{CacheKey, EntityId, WorldId};
+use std::time::Duration;
+
+use lwcache_core::codec::{self, Entry};
+use lwcache_core::ports::{CacheError, CacheWrite, Lease, Put, WriteOutcome};
+use lwcache_domain::{CacheKey, CachedValue, Document, EntityId, Redaction, Value, WorldId};
 
 use crate::Harness;
 use crate::fixtures::{character, fresh_world};
 
-fn put(key: &CacheKey, bytes: &[u8]) -> Put {
+/// An entry at `version` whose value names `tag`, so that checks can tell
+/// entries apart.
+pub fn entry(version: u64, tag: &str) -> Vec<u8> {
+    codec::encode(&Entry {
+        version,
+        redaction: Redaction::Complete,
+        value: CachedValue::Entity(Document::new().with("tag", Value::Text(tag.to_owned()))),
+    })
+}
+
+fn put(key: &CacheKey, bytes: Vec<u8>) -> Put {
     Put {
         key: key.clone(),
-        bytes: bytes.to_vec(),
+        bytes,
         ttl: None,
     }
 }
 
-fn write(
-    world: &WorldId,
-    version: u64,
-    kind: WriteKind,
-    puts: Vec<Put>,
-    deletes: Vec<CacheKey>,
-) -> CacheWrite {
-    CacheWrite {
-        world: world.clone(),
-        version,
-        kind,
-        puts,
-        deletes,
-    }
+fn commit(world: &WorldId, version: u64, puts: Vec<Put>) -> CacheWrite {
+    CacheWrite::commit(world.clone(), version, puts)
+}
+
+fn fill(world: &WorldId, version: u64, lease: Lease, puts: Vec<Put>) -> CacheWrite {
+    CacheWrite::fill(world.clone(), version, lease, puts)
 }
 
 async fn must(h: &Harness, w: &CacheWrite) -> WriteOutcome {
     h.store.write(w).await.expect("the store answers")
 }
 
+async fn lease(h: &Harness, world: &WorldId, keys: &[CacheKey], lease: Lease) -> Vec<bool> {
+    h.store
+        .lease(world, keys, lease, Duration::from_secs(30))
+        .await
+        .expect("the store answers")
+}
+
+async fn get(h: &Harness, key: &CacheKey) -> Option<Vec<u8>> {
+    h.store.get(key).await.expect("the store answers")
+}
+
+fn counts(landed: usize, skipped: usize, previous: Option<u64>) -> WriteOutcome {
+    WriteOutcome {
+        landed,
+        skipped,
+        previous,
+    }
+}
+
 /// A key never written reads as `None`, and so does an unknown world's
 /// version.
 pub async fn absent_keys_read_as_none(h: &Harness) {
     let world = fresh_world();
-    assert_eq!(h.store.get(&CacheKey::state(&world)).await.unwrap(), None);
+    assert_eq!(get(h, &CacheKey::state(&world)).await, None);
     assert_eq!(h.store.version(&world).await.unwrap(), None);
     h.store.ping().await.expect("ping");
 }
 
-/// A fill is refused until the world's version is seeded; then it lands.
-pub async fn fills_need_a_version(h: &Harness) {
-    let world = fresh_world();
-    let key = CacheKey::state(&world);
-    let fill = write(&world, 5, WriteKind::Fill, vec![put(&key, b"v5")], vec![]);
-    assert_eq!(must(h, &fill).await, WriteOutcome::NoVersion);
-    assert_eq!(
-        h.store.get(&key).await.unwrap(),
-        None,
-        "a refused fill writes nothing"
-    );
-    assert_eq!(h.store.seed_version(&world, 5).await.unwrap(), 5);
-    assert_eq!(
-        h.store.seed_version(&world, 3).await.unwrap(),
-        5,
-        "seeding never lowers"
-    );
-    assert_eq!(must(h, &fill).await, WriteOutcome::Applied);
-    assert_eq!(h.store.get(&key).await.unwrap(), Some(b"v5".to_vec()));
-    assert_eq!(h.store.version(&world).await.unwrap(), Some(5));
-}
-
-/// A fill read at an older version than the cached one writes nothing;
-/// a fill at a newer version raises the cached version.
-pub async fn fills_lose_to_newer_versions(h: &Harness) {
-    let world = fresh_world();
-    let key = CacheKey::flags(&world);
-    h.store.seed_version(&world, 10).await.unwrap();
-    let old = write(&world, 9, WriteKind::Fill, vec![put(&key, b"old")], vec![]);
-    assert_eq!(must(h, &old).await, WriteOutcome::Rejected { cached: 10 });
-    assert_eq!(h.store.get(&key).await.unwrap(), None);
-    let new = write(&world, 12, WriteKind::Fill, vec![put(&key, b"new")], vec![]);
-    assert_eq!(must(h, &new).await, WriteOutcome::Applied);
-    assert_eq!(h.store.version(&world).await.unwrap(), Some(12));
-    assert_eq!(h.store.get(&key).await.unwrap(), Some(b"new".to_vec()));
-}
-
-/// A commit raises the version and writes; a commit older than the cached
-/// version deletes its keys instead of writing them.
-pub async fn commits_raise_the_version_and_supersede(h: &Harness) {
+/// Commits put key by key: a late commit skips the keys a newer one wrote
+/// and keeps the keys it alone touched; the world's version only rises.
+pub async fn commits_put_by_per_key_versions(h: &Harness) {
     let world = fresh_world();
     let a = CacheKey::state(&world);
     let b = CacheKey::entity(&world, &character("c1"));
-    let first = write(
+    let first = commit(
         &world,
         3,
-        WriteKind::Commit,
-        vec![put(&a, b"a3"), put(&b, b"b3")],
-        vec![],
+        vec![put(&a, entry(3, "a")), put(&b, entry(3, "b"))],
     );
-    assert_eq!(
-        must(h, &first).await,
-        WriteOutcome::Applied,
-        "a commit needs no seeded version"
-    );
+    assert_eq!(must(h, &first).await, counts(2, 0, None));
     assert_eq!(h.store.version(&world).await.unwrap(), Some(3));
-    let later = write(&world, 5, WriteKind::Commit, vec![put(&a, b"a5")], vec![]);
-    assert_eq!(must(h, &later).await, WriteOutcome::Applied);
-    let late = write(
+    let later = commit(&world, 5, vec![put(&a, entry(5, "a"))]);
+    assert_eq!(must(h, &later).await, counts(1, 0, Some(3)));
+    let late = commit(
         &world,
         4,
-        WriteKind::Commit,
-        vec![put(&a, b"a4"), put(&b, b"b4")],
-        vec![],
+        vec![put(&a, entry(4, "a")), put(&b, entry(4, "b"))],
     );
-    assert_eq!(must(h, &late).await, WriteOutcome::Superseded { cached: 5 });
     assert_eq!(
-        h.store.get(&a).await.unwrap(),
-        None,
-        "a superseded put is deleted"
+        must(h, &late).await,
+        counts(1, 1, Some(5)),
+        "the late commit keeps b, which only it wrote, and skips a"
     );
-    assert_eq!(h.store.get(&b).await.unwrap(), None);
-    assert_eq!(h.store.version(&world).await.unwrap(), Some(5));
-    let del = write(
+    assert_eq!(get(h, &a).await, Some(entry(5, "a")));
+    assert_eq!(get(h, &b).await, Some(entry(4, "b")));
+    assert_eq!(
+        h.store.version(&world).await.unwrap(),
+        Some(5),
+        "never lowered"
+    );
+    let again = commit(&world, 5, vec![put(&a, entry(5, "a"))]);
+    assert_eq!(must(h, &again).await.landed, 1, "a repeated put lands");
+}
+
+/// A tombstone keeps older puts out and reads back as itself; it never
+/// replaces the value its own version wrote, while that value replaces it.
+pub async fn tombstones_keep_older_puts_out(h: &Harness) {
+    let world = fresh_world();
+    let k = CacheKey::entity(&world, &character("c2"));
+    must(h, &commit(&world, 6, vec![put(&k, codec::tombstone(6))])).await;
+    assert_eq!(get(h, &k).await, Some(codec::tombstone(6)));
+    let old = commit(&world, 5, vec![put(&k, entry(5, "old"))]);
+    assert_eq!(must(h, &old).await.skipped, 1, "an older write stays out");
+    assert_eq!(get(h, &k).await, Some(codec::tombstone(6)));
+    let own = commit(&world, 6, vec![put(&k, entry(6, "own"))]);
+    assert_eq!(
+        must(h, &own).await.landed,
+        1,
+        "the write's value over its tombstone"
+    );
+    let replayed = commit(&world, 6, vec![put(&k, codec::tombstone(6))]);
+    assert_eq!(
+        must(h, &replayed).await.skipped,
+        1,
+        "a replayed tombstone keeps its write's value"
+    );
+    assert_eq!(get(h, &k).await, Some(entry(6, "own")));
+    must(h, &commit(&world, 7, vec![put(&k, codec::tombstone(7))])).await;
+    assert_eq!(get(h, &k).await, Some(codec::tombstone(7)));
+}
+
+/// A fill lands only under its own lease, which it then releases; a lease
+/// is held by one token at a time.
+pub async fn fills_need_their_lease(h: &Harness) {
+    let world = fresh_world();
+    let k = CacheKey::flags(&world);
+    let (mine, theirs) = (Lease(11), Lease(12));
+    let unleased = fill(&world, 2, mine, vec![put(&k, entry(2, "f"))]);
+    assert_eq!(must(h, &unleased).await.skipped, 1, "no lease, no fill");
+    assert_eq!(get(h, &k).await, None);
+    assert_eq!(
+        lease(h, &world, std::slice::from_ref(&k), mine).await,
+        [true]
+    );
+    assert_eq!(
+        lease(h, &world, std::slice::from_ref(&k), theirs).await,
+        [false]
+    );
+    assert_eq!(
+        lease(h, &world, std::slice::from_ref(&k), mine).await,
+        [true],
+        "the holder holds it still"
+    );
+    let foreign = fill(&world, 2, theirs, vec![put(&k, entry(2, "theirs"))]);
+    assert_eq!(must(h, &foreign).await.skipped, 1, "another lease's fill");
+    let own = fill(&world, 2, mine, vec![put(&k, entry(2, "mine"))]);
+    assert_eq!(must(h, &own).await.landed, 1);
+    assert_eq!(get(h, &k).await, Some(entry(2, "mine")));
+    assert_eq!(
+        lease(h, &world, std::slice::from_ref(&k), theirs).await,
+        [true],
+        "the fill released its lease"
+    );
+    let twice = fill(&world, 2, mine, vec![put(&k, entry(2, "again"))]);
+    assert_eq!(
+        must(h, &twice).await.skipped,
+        1,
+        "a released lease fills no more"
+    );
+}
+
+/// A commit deletes the leases of its keys, so a fill whose source read may
+/// predate the commit cannot land after it, even at a newer version.
+pub async fn commits_take_the_leases_of_their_keys(h: &Harness) {
+    let world = fresh_world();
+    let a = CacheKey::state(&world);
+    let b = CacheKey::flags(&world);
+    let l = Lease(21);
+    assert_eq!(
+        lease(h, &world, &[a.clone(), b.clone()], l).await,
+        [true, true]
+    );
+    must(h, &commit(&world, 4, vec![put(&a, entry(4, "written"))])).await;
+    let late = fill(
         &world,
-        6,
-        WriteKind::Commit,
-        vec![put(&a, b"a6")],
-        vec![b.clone()],
+        9,
+        l,
+        vec![put(&a, entry(9, "filled")), put(&b, entry(9, "b"))],
     );
-    assert_eq!(must(h, &del).await, WriteOutcome::Applied);
-    assert_eq!(h.store.get(&a).await.unwrap(), Some(b"a6".to_vec()));
+    assert_eq!(
+        must(h, &late).await,
+        counts(1, 1, Some(4)),
+        "a's lease went with the commit; b's is intact"
+    );
+    assert_eq!(get(h, &a).await, Some(entry(4, "written")));
+    assert_eq!(get(h, &b).await, Some(entry(9, "b")));
+}
+
+/// A fill never replaces a newer entry, and still releases its lease.
+pub async fn fills_never_replace_newer_entries(h: &Harness) {
+    let world = fresh_world();
+    let k = CacheKey::timeline(&world, &EntityId::new("e1").unwrap());
+    let l = Lease(31);
+    assert_eq!(lease(h, &world, std::slice::from_ref(&k), l).await, [true]);
+    must(h, &commit(&world, 8, vec![put(&k, codec::tombstone(8))])).await;
+    assert_eq!(lease(h, &world, std::slice::from_ref(&k), l).await, [true]);
+    let old = fill(&world, 7, l, vec![put(&k, entry(7, "old"))]);
+    assert_eq!(must(h, &old).await.skipped, 1);
+    assert_eq!(get(h, &k).await, Some(codec::tombstone(8)));
+    assert_eq!(
+        lease(h, &world, std::slice::from_ref(&k), Lease(32)).await,
+        [true],
+        "the skipped fill released its lease"
+    );
+}
+
+/// Leases expire; a store that lost its keys lost its leases too.
+pub async fn leases_expire_and_go_with_the_store(h: &Harness) {
+    let world = fresh_world();
+    let k = CacheKey::state(&world);
+    let ttl = h.time.short_ttl();
+    let held = h
+        .store
+        .lease(&world, std::slice::from_ref(&k), Lease(41), ttl)
+        .await
+        .unwrap();
+    assert_eq!(held, [true]);
+    h.time.advance(ttl * 2).await;
+    assert_eq!(
+        lease(h, &world, std::slice::from_ref(&k), Lease(42)).await,
+        [true]
+    );
+    h.probe.forget(&world).await;
+    let lost = fill(&world, 1, Lease(42), vec![put(&k, entry(1, "f"))]);
+    assert_eq!(
+        must(h, &lost).await.skipped,
+        1,
+        "a fill read before a restart cannot land after it"
+    );
 }
 
 /// `remove` deletes keys unconditionally and leaves others alone.
@@ -132,18 +246,49 @@ pub async fn remove_deletes_keys(h: &Harness) {
     let world = fresh_world();
     let a = CacheKey::state(&world);
     let t = CacheKey::timeline(&world, &EntityId::new("e1").unwrap());
-    let w = write(
-        &world,
-        1,
-        WriteKind::Commit,
-        vec![put(&a, b"a"), put(&t, b"t")],
-        vec![],
-    );
-    must(h, &w).await;
+    must(
+        h,
+        &commit(
+            &world,
+            1,
+            vec![put(&a, entry(1, "a")), put(&t, entry(1, "t"))],
+        ),
+    )
+    .await;
     h.store.remove(std::slice::from_ref(&a)).await.unwrap();
-    assert_eq!(h.store.get(&a).await.unwrap(), None);
-    assert_eq!(h.store.get(&t).await.unwrap(), Some(b"t".to_vec()));
+    assert_eq!(get(h, &a).await, None);
+    assert_eq!(get(h, &t).await, Some(entry(1, "t")));
     h.store.remove(&[]).await.unwrap();
+}
+
+/// `drop_world` deletes every key, lease and the version of one world, and
+/// nothing of another.
+pub async fn dropping_a_world_leaves_nothing_of_it(h: &Harness) {
+    let world = fresh_world();
+    let other = fresh_world();
+    let a = CacheKey::state(&world);
+    let f = CacheKey::flags(&world);
+    must(h, &commit(&world, 3, vec![put(&a, entry(3, "a"))])).await;
+    lease(h, &world, std::slice::from_ref(&f), Lease(51)).await;
+    must(
+        h,
+        &commit(
+            &other,
+            2,
+            vec![put(&CacheKey::state(&other), entry(2, "o"))],
+        ),
+    )
+    .await;
+    let dropped = h.store.drop_world(&world).await.unwrap();
+    assert!(
+        dropped >= 2,
+        "the entry and the version at least, got {dropped}"
+    );
+    assert_eq!(h.probe.keys(&world).await, Vec::<String>::new());
+    assert_eq!(h.store.version(&world).await.unwrap(), None);
+    let late = fill(&world, 3, Lease(51), vec![put(&f, entry(3, "f"))]);
+    assert_eq!(must(h, &late).await.skipped, 1, "its leases went too");
+    assert_eq!(get(h, &CacheKey::state(&other)).await, Some(entry(2, "o")));
 }
 
 /// A put with a TTL disappears after it; a put without one and the version
@@ -153,19 +298,17 @@ pub async fn ttls_expire_and_flags_persist(h: &Harness) {
     let ttl = h.time.short_ttl();
     let derived = CacheKey::timeline(&world, &EntityId::new("e1").unwrap());
     let flags = CacheKey::flags(&world);
-    let w = write(
+    let w = commit(
         &world,
         1,
-        WriteKind::Commit,
         vec![
             Put {
                 key: derived.clone(),
-                bytes: b"d".to_vec(),
+                bytes: entry(1, "d"),
                 ttl: Some(ttl),
             },
-            put(&flags, b"f"),
+            put(&flags, entry(1, "f")),
         ],
-        vec![],
     );
     must(h, &w).await;
     let left = h
@@ -179,8 +322,8 @@ pub async fn ttls_expire_and_flags_persist(h: &Harness) {
     );
     assert_eq!(h.probe.ttl(&flags).await, None, "flags never expire");
     h.time.advance(ttl * 2).await;
-    assert_eq!(h.store.get(&derived).await.unwrap(), None, "expired");
-    assert_eq!(h.store.get(&flags).await.unwrap(), Some(b"f".to_vec()));
+    assert_eq!(get(h, &derived).await, None, "expired");
+    assert_eq!(get(h, &flags).await, Some(entry(1, "f")));
     assert_eq!(
         h.store.version(&world).await.unwrap(),
         Some(1),
@@ -188,39 +331,41 @@ pub async fn ttls_expire_and_flags_persist(h: &Harness) {
     );
 }
 
-/// A write naming a key of another world, or the version key, is refused
-/// whole; reading the version key as data is refused.
+/// A write or a lease naming a key of another world, or the version key, is
+/// refused whole; reading the version key as data is refused.
 pub async fn foreign_keys_are_refused(h: &Harness) {
     let world = fresh_world();
     let other = fresh_world();
     let mine = CacheKey::state(&world);
     let theirs = CacheKey::state(&other);
-    let w = write(
+    let w = commit(
         &world,
         1,
-        WriteKind::Commit,
-        vec![put(&mine, b"m"), put(&theirs, b"t")],
-        vec![],
+        vec![put(&mine, entry(1, "m")), put(&theirs, entry(1, "t"))],
     );
     assert!(matches!(
         h.store.write(&w).await,
         Err(CacheError::Refused(_))
     ));
-    assert_eq!(
-        h.store.get(&mine).await.unwrap(),
-        None,
-        "nothing half-written"
-    );
-    let v = write(
+    assert_eq!(get(h, &mine).await, None, "nothing half-written");
+    let v = commit(
         &world,
         1,
-        WriteKind::Commit,
-        vec![put(&CacheKey::version(&world), b"9")],
-        vec![],
+        vec![put(&CacheKey::version(&world), entry(1, "9"))],
     );
     assert!(matches!(
         h.store.write(&v).await,
         Err(CacheError::Refused(_))
     ));
+    let l = h
+        .store
+        .lease(
+            &world,
+            &[mine.clone(), theirs],
+            Lease(61),
+            Duration::from_secs(1),
+        )
+        .await;
+    assert!(matches!(l, Err(CacheError::Refused(_))));
     assert!(h.store.get(&CacheKey::version(&world)).await.is_err());
 }

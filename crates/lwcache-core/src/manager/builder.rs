@@ -1,13 +1,14 @@
 //! [`Builder`]: how a [`CacheManager`] is configured and started. Starting
-//! means spawning the write-behind worker, so it needs a tokio runtime.
+//! means spawning the write-behind worker and the outbox's settler and
+//! replay loop, so it needs a tokio runtime.
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc};
 
-use super::{CacheManager, Inner, lock, write_behind};
+use super::{CacheManager, Inner, lock, outbox, write_behind};
 use crate::config::ManagerConfig;
 use crate::metrics::{MetricsSink, NoMetrics};
 use crate::ports::{CacheStore, Clock, SystemClock, WorldRepository};
@@ -66,6 +67,7 @@ where
     pub fn build(self) -> Result<CacheManager<S, R>, lwcache_domain::PolicyError> {
         self.config.policy.validate()?;
         let (tx, rx) = mpsc::channel(self.config.write_behind_capacity.max(1));
+        let (done_tx, done_rx) = mpsc::channel(self.config.settle_batch.max(1) * 16);
         let inner = Arc::new(Inner {
             store: self.store,
             repo: self.repo,
@@ -77,11 +79,20 @@ where
             in_flight: AtomicUsize::new(0),
             settled: Notify::new(),
             worker: Mutex::new(None),
+            owner: format!("lwcache-{:016x}", super::random_u64()),
+            lease_base: super::random_u64(),
+            lease_seq: AtomicU64::new(0),
+            done: Mutex::new(Some(done_tx)),
+            suspects: Mutex::new(HashMap::new()),
+            housekeeping: Mutex::new(None),
         });
-        // The worker holds a weak reference, so that dropping the last
-        // manager drops the queue's sender and ends the worker.
+        // The tasks hold weak references, so that dropping the last manager
+        // drops the queues' senders and ends them.
         let handle = tokio::spawn(write_behind::worker(Arc::downgrade(&inner), rx));
         *lock(&inner.worker) = Some(handle);
+        let settler = tokio::spawn(outbox::settler(Arc::downgrade(&inner), done_rx));
+        let replay = tokio::spawn(outbox::replayer(Arc::downgrade(&inner)));
+        *lock(&inner.housekeeping) = Some((settler, replay));
         Ok(CacheManager { inner })
     }
 }

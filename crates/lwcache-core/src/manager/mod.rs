@@ -7,37 +7,39 @@
 //! their cache plans in `write.rs`, the write-behind queue and worker in
 //! `write_behind.rs`, activation in `warm.rs`.
 //!
-//! # The version protocol
+//! # The consistency protocol
 //!
-//! The source of truth stamps every write with the world's new version. The
-//! cache keeps the highest version it has seen in `lw:world:{w}:ver`:
+//! `docs/consistency.md` states the promises and their windows; in short:
 //!
-//! - the cache step of a write raises `ver` to the write's version, then puts
-//!   or deletes its keys ([`WriteKind::Commit`]);
-//! - a fill of a value read from the source at version `r` is stored only if
-//!   `ver <= r` ([`WriteKind::Fill`]). A larger `ver` means a write committed
-//!   after the read, and the value may be stale: the fill is dropped.
+//! - Every entry carries the version it is valid at, and a put never
+//!   replaces a newer entry ([`WriteKind`]): writers of one world cannot
+//!   undo each other, and no world-wide gate makes unrelated fills fail.
+//!   An invalidation leaves a tombstone at the write's version, which reads
+//!   as a miss and keeps older puts out.
+//! - A miss takes a lease on its key *before* it reads the source; its fill
+//!   lands only while the lease is still its own. Every write's cache step
+//!   deletes its keys' leases, and a restarted store has lost them all, so
+//!   a fill whose read may predate a write cannot land after it.
+//! - The source records what each write owes the cache (its outbox) in the
+//!   write's own transaction; done entries are removed in batches, and
+//!   every process replays the steps left owed by a crash or an unreachable
+//!   cache (`outbox.rs`).
 //!
-//! A fill that raced with a write therefore either lands before the write's
-//! cache step (which then overwrites it) or is rejected: the stale-set race
-//! cannot leave the older value behind. When `ver` is missing (the cache was
-//! flushed or restarted), a fill is refused until `ver` is seeded from the
-//! source's *current* version, read after the loss was seen.
-//!
-//! [`WriteKind::Commit`]: crate::ports::WriteKind::Commit
-//! [`WriteKind::Fill`]: crate::ports::WriteKind::Fill
+//! [`WriteKind`]: crate::ports::WriteKind
 
 mod builder;
+mod outbox;
 mod read;
 mod warm;
 mod write;
 mod write_behind;
 
 use std::collections::HashMap;
-use std::sync::atomic::AtomicUsize;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use lwcache_domain::{CacheKey, CachedValue, Committed, Redaction, Versioned};
+use lwcache_domain::{CacheKey, CachedValue, Committed, OwedId, Redaction, Versioned};
 use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -47,7 +49,7 @@ pub use builder::Builder;
 use crate::codec::{self, Entry};
 use crate::config::ManagerConfig;
 use crate::metrics::{MetricEvent, MetricsSink, Stage};
-use crate::ports::{CacheError, CacheStore, Clock, Put, SourceError, WorldRepository};
+use crate::ports::{CacheError, CacheStore, Clock, Lease, Put, SourceError, WorldRepository};
 use write_behind::Task;
 
 /// How a read was served.
@@ -57,7 +59,8 @@ pub enum Outcome {
     Hit,
     /// From the source, after the cache had no usable entry.
     Miss,
-    /// From a cache entry older than a write-behind update still queued.
+    /// From a cache entry older than a write-behind update still queued
+    /// (only with [`StaleReads::WhileQueued`](crate::StaleReads::WhileQueued)).
     Stale,
     /// From the source, because the cache failed.
     Fallback,
@@ -104,11 +107,13 @@ pub struct Read<T> {
 pub enum CacheStep {
     /// The cache was updated before the write was acknowledged.
     Applied,
-    /// A later write's cache step ran first; this write's keys were deleted.
+    /// A later write's cache step ran first on some key, which keeps that
+    /// write's value.
     Superseded,
-    /// Every update was queued for the write-behind worker.
+    /// Every update was queued for the write-behind worker (their keys
+    /// invalidated first unless stale reads were opted into).
     Deferred,
-    /// The cache failed; its keys were queued for invalidation.
+    /// The cache failed; the step stays owed in the outbox and is replayed.
     Failed,
 }
 
@@ -164,7 +169,24 @@ struct Inner<S, R> {
     /// Signalled each time `in_flight` drops to zero.
     settled: Notify,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// This process's name in outbox claims.
+    owner: String,
+    /// Lease tokens: a per-process random base plus a counter, so that no
+    /// two reads anywhere share one.
+    lease_base: u64,
+    lease_seq: AtomicU64,
+    /// Outbox entries whose cache step is done, on their way to removal.
+    done: Mutex<Option<mpsc::Sender<OwedId>>>,
+    /// Worlds whose cache has seen a version above a write's own, with that
+    /// version: the replay loop checks whether the source went back in time.
+    suspects: Mutex<HashMap<lwcache_domain::WorldId, u64>>,
+    /// The outbox tasks: the settler and the replay loop.
+    housekeeping: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
 }
+
+/// How long a tombstone lives when its key kind has no TTL: longer than any
+/// delayed cache step of an older write could take to arrive.
+const TOMBSTONE_TTL: Duration = Duration::from_secs(3600);
 
 /// Locks a std mutex, recovering from poisoning: every critical section
 /// here leaves the data consistent, so a panic elsewhere cannot corrupt it.
@@ -270,4 +292,37 @@ where
         let (value, redaction) = self.config.policy.privacy.redact(value);
         self.put(key, version, value, redaction)
     }
+
+    /// A tombstone for `key`: invalidated by the write committed as
+    /// `version`.
+    fn tombstone(&self, key: &CacheKey, version: u64) -> Put {
+        Put {
+            ttl: Some(self.config.policy.ttl(key.kind()).unwrap_or(TOMBSTONE_TTL)),
+            key: key.clone(),
+            bytes: codec::tombstone(version),
+        }
+    }
+
+    /// A lease token no other read shares.
+    fn next_lease(&self) -> Lease {
+        Lease(
+            self.lease_base
+                .wrapping_add(self.lease_seq.fetch_add(1, Ordering::Relaxed)),
+        )
+    }
+}
+
+/// A random 64-bit number from the standard library's hasher keys, which
+/// are seeded from the operating system: enough for lease tokens and
+/// process names, with no random-number crate.
+fn random_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish()
 }

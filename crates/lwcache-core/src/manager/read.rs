@@ -1,6 +1,8 @@
 //! Reads: from the cache when it holds a usable entry, otherwise from the
-//! source, filling the cache under the version protocol. A cache failure
-//! never fails a read: the source serves it (`Fallback`).
+//! source, filling the cache under a lease taken before the source read. A
+//! cache failure never fails a read: the source serves it (`Fallback`).
+//! Concurrent misses of one key share the first one's lease: the others
+//! wait briefly for its fill rather than all reading the source.
 
 use lwcache_domain::{
     CacheKey, CachedValue, Document, EntityId, EntityRef, FlagName, Flags, KeyKind, Redaction,
@@ -10,19 +12,17 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::{CacheManager, Fields, Inner, Outcome, Read, lock};
-use crate::codec;
+use crate::codec::{self, Slot};
 use crate::config::StaleReads;
 use crate::error::Error;
 use crate::metrics::{MetricEvent, Stage};
-use crate::ports::{
-    CacheError, CacheStore, CacheWrite, SourceError, WorldRepository, WriteOutcome,
-};
+use crate::ports::{CacheStore, CacheWrite, Lease, SourceError, WorldRepository};
 
 /// What a read served by the source does to the cache afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum AfterRead {
-    /// Store the value: the cache had no entry for the key.
-    Fill,
+    /// Store the value under the lease taken before the read.
+    Fill(Lease),
     /// Leave the cache as it is: it failed, or holds an entry that this read
     /// could not use but that is not known to be wrong (redacted, or older
     /// than a queued write-behind update that will replace it).
@@ -173,63 +173,110 @@ where
             kind,
             started.elapsed(),
         ));
-        match cached {
-            Ok(Some(bytes)) => match codec::decode(&bytes) {
-                Ok(entry) => {
-                    if fields == Fields::All && entry.redaction == Redaction::Redacted {
-                        // The cached copy lacks what the caller needs.
-                        self.metrics.record(MetricEvent::Miss(kind));
-                        return self
-                            .serve_from_source(key, fields, Outcome::Miss, AfterRead::Leave)
-                            .await;
-                    }
-                    if self.pending_newer(key, entry.version) {
-                        match self.config.stale_reads {
-                            StaleReads::Serve => {
-                                self.metrics.record(MetricEvent::Stale(kind));
-                                return Ok(Read {
-                                    value: entry.value,
-                                    version: entry.version,
-                                    outcome: Outcome::Stale,
-                                });
-                            }
-                            StaleReads::Bypass => {
-                                self.metrics.record(MetricEvent::Miss(kind));
-                                return self
-                                    .serve_from_source(key, fields, Outcome::Miss, AfterRead::Leave)
-                                    .await;
-                            }
-                        }
-                    }
-                    self.metrics.record(MetricEvent::Hit(kind));
-                    return Ok(Read {
-                        value: entry.value,
-                        version: entry.version,
-                        outcome: Outcome::Hit,
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(key = %key, error = %e, "cache entry failed to decode; treating it as a miss");
-                    self.metrics.record(MetricEvent::Invalidation(
-                        kind,
-                        lwcache_domain::InvalidationCause::DecodeFailure,
-                    ));
-                    let _ = self
-                        .cache_call(self.store.remove(std::slice::from_ref(key)))
-                        .await;
-                }
-            },
-            Ok(None) => {}
+        let bytes = match cached {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => return self.miss(key, fields).await,
             Err(_) => {
                 self.metrics.record(MetricEvent::Fallback(kind));
                 return self
                     .serve_from_source(key, fields, Outcome::Fallback, AfterRead::Leave)
                     .await;
             }
+        };
+        let entry = match codec::decode_slot(&bytes) {
+            Ok(Slot::Value(entry)) => entry,
+            Ok(Slot::Tombstone { .. }) => return self.miss(key, fields).await,
+            Err(e) => {
+                tracing::warn!(key = %key, error = %e, "cache entry failed to decode; treating it as a miss");
+                self.metrics.record(MetricEvent::Invalidation(
+                    kind,
+                    lwcache_domain::InvalidationCause::DecodeFailure,
+                ));
+                let _ = self
+                    .cache_call(self.store.remove(std::slice::from_ref(key)))
+                    .await;
+                return self.miss(key, fields).await;
+            }
+        };
+        if fields == Fields::All && entry.redaction == Redaction::Redacted {
+            // The cached copy lacks what the caller needs.
+            self.metrics.record(MetricEvent::Miss(kind));
+            return self
+                .serve_from_source(key, fields, Outcome::Miss, AfterRead::Leave)
+                .await;
         }
-        self.metrics.record(MetricEvent::Miss(kind));
-        self.serve_from_source(key, fields, Outcome::Miss, AfterRead::Fill)
+        if self.pending_newer(key, entry.version) {
+            if self.config.stale_reads == StaleReads::WhileQueued {
+                self.metrics.record(MetricEvent::Stale(kind));
+                return Ok(Read {
+                    value: entry.value,
+                    version: entry.version,
+                    outcome: Outcome::Stale,
+                });
+            }
+            // Not opted into stale reads: the entry is known to be behind.
+            self.metrics.record(MetricEvent::Miss(kind));
+            return self
+                .serve_from_source(key, fields, Outcome::Miss, AfterRead::Leave)
+                .await;
+        }
+        self.metrics.record(MetricEvent::Hit(kind));
+        Ok(Read {
+            value: entry.value,
+            version: entry.version,
+            outcome: Outcome::Hit,
+        })
+    }
+
+    /// A miss: takes the key's lease and reads the source, filling the cache
+    /// under the lease. When another read holds the lease, waits up to
+    /// `lease_wait` for its fill, then reads the source without filling.
+    async fn miss(&self, key: &CacheKey, fields: Fields) -> Result<Read<CachedValue>, Error> {
+        self.metrics.record(MetricEvent::Miss(key.kind()));
+        let lease = self.next_lease();
+        let held = self
+            .cache_call(self.store.lease(
+                key.world(),
+                std::slice::from_ref(key),
+                lease,
+                self.config.lease_ttl,
+            ))
+            .await;
+        let after = match held.as_deref() {
+            Ok([true]) => AfterRead::Fill(lease),
+            Ok(_) => match self.await_fill(key, fields).await {
+                Some(read) => return Ok(read),
+                None => AfterRead::Leave,
+            },
+            Err(_) => AfterRead::Leave,
+        };
+        self.serve_from_source(key, fields, Outcome::Miss, after)
             .await
+    }
+
+    /// Waits, polling with a growing pause, for another read's fill of `key`
+    /// to land, for at most `lease_wait`.
+    async fn await_fill(&self, key: &CacheKey, fields: Fields) -> Option<Read<CachedValue>> {
+        let deadline = Instant::now() + self.config.lease_wait;
+        let mut pause = std::time::Duration::from_millis(1);
+        while Instant::now() + pause <= deadline {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            let Ok(Some(bytes)) = self.cache_call(self.store.get(key)).await else {
+                continue;
+            };
+            if let Ok(Slot::Value(entry)) = codec::decode_slot(&bytes) {
+                if fields == Fields::All && entry.redaction == Redaction::Redacted {
+                    return None;
+                }
+                return Some(Read {
+                    value: entry.value,
+                    version: entry.version,
+                    outcome: Outcome::Miss,
+                });
+            }
+        }
+        None
     }
 
     /// Serves a read from the source, then fills the cache or leaves it.
@@ -243,9 +290,10 @@ where
         let limit = self.config.policy.timeline_top_k;
         let read = self.source_read(key, limit).await?;
         let (redacted, redaction) = self.config.policy.privacy.redact(&read.value);
-        if after == AfterRead::Fill {
+        if let AfterRead::Fill(lease) = after {
             let started = Instant::now();
-            self.fill(key, read.version, &redacted, redaction).await;
+            self.fill(key, read.version, lease, &redacted, redaction)
+                .await;
             self.metrics.record(MetricEvent::Latency(
                 Stage::Fill,
                 key.kind(),
@@ -263,41 +311,51 @@ where
         })
     }
 
-    /// Stores a value read from the source at `version`, unless a newer
-    /// write has been seen. Failures are counted and swallowed.
-    async fn fill(&self, key: &CacheKey, version: u64, value: &CachedValue, redaction: Redaction) {
+    /// Stores a value read from the source at `version`, if `lease` still
+    /// holds the key. Failures are counted and swallowed.
+    async fn fill(
+        &self,
+        key: &CacheKey,
+        version: u64,
+        lease: Lease,
+        value: &CachedValue,
+        redaction: Redaction,
+    ) {
         let write = CacheWrite::fill(
             key.world().clone(),
             version,
+            lease,
             vec![self.put(key, version, value.clone(), redaction)],
         );
-        let _ = self.fill_seeding(&write).await;
+        if let Ok(outcome) = self.cache_call(self.store.write(&write)).await
+            && outcome.skipped > 0
+        {
+            self.metrics.record(MetricEvent::FillRejected(key.kind()));
+        }
     }
 
-    /// Writes a fill; when the cache has no version for the world, seeds it
-    /// from the source's current version and tries once more.
-    pub(super) async fn fill_seeding(
-        &self,
-        write: &CacheWrite,
-    ) -> Result<WriteOutcome, CacheError> {
-        let mut outcome = self.cache_call(self.store.write(write)).await?;
-        if outcome == WriteOutcome::NoVersion {
-            // Read the source's version *after* seeing the loss: every write
-            // committed before now is at or below it.
-            let Ok(current) = self.source_call(self.repo.version(&write.world)).await else {
-                return Ok(outcome);
-            };
-            self.cache_call(self.store.seed_version(&write.world, current))
-                .await?;
-            outcome = self.cache_call(self.store.write(write)).await?;
+    /// Refills a key from the source as a miss would, under a lease of its
+    /// own; does nothing when another read is filling it already, or the
+    /// source no longer has it (a tombstone is then the right entry).
+    pub(super) async fn refill(&self, key: &CacheKey) {
+        let lease = self.next_lease();
+        let held = self
+            .cache_call(self.store.lease(
+                key.world(),
+                std::slice::from_ref(key),
+                lease,
+                self.config.lease_ttl,
+            ))
+            .await;
+        if !matches!(held.as_deref(), Ok([true])) {
+            return;
         }
-        if let WriteOutcome::Rejected { .. } | WriteOutcome::NoVersion = outcome {
-            for put in &write.puts {
-                self.metrics
-                    .record(MetricEvent::FillRejected(put.key.kind()));
-            }
+        let top_k = self.config.policy.timeline_top_k;
+        if let Ok(read) = self.source_read(key, top_k).await {
+            let (redacted, redaction) = self.config.policy.privacy.redact(&read.value);
+            self.fill(key, read.version, lease, &redacted, redaction)
+                .await;
         }
-        Ok(outcome)
     }
 
     /// Whether a write-behind update newer than `version` is queued for

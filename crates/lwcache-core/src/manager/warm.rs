@@ -1,7 +1,9 @@
 //! Activation: prefilling a world's flags, snapshot, entities and recent
 //! timelines from one image read at one version, in batches of one round
-//! trip each. Batches are fills, so a write that races with the warming
-//! wins under the version protocol.
+//! trip each. Batches are fills under one lease taken for every key after
+//! the image read; the source's version is read again once the lease is
+//! held, and the image is read anew if a write committed in between. Any
+//! write after that deletes its keys' leases, so it wins over the warming.
 
 use lwcache_domain::{WarmPlan, WorldId};
 use tracing::Instrument;
@@ -9,10 +11,10 @@ use tracing::Instrument;
 use super::{CacheManager, Inner, WarmReport};
 use crate::error::Error;
 use crate::metrics::MetricEvent;
-use crate::ports::{CacheStore, CacheWrite, WorldRepository, WriteOutcome};
+use crate::ports::{CacheStore, CacheWrite, WorldRepository};
 
 /// How many times an activation reads the image when writes keep landing
-/// before its first batch.
+/// between the image read and the lease.
 const IMAGE_ATTEMPTS: u32 = 3;
 
 impl<S, R> CacheManager<S, R>
@@ -41,48 +43,68 @@ where
     async fn activate(&self, world: &WorldId) -> Result<WarmReport, Error> {
         let policy = &self.config.policy;
         let mut attempt = 0;
-        loop {
+        // One lease for every attempt: a later attempt holds what an earlier
+        // one took.
+        let lease = self.next_lease();
+        let plan = loop {
             attempt += 1;
             let image = self
                 .source_call(self.repo.image(world, policy.timeline_top_k))
                 .await?;
             let plan = WarmPlan::new(world, image.version, &image.value, policy);
-            let mut report = WarmReport {
-                version: plan.version,
-                keys: 0,
-                batches: 0,
-                skipped: 0,
-            };
-            let mut retry = false;
-            for (i, batch) in plan.batches.iter().enumerate() {
-                let write = CacheWrite::fill(
-                    world.clone(),
-                    plan.version,
-                    batch
-                        .iter()
-                        .map(|(k, v)| self.put_redacting(k, plan.version, v))
-                        .collect(),
-                );
-                match self.fill_seeding(&write).await {
-                    Ok(WriteOutcome::Applied) => {
-                        report.keys += batch.len();
-                        report.batches += 1;
-                        self.metrics.record(MetricEvent::Warmed(batch.len() as u64));
-                    }
-                    // A write landed between the image read and the first
-                    // batch: read the image again rather than warm nothing.
-                    Ok(_) if i == 0 && attempt < IMAGE_ATTEMPTS => {
-                        retry = true;
-                        break;
-                    }
-                    // Later batches that lose a race are left to fill on
-                    // their first read.
-                    _ => report.skipped += batch.len(),
-                }
+            let keys: Vec<_> = plan
+                .batches
+                .iter()
+                .flatten()
+                .map(|(k, _)| k.clone())
+                .collect();
+            let leased = self
+                .cache_call(self.store.lease(world, &keys, lease, self.config.lease_ttl))
+                .await;
+            if leased.is_err() {
+                // The cache fails: nothing to warm; reads go to the source.
+                return Ok(WarmReport {
+                    version: plan.version,
+                    keys: 0,
+                    batches: 0,
+                    skipped: keys.len(),
+                });
             }
-            if !retry {
-                return Ok(report);
+            // A write that committed before the lease but after the image
+            // read could not delete it: read the image again then.
+            let now = self.source_call(self.repo.version(world)).await?;
+            if now == plan.version || attempt >= IMAGE_ATTEMPTS {
+                break plan;
+            }
+        };
+        let mut report = WarmReport {
+            version: plan.version,
+            keys: 0,
+            batches: 0,
+            skipped: 0,
+        };
+        for batch in &plan.batches {
+            let write = CacheWrite::fill(
+                world.clone(),
+                plan.version,
+                lease,
+                batch
+                    .iter()
+                    .map(|(k, v)| self.put_redacting(k, plan.version, v))
+                    .collect(),
+            );
+            match self.cache_call(self.store.write(&write)).await {
+                Ok(outcome) => {
+                    report.keys += outcome.landed;
+                    report.skipped += outcome.skipped;
+                    report.batches += 1;
+                    self.metrics
+                        .record(MetricEvent::Warmed(outcome.landed as u64));
+                }
+                // Keys that are not warmed fill on their first read.
+                Err(_) => report.skipped += batch.len(),
             }
         }
+        Ok(report)
     }
 }

@@ -1,20 +1,23 @@
-//! Writes: durable in the source first, acknowledged only then, after the
-//! cache step the domain's plan asks for (puts and deletes now, a re-read
-//! from the source, or work queued for the write-behind worker). Nothing
-//! after the source commit can fail a write.
+//! Writes: durable in the source first (with what they owe the cache in the
+//! same transaction), acknowledged only then, after the cache step the
+//! domain's plan asks for: puts and tombstones in one versioned commit, then
+//! refills or work queued for the write-behind worker. Nothing after the
+//! source commit can fail a write; a failed cache step stays owed in the
+//! outbox and is replayed.
 
 use lwcache_domain::{
-    Action, CacheKey, CachePlan, Document, EntityId, EntityRef, EventKind, FlagName,
-    InvalidationCause, Mutation, NewEvent, Op, Timing, Value, WorldId, plan,
+    Action, CachePlan, Document, EntityId, EntityRef, EventKind, FlagName, InvalidationCause,
+    Mutation, NewEvent, Op, OwedId, Timing, Value, WorldId, plan,
 };
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::write_behind::Task;
 use super::{CacheManager, CacheStep, Inner, Written};
+use crate::config::StaleReads;
 use crate::error::Error;
 use crate::metrics::{MetricEvent, Stage};
-use crate::ports::{CacheStore, CacheWrite, WorldRepository, WriteOutcome};
+use crate::ports::{CacheStore, CacheWrite, WorldRepository};
 
 impl<S, R> CacheManager<S, R>
 where
@@ -150,109 +153,124 @@ where
         Ok(Written { committed, cache })
     }
 
-    /// Carries out a plan's cache steps.
+    /// Carries out a plan's cache steps: one versioned commit of puts and
+    /// tombstones, then the refills the plan asks for now. Once the commit
+    /// landed, the write's outbox entry is done.
     async fn run_plan(&self, plan: &CachePlan) -> CacheStep {
         let mut puts = Vec::new();
-        let mut deletes = Vec::new();
-        let mut refresh_now = Vec::new();
+        let mut refill_now = Vec::new();
+        // Write-behind work is queued only after the commit landed: a refill
+        // that ran first would take its lease before the commit and lose it
+        // to the commit, or fill at the write's version and keep the
+        // tombstone out. With stale reads opted into there is no tombstone,
+        // and the queue's answer decides whether there must be one.
+        let mut behind = Vec::new();
         let mut deferred = 0usize;
         for step in &plan.steps {
             self.metrics
                 .record(MetricEvent::Invalidation(step.key.kind(), step.cause));
             match &step.action {
-                Action::Invalidate => deletes.push(step.key.clone()),
+                Action::Invalidate => puts.push(self.tombstone(&step.key, plan.version)),
                 Action::Put {
                     value: Some(v),
                     timing: Timing::Now,
-                } => {
-                    puts.push(self.put_redacting(&step.key, plan.version, v));
-                }
+                } => puts.push(self.put_redacting(&step.key, plan.version, v)),
+                // The new value is not in the change (a timeline's top-k):
+                // the key goes now and is re-read once the step landed.
                 Action::Put {
                     value: None,
                     timing: Timing::Now,
-                } => refresh_now.push(step.key.clone()),
+                } => {
+                    puts.push(self.tombstone(&step.key, plan.version));
+                    refill_now.push(step.key.clone());
+                }
                 Action::Put {
                     value,
                     timing: Timing::Behind,
                 } => {
-                    if self.enqueue(Task::Put {
+                    let task = Task::Put {
                         key: step.key.clone(),
                         version: plan.version,
                         value: value.clone(),
-                    }) {
-                        deferred += 1;
-                    } else {
-                        self.metrics.record(MetricEvent::WriteBehindDropped);
-                        self.metrics.record(MetricEvent::Invalidation(
-                            step.key.kind(),
-                            InvalidationCause::WriteBehindOverflow,
-                        ));
-                        deletes.push(step.key.clone());
+                    };
+                    match self.config.stale_reads {
+                        // No instance may serve the old value once the write
+                        // is acknowledged.
+                        StaleReads::Never => {
+                            puts.push(self.tombstone(&step.key, plan.version));
+                            behind.push(task);
+                        }
+                        StaleReads::WhileQueued => {
+                            if self.enqueue(task) {
+                                deferred += 1;
+                            } else {
+                                self.overflowed(&step.key);
+                                puts.push(self.tombstone(&step.key, plan.version));
+                            }
+                        }
                     }
                 }
             }
         }
-        if puts.is_empty() && deletes.is_empty() && refresh_now.is_empty() {
-            return if deferred > 0 {
-                CacheStep::Deferred
-            } else {
-                CacheStep::Applied
-            };
-        }
-        let mut step = CacheStep::Applied;
-        if !puts.is_empty() || !deletes.is_empty() {
-            let keys: Vec<CacheKey> = puts
-                .iter()
-                .map(|p| p.key.clone())
-                .chain(deletes.iter().cloned())
-                .collect();
-            let write = CacheWrite::commit(plan.world.clone(), plan.version, puts, deletes);
-            step = match self.cache_call(self.store.write(&write)).await {
-                Ok(WriteOutcome::Superseded { .. }) => CacheStep::Superseded,
-                Ok(_) => CacheStep::Applied,
-                Err(_) => {
-                    self.enqueue(Task::Invalidate {
-                        world: plan.world.clone(),
-                        keys,
-                        version: plan.version,
-                    });
-                    CacheStep::Failed
+        let mut step = if deferred > 0 {
+            CacheStep::Deferred
+        } else {
+            CacheStep::Applied
+        };
+        let queued_before = deferred;
+        if !puts.is_empty() {
+            let write = CacheWrite::commit(plan.world.clone(), plan.version, puts);
+            match self.cache_call(self.store.write(&write)).await {
+                Ok(outcome) => {
+                    if outcome.skipped > 0 {
+                        step = CacheStep::Superseded;
+                    }
+                    if let Some(seen) = outcome.previous.filter(|&p| p > plan.version) {
+                        // Usual when writers race; a sign of a restored or
+                        // recreated world when the source is behind too.
+                        self.suspect(&plan.world, seen);
+                    }
                 }
-            };
-        }
-        for key in refresh_now {
-            if !self.refresh(&key, plan.version).await {
-                step = CacheStep::Failed;
+                // Owed in the outbox: the replay loop carries it out.
+                Err(_) => return CacheStep::Failed,
             }
+        }
+        for task in behind {
+            let key = match &task {
+                Task::Put { key, .. } => key.clone(),
+            };
+            if self.enqueue(task) {
+                deferred += 1;
+            } else {
+                // The key stays tombstoned: its next read fills it.
+                self.overflowed(&key);
+            }
+        }
+        if deferred > 0 && step == CacheStep::Applied {
+            step = CacheStep::Deferred;
+        }
+        // With stale reads opted into, a deferred put is the only step that
+        // replaces the old value: the entry stays owed until the replay loop
+        // has made sure of it.
+        let owes_later = queued_before > 0;
+        if !owes_later {
+            self.mark_done(OwedId {
+                world: plan.world.clone(),
+                version: plan.version,
+            });
+        }
+        for key in refill_now {
+            self.refill(&key).await;
         }
         step
     }
 
-    /// Re-reads a key from the source and commits it at the version read.
-    /// Returns whether the cache took it.
-    pub(super) async fn refresh(&self, key: &CacheKey, version: u64) -> bool {
-        let write = match self
-            .source_read(key, self.config.policy.timeline_top_k)
-            .await
-        {
-            Ok(read) => CacheWrite::commit(
-                key.world().clone(),
-                read.version,
-                vec![self.put_redacting(key, read.version, &read.value)],
-                Vec::new(),
-            ),
-            // Gone from the source (deleted since), or the source failed:
-            // the safe step is to delete the key.
-            Err(_) => CacheWrite::invalidate(key.world().clone(), version, vec![key.clone()]),
-        };
-        if self.cache_call(self.store.write(&write)).await.is_ok() {
-            return true;
-        }
-        self.enqueue(Task::Invalidate {
-            world: key.world().clone(),
-            keys: vec![key.clone()],
-            version,
-        });
-        false
+    /// Counts a write-behind update that found its queue full.
+    fn overflowed(&self, key: &lwcache_domain::CacheKey) {
+        self.metrics.record(MetricEvent::WriteBehindDropped);
+        self.metrics.record(MetricEvent::Invalidation(
+            key.kind(),
+            InvalidationCause::WriteBehindOverflow,
+        ));
     }
 }

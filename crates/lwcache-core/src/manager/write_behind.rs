@@ -1,14 +1,16 @@
-//! Write-behind: cache steps that run after the write was acknowledged. A
-//! bounded queue feeds one worker task, which retries a failed cache write a
-//! few times; a full queue never blocks a caller (the write invalidates
-//! instead). `pending` remembers the newest version queued per key, so that
-//! reads know a cached entry is behind and the worker skips superseded work.
+//! Write-behind: cache updates that run after the write was acknowledged
+//! (the write's own step has already tombstoned their keys, unless stale
+//! reads were opted into). A bounded queue feeds one worker task, which
+//! retries a failed cache write a few times; a full queue never blocks a
+//! caller (the key stays tombstoned instead). `pending` remembers the newest
+//! version queued per key, so that reads know a cached entry is behind and
+//! the worker skips superseded work.
 
 use std::sync::Weak;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use lwcache_domain::{CacheKey, CachedValue, WorldId};
+use lwcache_domain::{CacheKey, CachedValue};
 use tokio::sync::mpsc;
 
 use super::{CacheManager, Inner, lock};
@@ -23,12 +25,6 @@ pub(super) enum Task {
         key: CacheKey,
         version: u64,
         value: Option<CachedValue>,
-    },
-    /// Delete keys whose synchronous cache step failed.
-    Invalidate {
-        world: WorldId,
-        keys: Vec<CacheKey>,
-        version: u64,
     },
 }
 
@@ -59,13 +55,24 @@ where
         }
     }
 
-    /// Stops taking write-behind work and waits until the queue is drained.
-    /// Writes made after this invalidate synchronously.
+    /// Stops taking write-behind work, waits until the queue is drained,
+    /// removes the outbox entries already done and stops the replay loop.
+    /// Writes made after this invalidate synchronously and leave their
+    /// outbox entries to another process's replay.
     pub async fn shutdown(&self) {
         drop(lock(&self.inner.queue).take());
         let handle = lock(&self.inner.worker).take();
         if let Some(handle) = handle {
             let _ = handle.await;
+        }
+        drop(lock(&self.inner.done).take());
+        let tasks = lock(&self.inner.housekeeping).take();
+        if let Some((settler, replayer)) = tasks {
+            // The replay loop would go on forever; the settler ends once its
+            // closed queue is drained, after one last batch.
+            replayer.abort();
+            let _ = replayer.await;
+            let _ = settler.await;
         }
     }
 }
@@ -78,10 +85,8 @@ where
     /// Queues write-behind work without waiting; false when the queue is
     /// full or closed.
     pub(super) fn enqueue(&self, task: Task) -> bool {
-        let key_version = match &task {
-            Task::Put { key, version, .. } => Some((key.clone(), *version)),
-            Task::Invalidate { .. } => None,
-        };
+        let Task::Put { key, version, .. } = &task;
+        let key_version = Some((key.clone(), *version));
         let queue = lock(&self.queue);
         let Some(tx) = queue.as_ref() else {
             return false;
@@ -145,23 +150,12 @@ where
                             key.world().clone(),
                             version,
                             vec![self.put_redacting(&key, version, &value)],
-                            Vec::new(),
                         );
                         self.write_with_retries(&write).await;
                     }
-                    None => {
-                        self.refresh(&key, version).await;
-                    }
+                    None => self.refill(&key).await,
                 }
                 self.clear_pending(&key, version);
-            }
-            Task::Invalidate {
-                world,
-                keys,
-                version,
-            } => {
-                let write = CacheWrite::invalidate(world, version, keys);
-                self.write_with_retries(&write).await;
             }
         }
     }

@@ -11,13 +11,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use lwcache_core::codec;
 use lwcache_core::ports::{
-    CacheError, CacheStore, CacheWrite, SourceError, WorldRepository, WriteKind, WriteOutcome,
+    CacheError, CacheStore, CacheWrite, Claim, Lease, SourceError, WorldRepository, WriteKind,
+    WriteOutcome,
 };
 use lwcache_core::{CacheManager, CacheStep, Counters, Error, ManagerConfig};
 use lwcache_domain::{
     CacheKey, CachedValue, Change, Committed, Document, DocumentError, EntityId, EventKind,
-    FlagName, Flags, Mutation, TimelineEvent, Value, Versioned, WorldId, WorldImage,
+    FlagName, Flags, Mutation, Owed, OwedId, TimelineEvent, Value, Versioned, WorldId, WorldImage,
 };
 use mockall::{Sequence, mock};
 use tokio::sync::Notify;
@@ -28,9 +30,10 @@ mock! {
     impl CacheStore for Store {
         async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError>;
         async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError>;
-        async fn seed_version(&self, world: &WorldId, version: u64) -> Result<u64, CacheError>;
+        async fn lease(&self, world: &WorldId, keys: &[CacheKey], lease: Lease, ttl: Duration) -> Result<Vec<bool>, CacheError>;
         async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError>;
         async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError>;
+        async fn drop_world(&self, world: &WorldId) -> Result<usize, CacheError>;
         async fn ping(&self) -> Result<(), CacheError>;
     }
 }
@@ -43,7 +46,25 @@ mock! {
         async fn read(&self, key: &CacheKey, limit: usize) -> Result<Versioned<CachedValue>, SourceError>;
         async fn image(&self, world: &WorldId, top_k: usize) -> Result<Versioned<WorldImage>, SourceError>;
         async fn apply(&self, mutation: &Mutation) -> Result<Committed, SourceError>;
+        async fn owed(&self, claim: &Claim) -> Result<Vec<Owed>, SourceError>;
+        async fn settle(&self, done: &[OwedId]) -> Result<(), SourceError>;
         async fn ping(&self) -> Result<(), SourceError>;
+    }
+}
+
+/// A repository mock whose outbox is empty and takes any settle: the
+/// manager's background tasks call both.
+fn repo_with_outbox() -> MockRepo {
+    let mut repo = MockRepo::new();
+    repo.expect_owed().returning(|_| Ok(Vec::new()));
+    repo.expect_settle().returning(|_| Ok(()));
+    repo
+}
+
+fn landed(n: usize) -> WriteOutcome {
+    WriteOutcome {
+        landed: n,
+        ..WriteOutcome::default()
     }
 }
 
@@ -71,7 +92,7 @@ fn flag_committed(version: u64) -> Committed {
 #[tokio::test]
 async fn the_cache_step_comes_strictly_after_the_source_commit() {
     let mut seq = Sequence::new();
-    let mut repo = MockRepo::new();
+    let mut repo = repo_with_outbox();
     let mut store = MockStore::new();
     repo.expect_apply()
         .times(1)
@@ -87,7 +108,7 @@ async fn the_cache_step_comes_strictly_after_the_source_commit() {
                 && w.puts.len() == 1
                 && w.puts[0].key == CacheKey::flags(&world())
         })
-        .returning(|_| Ok(WriteOutcome::Applied));
+        .returning(|_| Ok(landed(1)));
     let m = CacheManager::builder(store, repo).build().unwrap();
     let w = m
         .set_flag(&world(), door(), Value::Bool(true))
@@ -99,14 +120,14 @@ async fn the_cache_step_comes_strictly_after_the_source_commit() {
 
 #[tokio::test]
 async fn a_failed_source_write_touches_no_cache() {
-    let mut repo = MockRepo::new();
+    let mut repo = repo_with_outbox();
     let mut store = MockStore::new();
     repo.expect_apply()
         .times(1)
         .returning(|_| Err(SourceError::Unavailable("neo4j is down".into())));
     store.expect_write().times(0);
     store.expect_remove().times(0);
-    store.expect_seed_version().times(0);
+    store.expect_lease().times(0);
     let m = CacheManager::builder(store, repo).build().unwrap();
     let err = m
         .set_flag(&world(), door(), Value::Bool(true))
@@ -120,7 +141,7 @@ async fn a_failed_source_write_touches_no_cache() {
 
 #[tokio::test]
 async fn an_invalid_document_reaches_neither_port() {
-    let mut repo = MockRepo::new();
+    let mut repo = repo_with_outbox();
     let mut store = MockStore::new();
     repo.expect_apply().times(0);
     store.expect_write().times(0);
@@ -143,7 +164,7 @@ async fn an_invalid_document_reaches_neither_port() {
 
 #[tokio::test]
 async fn a_cache_read_failure_falls_back_without_a_fill() {
-    let mut repo = MockRepo::new();
+    let mut repo = repo_with_outbox();
     let mut store = MockStore::new();
     store
         .expect_get()
@@ -165,8 +186,8 @@ async fn a_cache_read_failure_falls_back_without_a_fill() {
     assert_eq!((c.fallbacks, c.cache_errors, c.misses), (1, 1, 0));
 }
 
-/// A store whose writes with puts wait until released: it holds the
-/// write-behind worker on its first task.
+/// A store whose fills wait until released: it holds the write-behind
+/// worker on its first refill, while writes' own steps go through.
 struct StuckStore {
     release: Notify,
 }
@@ -177,13 +198,22 @@ impl CacheStore for StuckStore {
         Ok(None)
     }
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
-        if !write.puts.is_empty() {
+        if let WriteKind::Fill { .. } = write.kind {
             self.release.notified().await;
         }
-        Ok(WriteOutcome::Applied)
+        Ok(landed(write.puts.len()))
     }
-    async fn seed_version(&self, _: &WorldId, v: u64) -> Result<u64, CacheError> {
-        Ok(v)
+    async fn lease(
+        &self,
+        _: &WorldId,
+        keys: &[CacheKey],
+        _: Lease,
+        _: Duration,
+    ) -> Result<Vec<bool>, CacheError> {
+        Ok(vec![true; keys.len()])
+    }
+    async fn drop_world(&self, _: &WorldId) -> Result<usize, CacheError> {
+        Ok(0)
     }
     async fn version(&self, _: &WorldId) -> Result<Option<u64>, CacheError> {
         Ok(None)
@@ -199,7 +229,7 @@ impl CacheStore for StuckStore {
 #[tokio::test]
 async fn write_behind_never_blocks_the_caller_and_overflows_into_invalidation() {
     let entity = EntityId::new("c1").unwrap();
-    let mut repo = MockRepo::new();
+    let mut repo = repo_with_outbox();
     let mut version = 10;
     let e = entity.clone();
     repo.expect_apply().returning(move |_| {
@@ -242,7 +272,7 @@ async fn write_behind_never_blocks_the_caller_and_overflows_into_invalidation() 
         )
     };
 
-    // The worker takes the first task and is stuck in the store.
+    // The worker takes the first task and is stuck in the store, filling.
     assert_eq!(add().await.unwrap().cache, CacheStep::Deferred);
     tokio::task::yield_now().await;
     // The second waits in the queue, which is now full.
@@ -319,4 +349,147 @@ mod privacy {
             prop_assert!(!bytes.windows(6).any(|w| w == b"SECRET"));
         }
     }
+}
+
+fn event_committed(version: u64) -> Committed {
+    Committed {
+        world: world(),
+        version,
+        change: Change::EventAdded {
+            event: TimelineEvent {
+                seq: version,
+                entity: EntityId::new("c1").unwrap(),
+                kind: EventKind::new("spoke").unwrap(),
+                at_ms: 0,
+                data: Document::new(),
+            },
+        },
+    }
+}
+
+#[tokio::test]
+async fn an_added_event_tombstones_its_timeline_before_the_ack() {
+    let timeline = CacheKey::timeline(&world(), &EntityId::new("c1").unwrap());
+    let mut repo = repo_with_outbox();
+    repo.expect_apply().returning(|_| Ok(event_committed(9)));
+    repo.expect_read()
+        .returning(|_, _| Ok(Versioned::new(9, CachedValue::Timeline(Vec::new()))));
+    let tombstoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = tombstoned.clone();
+    let key = timeline.clone();
+    let mut store = MockStore::new();
+    store
+        .expect_write()
+        .withf(move |w| {
+            w.kind == WriteKind::Commit
+                && w.puts.len() == 1
+                && w.puts[0].key == key
+                && codec::is_tombstone(&w.puts[0].bytes)
+                && codec::peek_version(&w.puts[0].bytes) == Ok(9)
+        })
+        .times(1)
+        .returning(move |w| {
+            seen.store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(landed(w.puts.len()))
+        });
+    // The write-behind refill that follows: a lease, then a fill under it.
+    store
+        .expect_lease()
+        .returning(|_, keys, _, _| Ok(vec![true; keys.len()]));
+    store
+        .expect_write()
+        .withf(|w| matches!(w.kind, WriteKind::Fill { .. }))
+        .returning(|w| Ok(landed(w.puts.len())));
+    let m = CacheManager::builder(store, repo).build().unwrap();
+    let w = m
+        .add_event(
+            &world(),
+            EntityId::new("c1").unwrap(),
+            EventKind::new("spoke").unwrap(),
+            Document::new(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        tombstoned.load(std::sync::atomic::Ordering::SeqCst),
+        "the timeline was tombstoned before the write was acknowledged"
+    );
+    assert_eq!(w.cache, CacheStep::Deferred);
+    m.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn done_outbox_entries_are_removed_in_one_batch() {
+    let mut repo = MockRepo::new();
+    repo.expect_owed().returning(|_| Ok(Vec::new()));
+    let mut version = 0;
+    repo.expect_apply().returning(move |_| {
+        version += 1;
+        Ok(flag_committed(version))
+    });
+    repo.expect_settle()
+        .times(1)
+        .withf(|done| done.len() == 20 && done.iter().map(|d| d.version).eq(1..=20))
+        .returning(|_| Ok(()));
+    let mut store = MockStore::new();
+    store.expect_write().returning(|w| Ok(landed(w.puts.len())));
+    let m = CacheManager::builder(store, repo).build().unwrap();
+    for _ in 0..20 {
+        m.set_flag(&world(), door(), Value::Bool(true))
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    m.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_cache_step_stays_owed_until_the_replay_carries_it_out() {
+    let owed = Owed::of(&flag_committed(4));
+    let id = owed.id();
+    let mut repo = MockRepo::new();
+    repo.expect_apply().returning(|_| Ok(flag_committed(4)));
+    let mut rounds = 0;
+    repo.expect_owed().returning(move |claim| {
+        rounds += 1;
+        assert!(
+            claim.min_age > Duration::ZERO,
+            "young entries are left alone"
+        );
+        // The entry is owed from the second round on (once old enough).
+        Ok(if rounds == 2 {
+            vec![owed.clone()]
+        } else {
+            Vec::new()
+        })
+    });
+    let settled = id.clone();
+    repo.expect_settle()
+        .times(1)
+        .withf(move |done| done == [settled.clone()])
+        .returning(|_| Ok(()));
+    let mut store = MockStore::new();
+    let mut calls = 0;
+    store.expect_write().returning(move |w| {
+        calls += 1;
+        if calls == 1 {
+            // The write's own step: the cache is unreachable.
+            return Err(CacheError::Unavailable("partitioned".into()));
+        }
+        // The replay: a tombstone of the flags at the write's version.
+        assert_eq!(w.kind, WriteKind::Commit);
+        assert_eq!(w.puts.len(), 1);
+        assert_eq!(w.puts[0].key, CacheKey::flags(&world()));
+        assert!(codec::is_tombstone(&w.puts[0].bytes));
+        assert_eq!(codec::peek_version(&w.puts[0].bytes), Ok(4));
+        Ok(landed(1))
+    });
+    let m = CacheManager::builder(store, repo).build().unwrap();
+    let w = m
+        .set_flag(&world(), door(), Value::Bool(true))
+        .await
+        .unwrap();
+    assert_eq!(w.cache, CacheStep::Failed, "acknowledged all the same");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    m.shutdown().await;
 }

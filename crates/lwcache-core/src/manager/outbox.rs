@@ -1,0 +1,182 @@
+//! The outbox's two background tasks.
+//!
+//! The source records, in each write's own transaction, the cache steps the
+//! write owes ([`Owed`]). Here:
+//!
+//! - the **settler** removes the entries whose step is done, in batches (at
+//!   most `settle_batch` ids, at least every `settle_interval`): one source
+//!   transaction per batch of writes, never one per write. An entry that is
+//!   never removed (the process died first) is merely replayed once more;
+//! - the **replayer** claims entries left owed (by a process that died
+//!   between its commit and its cache step, or a step that failed while the
+//!   cache was unreachable), at start and every `replay_interval`, carries
+//!   each out as tombstones at its version, and removes them. A tombstone at
+//!   version v never replaces an entry at v or newer, so replaying is
+//!   idempotent and cannot hide a newer write;
+//! - the same loop checks the worlds whose cache has seen a version above a
+//!   write's own: if the source's current version is lower still, the world
+//!   went back in time (restored from a backup, or deleted and made again),
+//!   and every key of it is dropped.
+
+use std::collections::BTreeMap;
+use std::sync::Weak;
+use std::time::Duration;
+
+use lwcache_domain::{Owed, OwedId, WorldId};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::{Inner, lock};
+use crate::ports::{CacheStore, CacheWrite, Claim, WorldRepository};
+
+/// How long a replayer's claim keeps other processes off its entries: long
+/// enough for one round, short enough that a replayer that died mid-round
+/// delays its entries only briefly.
+const CLAIM_LEASE: Duration = Duration::from_secs(10);
+
+impl<S, R> Inner<S, R>
+where
+    S: CacheStore + 'static,
+    R: WorldRepository + 'static,
+{
+    /// Hands a done entry to the settler, without waiting. A full or closed
+    /// queue loses nothing that matters: the entry is replayed instead.
+    pub(super) fn mark_done(&self, id: OwedId) {
+        if let Some(tx) = lock(&self.done).as_ref() {
+            let _ = tx.try_send(id);
+        }
+    }
+
+    /// Removes a batch of done entries in one source call. A failure is
+    /// logged: those entries are replayed later, which is harmless.
+    async fn settle_done(&self, batch: &mut Vec<OwedId>) {
+        if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.source_call(self.repo.settle(batch)).await {
+            tracing::warn!(error = %e, entries = batch.len(), "could not remove done outbox entries; they will be replayed");
+        }
+        batch.clear();
+    }
+
+    /// Notes that the cache of `world` has seen version `seen`, above a
+    /// write's own: the next replay round compares it with the source.
+    pub(super) fn suspect(&self, world: &WorldId, seen: u64) {
+        let mut suspects = lock(&self.suspects);
+        let v = suspects.entry(world.clone()).or_insert(0);
+        *v = (*v).max(seen);
+    }
+
+    /// Drops the cache of every suspected world whose source version is
+    /// below what the cache has seen.
+    async fn check_suspects(&self) {
+        let suspects = std::mem::take(&mut *lock(&self.suspects));
+        for (world, seen) in suspects {
+            let Ok(current) = self.source_call(self.repo.version(&world)).await else {
+                continue;
+            };
+            if current >= seen {
+                continue;
+            }
+            match self.cache_call(self.store.drop_world(&world)).await {
+                Ok(keys) => {
+                    tracing::warn!(world = %world, cached = seen, source = current, keys, "the source's version went back; dropped the world's cache")
+                }
+                // Tried again after the next such write.
+                Err(_) => self.suspect(&world, seen),
+            }
+        }
+    }
+
+    /// One replay round: claims a batch of owed entries, tombstones their
+    /// keys, removes them. Returns whether the batch was full, so that the
+    /// caller goes on at once.
+    pub(super) async fn replay_once(&self) -> bool {
+        self.check_suspects().await;
+        let claim = Claim {
+            owner: self.owner.clone(),
+            world: None,
+            limit: self.config.replay_batch.max(1),
+            min_age: self.config.replay_min_age,
+            lease: CLAIM_LEASE,
+        };
+        let owed = match self.source_call(self.repo.owed(&claim)).await {
+            Ok(owed) => owed,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not read the outbox; replay waits");
+                return false;
+            }
+        };
+        let full = owed.len() >= claim.limit;
+        let mut by_world: BTreeMap<WorldId, Vec<Owed>> = BTreeMap::new();
+        for entry in owed {
+            by_world.entry(entry.world.clone()).or_default().push(entry);
+        }
+        let mut done = Vec::new();
+        for (world, entries) in by_world {
+            let version = entries.iter().map(|e| e.version).max().unwrap_or(0);
+            let puts = entries
+                .iter()
+                .flat_map(|e| e.keys.iter().map(|k| self.tombstone(k, e.version)))
+                .collect();
+            let write = CacheWrite::commit(world.clone(), version, puts);
+            match self.cache_call(self.store.write(&write)).await {
+                Ok(_) => {
+                    tracing::info!(world = %world, entries = entries.len(), "replayed owed cache steps");
+                    done.extend(entries.iter().map(Owed::id));
+                }
+                // The cache is still unreachable: the claim lapses and the
+                // entries are tried again.
+                Err(_) => return false,
+            }
+        }
+        self.settle_done(&mut done).await;
+        full
+    }
+}
+
+/// The settler: collects done entries and removes them in batches until its
+/// queue closes (at shutdown, after one last batch).
+pub(super) async fn settler<S, R>(inner: Weak<Inner<S, R>>, mut rx: mpsc::Receiver<OwedId>)
+where
+    S: CacheStore + 'static,
+    R: WorldRepository + 'static,
+{
+    let Some((max, interval)) = inner
+        .upgrade()
+        .map(|i| (i.config.settle_batch.max(1), i.config.settle_interval))
+    else {
+        return;
+    };
+    let mut batch = Vec::with_capacity(max);
+    while let Some(first) = rx.recv().await {
+        batch.push(first);
+        let deadline = Instant::now() + interval;
+        while batch.len() < max {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(id)) => batch.push(id),
+                Ok(None) | Err(_) => break,
+            }
+        }
+        let Some(inner) = inner.upgrade() else { return };
+        inner.settle_done(&mut batch).await;
+    }
+}
+
+/// The replayer: one round at start, then one every `replay_interval` (at
+/// once again while rounds come back full), until the manager goes.
+pub(super) async fn replayer<S, R>(inner: Weak<Inner<S, R>>)
+where
+    S: CacheStore + 'static,
+    R: WorldRepository + 'static,
+{
+    loop {
+        let Some(this) = inner.upgrade() else { return };
+        let full = this.replay_once().await;
+        let interval = this.config.replay_interval;
+        drop(this);
+        if !full {
+            tokio::time::sleep(interval).await;
+        }
+    }
+}
