@@ -319,16 +319,14 @@ impl CacheStore for RedisStore {
         for put in &write.puts {
             invocation.key(Self::lease_key(&put.key));
         }
-        match write.kind {
-            WriteKind::Fill { lease } => invocation
-                .arg("fill")
-                .arg(write.version.to_string())
-                .arg(lease.0.to_string()),
-            WriteKind::Commit => invocation
-                .arg("commit")
-                .arg(write.version.to_string())
-                .arg(""),
+        let (kind, token) = match write.kind {
+            WriteKind::Fill { lease } => ("fill", lease.0.to_string()),
+            WriteKind::Commit => ("commit", String::new()),
         };
+        invocation
+            .arg(kind)
+            .arg(write.version.to_string())
+            .arg(token);
         for put in &write.puts {
             invocation.arg(put.bytes.as_slice());
             invocation.arg(ttl_ms(put.ttl));

@@ -293,6 +293,63 @@ async fn lost_scripts_are_reloaded(t: &Target) {
     }
 }
 
+/// The script's replace rule on raw bytes is the codec's: for each pair of
+/// what a key holds and what a commit puts, the put lands exactly when
+/// `codec::replaces` says so. The pairs cover versions past 2^53 and ones
+/// that differ only in a low or a high byte, tombstones, and bytes that are
+/// not entries (no magic, short, another format, unknown flags).
+async fn the_script_replaces_as_the_codec_does(t: &Target) {
+    let store = t.store().await;
+    let probe = t.probe().await;
+    let world = fresh_world();
+    let with_byte = |mut bytes: Vec<u8>, at: usize, value: u8| {
+        bytes[at] = value;
+        bytes
+    };
+    let big = (1u64 << 53) + 1;
+    let samples: Vec<Vec<u8>> = vec![
+        entry(1, "a"),
+        entry(255, "a"),
+        entry(256, "a"),
+        entry(big, "a"),
+        entry(big + 1, "a"),
+        entry(u64::MAX, "a"),
+        codec::tombstone(1),
+        codec::tombstone(256),
+        codec::tombstone(big),
+        b"plain".to_vec(),
+        b"LW\x01\x00short".to_vec(),
+        with_byte(entry(2, "a"), 2, 9),
+        with_byte(entry(2, "a"), 3, 0x80),
+        with_byte(entry(2, "a"), 3, 1),
+    ];
+    let mut n = 0;
+    for current in samples.iter().map(Some).chain([None]) {
+        for new in &samples {
+            n += 1;
+            let key = CacheKey::entity(&world, &character(&format!("c{n}")));
+            if let Some(bytes) = current {
+                lwcache_testkit::StoreProbe::put_raw(&probe, &key, bytes.clone()).await;
+            }
+            let put = Put {
+                key: key.clone(),
+                bytes: new.clone(),
+                ttl: None,
+            };
+            let w = CacheWrite::commit(world.clone(), 1, vec![put]);
+            let outcome = store.write(&w).await.unwrap();
+            let want = codec::replaces(current.map(Vec::as_slice), new);
+            assert_eq!(outcome.landed == 1, want, "{current:?} replaced by {new:?}");
+            let now = if want {
+                Some(new.clone())
+            } else {
+                current.cloned()
+            };
+            assert_eq!(store.get(&key).await.unwrap(), now);
+        }
+    }
+}
+
 /// What a write where every put landed answers.
 fn landed(puts: usize, previous: Option<u64>) -> WriteOutcome {
     WriteOutcome {
@@ -328,6 +385,7 @@ mod standalone {
         two_clients_never_leave_a_stale_fill,
         ttls_expire_on_the_server_and_flags_persist,
         lost_scripts_are_reloaded,
+        the_script_replaces_as_the_codec_does,
     );
 
     /// Reads the server's MONITOR feed over a raw socket: every command
@@ -595,6 +653,7 @@ mod cluster {
         two_clients_never_leave_a_stale_fill,
         ttls_expire_on_the_server_and_flags_persist,
         lost_scripts_are_reloaded,
+        the_script_replaces_as_the_codec_does,
     );
 
     /// Every key of a world hashes to the slot of its `{<world>}` tag, so one
