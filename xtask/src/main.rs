@@ -107,7 +107,7 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
 /// The ACL rules of the restricted test user: only `lw:*` keys and only
 /// the commands the Redis adapter sends.
 const ACL_RULES: &str =
-    "on >lwcache-test ~lw:* resetchannels -@all +get +set +del +evalsha +script|load +ping";
+    "on >lwcache-test ~lw:* resetchannels -@all +get +set +del +evalsha +script|load +ping +scan";
 
 #[allow(
     clippy::print_stdout,

@@ -5,12 +5,13 @@
 //! or on a Redis Cluster, as [`RedisConfig`] says.
 //!
 //! - Keys are exactly the domain's [`lwcache_domain::CacheKey`]s, formatted;
-//!   values are the manager's opaque bytes.
+//!   values are the manager's entries, of which the adapter reads only the
+//!   header's version. A key's lease is `<key>:lease`, in the key's slot.
 //! - A versioned write is one Lua script (`write.lua`), called by SHA1 and
 //!   reloaded when a server has lost it: one round trip, atomic on the
-//!   server. Seeding a version is a second, tiny script (`seed.lua`).
-//! - Versions are decimal strings under `lw:world:{<world>}:ver`, which
-//!   never has a TTL.
+//!   server. Taking leases is a second script (`lease.lua`).
+//! - A world's highest version is a decimal string under
+//!   `lw:world:{<world>}:ver`, which never has a TTL.
 //! - Failures become [`lwcache_core::CacheError`]s: connection losses are
 //!   `Unavailable`, calls past the response timeout `Timeout`, ACL and
 //!   script errors `Refused`.

@@ -4,19 +4,31 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lwcache_core::ports::{CacheError, CacheStore, CacheWrite, Cause, WriteKind, WriteOutcome};
+use lwcache_core::ports::{
+    CacheError, CacheStore, CacheWrite, Cause, Lease, WriteKind, WriteOutcome, check_keys,
+};
 use lwcache_domain::{CacheKey, KeyKind, WorldId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
 use redis::{Cmd, ErrorKind, RedisError, RedisFuture, Script, ServerErrorKind, Value};
 
 use crate::config::{ConfigError, RedisConfig, Topology};
 
 /// The versioned write: see `write.lua` for its keys, arguments and reply.
 const WRITE_SCRIPT: &str = include_str!("write.lua");
-/// Raises a world's version: see `seed.lua`.
-const SEED_SCRIPT: &str = include_str!("seed.lua");
+/// Takes a fill's leases: see `lease.lua`.
+const LEASE_SCRIPT: &str = include_str!("lease.lua");
+
+/// What follows a key to name its lease. No key the domain formats ends in
+/// it, and the lease key keeps the key's `{<world>}` hash tag, so a script
+/// may touch a key and its lease on one Cluster node.
+const LEASE_SUFFIX: &str = ":lease";
+
+/// How many keys one SCAN step of [`CacheStore::drop_world`] asks for (a
+/// hint to the server) and so about how many one DEL deletes.
+const SCAN_COUNT: usize = 500;
 
 /// How often the standalone connection retries a reconnect before the next
 /// call starts over; each try is bounded by the connect timeout.
@@ -137,7 +149,7 @@ pub struct RedisStore {
     conn: Conn,
     timeout: Duration,
     write_script: Script,
-    seed_script: Script,
+    lease_script: Script,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -170,7 +182,7 @@ impl RedisStore {
             conn,
             timeout: config.response_timeout,
             write_script: Script::new(WRITE_SCRIPT),
-            seed_script: Script::new(SEED_SCRIPT),
+            lease_script: Script::new(LEASE_SCRIPT),
         })
     }
 
@@ -188,6 +200,38 @@ impl RedisStore {
 
     fn version_key(world: &WorldId) -> String {
         CacheKey::version(world).to_string()
+    }
+
+    fn lease_key(key: &CacheKey) -> String {
+        format!("{key}{LEASE_SUFFIX}")
+    }
+}
+
+impl Conn {
+    /// One SCAN step over the keys matching `pattern`, on the server that
+    /// holds `slot_key`'s slot: a Cluster node scans only its own keys, and
+    /// an unkeyed command would go to any node.
+    async fn scan_step(
+        &mut self,
+        cursor: u64,
+        pattern: &str,
+        slot_key: &str,
+    ) -> Result<(u64, Vec<String>), Failure> {
+        let mut cmd = redis::cmd("SCAN");
+        cmd.arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(SCAN_COUNT);
+        match self {
+            Conn::Standalone(c) => Ok(cmd.query_async(c).await?),
+            Conn::Cluster(c) => {
+                let route = Route::with_key(slot_key, SlotAddr::Master);
+                let routing = RoutingInfo::SingleNode(SingleNodeRoutingInfo::SpecificNode(route));
+                let reply = c.route_command(cmd, routing).await?;
+                Ok(redis::from_redis_value(reply).map_err(RedisError::from)?)
+            }
+        }
     }
 }
 
@@ -266,47 +310,75 @@ impl CacheStore for RedisStore {
 
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
         write.check()?;
+        let ver_key = Self::version_key(&write.world);
         let mut invocation = self.write_script.prepare_invoke();
-        invocation.key(Self::version_key(&write.world));
+        invocation.key(&ver_key);
         for put in &write.puts {
             invocation.key(put.key.to_string());
         }
-        for key in &write.deletes {
-            invocation.key(key.to_string());
+        for put in &write.puts {
+            invocation.key(Self::lease_key(&put.key));
         }
-        invocation.arg(match write.kind {
-            WriteKind::Fill => "fill",
-            WriteKind::Commit => "commit",
-        });
-        invocation.arg(write.version.to_string());
+        let (kind, token) = match write.kind {
+            WriteKind::Fill { lease } => ("fill", lease.0.to_string()),
+            WriteKind::Commit => ("commit", String::new()),
+        };
+        invocation
+            .arg(kind)
+            .arg(write.version.to_string())
+            .arg(token);
         for put in &write.puts {
             invocation.arg(put.bytes.as_slice());
             invocation.arg(ttl_ms(put.ttl));
         }
-        let ver_key = Self::version_key(&write.world);
+        let puts = write.puts.len();
         self.call(|mut conn| async move {
-            let (outcome, cached): (String, String) = invocation.invoke_async(&mut conn).await?;
-            let cached = || parse_version(&cached, &ver_key);
-            match outcome.as_str() {
-                "applied" => Ok(WriteOutcome::Applied),
-                "noversion" => Ok(WriteOutcome::NoVersion),
-                "rejected" => Ok(WriteOutcome::Rejected { cached: cached()? }),
-                "superseded" => Ok(WriteOutcome::Superseded { cached: cached()? }),
-                other => Err(Failure::Refused(format!(
-                    "the write script answered {other:?}"
-                ))),
+            let (landed, skipped, previous): (usize, usize, String) =
+                invocation.invoke_async(&mut conn).await?;
+            if landed + skipped != puts {
+                return Err(Failure::Refused(format!(
+                    "the write script counted {landed} landed and {skipped} skipped of {puts} puts"
+                )));
             }
+            let previous = match previous.as_str() {
+                "" => None,
+                raw => Some(parse_version(raw, &ver_key)?),
+            };
+            Ok(WriteOutcome {
+                landed,
+                skipped,
+                previous,
+            })
         })
         .await
     }
 
-    async fn seed_version(&self, world: &WorldId, version: u64) -> Result<u64, CacheError> {
-        let key = Self::version_key(world);
-        let mut invocation = self.seed_script.prepare_invoke();
-        invocation.key(&key).arg(version.to_string());
+    async fn lease(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        lease: Lease,
+        ttl: Duration,
+    ) -> Result<Vec<bool>, CacheError> {
+        check_keys(world, keys)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut invocation = self.lease_script.prepare_invoke();
+        for key in keys {
+            invocation.key(Self::lease_key(key));
+        }
+        invocation.arg(lease.0.to_string()).arg(ttl_ms(Some(ttl)));
+        let count = keys.len();
         self.call(|mut conn| async move {
-            let now: String = invocation.invoke_async(&mut conn).await?;
-            parse_version(&now, &key)
+            let held: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+            if held.len() != count {
+                return Err(Failure::Refused(format!(
+                    "the lease script answered {} of {count} keys",
+                    held.len()
+                )));
+            }
+            Ok(held.into_iter().map(|h| h == 1).collect())
         })
         .await
     }
@@ -342,6 +414,39 @@ impl CacheStore for RedisStore {
             Ok(())
         })
         .await
+    }
+
+    async fn drop_world(&self, world: &WorldId) -> Result<usize, CacheError> {
+        // World ids hold only [A-Za-z0-9._-], none of them a glob character,
+        // so the prefix needs no escaping in the pattern. Every key of the
+        // world (entries, leases, the version) shares its hash tag, so the
+        // one node of that slot holds them all and one DEL may take a whole
+        // page of them.
+        let prefix = lwcache_domain::key::world_prefix(world);
+        let pattern = format!("{prefix}*");
+        let slot_key = Self::version_key(world);
+        let mut dropped = 0;
+        let mut cursor = 0;
+        loop {
+            let (next, keys) = self
+                .call(|mut conn| {
+                    let (pattern, slot_key) = (&pattern, &slot_key);
+                    async move { conn.scan_step(cursor, pattern, slot_key).await }
+                })
+                .await?;
+            if !keys.is_empty() {
+                dropped += self
+                    .call(|mut conn| async move {
+                        let n: usize = redis::cmd("DEL").arg(&keys).query_async(&mut conn).await?;
+                        Ok(n)
+                    })
+                    .await?;
+            }
+            if next == 0 {
+                return Ok(dropped);
+            }
+            cursor = next;
+        }
     }
 
     async fn ping(&self) -> Result<(), CacheError> {

@@ -2,18 +2,26 @@
 --
 -- KEYS[1]          the world's version key (lw:world:{w}:ver)
 -- KEYS[2..1+n]     the keys to put (n = number of puts)
--- KEYS[2+n..]      the keys to delete
+-- KEYS[2+n..1+2n]  their lease keys, in the same order (<key>:lease)
 -- ARGV[1]          "fill" or "commit"
 -- ARGV[2]          the write's version, a decimal string
--- ARGV[1+2i]       put i's bytes
--- ARGV[2+2i]       put i's TTL in milliseconds, "0" for none
+-- ARGV[3]          a fill's lease token, a decimal string ("" for a commit)
+-- ARGV[2+2i]       put i's bytes
+-- ARGV[3+2i]       put i's TTL in milliseconds, "0" for none
 --
--- Returns {outcome, cached}: outcome is "applied", "rejected", "noversion"
--- or "superseded"; cached is the version that won ("" when none).
+-- Returns {landed, skipped, previous}: how many puts landed and how many
+-- did not, and the world's highest version before the write ("" when none).
+--
+-- A put lands by the rule of lwcache_core::codec::replaces, on raw bytes:
+-- never over a newer entry, and at the same version only if it is not a
+-- tombstone. A fill's put also needs the key's lease to be the fill's; the
+-- lease is released whether or not the put lands. A commit deletes every
+-- put's lease and raises the world's version.
 --
 -- Versions stay decimal strings: Lua numbers are doubles and would round
 -- versions above 2^53. A canonical decimal (no leading zero) compares by
--- length first, then byte by byte.
+-- length first, then byte by byte. Entry versions are compared as their
+-- 8 big-endian header bytes, whose byte order is numeric order.
 
 local function canonical(v)
   return v == '0' or (string.match(v, '^[1-9]%d*$') ~= nil and #v <= 20)
@@ -23,63 +31,100 @@ local function newer(a, b)
   return #a > #b or (#a == #b and a > b)
 end
 
+-- The codec's entry header: "LW", format 1, flags with no bit but
+-- "redacted" (1), then the version in bytes 5..12.
+local function is_entry(bytes)
+  if #bytes < 12 or string.sub(bytes, 1, 2) ~= 'LW' or string.byte(bytes, 3) ~= 1 then
+    return false
+  end
+  local flags = string.byte(bytes, 4)
+  return flags == 0 or flags == 1
+end
+
+-- A tombstone is the header followed by exactly one byte 5.
+local function is_tombstone(bytes)
+  return #bytes == 13 and string.byte(bytes, 13) == 5 and is_entry(bytes)
+end
+
+-- Compares the versions of two entries: -1, 0 or 1. Byte by byte, as
+-- numbers: Lua's string comparison follows the server's collation locale.
+local function compare_versions(a, b)
+  for i = 5, 12 do
+    local x, y = string.byte(a, i), string.byte(b, i)
+    if x ~= y then
+      return x < y and -1 or 1
+    end
+  end
+  return 0
+end
+
+local function replaces(current, new)
+  if not is_entry(new) then
+    return false
+  end
+  if not current or not is_entry(current) then
+    return true
+  end
+  local order = compare_versions(current, new)
+  return order < 0 or (order == 0 and not is_tombstone(new))
+end
+
 local kind = ARGV[1]
 local version = ARGV[2]
+local token = ARGV[3]
 if not canonical(version) then
   return redis.error_reply('LWCACHE bad version argument')
 end
-if (#ARGV % 2) ~= 0 then
+if (#ARGV % 2) ~= 1 then
   return redis.error_reply('LWCACHE every put needs bytes and a TTL')
 end
-local puts = (#ARGV - 2) / 2
-if #KEYS < 1 + puts then
-  return redis.error_reply('LWCACHE fewer keys than puts')
+local puts = (#ARGV - 3) / 2
+if #KEYS ~= 1 + 2 * puts then
+  return redis.error_reply('LWCACHE every put needs its key and its lease key')
 end
-
-local cached = redis.call('GET', KEYS[1])
-if cached and not canonical(cached) then
-  return redis.error_reply('LWCACHE the version key holds no version')
-end
-
-local outcome = 'applied'
 if kind == 'fill' then
-  if not cached then
-    return {'noversion', ''}
+  if not canonical(token) then
+    return redis.error_reply('LWCACHE bad lease token')
   end
-  if newer(cached, version) then
-    return {'rejected', cached}
-  end
-elseif kind == 'commit' then
-  if cached and newer(cached, version) then
-    outcome = 'superseded'
-  end
-else
+elseif kind ~= 'commit' then
   return redis.error_reply('LWCACHE unknown write kind')
 end
 
--- A plain SET: the version key never carries a TTL.
-if not cached or newer(version, cached) then
-  redis.call('SET', KEYS[1], version)
+local previous = redis.call('GET', KEYS[1])
+if previous and not canonical(previous) then
+  return redis.error_reply('LWCACHE the version key holds no version')
 end
 
+local landed, skipped = 0, 0
 for i = 1, puts do
-  local key = KEYS[1 + i]
-  if outcome == 'superseded' then
-    -- A newer commit's step ran first: this value may be older than what
-    -- that commit left, so the key goes rather than the value landing.
-    redis.call('DEL', key)
-  else
-    local ttl = ARGV[2 + 2 * i]
-    if ttl == '0' then
-      redis.call('SET', key, ARGV[1 + 2 * i])
-    else
-      redis.call('SET', key, ARGV[1 + 2 * i], 'PX', ttl)
+  local key, lease = KEYS[1 + i], KEYS[1 + puts + i]
+  local bytes, ttl = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local lands
+  if kind == 'fill' then
+    local ours = redis.call('GET', lease) == token
+    if ours then
+      redis.call('DEL', lease)
     end
+    lands = ours and replaces(redis.call('GET', key), bytes)
+  else
+    redis.call('DEL', lease)
+    lands = replaces(redis.call('GET', key), bytes)
+  end
+  if lands then
+    if ttl == '0' then
+      redis.call('SET', key, bytes)
+    else
+      redis.call('SET', key, bytes, 'PX', ttl)
+    end
+    landed = landed + 1
+  else
+    skipped = skipped + 1
   end
 end
 
-for i = 2 + puts, #KEYS do
-  redis.call('DEL', KEYS[i])
+-- A plain SET: the version key never carries a TTL.
+if kind == 'commit' and (not previous or newer(version, previous)) then
+  redis.call('SET', KEYS[1], version)
 end
 
-return {outcome, cached or ''}
+return {landed, skipped, previous or ''}

@@ -7,13 +7,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lwcache_core::codec;
-use lwcache_core::ports::{CacheStore, CacheWrite, Put, WorldRepository, WriteKind, WriteOutcome};
+use lwcache_core::ports::{CacheStore, CacheWrite, Lease, Put, WorldRepository, WriteOutcome};
 use lwcache_core::{CacheError, CacheManager, Counters, Fields, ManagerConfig};
 use lwcache_domain::{CacheKey, CachedValue, EntityId, KeyKind};
 use lwcache_memory::MemoryRepository;
 use lwcache_redis::{RedisConfig, RedisStore, Topology};
 use lwcache_testkit::decorators::Gated;
 use lwcache_testkit::fixtures::{character, doc, fresh_world};
+use lwcache_testkit::store::entry;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
@@ -28,11 +29,13 @@ use crate::support::{
 /// be counted as a round trip.
 static SCRIPTS: Mutex<()> = Mutex::const_new(());
 
-/// The write script's SHA1, as the server knows it.
-fn write_script_sha() -> String {
-    redis::Script::new(include_str!("../../src/write.lua"))
-        .get_hash()
-        .to_owned()
+/// The SHA1s of the write and lease scripts, as the server knows them.
+fn script_shas() -> [String; 2] {
+    [
+        include_str!("../../src/write.lua"),
+        include_str!("../../src/lease.lua"),
+    ]
+    .map(|source| redis::Script::new(source).get_hash().to_owned())
 }
 
 /// A server (or Cluster) under test.
@@ -79,7 +82,9 @@ where
 }
 
 /// After warming, the server holds exactly the world's expected keys, each
-/// under `lw:world:{<id>}:`, and nothing else mentions the world.
+/// under `lw:world:{<id>}:`, and nothing else mentions the world: no lease
+/// outlives its fill, and no version key is written, since only commits
+/// raise it.
 async fn warming_writes_only_the_worlds_keys(t: &Target) {
     let repo: Arc<dyn WorldRepository> = Arc::new(MemoryRepository::new());
     let world = seed_world(repo.as_ref(), 2).await;
@@ -90,7 +95,6 @@ async fn warming_writes_only_the_worlds_keys(t: &Target) {
     let mut want: Vec<String> = [
         "state",
         "flags",
-        "ver",
         "character:c0:state",
         "character:c1:state",
         "location:l1:state",
@@ -104,7 +108,7 @@ async fn warming_writes_only_the_worlds_keys(t: &Target) {
     .map(|k| format!("lw:world:{{{w}}}:{k}"))
     .collect();
     want.sort();
-    assert_eq!(report.keys, want.len() - 1, "every key but ver was warmed");
+    assert_eq!(report.keys, want.len(), "every key was warmed");
     let mentioning = probe.scan(&format!("*{w}*")).await;
     assert_eq!(
         mentioning, want,
@@ -118,10 +122,10 @@ async fn warming_writes_only_the_worlds_keys(t: &Target) {
     let distinct: BTreeSet<KeyKind> = kinds.iter().copied().collect();
     assert_eq!(
         distinct.len(),
-        KeyKind::ALL.len(),
-        "one of each kind at least"
+        KeyKind::ALL.len() - 1,
+        "one of each kind but the version at least"
     );
-    for k in [KeyKind::State, KeyKind::Flags, KeyKind::Version] {
+    for k in [KeyKind::State, KeyKind::Flags] {
         assert_eq!(kinds.iter().filter(|&&x| x == k).count(), 1, "one {k}");
     }
 }
@@ -129,7 +133,8 @@ async fn warming_writes_only_the_worlds_keys(t: &Target) {
 /// Two clients with their own connections, as two service processes would
 /// have: a read on one is paused between its source read and its fill, a
 /// write through the other commits and runs its cache step, then the fill
-/// arrives. The server-side version check refuses it.
+/// arrives. The commit took the fill's lease on the server, which refuses
+/// the fill.
 async fn two_clients_never_leave_a_stale_fill(t: &Target) {
     let repo = Arc::new(MemoryRepository::new());
     let world = seed_world(repo.as_ref(), 1).await;
@@ -189,31 +194,23 @@ async fn ttls_expire_on_the_server_and_flags_persist(t: &Target) {
     let flags = CacheKey::flags(&world);
     let state = CacheKey::state(&world);
     let ttl = Duration::from_millis(500);
-    let put = |key: &CacheKey, ttl: Option<Duration>| Put {
+    let put = |key: &CacheKey, version: u64, ttl: Option<Duration>| Put {
         key: key.clone(),
-        bytes: b"x".to_vec(),
+        bytes: entry(version, "x"),
         ttl,
     };
-    let first = CacheWrite {
-        world: world.clone(),
-        version: 1,
-        kind: WriteKind::Commit,
-        puts: vec![
-            put(&timeline, Some(ttl)),
-            put(&flags, None),
-            put(&state, Some(ttl)),
+    let first = CacheWrite::commit(
+        world.clone(),
+        1,
+        vec![
+            put(&timeline, 1, Some(ttl)),
+            put(&flags, 1, None),
+            put(&state, 1, Some(ttl)),
         ],
-        deletes: vec![],
-    };
-    assert_eq!(store.write(&first).await.unwrap(), WriteOutcome::Applied);
-    let second = CacheWrite {
-        world: world.clone(),
-        version: 2,
-        kind: WriteKind::Commit,
-        puts: vec![put(&state, None)],
-        deletes: vec![],
-    };
-    assert_eq!(store.write(&second).await.unwrap(), WriteOutcome::Applied);
+    );
+    assert_eq!(store.write(&first).await.unwrap(), landed(3, None));
+    let second = CacheWrite::commit(world.clone(), 2, vec![put(&state, 2, None)]);
+    assert_eq!(store.write(&second).await.unwrap(), landed(1, Some(1)));
     let left = probe.pttl(&timeline.to_string()).await;
     assert!(left > 0 && left <= 500, "PTTL {left} not within (0, 500]");
     assert_eq!(
@@ -236,8 +233,8 @@ async fn ttls_expire_on_the_server_and_flags_persist(t: &Target) {
         -2,
         "gone from the server"
     );
-    assert_eq!(store.get(&flags).await.unwrap(), Some(b"x".to_vec()));
-    assert_eq!(store.get(&state).await.unwrap(), Some(b"x".to_vec()));
+    assert_eq!(store.get(&flags).await.unwrap(), Some(entry(1, "x")));
+    assert_eq!(store.get(&state).await.unwrap(), Some(entry(2, "x")));
     assert_eq!(store.version(&world).await.unwrap(), Some(2));
 }
 
@@ -257,34 +254,109 @@ async fn lost_scripts_are_reloaded(t: &Target) {
                 .await
                 .unwrap();
         }
-        let w = CacheWrite {
-            world: world.clone(),
-            version: 10 * round,
-            kind: WriteKind::Commit,
-            puts: vec![Put {
+        let w = CacheWrite::commit(
+            world.clone(),
+            10 * round,
+            vec![Put {
                 key: key.clone(),
-                bytes: b"v".to_vec(),
+                bytes: entry(10 * round, "v"),
                 ttl: None,
             }],
-            deletes: vec![],
-        };
-        assert_eq!(store.write(&w).await.unwrap(), WriteOutcome::Applied);
-        let seed = 10 * round + 1;
-        assert_eq!(store.seed_version(&world, seed).await.unwrap(), seed);
-    }
-    assert_eq!(store.get(&key).await.unwrap(), Some(b"v".to_vec()));
-    let sha = write_script_sha();
-    let mut loaded = 0;
-    for conn in &probe.masters {
-        let exists: Vec<i64> = redis::cmd("SCRIPT")
-            .arg("EXISTS")
-            .arg(&sha)
-            .query_async(&mut conn.clone())
+        );
+        let previous = (round > 1).then_some(10 * (round - 1));
+        assert_eq!(store.write(&w).await.unwrap(), landed(1, previous));
+        // The commit took the last round's lease, so this one is free.
+        let held = store
+            .lease(
+                &world,
+                std::slice::from_ref(&key),
+                Lease(round),
+                Duration::from_secs(30),
+            )
             .await
             .unwrap();
-        loaded += exists[0];
+        assert_eq!(held, [true]);
     }
-    assert!(loaded >= 1, "the write script is loaded again");
+    assert_eq!(store.get(&key).await.unwrap(), Some(entry(20, "v")));
+    for sha in script_shas() {
+        let mut loaded = 0;
+        for conn in &probe.masters {
+            let exists: Vec<i64> = redis::cmd("SCRIPT")
+                .arg("EXISTS")
+                .arg(&sha)
+                .query_async(&mut conn.clone())
+                .await
+                .unwrap();
+            loaded += exists[0];
+        }
+        assert!(loaded >= 1, "script {sha} is loaded again");
+    }
+}
+
+/// The script's replace rule on raw bytes is the codec's: for each pair of
+/// what a key holds and what a commit puts, the put lands exactly when
+/// `codec::replaces` says so. The pairs cover versions past 2^53 and ones
+/// that differ only in a low or a high byte, tombstones, and bytes that are
+/// not entries (no magic, short, another format, unknown flags).
+async fn the_script_replaces_as_the_codec_does(t: &Target) {
+    let store = t.store().await;
+    let probe = t.probe().await;
+    let world = fresh_world();
+    let with_byte = |mut bytes: Vec<u8>, at: usize, value: u8| {
+        bytes[at] = value;
+        bytes
+    };
+    let big = (1u64 << 53) + 1;
+    let samples: Vec<Vec<u8>> = vec![
+        entry(1, "a"),
+        entry(255, "a"),
+        entry(256, "a"),
+        entry(big, "a"),
+        entry(big + 1, "a"),
+        entry(u64::MAX, "a"),
+        codec::tombstone(1),
+        codec::tombstone(256),
+        codec::tombstone(big),
+        b"plain".to_vec(),
+        b"LW\x01\x00short".to_vec(),
+        with_byte(entry(2, "a"), 2, 9),
+        with_byte(entry(2, "a"), 3, 0x80),
+        with_byte(entry(2, "a"), 3, 1),
+    ];
+    let mut n = 0;
+    for current in samples.iter().map(Some).chain([None]) {
+        for new in &samples {
+            n += 1;
+            let key = CacheKey::entity(&world, &character(&format!("c{n}")));
+            if let Some(bytes) = current {
+                lwcache_testkit::StoreProbe::put_raw(&probe, &key, bytes.clone()).await;
+            }
+            let put = Put {
+                key: key.clone(),
+                bytes: new.clone(),
+                ttl: None,
+            };
+            let w = CacheWrite::commit(world.clone(), 1, vec![put]);
+            let outcome = store.write(&w).await.unwrap();
+            let want = codec::replaces(current.map(Vec::as_slice), new);
+            assert_eq!(outcome.landed == 1, want, "{current:?} replaced by {new:?}");
+            let now = if want {
+                Some(new.clone())
+            } else {
+                current.cloned()
+            };
+            assert_eq!(store.get(&key).await.unwrap(), now);
+        }
+    }
+}
+
+/// What a write where every put landed answers.
+fn landed(puts: usize, previous: Option<u64>) -> WriteOutcome {
+    WriteOutcome {
+        landed: puts,
+        skipped: 0,
+        previous,
+    }
 }
 
 /// Declares the checks shared by both topologies as tests.
@@ -313,6 +385,7 @@ mod standalone {
         two_clients_never_leave_a_stale_fill,
         ttls_expire_on_the_server_and_flags_persist,
         lost_scripts_are_reloaded,
+        the_script_replaces_as_the_codec_does,
     );
 
     /// Reads the server's MONITOR feed over a raw socket: every command
@@ -352,8 +425,9 @@ mod standalone {
         }
     }
 
-    /// Warming sends one script call per batch: the number of round trips
-    /// is the number of batches, not the number of keys.
+    /// Warming sends one lease script call for every key, then one write
+    /// script call per batch: the number of round trips is one more than the
+    /// number of batches, not the number of keys.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn warming_takes_one_round_trip_per_batch() {
         let Some(url) = standalone_url() else { return };
@@ -364,20 +438,22 @@ mod standalone {
         let store = Arc::new(standalone_store(&url).await);
         let repo: Arc<dyn WorldRepository> = Arc::new(MemoryRepository::new());
         let world = seed_world(repo.as_ref(), 40).await;
-        // Seed the version and load the write script before watching, so
-        // the count holds batches only (no NoVersion retry, no NOSCRIPT).
+        // Load both scripts before watching, so that no NOSCRIPT retry is
+        // counted.
+        let other = fresh_world();
         store
-            .seed_version(&world, repo.version(&world).await.unwrap())
+            .write(&CacheWrite::commit(other.clone(), 1, vec![]))
             .await
             .unwrap();
-        let warm_up = CacheWrite {
-            world: fresh_world(),
-            version: 1,
-            kind: WriteKind::Commit,
-            puts: vec![],
-            deletes: vec![],
-        };
-        store.write(&warm_up).await.unwrap();
+        store
+            .lease(
+                &other,
+                &[CacheKey::state(&other)],
+                Lease(1),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
 
         let mut monitor = Monitor::start(&node.host, node.port).await;
         let batch_size = 16;
@@ -421,14 +497,14 @@ mod standalone {
         assert_eq!(report.batches, report.keys.div_ceil(batch_size));
         assert_eq!(
             calls.len(),
-            report.batches,
-            "one round trip per batch of {batch_size}, for {} keys",
+            1 + report.batches,
+            "one lease call, then one round trip per batch of {batch_size}, for {} keys",
             report.keys
         );
     }
 
-    /// A user limited to `~lw:*` and GET, SET, DEL, EVALSHA, SCRIPT LOAD
-    /// and PING can do everything the port needs.
+    /// A user limited to `~lw:*` and GET, SET, DEL, EVALSHA, SCRIPT LOAD,
+    /// PING and SCAN can do everything the port needs.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_acl_user_limited_to_lw_keys_suffices() {
         let Some(url) = server_env(ACL_VAR) else {
@@ -462,25 +538,37 @@ mod standalone {
     async fn exercise(store: &RedisStore) {
         let world = fresh_world();
         let key = CacheKey::state(&world);
+        let flags = CacheKey::flags(&world);
         store.ping().await.unwrap();
         assert_eq!(store.version(&world).await.unwrap(), None);
-        let fill = CacheWrite {
-            world: world.clone(),
-            version: 4,
-            kind: WriteKind::Fill,
-            puts: vec![Put {
-                key: key.clone(),
-                bytes: b"s".to_vec(),
-                ttl: Some(Duration::from_secs(60)),
-            }],
-            deletes: vec![],
+        let put = |key: &CacheKey, version: u64| Put {
+            key: key.clone(),
+            bytes: entry(version, "s"),
+            ttl: Some(Duration::from_secs(60)),
         };
-        assert_eq!(store.write(&fill).await.unwrap(), WriteOutcome::NoVersion);
-        assert_eq!(store.seed_version(&world, 4).await.unwrap(), 4);
-        assert_eq!(store.write(&fill).await.unwrap(), WriteOutcome::Applied);
-        assert_eq!(store.get(&key).await.unwrap(), Some(b"s".to_vec()));
+        let fill = CacheWrite::fill(world.clone(), 4, Lease(7), vec![put(&key, 4)]);
+        let unleased = store.write(&fill).await.unwrap();
+        assert_eq!((unleased.landed, unleased.skipped), (0, 1), "no lease yet");
+        let held = store
+            .lease(
+                &world,
+                &[key.clone(), flags.clone()],
+                Lease(7),
+                Duration::from_secs(60),
+            )
+            .await
+            .unwrap();
+        assert_eq!(held, [true, true]);
+        assert_eq!(store.write(&fill).await.unwrap(), landed(1, None));
+        assert_eq!(store.get(&key).await.unwrap(), Some(entry(4, "s")));
+        let commit = CacheWrite::commit(world.clone(), 5, vec![put(&flags, 5)]);
+        assert_eq!(store.write(&commit).await.unwrap(), landed(1, None));
+        assert_eq!(store.version(&world).await.unwrap(), Some(5));
         store.remove(std::slice::from_ref(&key)).await.unwrap();
         assert_eq!(store.get(&key).await.unwrap(), None);
+        assert_eq!(store.drop_world(&world).await.unwrap(), 2, "flags and ver");
+        assert_eq!(store.version(&world).await.unwrap(), None);
+        assert_eq!(store.get(&flags).await.unwrap(), None);
     }
 
     /// `rediss://` with a private CA: the store connects over TLS, trusting
@@ -533,7 +621,14 @@ mod standalone {
                 .with_response_timeout(TEST_RESPONSE_TIMEOUT);
         let store = RedisStore::connect(&config).await.expect("connects");
         let world = fresh_world();
-        let result = store.seed_version(&world, 1).await;
+        let result = store
+            .lease(
+                &world,
+                &[CacheKey::state(&world)],
+                Lease(1),
+                Duration::from_secs(1),
+            )
+            .await;
         let get = store.get(&CacheKey::state(&world)).await;
         let _: i64 = redis::cmd("ACL")
             .arg(&["DELUSER", &user][..])
@@ -558,6 +653,7 @@ mod cluster {
         two_clients_never_leave_a_stale_fill,
         ttls_expire_on_the_server_and_flags_persist,
         lost_scripts_are_reloaded,
+        the_script_replaces_as_the_codec_does,
     );
 
     /// Every key of a world hashes to the slot of its `{<world>}` tag, so one

@@ -27,6 +27,9 @@ pub(crate) const TLS_VAR: &str = "LWCACHE_TEST_REDIS_TLS_URL";
 /// The path of that CA's PEM certificate.
 pub(crate) const TLS_CA_VAR: &str = "LWCACHE_TEST_REDIS_TLS_CA";
 
+/// What follows a key to name its lease in Redis.
+pub(crate) const LEASE_SUFFIX: &str = ":lease";
+
 /// Generous for a loaded 2-core machine: these tests check behaviour, not
 /// speed.
 pub(crate) const TEST_RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -212,6 +215,12 @@ impl Probe {
         keys.into_iter().collect()
     }
 
+    /// Every key under the world's prefix, its leases included.
+    pub(crate) async fn everything(&self, world: &WorldId) -> Vec<String> {
+        let prefix = lwcache_domain::key::world_prefix(world);
+        self.scan(&format!("{prefix}*")).await
+    }
+
     /// `PTTL key`: -2 absent, -1 persistent, else milliseconds left.
     pub(crate) async fn pttl(&self, key: &str) -> i64 {
         redis::cmd("PTTL")
@@ -233,9 +242,12 @@ impl StoreProbe for Probe {
             .expect("SET");
     }
 
+    /// The world's data keys and its version key, as the in-memory store
+    /// lists them: leases are the store's bookkeeping, not keys of the world.
     async fn keys(&self, world: &WorldId) -> Vec<String> {
-        let prefix = lwcache_domain::key::world_prefix(world);
-        self.scan(&format!("{prefix}*")).await
+        let mut keys = self.everything(world).await;
+        keys.retain(|k| !k.ends_with(LEASE_SUFFIX));
+        keys
     }
 
     async fn ttl(&self, key: &CacheKey) -> Option<Duration> {
@@ -246,7 +258,7 @@ impl StoreProbe for Probe {
     }
 
     async fn forget(&self, world: &WorldId) {
-        let keys = self.keys(world).await;
+        let keys = self.everything(world).await;
         if keys.is_empty() {
             return;
         }
