@@ -15,7 +15,7 @@ use neo4rs::query;
 
 use crate::support::{self, TEST_TIMEOUT};
 
-async fn create_world(repo: &Neo4jRepository) -> lwcache_domain::WorldId {
+pub(crate) async fn create_world(repo: &Neo4jRepository) -> lwcache_domain::WorldId {
     let world = fresh_world();
     repo.apply(&Mutation {
         world: world.clone(),
@@ -196,6 +196,8 @@ async fn the_schema_step_is_idempotent() {
         "lw_flag_key",
         "lw_event_key",
         "lw_event_timeline",
+        "lw_outbox_key",
+        "lw_outbox_age",
     ]
     .into_iter()
     .map(str::to_owned)
