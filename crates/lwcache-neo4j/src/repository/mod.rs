@@ -36,7 +36,8 @@ const WRITE_ATTEMPTS: u32 = 10;
 ///
 /// Every write is one transaction whose first statement takes the world
 /// node's write lock and bumps its version, so writes to one world are
-/// serialized and their versions are consecutive. Every read is one
+/// serialized and their versions are consecutive, and whose last records
+/// the write's outbox entry. Every read is one
 /// statement that reads the version before the data. Every call is bounded
 /// by the configured timeout.
 #[derive(Clone)]
