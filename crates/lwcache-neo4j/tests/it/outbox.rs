@@ -344,32 +344,14 @@ async fn the_claim_seeks_the_age_index() {
         ("limit".to_owned(), 100i64.into()),
     ]
     .into();
-    let mut stream = graph
-        .execute(
-            query("CALL lwcache.test.profile($q, $p) YIELD operator, details RETURN operator, details")
-                .param("q", read_only)
-                .param("p", params),
-        )
-        .await
-        .unwrap();
-    let mut plan = Vec::new();
-    while let Some(row) = stream.next().await.unwrap() {
-        let op: String = row.get("operator").unwrap();
-        let details: String = row.get("details").unwrap();
-        plan.push((op, details));
-    }
-    let shown = plan
-        .iter()
-        .map(|(o, d)| format!("{o} [{d}]"))
-        .collect::<Vec<_>>()
-        .join("\n");
+    let (plan, shown) = support::profile(&graph, &read_only, params).await;
     println!("claim plan:\n{shown}");
     assert!(
         plan.iter()
-            .any(|(o, d)| o.contains("NodeIndexSeek") && d.contains("Outbox(at_ms)")),
+            .any(|(o, d, ..)| o.contains("NodeIndexSeek") && d.contains("Outbox(at_ms)")),
         "no seek on the age index:\n{shown}"
     );
-    for (op, _) in &plan {
+    for (op, ..) in &plan {
         assert!(
             !op.contains("LabelScan") && !op.contains("AllNodesScan"),
             "{op} in the plan:\n{shown}"
