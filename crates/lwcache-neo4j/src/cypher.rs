@@ -12,6 +12,8 @@ pub const SCHEMA: &[&str] = &[
     "CREATE CONSTRAINT lw_flag_key IF NOT EXISTS FOR (f:Flag) REQUIRE (f.world_id, f.name) IS UNIQUE",
     "CREATE CONSTRAINT lw_event_key IF NOT EXISTS FOR (v:Event) REQUIRE (v.world_id, v.seq) IS UNIQUE",
     "CREATE INDEX lw_event_timeline IF NOT EXISTS FOR (v:Event) ON (v.world_id, v.entity_id, v.seq)",
+    "CREATE CONSTRAINT lw_outbox_key IF NOT EXISTS FOR (o:Outbox) REQUIRE (o.world_id, o.version) IS UNIQUE",
+    "CREATE INDEX lw_outbox_age IF NOT EXISTS FOR (o:Outbox) ON (o.at_ms)",
 ];
 
 /// Waits until every index is online (a new index is populated in the
@@ -156,3 +158,32 @@ pub const LOAD_EVENTS: &str = "\
 UNWIND $rows AS row
 MATCH (e:Entity {world_id: $w, id: row.id})
 CREATE (e)-[:HAS_EVENT]->(:Event {world_id: $w, entity_id: row.id, seq: row.seq, kind: row.kind, at_ms: row.at_ms, data: row.data})";
+
+/// Records what a write owes the cache, in the write's own transaction: the
+/// keys it makes stale (formatted cache keys) at its version. `at_ms` is the
+/// server's clock, so the age a claim asks for never depends on a client's.
+/// Params: `w`, `v`, `keys`.
+pub const RECORD_OWED: &str =
+    "CREATE (:Outbox {world_id: $w, version: $v, keys: $keys, at_ms: timestamp()})";
+
+/// Claims the oldest outbox entries at least `min_age_ms` old that no other
+/// owner holds a live claim on (an owner may claim its own again), and
+/// returns them. Served by a range seek on `lw_outbox_age`, whose order
+/// also serves the `ORDER BY`. Params: `owner`, `min_age_ms`, `lease_ms`,
+/// `limit`.
+pub const CLAIM_OWED: &str = "\
+WITH timestamp() AS now
+MATCH (o:Outbox)
+WHERE o.at_ms <= now - $min_age_ms
+  AND (o.claimed_until IS NULL OR o.claimed_until <= now OR o.claimed_by = $owner)
+WITH o, now ORDER BY o.at_ms LIMIT $limit
+SET o.claimed_by = $owner, o.claimed_until = now + $lease_ms
+RETURN o.world_id AS world_id, o.version AS version, o.keys AS keys";
+
+/// Removes settled outbox entries through the `lw_outbox_key` constraint's
+/// index; ids without an entry match nothing. Params: `done` (a list of
+/// `{w, v}`).
+pub const SETTLE_OWED: &str = "\
+UNWIND $done AS d
+MATCH (o:Outbox {world_id: d.w, version: d.v})
+DELETE o";

@@ -2,9 +2,10 @@
 //!
 //! [`Neo4jRepository`] implements [`lwcache_core::ports::WorldRepository`]
 //! with neo4rs over Bolt: one transaction per write that also bumps the
-//! world's version, reads that return the version they were read at,
-//! recent timelines served newest first by an index, and bulk loads in
-//! batches inside one transaction. The graph model is described in
+//! world's version and records what the write owes the cache in an outbox,
+//! reads that return the version they were read at, recent timelines served
+//! newest first by an index, bulk loads in batches inside one transaction,
+//! and the outbox's claims and settling. The graph model is described in
 //! `docs/neo4j-model.md`; [`cypher`] holds every statement.
 //!
 //! ```no_run

@@ -1,13 +1,14 @@
 //! The schema step and bulk loads: a whole seed in one transaction, its
 //! entities and events sent in `UNWIND` batches, leaving exactly the world
-//! that applying the seed's mutations one by one would.
+//! that applying the seed's mutations one by one would. A load records no
+//! outbox entry: it bypasses the cache, so it owes the cache nothing.
 
 use std::collections::BTreeMap;
 
 use lwcache_domain::{EntityKind, WorldError, WorldId, WorldSeed};
 use neo4rs::{BoltType, Txn, query};
 
-use super::{Fail, Neo4jRepository, WRITE_ATTEMPTS, label, to_i64};
+use super::{Fail, Neo4jRepository, WRITE_ATTEMPTS, label, row, to_i64};
 use crate::cypher;
 use crate::error::Neo4jError;
 use crate::json;
@@ -132,11 +133,4 @@ impl Neo4jRepository {
         }
         Ok(final_version)
     }
-}
-
-/// One row of an `UNWIND` batch, as a Bolt map.
-fn row<const N: usize>(fields: [(&str, BoltType); N]) -> BoltType {
-    let map: std::collections::HashMap<String, BoltType> =
-        fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
-    map.into()
 }

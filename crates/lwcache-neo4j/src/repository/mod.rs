@@ -3,9 +3,11 @@
 //! The port's methods are thin here; what they do is split by mechanism:
 //! `read.rs` (reads that project the version first, and decoding rows),
 //! `write.rs` (one transaction per mutation, retried on transient errors),
-//! `load.rs` (the schema step and bulk loads in batches).
+//! `load.rs` (the schema step and bulk loads in batches), `outbox.rs` (what
+//! writes owe the cache: recorded, claimed, settled).
 
 mod load;
+mod outbox;
 mod read;
 mod write;
 
@@ -13,12 +15,12 @@ use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lwcache_core::ports::{SourceError, WorldRepository};
+use lwcache_core::ports::{Claim, SourceError, WorldRepository};
 use lwcache_domain::{
-    CacheKey, CachedValue, Committed, EntityKind, Mutation, Versioned, WorldError, WorldId,
-    WorldImage, WorldSeed,
+    CacheKey, CachedValue, Committed, EntityKind, Mutation, Owed, OwedId, Versioned, WorldError,
+    WorldId, WorldImage, WorldSeed,
 };
-use neo4rs::{Graph, Query, Row, query};
+use neo4rs::{BoltType, Graph, Query, Row, query};
 use serde::Deserialize;
 
 use crate::config::Neo4jConfig;
@@ -34,7 +36,8 @@ const WRITE_ATTEMPTS: u32 = 10;
 ///
 /// Every write is one transaction whose first statement takes the world
 /// node's write lock and bumps its version, so writes to one world are
-/// serialized and their versions are consecutive. Every read is one
+/// serialized and their versions are consecutive, and whose last records
+/// the write's outbox entry. Every read is one
 /// statement that reads the version before the data. Every call is bounded
 /// by the configured timeout.
 #[derive(Clone)]
@@ -163,6 +166,20 @@ impl WorldRepository for Neo4jRepository {
         .await
     }
 
+    async fn owed(&self, claim: &Claim) -> Result<Vec<Owed>, SourceError> {
+        self.write(self.config.query_timeout(), || self.claim_once(claim))
+            .await
+    }
+
+    async fn settle(&self, done: &[OwedId]) -> Result<(), SourceError> {
+        if done.is_empty() {
+            return Ok(());
+        }
+        let rows = outbox::settle_rows(done)?;
+        self.write(self.config.query_timeout(), || self.settle_once(&rows))
+            .await
+    }
+
     async fn ping(&self) -> Result<(), SourceError> {
         let limit = self.config.query_timeout();
         Ok(self.bounded(limit, self.ping_inner()).await?)
@@ -186,6 +203,13 @@ impl From<WorldError> for Fail {
     fn from(e: WorldError) -> Self {
         Fail::Domain(e)
     }
+}
+
+/// One row of an `UNWIND` batch, as a Bolt map.
+fn row<const N: usize>(fields: [(&str, BoltType); N]) -> BoltType {
+    let map: std::collections::HashMap<String, BoltType> =
+        fields.into_iter().map(|(k, v)| (k.to_owned(), v)).collect();
+    map.into()
 }
 
 fn label(kind: EntityKind) -> &'static str {

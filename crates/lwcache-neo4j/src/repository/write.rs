@@ -1,6 +1,7 @@
 //! Writes: one transaction per mutation whose first statement takes the
-//! world node's write lock and bumps its version, retried as a whole when
-//! Neo4j reports a transient error, within the call's timeout.
+//! world node's write lock and bumps its version and whose last records what
+//! the write owes the cache, retried as a whole when Neo4j reports a
+//! transient error, within the call's timeout.
 
 use std::future::Future;
 use std::time::Duration;
@@ -90,8 +91,12 @@ impl Neo4jRepository {
     }
 
     pub(super) async fn apply_once(&self, mutation: &Mutation) -> Result<Committed, Fail> {
-        self.in_txn(async |repo, txn| repo.apply_in(txn, mutation).await)
-            .await
+        self.in_txn(async |repo, txn| {
+            let committed = repo.apply_in(txn, mutation).await?;
+            repo.record_owed(txn, &committed).await?;
+            Ok(committed)
+        })
+        .await
     }
 
     async fn apply_in(&self, txn: &mut Txn, mutation: &Mutation) -> Result<Committed, Fail> {

@@ -12,6 +12,7 @@
     reason = "a failed unwrap in a test is a failed test, with its message"
 )]
 
+mod outbox;
 mod specific;
 mod support;
 

@@ -15,7 +15,7 @@ use neo4rs::query;
 
 use crate::support::{self, TEST_TIMEOUT};
 
-async fn create_world(repo: &Neo4jRepository) -> lwcache_domain::WorldId {
+pub(crate) async fn create_world(repo: &Neo4jRepository) -> lwcache_domain::WorldId {
     let world = fresh_world();
     repo.apply(&Mutation {
         world: world.clone(),
@@ -104,27 +104,7 @@ async fn recent_timelines_are_served_by_the_index_at_100k_events() {
         ("k".to_owned(), k.into()),
     ]
     .into();
-    let mut stream = graph
-        .execute(
-            query("CALL lwcache.test.profile($q, $p) YIELD operator, details, depth, rows, dbHits RETURN operator, details, depth, rows, dbHits")
-                .param("q", cypher::RECENT)
-                .param("p", params),
-        )
-        .await
-        .unwrap();
-    let mut plan = Vec::new();
-    while let Some(row) = stream.next().await.unwrap() {
-        let op: String = row.get("operator").unwrap();
-        let details: String = row.get("details").unwrap();
-        let rows: i64 = row.get("rows").unwrap();
-        let hits: i64 = row.get("dbHits").unwrap();
-        plan.push((op, details, rows, hits));
-    }
-    let shown: Vec<String> = plan
-        .iter()
-        .map(|(o, d, r, h)| format!("{o} [{d}] rows={r} dbHits={h}"))
-        .collect();
-    let shown = shown.join("\n");
+    let (plan, shown) = support::profile(&graph, cypher::RECENT, params).await;
     let seek = plan
         .iter()
         .find(|(o, d, _, _)| {
@@ -196,6 +176,8 @@ async fn the_schema_step_is_idempotent() {
         "lw_flag_key",
         "lw_event_key",
         "lw_event_timeline",
+        "lw_outbox_key",
+        "lw_outbox_age",
     ]
     .into_iter()
     .map(str::to_owned)

@@ -60,3 +60,36 @@ pub(crate) async fn graph() -> Option<neo4rs::Graph> {
         .expect("driver config");
     Some(neo4rs::Graph::connect(driver).expect("driver"))
 }
+
+/// One operator of a profiled plan: its name, details, rows and db hits.
+pub(crate) type Step = (String, String, i64, i64);
+
+/// Runs `statement` under PROFILE through the server's test procedure and
+/// returns its plan, with the plan as text for assertion messages.
+pub(crate) async fn profile(
+    graph: &neo4rs::Graph,
+    statement: &str,
+    params: std::collections::HashMap<String, neo4rs::BoltType>,
+) -> (Vec<Step>, String) {
+    let mut stream = graph
+        .execute(
+            neo4rs::query("CALL lwcache.test.profile($q, $p) YIELD operator, details, depth, rows, dbHits RETURN operator, details, depth, rows, dbHits")
+                .param("q", statement)
+                .param("p", params),
+        )
+        .await
+        .unwrap();
+    let mut plan = Vec::new();
+    while let Some(row) = stream.next().await.unwrap() {
+        let op: String = row.get("operator").unwrap();
+        let details: String = row.get("details").unwrap();
+        let rows: i64 = row.get("rows").unwrap();
+        let hits: i64 = row.get("dbHits").unwrap();
+        plan.push((op, details, rows, hits));
+    }
+    let shown: Vec<String> = plan
+        .iter()
+        .map(|(o, d, r, h)| format!("{o} [{d}] rows={r} dbHits={h}"))
+        .collect();
+    (plan, shown.join("\n"))
+}
