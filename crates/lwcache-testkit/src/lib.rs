@@ -11,6 +11,7 @@
 //! - [`stack`]: the cache manager over a store and a repository.
 //! - [`decorators`]: port wrappers that record, fail or pause calls.
 //! - [`fixtures`]: fresh ids and small documents.
+//! - [`proxy`]: a fault-injecting TCP proxy for tests against real servers.
 
 #![allow(
     clippy::unwrap_used,
@@ -20,6 +21,7 @@
 pub mod decorators;
 pub mod fixtures;
 pub mod memory;
+pub mod proxy;
 pub mod repository;
 pub mod servers;
 pub mod stack;
