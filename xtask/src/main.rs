@@ -2,6 +2,7 @@
 //! passes here, passes in CI.
 
 mod bench;
+mod chaos;
 mod neo4j;
 mod redis;
 
@@ -17,6 +18,7 @@ fn main() -> Result<()> {
         Some("ci") => ci(&root, &args[1..]),
         Some("servers") => servers(&root),
         Some("bench") => bench::run(&root, &args[1..]),
+        Some("chaos") => chaos::run(&root, &args[1..]),
         Some("help") | None => {
             eprintln!("{USAGE}");
             Ok(())
@@ -42,7 +44,12 @@ tasks:
          every scenario against its baseline and writes
          target/bench/report.json; the markdown page and SVG chart go to
          target/bench/ in quick mode (the default) and to docs/benchmarks/
-         in full mode";
+         in full mode
+  chaos  [--quick|--full] [--seed N]: builds lwcache and lwcache-chaos in
+         release, starts Neo4j, and runs the consistency checker (two
+         lwcache serve processes, its own redis-server, fault-injecting
+         proxies); writes target/chaos/report.json and report.md and fails
+         on a read-your-writes violation or a cache that does not converge";
 
 fn workspace_root() -> PathBuf {
     // xtask lives one level below the workspace root.

@@ -53,6 +53,37 @@ impl Comparer {
         Ok(())
     }
 
+    /// Proves the comparison can fail: plants an entry for `key` (a
+    /// formatted cache key of an entity) whose value Neo4j does not hold,
+    /// checks that a comparison reports it, and deletes it.
+    pub(crate) async fn self_check(&mut self, key: &str) -> Result<()> {
+        let planted = codec::encode(&codec::Entry {
+            version: 1,
+            redaction: lwcache_domain::Redaction::Complete,
+            value: CachedValue::Entity(lwcache_domain::Document(BTreeMap::from([(
+                "n".to_owned(),
+                Value::Int(-1),
+            )]))),
+        });
+        let _: () = redis::cmd("SET")
+            .arg(key)
+            .arg(planted)
+            .query_async(&mut self.redis)
+            .await?;
+        let seen = self.compare().await;
+        let _: () = redis::cmd("DEL")
+            .arg(key)
+            .query_async(&mut self.redis)
+            .await?;
+        let seen = seen?;
+        if !seen.mismatches.iter().any(|m| m.starts_with(key)) {
+            anyhow::bail!(
+                "the comparison did not notice a planted wrong entry under {key}: the checker is broken"
+            );
+        }
+        Ok(())
+    }
+
     /// Compares until equal or `bound` passes; returns the time it took
     /// (`None`: not within the bound) and the last comparison.
     pub(crate) async fn until_equal(&mut self, bound: Duration) -> (Option<Duration>, Comparison) {

@@ -124,8 +124,8 @@ impl Plan {
             writers: 12,
             readers: 24,
             baseline: Duration::from_secs(20),
-            hold: Duration::from_secs(15),
-            gap: Duration::from_secs(20),
+            hold: Duration::from_secs(10),
+            gap: Duration::from_secs(15),
             converge_bound: Duration::from_secs(10),
             quiescence: Duration::from_secs(5),
             final_bound: Duration::from_secs(30),
@@ -319,6 +319,10 @@ async fn run(args: &Args) -> Result<Report> {
     let keys = workload::keys(&run_id, plan.worlds);
     let bases: Vec<String> = rig.services.iter().map(ServiceProc::base).collect();
     workload::setup(&http, &bases[0], &keys).await?;
+    // A checker that cannot see a wrong entry would pass everything.
+    comparer
+        .self_check(&format!("lw:world:{{{run_id}-w0}}:character:c0:state"))
+        .await?;
 
     let (paused, _) = watch::channel(false);
     let shared = Arc::new(Shared {
