@@ -354,7 +354,7 @@ async fn run(args: &Args) -> Result<Report> {
 
     tokio::time::sleep(plan.baseline).await;
     let mut windows: Vec<Window> = Vec::new();
-    let mut converged_after: Vec<Option<u64>> = Vec::new();
+    let mut converged_after: Vec<(Option<u64>, Vec<String>)> = Vec::new();
     'cycles: for cycle in 0..plan.max_cycles {
         for (name, action) in schedule(args.instances) {
             let name = if plan.max_cycles > 1 {
@@ -374,9 +374,12 @@ async fn run(args: &Args) -> Result<Report> {
             // Convergence with the writers paused: what the cache still
             // gets wrong once the fault is gone and nothing new is written.
             shared.paused.send_replace(true);
-            let (took, _) = comparer.until_equal(plan.converge_bound).await;
+            let (took, last) = comparer.until_equal(plan.converge_bound).await;
             shared.paused.send_replace(false);
-            converged_after.push(took.map(|_| (shared.now_us() - heal_us) / 1000));
+            converged_after.push((
+                took.map(|_| (shared.now_us() - heal_us) / 1000),
+                last.mismatches.into_iter().take(5).collect(),
+            ));
             windows.push(Window {
                 name,
                 start_us,
@@ -411,8 +414,9 @@ async fn run(args: &Args) -> Result<Report> {
     }
     let specs: Vec<_> = shared.keys.iter().map(|k| k.spec.clone()).collect();
     let mut analysis = analyse(&specs, &histories, &reads, &windows, run_end_us, &[]);
-    for (w, c) in analysis.windows.iter_mut().skip(1).zip(&converged_after) {
-        w.converged_after_heal_ms = *c;
+    for (w, (took, different)) in analysis.windows.iter_mut().skip(1).zip(converged_after) {
+        w.converged_after_heal_ms = took;
+        w.still_different = different;
     }
     let mut writes = WriteCounts::default();
     for h in &histories {

@@ -245,7 +245,8 @@ impl Nines {
         } else if bad == 0 {
             Nines::AtLeast((total as f64).log10())
         } else {
-            Nines::Exact(-((bad.min(total) as f64) / total as f64).log10())
+            // log10(total / bad), not -log10(bad / total): no "-0.00".
+            Nines::Exact((total as f64 / bad.min(total) as f64).log10())
         }
     }
 

@@ -135,6 +135,17 @@ pub fn to_markdown(r: &Report) -> String {
             );
         }
     }
+    s.push_str("\n## Not converged after a heal\n\n");
+    let mut none = true;
+    for w in &r.analysis.windows {
+        for d in &w.still_different {
+            none = false;
+            let _ = writeln!(s, "- {}: {d}", w.name);
+        }
+    }
+    if none {
+        s.push_str("Every window converged within its bound.\n");
+    }
     let c = &r.convergence;
     s.push_str("\n## Convergence at the end\n\n");
     let _ = writeln!(
@@ -181,4 +192,79 @@ fn row(s: &mut String, w: &WindowReport) {
         w.converged_after_heal_ms
             .map_or_else(|| "—".to_owned(), |ms| format!("{ms} ms")),
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{KeyHistory, Kind, Observed, Outcome, Window, WriteAttempt};
+    use crate::report::{KeySpec, ReadRecord, ReadResult, analyse};
+
+    fn report(got: u64) -> Report {
+        let keys = vec![KeySpec {
+            kind: Kind::Entity,
+            name: "w/characters/c0".to_owned(),
+        }];
+        let mut h = KeyHistory::default();
+        h.push(WriteAttempt {
+            seq: 1,
+            sent_us: 0,
+            outcome: Outcome::Acked {
+                at_us: 10,
+                version: 2,
+            },
+        });
+        let windows = vec![Window {
+            name: "redis-partition".to_owned(),
+            start_us: 100,
+            heal_us: 200,
+            end_us: 300,
+        }];
+        let reads = vec![ReadRecord {
+            key: 0,
+            instance: 1,
+            start_us: 150,
+            end_us: 160,
+            result: ReadResult::Ok(Observed::Register(got)),
+        }];
+        let mut r = Report {
+            mode: "quick".to_owned(),
+            seed: 1,
+            topology: "standalone".to_owned(),
+            instances: 2,
+            duration_ms: 1,
+            writes: WriteCounts::default(),
+            reads: 1,
+            analysis: analyse(&keys, &[h], &reads, &windows, 300, &[]),
+            convergence: Convergence {
+                converged: true,
+                ..Convergence::default()
+            },
+            notes: Vec::new(),
+            passed: false,
+        };
+        r.judge();
+        r
+    }
+
+    #[test]
+    fn a_violation_fails_the_run_and_is_shown_with_its_window() {
+        let r = report(0);
+        assert!(!r.passed);
+        let page = to_markdown(&r);
+        assert!(page.contains("**FAILED**: 1 violations in 1 checked reads"));
+        assert!(page.contains("`w/characters/c0` on instance 1"));
+        assert!(page.contains("redis-partition: 0.00 nines consistent within 0 ms"));
+    }
+
+    #[test]
+    fn a_clean_converged_run_passes() {
+        let r = report(1);
+        assert!(r.passed);
+        assert!(to_markdown(&r).contains("**PASSED**"));
+        let mut unconverged = r.clone();
+        unconverged.convergence.converged = false;
+        unconverged.judge();
+        assert!(!unconverged.passed);
+    }
 }

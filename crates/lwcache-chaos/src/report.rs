@@ -111,6 +111,8 @@ pub struct WindowReport {
     /// From the heal until the cache equalled the source, measured by the
     /// runner; `None` when it did not within its bound.
     pub converged_after_heal_ms: Option<u64>,
+    /// When it did not: what still differed at the bound (the first few).
+    pub still_different: Vec<String>,
     /// The first violations.
     pub examples: Vec<Example>,
 }
@@ -134,6 +136,7 @@ impl WindowReport {
             max_behind_ms: 0,
             max_behind_versions: 0,
             converged_after_heal_ms: None,
+            still_different: Vec::new(),
             examples: Vec::new(),
         }
     }
