@@ -36,9 +36,13 @@ impl RedisProc {
     /// Starts one on a free port, its files under `dir`.
     pub(crate) async fn start(dir: &Path) -> Result<RedisProc> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        // redis-server enters `--dir` before it opens `--logfile`: a
+        // relative path would be taken twice.
+        let dir =
+            std::fs::canonicalize(dir).with_context(|| format!("resolving {}", dir.display()))?;
         let mut proc = RedisProc {
             port: free_port()?,
-            dir: dir.to_path_buf(),
+            dir,
             child: None,
         };
         proc.spawn().await?;
