@@ -2,6 +2,7 @@
 //! passes here, passes in CI.
 
 mod bench;
+mod chaos;
 mod coverage;
 mod deps;
 mod neo4j;
@@ -19,6 +20,7 @@ fn main() -> Result<()> {
         Some("ci") => ci(&root, &args[1..]),
         Some("servers") => servers(&root),
         Some("bench") => bench::run(&root, &args[1..]),
+        Some("chaos") => chaos::run(&root, &args[1..]),
         Some("deps") => deps::run(&root),
         Some("coverage") => coverage::run(&root, &args[1..]),
         Some("help") | None => {
@@ -48,6 +50,12 @@ tasks:
          target/bench/report.json; the markdown page and SVG chart go to
          target/bench/ in quick mode (the default) and to docs/benchmarks/
          in full mode
+  chaos  [--quick|--full] [--seed N]: builds lwcache and lwcache-chaos in
+         release, starts Neo4j, and runs the consistency checker (two
+         lwcache serve processes, its own redis-server, fault-injecting
+         proxies); writes target/chaos/report.json and report.md and fails
+         on a read-your-writes violation or a cache that does not converge
+
   deps   checks every crate's dependencies (normal, build and dev, with
          their features) against docs/dependencies.toml, the allow-list
          of docs/ARCHITECTURE.md's rules

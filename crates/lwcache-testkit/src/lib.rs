@@ -13,6 +13,7 @@
 //! - [`fixtures`]: fresh ids and small documents.
 //! - [`memory`]: [`memory_harness!`], the in-memory store in front of any
 //!   repository.
+//! - [`proxy`]: a fault-injecting TCP proxy for tests against real servers.
 
 #![allow(
     clippy::unwrap_used,
@@ -22,6 +23,7 @@
 pub mod decorators;
 pub mod fixtures;
 pub mod memory;
+pub mod proxy;
 pub mod repository;
 pub mod servers;
 pub mod stack;

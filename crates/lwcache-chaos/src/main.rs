@@ -1,0 +1,485 @@
+//! `lwcache-chaos`: checks lwcache's read-your-writes claim from the
+//! outside, as an ordinary client, while faults are injected.
+//!
+//! It starts its own redis-server and at least two `lwcache serve`
+//! processes, each reaching Redis and Neo4j through its own
+//! fault-injecting proxy (`lwcache_testkit::proxy`), runs writers and
+//! readers over HTTP, injects the faults of a schedule, checks every read
+//! against the recorded writes, and at the end compares every entry cached
+//! in Redis with what Neo4j holds. `cargo xtask chaos` builds the binaries,
+//! starts Neo4j and runs it; see `--help` for running it by hand.
+//!
+//! Topology: a standalone Redis. A 3-master Cluster would get one proxy per
+//! master and per instance, and kill or partition one master at a time;
+//! `lwcache serve` takes a single `--redis-url` today, so `--topology
+//! cluster` is refused rather than faked.
+
+mod converge;
+mod procs;
+mod workload;
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, ValueEnum};
+use lwcache_chaos::model::{KeyHistory, Outcome, Window};
+use lwcache_chaos::render::{Convergence, Report, WriteCounts, to_markdown};
+use lwcache_chaos::report::analyse;
+use lwcache_testkit::proxy::{Fault, Proxy};
+use tokio::sync::watch;
+
+use crate::converge::Comparer;
+use crate::procs::{RedisProc, ServiceConfig, ServiceProc};
+use crate::workload::Shared;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(about = "lwcache's consistency checker under injected faults")]
+struct Args {
+    /// The `lwcache` binary.
+    #[arg(long)]
+    lwcache: PathBuf,
+    /// Neo4j's Bolt URI (`bolt://127.0.0.1:PORT`); its host and port are
+    /// proxied for each instance.
+    #[arg(long)]
+    neo4j_uri: String,
+    /// Neo4j user.
+    #[arg(long, default_value = "neo4j")]
+    neo4j_user: String,
+    /// Neo4j password.
+    #[arg(long, default_value = "")]
+    neo4j_password: String,
+    /// The short run (the default): the schedule once, about 1.5 minutes.
+    #[arg(long, conflicts_with = "full")]
+    quick: bool,
+    /// The long run: the schedule repeated until 1,000,000 reads are checked.
+    #[arg(long)]
+    full: bool,
+    /// The workload's seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Service processes (at least 2).
+    #[arg(long, default_value_t = 2)]
+    instances: usize,
+    /// The Redis topology.
+    #[arg(long, value_enum, default_value = "standalone")]
+    topology: Topology,
+    /// Where `report.json`, `report.md` and the logs go.
+    #[arg(long, default_value = "target/chaos")]
+    out: PathBuf,
+}
+
+/// The Redis topology under the instances.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Topology {
+    /// One redis-server.
+    Standalone,
+    /// A 3-master Redis Cluster (not yet supported by the binary).
+    Cluster,
+}
+
+/// Sizes and durations of a mode.
+struct Plan {
+    mode: &'static str,
+    worlds: usize,
+    writers: usize,
+    readers: usize,
+    baseline: Duration,
+    hold: Duration,
+    gap: Duration,
+    converge_bound: Duration,
+    quiescence: Duration,
+    final_bound: Duration,
+    min_reads: u64,
+    max_cycles: usize,
+}
+
+impl Plan {
+    fn quick() -> Plan {
+        Plan {
+            mode: "quick",
+            worlds: 2,
+            writers: 6,
+            readers: 12,
+            baseline: Duration::from_secs(5),
+            hold: Duration::from_secs(5),
+            gap: Duration::from_secs(3),
+            converge_bound: Duration::from_secs(4),
+            quiescence: Duration::from_secs(2),
+            final_bound: Duration::from_secs(10),
+            min_reads: 0,
+            max_cycles: 1,
+        }
+    }
+
+    fn full() -> Plan {
+        Plan {
+            mode: "full",
+            worlds: 4,
+            writers: 12,
+            readers: 24,
+            baseline: Duration::from_secs(20),
+            hold: Duration::from_secs(10),
+            gap: Duration::from_secs(15),
+            converge_bound: Duration::from_secs(10),
+            quiescence: Duration::from_secs(5),
+            final_bound: Duration::from_secs(30),
+            min_reads: 1_000_000,
+            max_cycles: 30,
+        }
+    }
+}
+
+/// What a fault does.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    /// Every instance's Redis proxy.
+    RedisProxies(Fault),
+    /// One instance's Redis proxy.
+    RedisProxy(usize, Fault),
+    /// Every instance's Neo4j proxy.
+    Neo4jProxies(Fault),
+    /// SIGKILL redis-server, start it again empty at the heal.
+    RedisRestartEmpty,
+    /// SIGKILL one instance, start it again at the heal (Redis is up then:
+    /// `lwcache serve` exits at start when it is not).
+    KillService(usize),
+}
+
+fn schedule(instances: usize) -> Vec<(&'static str, Action)> {
+    vec![
+        ("redis-partition", Action::RedisProxies(Fault::Blackhole)),
+        (
+            "redis-delay-150ms",
+            Action::RedisProxies(Fault::Delay(Duration::from_millis(150))),
+        ),
+        ("redis-killed-restarted-empty", Action::RedisRestartEmpty),
+        ("lwcache-sigkill", Action::KillService(instances - 1)),
+        ("neo4j-partition", Action::Neo4jProxies(Fault::Blackhole)),
+        (
+            "redis-partition-one-instance",
+            Action::RedisProxy(0, Fault::Blackhole),
+        ),
+    ]
+}
+
+/// Everything the run owns; dropped at the end, which stops it all.
+struct Rig {
+    redis: RedisProc,
+    redis_proxies: Vec<Proxy>,
+    neo4j_proxies: Vec<Proxy>,
+    services: Vec<ServiceProc>,
+    http: reqwest::Client,
+}
+
+impl Rig {
+    async fn apply(&mut self, action: Action) -> Result<()> {
+        match action {
+            Action::RedisProxies(f) => self.redis_proxies.iter().for_each(|p| p.set_fault(f)),
+            Action::RedisProxy(i, f) => self.redis_proxies[i].set_fault(f),
+            Action::Neo4jProxies(f) => self.neo4j_proxies.iter().for_each(|p| p.set_fault(f)),
+            Action::RedisRestartEmpty => self.redis.kill().await,
+            Action::KillService(i) => self.services[i].kill().await,
+        }
+        Ok(())
+    }
+
+    async fn heal(&mut self, action: Action) -> Result<()> {
+        match action {
+            Action::RedisProxies(_) | Action::RedisProxy(..) => {
+                self.redis_proxies
+                    .iter()
+                    .for_each(|p| p.set_fault(Fault::None));
+            }
+            Action::Neo4jProxies(_) => {
+                self.neo4j_proxies
+                    .iter()
+                    .for_each(|p| p.set_fault(Fault::None));
+            }
+            Action::RedisRestartEmpty => self.redis.restart().await?,
+            Action::KillService(i) => self.services[i].restart(&self.http).await?,
+        }
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lwcache-chaos: starting the runtime: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(run(&args)) {
+        Ok(report) if report.passed => ExitCode::SUCCESS,
+        Ok(_) => {
+            eprintln!(
+                "lwcache-chaos: FAILED: see {}",
+                args.out.join("report.md").display()
+            );
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("lwcache-chaos: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn socket_addr(uri: &str) -> Result<SocketAddr> {
+    let rest = uri.split_once("://").map_or(uri, |(_, r)| r);
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    authority
+        .to_socket_addrs()
+        .with_context(|| format!("resolving {authority}"))?
+        .next()
+        .with_context(|| format!("{authority} resolves to nothing"))
+}
+
+async fn run(args: &Args) -> Result<Report> {
+    if args.topology == Topology::Cluster {
+        bail!(
+            "--topology cluster is not yet supported by the lwcache binary: `lwcache serve` takes one --redis-url"
+        );
+    }
+    if args.instances < 2 {
+        bail!("--instances must be at least 2");
+    }
+    let plan = if args.full {
+        Plan::full()
+    } else {
+        Plan::quick()
+    };
+    let logs = args.out.join("logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .pool_idle_timeout(Duration::from_secs(5))
+        .build()?;
+
+    let redis = RedisProc::start(&args.out.join("redis")).await?;
+    let redis_addr: SocketAddr = ([127, 0, 0, 1], redis.port()).into();
+    let neo4j_addr = socket_addr(&args.neo4j_uri)?;
+    let mut rig = Rig {
+        redis,
+        redis_proxies: Vec::new(),
+        neo4j_proxies: Vec::new(),
+        services: Vec::new(),
+        http: http.clone(),
+    };
+    for i in 0..args.instances {
+        let rp = Proxy::start(redis_addr).await?;
+        let np = Proxy::start(neo4j_addr).await?;
+        let config = ServiceConfig {
+            binary: args.lwcache.clone(),
+            redis_url: format!("redis://{}", rp.addr()),
+            neo4j_uri: format!("bolt://{}", np.addr()),
+            neo4j_user: args.neo4j_user.clone(),
+            neo4j_password: args.neo4j_password.clone(),
+            log: logs.join(format!("lwcache-{i}.log")),
+        };
+        rig.redis_proxies.push(rp);
+        rig.neo4j_proxies.push(np);
+        rig.services.push(ServiceProc::start(config, &http).await?);
+    }
+    eprintln!(
+        "lwcache-chaos: {} instances up: {}",
+        rig.services.len(),
+        rig.services
+            .iter()
+            .map(ServiceProc::base)
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut comparer = Comparer::connect(
+        &rig.redis.url(),
+        &args.neo4j_uri,
+        &args.neo4j_user,
+        &args.neo4j_password,
+    )
+    .await?;
+
+    let run_id = format!(
+        "chaos-{}-{}",
+        args.seed,
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs())
+    );
+    let keys = workload::keys(&run_id, plan.worlds);
+    let bases: Vec<String> = rig.services.iter().map(ServiceProc::base).collect();
+    workload::setup(&http, &bases[0], &keys).await?;
+    // A checker that cannot see a wrong entry would pass everything.
+    comparer
+        .self_check(&format!("lw:world:{{{run_id}-w0}}:character:c0:state"))
+        .await?;
+
+    let (paused, _) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        http: http.clone(),
+        bases,
+        keys,
+        epoch: Instant::now(),
+        stop: AtomicBool::new(false),
+        paused,
+        reads_ok: AtomicU64::new(0),
+    });
+    let mut writers = Vec::new();
+    for w in 0..plan.writers {
+        let mine: Vec<usize> = (0..shared.keys.len())
+            .filter(|k| k % plan.writers == w)
+            .collect();
+        let seed = args.seed.wrapping_mul(1_000).wrapping_add(w as u64);
+        writers.push(tokio::spawn(workload::writer(
+            Arc::clone(&shared),
+            mine,
+            seed,
+        )));
+    }
+    let mut readers = Vec::new();
+    for r in 0..plan.readers {
+        let seed = args.seed.wrapping_mul(1_000).wrapping_add(500 + r as u64);
+        readers.push(tokio::spawn(workload::reader(Arc::clone(&shared), seed)));
+    }
+
+    tokio::time::sleep(plan.baseline).await;
+    let mut windows: Vec<Window> = Vec::new();
+    let mut converged_after: Vec<(Option<u64>, Vec<String>)> = Vec::new();
+    'cycles: for cycle in 0..plan.max_cycles {
+        for (name, action) in schedule(args.instances) {
+            let name = if plan.max_cycles > 1 {
+                format!("{name}#{}", cycle + 1)
+            } else {
+                name.to_owned()
+            };
+            eprintln!("lwcache-chaos: {name}");
+            let start_us = shared.now_us();
+            rig.apply(action).await?;
+            tokio::time::sleep(plan.hold).await;
+            rig.heal(action).await?;
+            if matches!(action, Action::RedisRestartEmpty) {
+                comparer.reconnect_redis(&rig.redis.url()).await?;
+            }
+            let heal_us = shared.now_us();
+            // Convergence with the writers paused: what the cache still
+            // gets wrong once the fault is gone and nothing new is written.
+            shared.paused.send_replace(true);
+            let (took, last) = comparer.until_equal(plan.converge_bound).await;
+            shared.paused.send_replace(false);
+            converged_after.push((
+                took.map(|_| (shared.now_us() - heal_us) / 1000),
+                last.mismatches.into_iter().take(5).collect(),
+            ));
+            windows.push(Window {
+                name,
+                start_us,
+                heal_us,
+                end_us: u64::MAX,
+            });
+            tokio::time::sleep(plan.gap).await;
+        }
+        if shared.reads_ok.load(Ordering::Relaxed) >= plan.min_reads {
+            break 'cycles;
+        }
+    }
+    eprintln!("lwcache-chaos: quiescence and the final comparison");
+    shared.paused.send_replace(true);
+    tokio::time::sleep(plan.quiescence).await;
+    let (took, last) = comparer.until_equal(plan.final_bound).await;
+    shared.stop.store(true, Ordering::Relaxed);
+    let run_end_us = shared.now_us();
+    for i in 0..windows.len() {
+        windows[i].end_us = windows.get(i + 1).map_or(run_end_us, |w| w.start_us);
+    }
+
+    let mut histories = vec![KeyHistory::default(); shared.keys.len()];
+    for w in writers {
+        for (k, h) in w.await? {
+            histories[k] = h;
+        }
+    }
+    let mut reads = Vec::new();
+    for r in readers {
+        reads.extend(r.await?);
+    }
+    let specs: Vec<_> = shared.keys.iter().map(|k| k.spec.clone()).collect();
+    let mut analysis = analyse(&specs, &histories, &reads, &windows, run_end_us, &[]);
+    for (w, (took, different)) in analysis.windows.iter_mut().skip(1).zip(converged_after) {
+        w.converged_after_heal_ms = took;
+        w.still_different = different;
+    }
+    let mut writes = WriteCounts::default();
+    for h in &histories {
+        for w in h.writes() {
+            writes.attempted += 1;
+            match w.outcome {
+                Outcome::Acked { .. } => writes.acked += 1,
+                Outcome::Unknown => writes.unknown += 1,
+            }
+        }
+    }
+    let mut report = Report {
+        mode: plan.mode.to_owned(),
+        seed: args.seed,
+        topology: "standalone".to_owned(),
+        instances: args.instances,
+        duration_ms: run_end_us / 1000,
+        writes,
+        reads: reads.len() as u64,
+        analysis,
+        convergence: Convergence {
+            converged: took.is_some(),
+            after_ms: took.map(|d| d.as_millis() as u64),
+            bound_ms: plan.final_bound.as_millis() as u64,
+            keys_compared: last.compared,
+            mismatch_count: last.mismatches.len() as u64,
+            mismatches: last.mismatches.into_iter().take(10).collect(),
+        },
+        notes: notes(&plan),
+        passed: false,
+    };
+    report.judge();
+    drop(rig);
+    write_outputs(&args.out, &report)?;
+    Ok(report)
+}
+
+fn notes(plan: &Plan) -> Vec<String> {
+    vec![
+        "Declared windows: none; every violation counts.".to_owned(),
+        "A read is checked against the writes acknowledged before it was sent; failed reads (errors, timeouts) count against availability only.".to_owned(),
+        format!(
+            "After each heal the writers pause while the cache is compared with Neo4j every 250 ms, up to {} s.",
+            plan.converge_bound.as_secs()
+        ),
+        "A key rests 10 s after a write of unknown outcome, so that no two writes of one key are ever in flight at once.".to_owned(),
+        "`lwcache serve` exits at start when Redis is down, so a killed instance is started again only while Redis is up.".to_owned(),
+        "Topology: standalone Redis; a 3-master Cluster is not yet supported by the `lwcache` binary.".to_owned(),
+    ]
+}
+
+fn write_outputs(out: &std::path::Path, report: &Report) -> Result<()> {
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let json = serde_json::to_string_pretty(report)?;
+    std::fs::write(out.join("report.json"), json + "\n")?;
+    let markdown = to_markdown(report);
+    std::fs::write(out.join("report.md"), &markdown)?;
+    #[allow(
+        clippy::print_stdout,
+        reason = "the report is the program's output; progress goes to stderr"
+    )]
+    {
+        println!("{markdown}");
+    }
+    Ok(())
+}

@@ -1,0 +1,351 @@
+//! The run's report: every read checked against the history, grouped by
+//! key kind and by fault window, with the convergence figures the runner
+//! measured; rendered as JSON and markdown.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::model::{KeyHistory, Kind, Nines, Observed, Verdict, Window, nines_within, window_of};
+
+/// Horizons of the "consistent within T" lines, in microseconds.
+pub const HORIZONS_US: [u64; 4] = [0, 100_000, 1_000_000, 10_000_000];
+/// Examples kept per window.
+const EXAMPLES: usize = 5;
+/// The name of the time before the first fault.
+pub const BASELINE: &str = "baseline";
+
+/// One key the workload uses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeySpec {
+    /// Its kind.
+    pub kind: Kind,
+    /// A readable name: `w1/state`, `w1/flags/f3`, `w1/characters/c2`, ...
+    pub name: String,
+}
+
+/// How one read ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadResult {
+    /// 2xx (or the 404 of an unset flag): checked.
+    Ok(Observed),
+    /// An error status, or 0 for a transport error or timeout: counted as
+    /// unavailability, never as a violation.
+    Failed(u16),
+}
+
+/// One read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReadRecord {
+    /// Index into the key table.
+    pub key: usize,
+    /// Which service instance answered.
+    pub instance: usize,
+    /// When it was sent.
+    pub start_us: u64,
+    /// When its answer arrived.
+    pub end_us: u64,
+    /// What it returned.
+    pub result: ReadResult,
+}
+
+/// One violation, for the report's examples.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Example {
+    /// The key.
+    pub key: String,
+    /// The instance that answered.
+    pub instance: usize,
+    /// When the read started, in ms since the run started.
+    pub at_ms: u64,
+    /// `stale`, `missing`, `unordered` or `phantom`.
+    pub what: &'static str,
+    /// The sequence number the read had to reach (0 when not applicable).
+    pub expected_seq: u64,
+    /// The sequence number it returned.
+    pub got_seq: u64,
+    /// How long it was behind, in ms (stale reads only).
+    pub behind_ms: u64,
+    /// How many of the key's writes it missed (stale reads only).
+    pub behind_versions: u64,
+}
+
+/// Counts for one key kind in one window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KindCounts {
+    /// Reads checked.
+    pub checked: u64,
+    /// Checked reads that were violations.
+    pub violations: u64,
+    /// Reads that failed.
+    pub failed: u64,
+}
+
+/// Everything about one window (or the baseline).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WindowReport {
+    /// The fault's name, or [`BASELINE`].
+    pub name: String,
+    /// When it started and was healed, in ms since the run started.
+    pub start_ms: u64,
+    /// When it was healed.
+    pub heal_ms: u64,
+    /// When the next window started.
+    pub end_ms: u64,
+    /// Per kind.
+    pub kinds: BTreeMap<&'static str, KindCounts>,
+    /// Reads checked in all.
+    pub checked: u64,
+    /// Violations in all.
+    pub violations: u64,
+    /// Reads that failed, in all.
+    pub failed: u64,
+    /// Share of reads answered: `checked / (checked + failed)`.
+    pub availability: f64,
+    /// `(horizon in ms, nines consistent within it)`.
+    pub nines: Vec<(u64, Nines)>,
+    /// The stalest read: ms behind.
+    pub max_behind_ms: u64,
+    /// The stalest read: versions behind.
+    pub max_behind_versions: u64,
+    /// From the heal until the cache equalled the source, measured by the
+    /// runner; `None` when it did not within its bound.
+    pub converged_after_heal_ms: Option<u64>,
+    /// When it did not: what still differed at the bound (the first few).
+    pub still_different: Vec<String>,
+    /// The first violations.
+    pub examples: Vec<Example>,
+}
+
+impl WindowReport {
+    fn new(name: &str, start_us: u64, heal_us: u64, end_us: u64) -> Self {
+        WindowReport {
+            name: name.to_owned(),
+            start_ms: start_us / 1000,
+            heal_ms: heal_us / 1000,
+            end_ms: end_us / 1000,
+            kinds: Kind::ALL
+                .iter()
+                .map(|k| (k.as_str(), KindCounts::default()))
+                .collect(),
+            checked: 0,
+            violations: 0,
+            failed: 0,
+            availability: 1.0,
+            nines: Vec::new(),
+            max_behind_ms: 0,
+            max_behind_versions: 0,
+            converged_after_heal_ms: None,
+            still_different: Vec::new(),
+            examples: Vec::new(),
+        }
+    }
+
+    /// The Polaris-style line: `N nines consistent within T`.
+    pub fn nines_line(&self) -> String {
+        let parts: Vec<String> = self
+            .nines
+            .iter()
+            .map(|(ms, n)| format!("{} nines consistent within {}", n.render(), horizon(*ms)))
+            .collect();
+        format!("{}: {}", self.name, parts.join("; "))
+    }
+}
+
+fn horizon(ms: u64) -> String {
+    match ms {
+        0 => "0 ms".to_owned(),
+        ms if ms % 1000 == 0 => format!("{} s", ms / 1000),
+        ms => format!("{ms} ms"),
+    }
+}
+
+/// The checked reads, grouped: the whole run and each window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Analysis {
+    /// The whole run.
+    pub total: WindowReport,
+    /// The baseline, then one per fault.
+    pub windows: Vec<WindowReport>,
+    /// Violations in windows not declared as allowed to have them.
+    pub undeclared_violations: u64,
+}
+
+/// Checks every read against its key's history and groups the verdicts.
+/// `declared` names the windows in which violations are tolerated (none
+/// yet: every violation counts).
+pub fn analyse(
+    keys: &[KeySpec],
+    histories: &[KeyHistory],
+    reads: &[ReadRecord],
+    windows: &[Window],
+    run_end_us: u64,
+    declared: &[String],
+) -> Analysis {
+    let first = windows.first().map_or(run_end_us, |w| w.start_us);
+    let mut total = WindowReport::new("whole run", 0, 0, run_end_us);
+    let mut groups = vec![WindowReport::new(BASELINE, 0, 0, first)];
+    groups.extend(
+        windows
+            .iter()
+            .map(|w| WindowReport::new(&w.name, w.start_us, w.heal_us, w.end_us)),
+    );
+    let mut verdicts: Vec<Vec<Verdict>> = vec![Vec::new(); groups.len()];
+    let mut all = Vec::with_capacity(reads.len());
+    for read in reads {
+        let (Some(spec), Some(history)) = (keys.get(read.key), histories.get(read.key)) else {
+            continue;
+        };
+        let g = window_of(windows, read.start_us).map_or(0, |i| i + 1);
+        let kind = spec.kind.as_str();
+        let observed = match &read.result {
+            ReadResult::Failed(_) => {
+                for r in [&mut total, &mut groups[g]] {
+                    r.failed += 1;
+                    if let Some(k) = r.kinds.get_mut(kind) {
+                        k.failed += 1;
+                    }
+                }
+                continue;
+            }
+            ReadResult::Ok(observed) => observed,
+        };
+        let verdict = history.check(read.start_us, read.end_us, observed);
+        verdicts[g].push(verdict);
+        all.push(verdict);
+        for r in [&mut total, &mut groups[g]] {
+            r.checked += 1;
+            let bad = verdict != Verdict::Consistent;
+            if let Some(k) = r.kinds.get_mut(kind) {
+                k.checked += 1;
+                k.violations += u64::from(bad);
+            }
+            if !bad {
+                continue;
+            }
+            r.violations += 1;
+            let example = example(spec, read, &verdict);
+            r.max_behind_ms = r.max_behind_ms.max(example.behind_ms);
+            r.max_behind_versions = r.max_behind_versions.max(example.behind_versions);
+            if r.examples.len() < EXAMPLES {
+                r.examples.push(example);
+            }
+        }
+    }
+    finish(&mut total, &all);
+    for (r, v) in groups.iter_mut().zip(&verdicts) {
+        finish(r, v);
+    }
+    let undeclared_violations = groups
+        .iter()
+        .filter(|g| !declared.contains(&g.name))
+        .map(|g| g.violations)
+        .sum();
+    Analysis {
+        total,
+        windows: groups,
+        undeclared_violations,
+    }
+}
+
+fn finish(r: &mut WindowReport, verdicts: &[Verdict]) {
+    let answered = r.checked + r.failed;
+    r.availability = if answered == 0 {
+        1.0
+    } else {
+        r.checked as f64 / answered as f64
+    };
+    r.nines = HORIZONS_US
+        .iter()
+        .map(|&h| (h / 1000, nines_within(verdicts, h)))
+        .collect();
+}
+
+fn example(spec: &KeySpec, read: &ReadRecord, verdict: &Verdict) -> Example {
+    let mut e = Example {
+        key: spec.name.clone(),
+        instance: read.instance,
+        at_ms: read.start_us / 1000,
+        what: "stale",
+        expected_seq: 0,
+        got_seq: 0,
+        behind_ms: 0,
+        behind_versions: 0,
+    };
+    match verdict {
+        Verdict::Consistent => {}
+        Verdict::Stale(s) => {
+            e.expected_seq = s.expected;
+            e.got_seq = s.got;
+            e.behind_ms = s.behind_us / 1000;
+            e.behind_versions = s.versions;
+        }
+        Verdict::Unordered => e.what = "unordered",
+        Verdict::Missing { expected } => {
+            e.what = "missing";
+            e.expected_seq = *expected;
+        }
+        Verdict::Phantom { got } => {
+            e.what = "phantom";
+            e.got_seq = *got;
+        }
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Outcome, WriteAttempt};
+
+    #[test]
+    fn reads_are_grouped_by_window_and_failures_are_not_violations() {
+        let keys = vec![KeySpec {
+            kind: Kind::Flag,
+            name: "w/flags/f".to_owned(),
+        }];
+        let mut h = KeyHistory::default();
+        h.push(WriteAttempt {
+            seq: 1,
+            sent_us: 10,
+            outcome: Outcome::Acked {
+                at_us: 20,
+                version: 5,
+            },
+        });
+        let windows = vec![Window {
+            name: "redis-partition".to_owned(),
+            start_us: 1_000,
+            heal_us: 2_000,
+            end_us: 3_000,
+        }];
+        let read = |start_us, result| ReadRecord {
+            key: 0,
+            instance: 0,
+            start_us,
+            end_us: start_us + 5,
+            result,
+        };
+        let reads = vec![
+            read(30, ReadResult::Ok(Observed::Register(1))),
+            read(1_500, ReadResult::Ok(Observed::Register(0))),
+            read(1_600, ReadResult::Failed(503)),
+        ];
+        let histories = [h];
+        let a = analyse(&keys, &histories, &reads, &windows, 3_000, &[]);
+        assert_eq!(
+            (a.total.checked, a.total.violations, a.total.failed),
+            (2, 1, 1)
+        );
+        assert_eq!(a.windows[0].violations, 0);
+        assert_eq!(a.windows[1].violations, 1);
+        assert_eq!(a.windows[1].kinds["flag"].failed, 1);
+        assert_eq!(a.windows[1].availability, 0.5);
+        assert_eq!(a.windows[1].examples[0].expected_seq, 1);
+        assert_eq!(a.undeclared_violations, 1);
+        let declared = vec!["redis-partition".to_owned()];
+        let a = analyse(&keys, &histories, &reads, &windows, 3_000, &declared);
+        assert_eq!(a.total.violations, 1);
+        assert_eq!(a.undeclared_violations, 0);
+    }
+}
