@@ -11,11 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 
-use lwcache_core::ports::{CacheStore, SourceError, WorldRepository};
+use lwcache_core::ports::{CacheStore, Claim, SourceError, WorldRepository};
 use lwcache_core::{CacheManager, Counters, Fields, ManagerConfig, codec};
 use lwcache_domain::{
     CacheKey, CachedValue, Committed, Document, EntityKind, EntityRef, EventKind, FlagName,
-    Mutation, Value, Versioned, WorldId, WorldImage, WriteMode,
+    Mutation, Owed, OwedId, Value, Versioned, WorldId, WorldImage, WriteMode,
 };
 use lwcache_memory::{MemoryRepository, MemoryStore};
 
@@ -83,6 +83,16 @@ impl WorldRepository for Yielding {
     }
     async fn apply(&self, mutation: &Mutation) -> Result<Committed, SourceError> {
         let v = self.inner.apply(mutation).await;
+        self.pause().await;
+        v
+    }
+    async fn owed(&self, claim: &Claim) -> Result<Vec<Owed>, SourceError> {
+        let v = self.inner.owed(claim).await;
+        self.pause().await;
+        v
+    }
+    async fn settle(&self, done: &[OwedId]) -> Result<(), SourceError> {
+        let v = self.inner.settle(done).await;
         self.pause().await;
         v
     }
