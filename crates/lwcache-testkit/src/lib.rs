@@ -11,7 +11,7 @@
 //! - [`stack`]: the cache manager over a store and a repository.
 //! - [`decorators`]: port wrappers that record, fail or pause calls.
 //! - [`fixtures`]: fresh ids and small documents.
-//! - [`memory`]: [`memory_harness!`], the in-memory store in front of any
+//! - [`memory`]: [`memory_harness!`](crate::memory_harness), the in-memory store in front of any
 //!   repository.
 //! - [`proxy`]: a fault-injecting TCP proxy for tests against real servers.
 

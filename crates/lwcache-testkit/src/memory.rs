@@ -1,4 +1,4 @@
-//! The in-memory store as a harness part: [`memory_harness!`] defines its
+//! The in-memory store as a harness part: [`memory_harness!`](crate::memory_harness) defines its
 //! probe and a harness that puts it in front of any repository.
 //!
 //! A macro, expanded in the calling test crate, because the testkit knows
