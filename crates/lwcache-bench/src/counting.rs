@@ -6,7 +6,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
-use lwcache_core::ports::{CacheError, CacheStore, CacheWrite, Put, WriteOutcome};
+use std::time::Duration;
+
+use lwcache_core::ports::{CacheError, CacheStore, CacheWrite, Lease, Put, WriteOutcome};
 use lwcache_domain::{CacheKey, WorldId};
 
 /// Counts every call to the wrapped store and, while recording, keeps the
@@ -62,7 +64,7 @@ impl<S: CacheStore> CacheStore for Counting<S> {
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
         self.count();
         let outcome = self.inner.write(write).await?;
-        if outcome == WriteOutcome::Applied
+        if outcome.skipped == 0
             && let Some(puts) = self.lock().as_mut()
         {
             puts.extend(write.puts.iter().cloned());
@@ -70,9 +72,20 @@ impl<S: CacheStore> CacheStore for Counting<S> {
         Ok(outcome)
     }
 
-    async fn seed_version(&self, world: &WorldId, version: u64) -> Result<u64, CacheError> {
+    async fn lease(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        lease: Lease,
+        ttl: Duration,
+    ) -> Result<Vec<bool>, CacheError> {
         self.count();
-        self.inner.seed_version(world, version).await
+        self.inner.lease(world, keys, lease, ttl).await
+    }
+
+    async fn drop_world(&self, world: &WorldId) -> Result<usize, CacheError> {
+        self.count();
+        self.inner.drop_world(world).await
     }
 
     async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {

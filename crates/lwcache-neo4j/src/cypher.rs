@@ -169,12 +169,13 @@ pub const RECORD_OWED: &str =
 /// Claims the oldest outbox entries at least `min_age_ms` old that no other
 /// owner holds a live claim on (an owner may claim its own again), and
 /// returns them. Served by a range seek on `lw_outbox_age`, whose order
-/// also serves the `ORDER BY`. Params: `owner`, `min_age_ms`, `lease_ms`,
-/// `limit`.
+/// also serves the `ORDER BY`. Params: `owner`, `world` (`""` for every
+/// world), `min_age_ms`, `lease_ms`, `limit`.
 pub const CLAIM_OWED: &str = "\
 WITH timestamp() AS now
 MATCH (o:Outbox)
 WHERE o.at_ms <= now - $min_age_ms
+  AND ($world = '' OR o.world_id = $world)
   AND (o.claimed_until IS NULL OR o.claimed_until <= now OR o.claimed_by = $owner)
 WITH o, now ORDER BY o.at_ms LIMIT $limit
 SET o.claimed_by = $owner, o.claimed_until = now + $lease_ms

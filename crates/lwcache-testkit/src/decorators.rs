@@ -262,18 +262,16 @@ mod tests {
     use super::*;
     use crate::fixtures::{doc, flag, fresh_world};
 
-    fn fill(world: &WorldId, version: u64, key: &CacheKey, bytes: &[u8]) -> CacheWrite {
-        CacheWrite {
-            world: world.clone(),
+    fn commit(world: &WorldId, version: u64, key: &CacheKey, tag: &str) -> CacheWrite {
+        CacheWrite::commit(
+            world.clone(),
             version,
-            kind: lwcache_core::ports::WriteKind::Fill,
-            puts: vec![Put {
+            vec![Put {
                 key: key.clone(),
-                bytes: bytes.to_vec(),
+                bytes: crate::store::entry(version, tag),
                 ttl: None,
             }],
-            deletes: vec![],
-        }
+        )
     }
 
     #[tokio::test]
@@ -281,17 +279,29 @@ mod tests {
         let store = Recording::new(MemoryStore::new());
         let world = fresh_world();
         let key = CacheKey::state(&world);
-        assert_eq!(store.seed_version(&world, 2).await.unwrap(), 2);
+        let outcome = store.write(&commit(&world, 2, &key, "a")).await.unwrap();
+        assert_eq!(outcome.landed, 1);
         assert_eq!(store.version(&world).await.unwrap(), Some(2));
-        let outcome = store.write(&fill(&world, 2, &key, b"a")).await.unwrap();
-        assert_eq!(outcome, WriteOutcome::Applied);
-        // A refused fill was still handed to the store: it is recorded.
-        let outcome = store.write(&fill(&world, 1, &key, b"b")).await.unwrap();
-        assert_eq!(outcome, WriteOutcome::Rejected { cached: 2 });
-        assert_eq!(store.written(), [b"a".to_vec(), b"b".to_vec()]);
-        assert_eq!(store.get(&key).await.unwrap(), Some(b"a".to_vec()));
+        // A refused put was still handed to the store: it is recorded.
+        let outcome = store.write(&commit(&world, 1, &key, "b")).await.unwrap();
+        assert_eq!(outcome.skipped, 1);
+        let (a, b) = (crate::store::entry(2, "a"), crate::store::entry(1, "b"));
+        assert_eq!(store.written(), [a.clone(), b]);
+        assert_eq!(store.get(&key).await.unwrap(), Some(a));
+        let lease = lwcache_core::ports::Lease(7);
+        let held = store
+            .lease(
+                &world,
+                std::slice::from_ref(&key),
+                lease,
+                std::time::Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(held, [true]);
         store.remove(std::slice::from_ref(&key)).await.unwrap();
         assert_eq!(store.get(&key).await.unwrap(), None);
+        assert!(store.drop_world(&world).await.unwrap() >= 1);
         store.ping().await.unwrap();
     }
 
@@ -300,23 +310,36 @@ mod tests {
         let store = Faulty::new(MemoryStore::new());
         let world = fresh_world();
         let key = CacheKey::state(&world);
-        store.seed_version(&world, 1).await.unwrap();
-        store.write(&fill(&world, 1, &key, b"a")).await.unwrap();
+        store.write(&commit(&world, 1, &key, "a")).await.unwrap();
 
         store.set_failing(true);
         let unavailable = |r: Result<(), CacheError>| {
             assert!(matches!(r, Err(CacheError::Unavailable(_))), "{r:?}");
         };
         unavailable(store.get(&key).await.map(drop));
-        unavailable(store.write(&fill(&world, 1, &key, b"b")).await.map(drop));
-        unavailable(store.seed_version(&world, 9).await.map(drop));
+        unavailable(store.write(&commit(&world, 2, &key, "b")).await.map(drop));
+        unavailable(
+            store
+                .lease(
+                    &world,
+                    std::slice::from_ref(&key),
+                    lwcache_core::ports::Lease(1),
+                    std::time::Duration::from_secs(1),
+                )
+                .await
+                .map(drop),
+        );
         unavailable(store.version(&world).await.map(drop));
         unavailable(store.remove(std::slice::from_ref(&key)).await);
+        unavailable(store.drop_world(&world).await.map(drop));
         unavailable(store.ping().await);
 
         store.set_failing(false);
         assert_eq!(store.version(&world).await.unwrap(), Some(1));
-        assert_eq!(store.get(&key).await.unwrap(), Some(b"a".to_vec()));
+        assert_eq!(
+            store.get(&key).await.unwrap(),
+            Some(crate::store::entry(1, "a"))
+        );
         store.ping().await.unwrap();
     }
 

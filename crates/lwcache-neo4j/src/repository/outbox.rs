@@ -47,6 +47,8 @@ impl Neo4jRepository {
     pub(super) async fn claim_once(&self, claim: &Claim) -> Result<Vec<Owed>, Fail> {
         let q = query(cypher::CLAIM_OWED)
             .param("owner", claim.owner.as_str())
+            // World ids are never empty: "" stands for every world.
+            .param("world", claim.world.as_ref().map_or("", |w| w.as_str()))
             .param("min_age_ms", millis(claim.min_age))
             .param("lease_ms", millis(claim.lease))
             .param("limit", i64::try_from(claim.limit).unwrap_or(i64::MAX));

@@ -190,6 +190,7 @@ async fn a_refused_write_records_nothing() {
 fn claim(owner: &str, min_age: Duration, lease: Duration) -> Claim {
     Claim {
         owner: owner.to_owned(),
+        world: None,
         // Everything on the shared server, so that nobody's crowds ours out.
         limit: 1_000_000,
         min_age,
