@@ -268,6 +268,7 @@ mod tests {
                 let _ = apply_to(&mut slot, Mutation { world: world.clone(), op });
             }
             let before = slot.clone();
+            let owed_before = last.stale_keys(&world);
             let Ok(committed) = apply_to(&mut slot, Mutation { world: world.clone(), op: last }) else {
                 // A refused write changes nothing.
                 prop_assert_eq!(&slot, &before);
@@ -278,6 +279,11 @@ mod tests {
                 crate::outbox::stale_keys(&committed),
                 plan.keys().cloned().collect::<Vec<_>>(),
                 "what the outbox records is what the plan touches"
+            );
+            prop_assert_eq!(
+                owed_before,
+                crate::outbox::stale_keys(&committed),
+                "the keys known before the write are those of the commit"
             );
             let (before, after) = (before.unwrap(), slot.unwrap());
             prop_assert_eq!(plan.version, after.version());

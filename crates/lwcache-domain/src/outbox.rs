@@ -9,7 +9,7 @@
 
 use crate::id::WorldId;
 use crate::key::CacheKey;
-use crate::world::{Change, Committed};
+use crate::world::{Change, Committed, Op};
 
 /// The cache steps a committed write owes: the keys it makes stale.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,5 +65,27 @@ pub fn stale_keys(committed: &Committed) -> Vec<CacheKey> {
             CacheKey::timeline(world, &entity.entity_id()),
         ],
         Change::EventAdded { event } => vec![CacheKey::timeline(world, &event.entity)],
+    }
+}
+
+impl Op {
+    /// The keys this operation makes stale in `world` if it commits: known
+    /// before the write, so that a source can record them in the statement
+    /// that bumps the version. Equal to [`stale_keys`] of the commit.
+    pub fn stale_keys(&self, world: &WorldId) -> Vec<CacheKey> {
+        match self {
+            Op::ReplaceSnapshot(_) => vec![CacheKey::state(world)],
+            Op::SetFlag(..) | Op::ClearFlag(_) => vec![CacheKey::flags(world)],
+            Op::CreateEntity(entity, _)
+            | Op::UpdateEntity(entity, _)
+            | Op::PutEntity(entity, _) => {
+                vec![CacheKey::entity(world, entity)]
+            }
+            Op::DeleteEntity(entity) => vec![
+                CacheKey::entity(world, entity),
+                CacheKey::timeline(world, &entity.entity_id()),
+            ],
+            Op::AddEvent(event) => vec![CacheKey::timeline(world, &event.entity)],
+        }
     }
 }

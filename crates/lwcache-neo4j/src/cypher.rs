@@ -27,18 +27,27 @@ pub const PING: &str = "RETURN 1 AS ok";
 pub const VERSION: &str = "MATCH (w:World {id: $w}) RETURN w.version AS version";
 
 /// Locks the world (a write lock on its node, held until commit), bumps its
-/// version and returns the new one: the first statement of every write.
-/// Params: `w`.
-pub const BUMP: &str =
-    "MATCH (w:World {id: $w}) SET w.version = w.version + 1 RETURN w.version AS version";
+/// version, records what the write owes the cache in the outbox, and
+/// returns the new version: the first statement of every write, so the
+/// outbox costs no round trip of its own. A write refused later rolls the
+/// entry back with everything else. Params: `w`, `keys` (the formatted keys
+/// the write makes stale). `at_ms` is the server's clock, so the age a claim
+/// asks for never depends on a client's.
+pub const BUMP: &str = "\
+MATCH (w:World {id: $w})
+SET w.version = w.version + 1
+CREATE (:Outbox {world_id: $w, version: w.version, keys: $keys, at_ms: timestamp()})
+RETURN w.version AS version";
 
-/// Creates the world or replaces its snapshot, bumping the version.
-/// Params: `w`, `snapshot`.
+/// Creates the world or replaces its snapshot, bumping the version and
+/// recording the outbox entry as [`BUMP`] does. Params: `w`, `snapshot`,
+/// `keys`.
 pub const REPLACE_SNAPSHOT: &str = "\
 MERGE (w:World {id: $w})
 ON CREATE SET w.version = 0
 WITH w, w.version = 0 AS created
 SET w.version = w.version + 1, w.snapshot = $snapshot
+CREATE (:Outbox {world_id: $w, version: w.version, keys: $keys, at_ms: timestamp()})
 RETURN w.version AS version, created";
 
 /// Sets a flag and returns every flag. Params: `w`, `name`, `value`.
@@ -158,13 +167,6 @@ pub const LOAD_EVENTS: &str = "\
 UNWIND $rows AS row
 MATCH (e:Entity {world_id: $w, id: row.id})
 CREATE (e)-[:HAS_EVENT]->(:Event {world_id: $w, entity_id: row.id, seq: row.seq, kind: row.kind, at_ms: row.at_ms, data: row.data})";
-
-/// Records what a write owes the cache, in the write's own transaction: the
-/// keys it makes stale (formatted cache keys) at its version. `at_ms` is the
-/// server's clock, so the age a claim asks for never depends on a client's.
-/// Params: `w`, `v`, `keys`.
-pub const RECORD_OWED: &str =
-    "CREATE (:Outbox {world_id: $w, version: $v, keys: $keys, at_ms: timestamp()})";
 
 /// Claims the oldest outbox entries at least `min_age_ms` old that no other
 /// owner holds a live claim on (an owner may claim its own again), and

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use lwcache_core::ports::{Claim, SourceError};
-use lwcache_domain::{CacheKey, Committed, Owed, OwedId, WorldId};
-use neo4rs::{BoltType, Row, Txn, query};
+use lwcache_domain::{CacheKey, Owed, OwedId, WorldId};
+use neo4rs::{BoltType, Row, query};
 
 use super::{Fail, Neo4jRepository, get, row, to_i64};
 use crate::cypher;
@@ -20,26 +20,6 @@ use crate::cypher;
 const MAX_MS: i64 = i64::MAX / 1_000;
 
 impl Neo4jRepository {
-    /// Records `Owed::of(committed)` inside the write's transaction, so that
-    /// the entry exists exactly when the write does.
-    pub(super) async fn record_owed(
-        &self,
-        txn: &mut Txn,
-        committed: &Committed,
-    ) -> Result<(), Fail> {
-        let owed = Owed::of(committed);
-        let keys: Vec<String> = owed.keys.iter().map(ToString::to_string).collect();
-        self.tx_rows(
-            txn,
-            query(cypher::RECORD_OWED)
-                .param("w", owed.world.as_str())
-                .param("v", to_i64(owed.version)?)
-                .param("keys", keys),
-        )
-        .await
-        .map(|_| ())
-    }
-
     /// One claim, in one transaction. Two owners claiming one entry at once
     /// may both get it (the second `SET` waits for the first's lock, then
     /// overwrites it): harmless, as replaying an entry is idempotent, and

@@ -91,17 +91,20 @@ impl Neo4jRepository {
     }
 
     pub(super) async fn apply_once(&self, mutation: &Mutation) -> Result<Committed, Fail> {
-        self.in_txn(async |repo, txn| {
-            let committed = repo.apply_in(txn, mutation).await?;
-            repo.record_owed(txn, &committed).await?;
-            Ok(committed)
-        })
-        .await
+        self.in_txn(async |repo, txn| repo.apply_in(txn, mutation).await)
+            .await
     }
 
     async fn apply_in(&self, txn: &mut Txn, mutation: &Mutation) -> Result<Committed, Fail> {
         let world = &mutation.world;
         let w = world.as_str();
+        // What the write owes the cache, recorded by its first statement.
+        let owed: Vec<String> = mutation
+            .op
+            .stale_keys(world)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
         let committed = |version: u64, change: Change| Committed {
             world: world.clone(),
             version,
@@ -113,7 +116,8 @@ impl Neo4jRepository {
                     txn,
                     query(cypher::REPLACE_SNAPSHOT)
                         .param("w", w)
-                        .param("snapshot", json::encode(snapshot)),
+                        .param("snapshot", json::encode(snapshot))
+                        .param("keys", owed),
                 )
                 .await?;
             let row = rows
@@ -130,7 +134,9 @@ impl Neo4jRepository {
             ));
         }
 
-        let rows = self.tx_rows(txn, query(cypher::BUMP).param("w", w)).await?;
+        let rows = self
+            .tx_rows(txn, query(cypher::BUMP).param("w", w).param("keys", owed))
+            .await?;
         let version = match rows.first() {
             Some(row) => get_version(row)?,
             None => return Err(Fail::Domain(WorldError::UnknownWorld(world.clone()))),
