@@ -579,15 +579,25 @@ pub async fn a_failing_store_never_fails_the_caller(h: &Harness) {
     faulty.set_failing(false);
     m.settle().await;
     // The failed step stayed owed in the outbox: the replay removes the old
-    // value.
+    // value, and until it has, reads go to the source.
     let key = CacheKey::entity(&world, &c1);
     assert!(
         eventually(h, || async {
-            cached_entry(h.store.get(&key).await.unwrap()).is_none()
+            cached_entry(h.store.get(&key).await.unwrap()).is_none() && h.store.ping().await.is_ok()
         })
         .await,
         "the owed step was replayed"
     );
+    assert!(
+        eventually(h, || async {
+            let r = m.entity(&world, &c1, Fields::Cacheable).await.unwrap();
+            assert_eq!(r.value, doc("mood", "brave"), "never stale meanwhile");
+            r.outcome != Outcome::Fallback
+        })
+        .await,
+        "reads use the cache again once nothing is owed"
+    );
+    h.store.remove(std::slice::from_ref(&key)).await.unwrap();
     let r = m.entity(&world, &c1, Fields::Cacheable).await.unwrap();
     assert_eq!(
         r.value,

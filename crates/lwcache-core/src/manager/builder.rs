@@ -84,6 +84,8 @@ where
             lease_seq: AtomicU64::new(0),
             done: Mutex::new(Some(done_tx)),
             suspects: Mutex::new(HashMap::new()),
+            trouble: AtomicU64::new(0),
+            wake: Arc::new(Notify::new()),
             housekeeping: Mutex::new(None),
         });
         // The tasks hold weak references, so that dropping the last manager

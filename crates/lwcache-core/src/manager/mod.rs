@@ -180,6 +180,15 @@ struct Inner<S, R> {
     /// Worlds whose cache has seen a version above a write's own, with that
     /// version: the replay loop checks whether the source went back in time.
     suspects: Mutex<HashMap<lwcache_domain::WorldId, u64>>,
+    /// How many cache calls have failed since the cache was last known to be
+    /// whole; 0 when it is. While not 0, reads go to the source without
+    /// asking the cache (which may miss writes whose steps failed), and the
+    /// replay loop runs over every owed step, however young, until a round
+    /// succeeds.
+    trouble: AtomicU64,
+    /// Wakes the replay loop when trouble starts; shared so that the loop
+    /// can wait on it without keeping the manager alive.
+    wake: Arc<Notify>,
     /// The outbox tasks: the settler and the replay loop.
     housekeeping: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
 }
@@ -241,6 +250,9 @@ where
         if let Err(e) = &result {
             self.metrics.record(MetricEvent::CacheError);
             tracing::warn!(error = %e, "cache store call failed");
+            if self.trouble.fetch_add(1, Ordering::SeqCst) == 0 {
+                self.wake.notify_one();
+            }
         }
         result
     }

@@ -20,6 +20,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Weak;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lwcache_domain::{Owed, OwedId, WorldId};
@@ -28,6 +29,15 @@ use tokio::time::Instant;
 
 use super::{Inner, lock};
 use crate::ports::{CacheStore, CacheWrite, Claim, WorldRepository};
+
+/// What one replay round found.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Round {
+    /// The claim came back full: more is owed.
+    full: bool,
+    /// Both ports answered and every claimed step was carried out.
+    whole: bool,
+}
 
 /// How long a replayer's claim keeps other processes off its entries: long
 /// enough for one round, short enough that a replayer that died mid-round
@@ -88,25 +98,34 @@ where
         }
     }
 
-    /// One replay round: claims a batch of owed entries, tombstones their
-    /// keys, removes them. Returns whether the batch was full, so that the
-    /// caller goes on at once.
-    pub(super) async fn replay_once(&self) -> bool {
+    /// One replay round: claims a batch of owed entries at least `min_age`
+    /// old, tombstones their keys, removes them. Answers whether the batch
+    /// was full (the caller goes on at once) and whether the round reached
+    /// both ports and did everything it claimed.
+    pub(super) async fn replay_once(&self, min_age: Duration) -> Round {
         self.check_suspects().await;
         let claim = Claim {
             owner: self.owner.clone(),
             world: None,
             limit: self.config.replay_batch.max(1),
-            min_age: self.config.replay_min_age,
+            min_age,
             lease: CLAIM_LEASE,
+        };
+        let failed = Round {
+            full: false,
+            whole: false,
         };
         let owed = match self.source_call(self.repo.owed(&claim)).await {
             Ok(owed) => owed,
             Err(e) => {
                 tracing::debug!(error = %e, "could not read the outbox; replay waits");
-                return false;
+                return failed;
             }
         };
+        if owed.is_empty() {
+            let whole = self.cache_call(self.store.ping()).await.is_ok();
+            return Round { full: false, whole };
+        }
         let full = owed.len() >= claim.limit;
         let mut by_world: BTreeMap<WorldId, Vec<Owed>> = BTreeMap::new();
         for entry in owed {
@@ -127,11 +146,11 @@ where
                 }
                 // The cache is still unreachable: the claim lapses and the
                 // entries are tried again.
-                Err(_) => return false,
+                Err(_) => return failed,
             }
         }
         self.settle_done(&mut done).await;
-        full
+        Round { full, whole: true }
     }
 }
 
@@ -164,7 +183,10 @@ where
 }
 
 /// The replayer: one round at start, then one every `replay_interval` (at
-/// once again while rounds come back full), until the manager goes.
+/// once again while rounds come back full), until the manager goes. While
+/// the cache is in trouble (a call failed), rounds take every owed step,
+/// however young, and the first whole round that leaves nothing owed ends
+/// the trouble, unless another call failed meanwhile.
 pub(super) async fn replayer<S, R>(inner: Weak<Inner<S, R>>)
 where
     S: CacheStore + 'static,
@@ -172,10 +194,35 @@ where
 {
     loop {
         let Some(this) = inner.upgrade() else { return };
-        let full = this.replay_once().await;
+        let trouble = this.trouble.load(Ordering::SeqCst);
+        let min_age = if trouble == 0 {
+            this.config.replay_min_age
+        } else {
+            Duration::ZERO
+        };
+        let round = this.replay_once(min_age).await;
+        if trouble != 0 && round.whole && !round.full {
+            let ended = this
+                .trouble
+                .compare_exchange(trouble, 0, Ordering::SeqCst, Ordering::SeqCst)
+                .is_ok();
+            if ended {
+                tracing::info!("the cache answers again and owes nothing: reads use it again");
+            }
+        }
         let interval = this.config.replay_interval;
-        drop(this);
-        if !full {
+        let calm = this.trouble.load(Ordering::SeqCst) == 0;
+        if round.full {
+            continue;
+        }
+        if calm {
+            // Trouble starting wakes the loop at once (a permit is kept if
+            // it starts before the wait does).
+            let wake = std::sync::Arc::clone(&this.wake);
+            drop(this);
+            let _ = tokio::time::timeout(interval, wake.notified()).await;
+        } else {
+            drop(this);
             tokio::time::sleep(interval).await;
         }
     }

@@ -166,6 +166,14 @@ where
         if kind == KeyKind::Version {
             return Err(Error::Unreadable(key.clone()));
         }
+        if self.trouble.load(std::sync::atomic::Ordering::SeqCst) != 0 {
+            // The cache may lack steps that failed: the source answers until
+            // the replay loop has carried them out.
+            self.metrics.record(MetricEvent::Fallback(kind));
+            return self
+                .serve_from_source(key, fields, Outcome::Fallback, AfterRead::Leave)
+                .await;
+        }
         let started = Instant::now();
         let cached = self.cache_call(self.store.get(key)).await;
         self.metrics.record(MetricEvent::Latency(

@@ -452,11 +452,10 @@ async fn a_failed_cache_step_stays_owed_until_the_replay_carries_it_out() {
     let mut rounds = 0;
     repo.expect_owed().returning(move |claim| {
         rounds += 1;
-        assert!(
-            claim.min_age > Duration::ZERO,
-            "young entries are left alone"
-        );
-        // The entry is owed from the second round on (once old enough).
+        // The first round, at start, leaves young entries alone; after the
+        // failure, rounds take them too: the cache is in trouble until one
+        // of them has carried out everything owed.
+        assert_eq!(claim.min_age == Duration::ZERO, rounds >= 2);
         Ok(if rounds == 2 {
             vec![owed.clone()]
         } else {
@@ -484,7 +483,9 @@ async fn a_failed_cache_step_stays_owed_until_the_replay_carries_it_out() {
         assert_eq!(codec::peek_version(&w.puts[0].bytes), Ok(4));
         Ok(landed(1))
     });
+    store.expect_ping().returning(|| Ok(()));
     let m = CacheManager::builder(store, repo).build().unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
     let w = m
         .set_flag(&world(), door(), Value::Bool(true))
         .await
