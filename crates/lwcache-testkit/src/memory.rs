@@ -51,11 +51,27 @@ macro_rules! memory_harness {
         }
 
         /// A fresh `MemoryStore` in front of `repo`.
+        #[allow(dead_code, reason = "a test crate uses one of the two harnesses")]
         pub(crate) fn memory_harness(
             repo: ::std::sync::Arc<dyn $crate::__private::lwcache_core::ports::WorldRepository>,
             time: ::std::sync::Arc<dyn $crate::TimeControl>,
         ) -> $crate::Harness {
-            let store = ::std::sync::Arc::new(::lwcache_memory::MemoryStore::new());
+            memory_harness_on(
+                ::std::sync::Arc::new(::lwcache_memory::MemoryStore::new()),
+                repo,
+                time,
+            )
+        }
+
+        /// `store` in front of `repo`. A repository shared by every check
+        /// (one Neo4j) wants one store shared by them too, as the
+        /// processes of a deployment share one Redis: any check's replay
+        /// loop may carry out another's owed steps.
+        pub(crate) fn memory_harness_on(
+            store: ::std::sync::Arc<::lwcache_memory::MemoryStore>,
+            repo: ::std::sync::Arc<dyn $crate::__private::lwcache_core::ports::WorldRepository>,
+            time: ::std::sync::Arc<dyn $crate::TimeControl>,
+        ) -> $crate::Harness {
             $crate::Harness {
                 store: store.clone(),
                 repo,

@@ -340,6 +340,7 @@ async fn the_claim_seeks_the_age_index() {
     let read_only = format!("{select}\nRETURN o.world_id AS world_id, o.version AS version");
     let params: std::collections::HashMap<String, neo4rs::BoltType> = [
         ("owner".to_owned(), "test-plan".into()),
+        ("world".to_owned(), "".into()),
         ("min_age_ms".to_owned(), 1_000i64.into()),
         ("lease_ms".to_owned(), 1_000i64.into()),
         ("limit".to_owned(), 100i64.into()),

@@ -42,10 +42,18 @@ pub(crate) async fn repo() -> Option<Neo4jRepository> {
 lwcache_testkit::memory_harness!();
 
 /// The in-memory store in front of Neo4j: the repository conformance checks
-/// and the stack checks with a real source.
+/// and the stack checks with a real source. One store for every check, as
+/// they share one Neo4j and so one outbox.
 pub(crate) async fn harness() -> Option<Harness> {
+    static STORE: std::sync::OnceLock<Arc<lwcache_memory::MemoryStore>> =
+        std::sync::OnceLock::new();
     let repo = repo().await?;
-    Some(memory_harness(Arc::new(repo), Arc::new(RealClock)))
+    let store = STORE.get_or_init(|| Arc::new(lwcache_memory::MemoryStore::new()));
+    Some(memory_harness_on(
+        store.clone(),
+        Arc::new(repo),
+        Arc::new(RealClock),
+    ))
 }
 
 /// A plain driver connection, to look at the data with Cypher.
