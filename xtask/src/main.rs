@@ -34,13 +34,15 @@ fn main() -> Result<()> {
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci     [--no-bench]: fmt --check, the dependency rules (deps),
+  ci     [--no-bench] [--no-chaos]: fmt --check, the dependency rules (deps),
          clippy with warnings denied, the
          API docs with warnings denied, every test, with real Redis
          servers (standalone, TLS and a 3-master cluster) and a real
          Neo4j 5.26 started on free loopback ports and stopped at the end,
-         then the benchmarks in quick mode (no timing is asserted: they
-         must run and write their report)
+         then the consistency checker in quick mode (chaos --quick: no
+         violation outside the declared windows, full convergence), then
+         the benchmarks in quick mode (no timing is asserted: they must
+         run and write their report)
   servers  start the same servers, print the variables that point the
          tests at them (for `cargo test` by hand), and keep them running
          until Enter or end of input
@@ -75,11 +77,14 @@ fn workspace_root() -> PathBuf {
 }
 
 fn ci(root: &Path, args: &[String]) -> Result<()> {
-    let bench = match args {
-        [] => true,
-        [flag] if flag == "--no-bench" => false,
-        other => bail!("unknown ci options {other:?}: use --no-bench or nothing"),
-    };
+    let (mut bench, mut chaos) = (true, true);
+    for arg in args {
+        match arg.as_str() {
+            "--no-bench" => bench = false,
+            "--no-chaos" => chaos = false,
+            other => bail!("unknown ci option {other:?}: use --no-bench, --no-chaos or nothing"),
+        }
+    }
     cargo(root, &["fmt", "--all", "--", "--check"])?;
     deps::run(root)?;
     cargo(
@@ -105,6 +110,12 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
     })?;
     cargo_with(root, &["test", "--workspace", "--locked"], &servers.env())?;
     drop(servers);
+    if chaos {
+        // The consistency checker in quick mode, on servers of its own: it
+        // must find no violation outside the declared windows, and the
+        // cache must converge.
+        chaos::run(root, &["--quick".to_owned()])?;
+    }
     if bench {
         // Its own servers, with the benchmark tuning, and nothing else running.
         bench::run(root, &["--quick".to_owned()])?;

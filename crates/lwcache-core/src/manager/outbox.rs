@@ -40,9 +40,9 @@ pub(super) struct Round {
 }
 
 /// How long a replayer's claim keeps other processes off its entries: long
-/// enough for one round, short enough that a replayer that died mid-round
-/// delays its entries only briefly.
-const CLAIM_LEASE: Duration = Duration::from_secs(10);
+/// enough for one round (milliseconds), short enough that a replayer that
+/// died or lost the cache mid-round delays its entries only briefly.
+const CLAIM_LEASE: Duration = Duration::from_secs(2);
 
 impl<S, R> Inner<S, R>
 where
@@ -115,6 +115,11 @@ where
             full: false,
             whole: false,
         };
+        // A process that cannot reach the cache claims nothing: its claims
+        // would keep the entries from the processes that can.
+        if self.cache_call(self.store.ping()).await.is_err() {
+            return failed;
+        }
         let owed = match self.source_call(self.repo.owed(&claim)).await {
             Ok(owed) => owed,
             Err(e) => {
@@ -123,8 +128,10 @@ where
             }
         };
         if owed.is_empty() {
-            let whole = self.cache_call(self.store.ping()).await.is_ok();
-            return Round { full: false, whole };
+            return Round {
+                full: false,
+                whole: true,
+            };
         }
         let full = owed.len() >= claim.limit;
         let mut by_world: BTreeMap<WorldId, Vec<Owed>> = BTreeMap::new();

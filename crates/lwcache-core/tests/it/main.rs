@@ -94,6 +94,8 @@ async fn the_cache_step_comes_strictly_after_the_source_commit() {
     let mut seq = Sequence::new();
     let mut repo = repo_with_outbox();
     let mut store = MockStore::new();
+    // The replay loop pings the store before each round.
+    store.expect_ping().returning(|| Ok(()));
     repo.expect_apply()
         .times(1)
         .in_sequence(&mut seq)
@@ -122,6 +124,8 @@ async fn the_cache_step_comes_strictly_after_the_source_commit() {
 async fn a_failed_source_write_touches_no_cache() {
     let mut repo = repo_with_outbox();
     let mut store = MockStore::new();
+    // The replay loop pings the store before each round.
+    store.expect_ping().returning(|| Ok(()));
     repo.expect_apply()
         .times(1)
         .returning(|_| Err(SourceError::Unavailable("neo4j is down".into())));
@@ -143,6 +147,8 @@ async fn a_failed_source_write_touches_no_cache() {
 async fn an_invalid_document_reaches_neither_port() {
     let mut repo = repo_with_outbox();
     let mut store = MockStore::new();
+    // The replay loop pings the store before each round.
+    store.expect_ping().returning(|| Ok(()));
     repo.expect_apply().times(0);
     store.expect_write().times(0);
     let mut config = ManagerConfig::default();
@@ -166,6 +172,8 @@ async fn an_invalid_document_reaches_neither_port() {
 async fn a_cache_read_failure_falls_back_without_a_fill() {
     let mut repo = repo_with_outbox();
     let mut store = MockStore::new();
+    // The replay loop pings the store before each round.
+    store.expect_ping().returning(|| Ok(()));
     store
         .expect_get()
         .times(1)
@@ -378,6 +386,8 @@ async fn an_added_event_tombstones_its_timeline_before_the_ack() {
     let seen = tombstoned.clone();
     let key = timeline.clone();
     let mut store = MockStore::new();
+    // The replay loop pings the store before each round.
+    store.expect_ping().returning(|| Ok(()));
     store
         .expect_write()
         .withf(move |w| {
@@ -432,6 +442,8 @@ async fn done_outbox_entries_are_removed_in_one_batch() {
         .withf(|done| done.len() == 20 && done.iter().map(|d| d.version).eq(1..=20))
         .returning(|_| Ok(()));
     let mut store = MockStore::new();
+    // The replay loop pings the store before each round.
+    store.expect_ping().returning(|| Ok(()));
     store.expect_write().returning(|w| Ok(landed(w.puts.len())));
     let m = CacheManager::builder(store, repo).build().unwrap();
     for _ in 0..20 {
@@ -468,6 +480,8 @@ async fn a_failed_cache_step_stays_owed_until_the_replay_carries_it_out() {
         .withf(move |done| done == [settled.clone()])
         .returning(|_| Ok(()));
     let mut store = MockStore::new();
+    // The replay loop pings the store before each round.
+    store.expect_ping().returning(|| Ok(()));
     let mut calls = 0;
     store.expect_write().returning(move |w| {
         calls += 1;
@@ -483,7 +497,6 @@ async fn a_failed_cache_step_stays_owed_until_the_replay_carries_it_out() {
         assert_eq!(codec::peek_version(&w.puts[0].bytes), Ok(4));
         Ok(landed(1))
     });
-    store.expect_ping().returning(|| Ok(()));
     let m = CacheManager::builder(store, repo).build().unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
     let w = m
