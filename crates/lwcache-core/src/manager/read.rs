@@ -238,9 +238,9 @@ where
 
     /// A miss: takes the key's lease and reads the source, filling the cache
     /// under the lease. When another read holds the lease, waits up to
-    /// `lease_wait` for its fill, then reads the source without filling.
+    /// `lease_wait` for its fill (a hit, once it lands), then reads the
+    /// source without filling.
     async fn miss(&self, key: &CacheKey, fields: Fields) -> Result<Read<CachedValue>, Error> {
-        self.metrics.record(MetricEvent::Miss(key.kind()));
         let lease = self.next_lease();
         let held = self
             .cache_call(self.store.lease(
@@ -252,12 +252,18 @@ where
             .await;
         let after = match held.as_deref() {
             Ok([true]) => AfterRead::Fill(lease),
+            // Served by the cache after all, by another read's fill: the
+            // source was read once for both.
             Ok(_) => match self.await_fill(key, fields).await {
-                Some(read) => return Ok(read),
+                Some(read) => {
+                    self.metrics.record(MetricEvent::Hit(key.kind()));
+                    return Ok(read);
+                }
                 None => AfterRead::Leave,
             },
             Err(_) => AfterRead::Leave,
         };
+        self.metrics.record(MetricEvent::Miss(key.kind()));
         self.serve_from_source(key, fields, Outcome::Miss, after)
             .await
     }
@@ -280,7 +286,7 @@ where
                 return Some(Read {
                     value: entry.value,
                     version: entry.version,
-                    outcome: Outcome::Miss,
+                    outcome: Outcome::Hit,
                 });
             }
         }
