@@ -88,6 +88,11 @@ impl<K: Hash + Eq, T: Ord + Copy> Freshness<K, T> {
             .is_some_and(|newest| version < newest)
     }
 
+    /// Whether any write of `key` was acknowledged.
+    pub fn was_written(&self, key: &K) -> bool {
+        self.writes.contains_key(key)
+    }
+
     /// Acknowledged writes recorded, over every key.
     pub fn len(&self) -> usize {
         self.writes.values().map(Vec::len).sum()

@@ -221,6 +221,12 @@ pub struct PlayersRow {
     /// Reads whose value was older than a write of the same key
     /// acknowledged before the read started.
     pub stale_reads: u64,
+    /// Reads not served by the cache, by key kind (`timeline`,
+    /// `character`, …), most first.
+    pub misses_by_kind: Vec<(String, u64)>,
+    /// Of the reads not served by the cache, those of keys no write of the
+    /// run had touched when the read ended: what a world-wide gate costs.
+    pub unwritten_key_misses: u64,
 }
 
 impl PlayersRow {
@@ -257,11 +263,29 @@ pub fn players_target(rows: &[PlayersRow]) -> Option<TargetCheck> {
         met,
         why: (!met).then(|| {
             format!(
-                "{} fills rejected with {} players against {} with {}; {stale} reads older than an acknowledged write of their key",
-                last.fills_rejected, last.players, first.fills_rejected, first.players
+                "{} fills rejected with {} players against {} with {}; misses with {} players: {} ({} of keys never written); {stale} reads older than an acknowledged write of their key",
+                last.fills_rejected,
+                last.players,
+                first.fills_rejected,
+                first.players,
+                last.players,
+                fmt_kinds(&last.misses_by_kind),
+                last.unwritten_key_misses,
             )
         }),
     })
+}
+
+/// Counts by kind as `timeline 12, flags 1`; `none` when empty.
+pub fn fmt_kinds(kinds: &[(String, u64)]) -> String {
+    if kinds.is_empty() {
+        return "none".to_owned();
+    }
+    kinds
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A target and whether the run met it.

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use super::{cell, fmt_percent, round};
-use crate::report::PlayersRow;
+use crate::report::{PlayersRow, fmt_kinds};
 use crate::stats::ratio;
 
 /// The hit ratio of `row` over that of the fewest players of its source.
@@ -31,6 +31,8 @@ pub(super) fn json(rows: &[PlayersRow]) -> Vec<Value> {
                 "fills_rejected": r.fills_rejected,
                 "fallbacks": r.fallbacks,
                 "stale_reads": r.stale_reads,
+                "misses_by_kind": r.misses_by_kind.iter().map(|(k, n)| (k.clone(), json!(n))).collect::<serde_json::Map<_, _>>(),
+                "unwritten_key_misses": r.unwritten_key_misses,
                 "hit_ratio": r.hit_ratio().map(round),
                 "hit_ratio_over_fewest_players": share_of_fewest(rows, r).map(round),
             })
@@ -50,16 +52,16 @@ pub(super) fn markdown(md: &mut String, rows: &[PlayersRow]) {
     );
     let _ = writeln!(
         md,
-        "| source | players | turns | reads | writes | hit ratio | over 1 player | fills rejected | stale reads | fallbacks |"
+        "| source | players | turns | reads | writes | hit ratio | over 1 player | fills rejected | stale reads | fallbacks | misses by key kind | misses of keys never written |"
     );
     let _ = writeln!(
         md,
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
     );
     for r in rows {
         let _ = writeln!(
             md,
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             cell(&r.source),
             r.players,
             r.turns,
@@ -70,6 +72,8 @@ pub(super) fn markdown(md: &mut String, rows: &[PlayersRow]) {
             r.fills_rejected,
             r.stale_reads,
             r.fallbacks,
+            cell(&fmt_kinds(&r.misses_by_kind)),
+            r.unwritten_key_misses,
         );
     }
     md.push('\n');

@@ -7,6 +7,7 @@
 //! gate, a write by one player made the fills of every other key of the
 //! world lose, so the hit ratio fell as players were added.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 
@@ -16,18 +17,20 @@ use lwcache_bench::report::PlayersRow;
 use lwcache_core::ports::{CacheStore, WorldRepository};
 use lwcache_core::{CacheManager, Counters, Fields, MetricsSink, Outcome};
 use lwcache_demo::{Action, DemoSpec, Simulation};
-use lwcache_domain::{CacheKey, Mutation, WorldId};
+use lwcache_domain::{CacheKey, KeyKind, Mutation, WorldId};
 use tokio::task::JoinSet;
 
 use super::{CONCURRENCY, Plan, RECENT_LIMIT, config, world_id};
 
 /// What one player's turns found.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 struct Tally {
     reads: u64,
     hits: u64,
     writes: u64,
     stale: u64,
+    misses: BTreeMap<KeyKind, u64>,
+    unwritten_misses: u64,
 }
 
 impl Tally {
@@ -36,6 +39,20 @@ impl Tally {
         self.hits += other.hits;
         self.writes += other.writes;
         self.stale += other.stale;
+        for (kind, n) in other.misses {
+            *self.misses.entry(kind).or_default() += n;
+        }
+        self.unwritten_misses += other.unwritten_misses;
+    }
+
+    fn misses_by_kind(&self) -> Vec<(String, u64)> {
+        let mut kinds: Vec<_> = self
+            .misses
+            .iter()
+            .map(|(k, &n)| (k.as_str().to_owned(), n))
+            .collect();
+        kinds.sort_by_key(|&(_, n)| std::cmp::Reverse(n));
+        kinds
     }
 }
 
@@ -88,6 +105,8 @@ where
             fills_rejected: after.fills_rejected - before.fills_rejected,
             fallbacks: after.fallbacks - before.fallbacks,
             stale_reads: tally.stale,
+            misses_by_kind: tally.misses_by_kind(),
+            unwritten_key_misses: tally.unwritten_misses,
         });
     }
     manager.shutdown().await;
@@ -175,13 +194,15 @@ where
             }
         };
         let (outcome, version) = read;
+        let hit = matches!(outcome, Outcome::Hit | Outcome::Stale);
         tally.reads += 1;
-        tally.hits += u64::from(matches!(outcome, Outcome::Hit | Outcome::Stale));
-        let stale = record
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .is_stale(&key, started, version);
-        tally.stale += u64::from(stale);
+        tally.hits += u64::from(hit);
+        let record = record.lock().unwrap_or_else(PoisonError::into_inner);
+        tally.stale += u64::from(record.is_stale(&key, started, version));
+        if !hit {
+            *tally.misses.entry(key.kind()).or_default() += 1;
+            tally.unwritten_misses += u64::from(!record.was_written(&key));
+        }
     }
     Ok(tally)
 }

@@ -20,6 +20,7 @@ fn a_read_is_stale_only_against_writes_of_its_key_acknowledged_before_it() {
     assert!(!f.is_stale(&"entity:b", 20, 1));
     assert!(f.is_stale(&"entity:a", 20, 39));
     assert_eq!(f.newest_before(&"entity:b", 20), None);
+    assert!(f.was_written(&"entity:a") && !f.was_written(&"entity:b"));
     assert_eq!(f.len(), 2);
 }
 

@@ -195,6 +195,8 @@ fn players_row(players: usize, reads: u64, hits: u64, stale_reads: u64) -> Playe
         fills_rejected: players as u64,
         fallbacks: 0,
         stale_reads,
+        misses_by_kind: vec![("timeline".to_owned(), reads - hits)],
+        unwritten_key_misses: 0,
     }
 }
 
@@ -224,10 +226,11 @@ fn the_players_target_compares_the_most_players_with_the_fewest() {
     ])
     .unwrap();
     assert!(!low.met);
+    let why = low.why.unwrap();
+    assert!(why.contains("64 fills rejected with 64 players"), "{why}");
     assert!(
-        low.why
-            .unwrap()
-            .contains("64 fills rejected with 64 players")
+        why.contains("timeline 176 (0 of keys never written)"),
+        "{why}"
     );
 
     // A stale read at any level misses it, whatever the ratio.
@@ -276,6 +279,7 @@ fn the_json_report_carries_every_figure_and_ratio() {
     assert_eq!(back["players"][1]["hit_ratio_over_fewest_players"], 0.98);
     assert_eq!(back["players"][1]["stale_reads"], 0);
     assert_eq!(back["players"][1]["fills_rejected"], 64);
+    assert_eq!(back["players"][1]["misses_by_kind"]["timeline"], 138);
     assert_eq!(back["targets"][1]["met"], false);
     assert_eq!(back["targets"][1]["why"], "scheduling tail");
     assert_eq!(back["targets"][0]["why"], serde_json::Value::Null);
@@ -300,7 +304,7 @@ fn the_markdown_page_has_a_table_row_per_figure() {
     assert!(md.contains("## Players in one world"));
     assert!(md.contains("after 220 warm-up turns"));
     assert!(
-        md.contains("| in-memory source | 64 | 2200 | 2000 | 200 | 93.1% | 0.980 | 64 | 0 | 0 |")
+        md.contains("| in-memory source | 64 | 2200 | 2000 | 200 | 93.1% | 0.980 | 64 | 0 | 0 | timeline 138 | 0 |")
     );
     assert!(md.contains("| p99 | < 1 ms | 1.20 ms | **missed** | scheduling tail |"));
     assert!(md.contains("- near-cache hit: not measured: no near cache yet"));
