@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use lwcache_bench::report::{LatencyComparison, NotMeasured, Report, TargetCheck};
+use lwcache_bench::report::{self, LatencyComparison, NotMeasured, Report, TargetCheck};
 use lwcache_bench::{date, render};
 use lwcache_core::CacheManager;
 use lwcache_core::ports::WorldRepository;
@@ -340,7 +340,15 @@ async fn with_source<R: WorldRepository + 'static>(
     );
     report
         .hit_ratio
-        .push(scenarios::hit_ratio(store, repo, source, run_id, plan).await?);
+        .push(scenarios::hit_ratio(store.clone(), repo, source, run_id, plan).await?);
+
+    eprintln!(
+        "  +{:>4.1} s players in one world ({source})",
+        started.elapsed().as_secs_f64()
+    );
+    let rows = scenarios::players(store, repo, source, run_id, plan).await?;
+    report.targets.extend(report::players_target(&rows));
+    report.players.extend(rows);
     Ok(load)
 }
 
@@ -396,5 +404,6 @@ fn methodology() -> Vec<String> {
         "Every CacheManager runs with the default configuration and policy, except a source timeout of 120 s instead of 5 s, so that reading the 1,000-entity world's image from Neo4j is not cut off, and a cache timeout of 2 s instead of 250 ms (the Redis clients of both sides wait 2 s for a reply instead of 500 ms), so that a stall of the shared cores is measured as latency instead of turning a hit into a fallback to the source.".to_owned(),
         "Write path: the write through CacheManager against the same mutation applied to the repository directly, interleaved; queued write-behind work is let finish, untimed, after every sample.".to_owned(),
         "Hit ratio: one simulated player (lwcache-demo's Simulation, seed 0x5eed) from a cold cache; warm-up is the first 10% of turns. Served by the cache counts hits and stale hits (entries older than a queued write-behind update, served by the default policy).".to_owned(),
+        "Players in one world: one world of the standard demo spec per source, activated, then 1, 16 and 64 concurrent players (tokio tasks, each its own Simulation: Zipf(1.0) reads over the entities, the flags, the snapshot and the timelines, 10% writes) through one CacheManager, one level after the other; each level plays 10% of its turns as warm-up at the same concurrency before the counted turns. A hit is a read served by the cache; a read is stale when its version is lower than that of a write of the same key acknowledged (CacheManager::apply returned) before the read started, tracked in the bench process per key from Written.committed.version; fills rejected are the manager's counter over the counted turns.".to_owned(),
     ]
 }

@@ -4,6 +4,8 @@
 //! a logarithmic time axis, dark up to p50 and light from p50 to p99, so
 //! that a cached read and a Neo4j read fit on the same chart.
 
+mod players;
+
 use std::fmt::Write as _;
 
 use serde_json::{Value, json};
@@ -31,6 +33,7 @@ pub fn to_json(report: &Report) -> Value {
         "activation": report.activation.iter().map(activation_json).collect::<Vec<_>>(),
         "memory": report.memory.as_ref().map(memory_json),
         "hit_ratio": report.hit_ratio.iter().map(hit_ratio_json).collect::<Vec<_>>(),
+        "players": players::json(&report.players),
         "targets": report.targets.iter().map(target_json).collect::<Vec<_>>(),
         "not_measured": report.not_measured.iter().map(|n| json!({
             "scenario": n.scenario,
@@ -364,6 +367,8 @@ pub fn to_markdown(report: &Report, json_path: &str) -> String {
         }
         md.push('\n');
     }
+
+    players::markdown(&mut md, &report.players);
 
     if !report.not_measured.is_empty() {
         let _ = writeln!(md, "## Not measured\n");

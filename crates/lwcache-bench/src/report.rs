@@ -22,6 +22,9 @@ pub struct Report {
     pub memory: Option<MemoryRow>,
     /// Hit ratios under a simulated workload.
     pub hit_ratio: Vec<HitRatioRow>,
+    /// Hit ratios with concurrent players in one world, by source and
+    /// number of players.
+    pub players: Vec<PlayersRow>,
     /// The targets the issue sets, checked.
     pub targets: Vec<TargetCheck>,
     /// Scenarios that were not measured, and why.
@@ -191,6 +194,98 @@ impl HitRatioRow {
             self.reads_after_warmup as f64,
         )
     }
+}
+
+/// One number of concurrent players in one world, over one source.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlayersRow {
+    /// The source of truth behind the cache.
+    pub source: String,
+    /// Concurrent players (tokio tasks), each taking turns.
+    pub players: usize,
+    /// Turns counted, over all players (after the warm-up).
+    pub turns: u64,
+    /// Turns played before counting, at the same concurrency.
+    pub warmup_turns: u64,
+    /// Reads counted.
+    pub reads: u64,
+    /// Of those, served by the cache.
+    pub hits: u64,
+    /// Writes counted.
+    pub writes: u64,
+    /// Fills that lost against a newer write (the manager's counter, over
+    /// the counted turns).
+    pub fills_rejected: u64,
+    /// Reads served by the source because the cache failed.
+    pub fallbacks: u64,
+    /// Reads whose value was older than a write of the same key
+    /// acknowledged before the read started.
+    pub stale_reads: u64,
+    /// Reads not served by the cache, by key kind (`timeline`,
+    /// `character`, …), most first.
+    pub misses_by_kind: Vec<(String, u64)>,
+    /// Of the reads not served by the cache, those of keys no write of the
+    /// run had touched when the read ended: what a world-wide gate costs.
+    pub unwritten_key_misses: u64,
+}
+
+impl PlayersRow {
+    /// Hits over reads.
+    pub fn hit_ratio(&self) -> Option<f64> {
+        ratio(self.hits as f64, self.reads as f64)
+    }
+}
+
+/// The hit ratio with the most players in one world must stay at or above
+/// this share of the ratio with one player.
+pub const PLAYERS_TARGET: f64 = 0.97;
+
+/// The players target over one source's rows, fewest players first: the
+/// most players' hit ratio over the fewest's, and no stale read at any
+/// level. `None` without rows or reads.
+pub fn players_target(rows: &[PlayersRow]) -> Option<TargetCheck> {
+    let (first, last) = (rows.first()?, rows.last()?);
+    let (one, many) = (first.hit_ratio()?, last.hit_ratio()?);
+    let share = many / one;
+    let stale: u64 = rows.iter().map(|r| r.stale_reads).sum();
+    let met = share >= PLAYERS_TARGET && stale == 0;
+    Some(TargetCheck {
+        name: format!(
+            "hit ratio with {} players in one world over {} player ({})",
+            last.players, first.players, first.source
+        ),
+        goal: format!("≥ {PLAYERS_TARGET:.2}, 0 stale reads"),
+        measured: format!(
+            "{share:.3} ({:.1}% vs {:.1}%), {stale} stale reads",
+            many * 100.0,
+            one * 100.0
+        ),
+        met,
+        why: (!met).then(|| {
+            format!(
+                "{} fills rejected with {} players against {} with {}; misses with {} players: {} ({} of keys never written); {stale} reads older than an acknowledged write of their key",
+                last.fills_rejected,
+                last.players,
+                first.fills_rejected,
+                first.players,
+                last.players,
+                fmt_kinds(&last.misses_by_kind),
+                last.unwritten_key_misses,
+            )
+        }),
+    })
+}
+
+/// Counts by kind as `timeline 12, flags 1`; `none` when empty.
+pub fn fmt_kinds(kinds: &[(String, u64)]) -> String {
+    if kinds.is_empty() {
+        return "none".to_owned();
+    }
+    kinds
+        .iter()
+        .map(|(kind, n)| format!("{kind} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// A target and whether the run met it.

@@ -10,8 +10,11 @@
 //!   redis-rs and `redis-benchmark`.
 //! - `memory`: the entry's size in Redis against plain JSON, and
 //!   activation against naive and pipelined SETs.
+//! - `players`: the hit ratio with 1, 16 and 64 concurrent players in one
+//!   world, and the reads older than an acknowledged write of their key.
 
 mod memory;
+mod players;
 mod reads;
 mod throughput;
 mod writes;
@@ -28,6 +31,7 @@ use redis::aio::ConnectionManager;
 use crate::args::Mode;
 
 pub(crate) use memory::{activation, memory_per_entity};
+pub(crate) use players::players;
 pub(crate) use reads::{decode_cost_us, hit_ratio, read_hit_vs_get, read_hit_vs_source};
 pub(crate) use throughput::throughput;
 pub(crate) use writes::write_path;
@@ -47,6 +51,8 @@ pub(crate) struct Plan {
     pub(crate) activations: usize,
     /// Turns of the simulated workload.
     pub(crate) turns: usize,
+    /// Counted turns per number of players in the players scenario.
+    pub(crate) player_turns: usize,
 }
 
 impl Plan {
@@ -59,6 +65,7 @@ impl Plan {
                 throughput: 10_000,
                 activations: 3,
                 turns: 5_000,
+                player_turns: 3_000,
             },
             Mode::Full => Self {
                 warmup: 5_000,
@@ -67,19 +74,21 @@ impl Plan {
                 throughput: 200_000,
                 activations: 15,
                 turns: 50_000,
+                player_turns: 30_000,
             },
         }
     }
 
     pub(crate) fn describe(&self) -> String {
         format!(
-            "{} warm-up + {} timed calls per side (Redis), {} (with the source); {} reads per throughput level; {} activations; {} simulated turns",
+            "{} warm-up + {} timed calls per side (Redis), {} (with the source); {} reads per throughput level; {} activations; {} simulated turns; {} turns per number of players",
             self.warmup,
             self.latency,
             self.source_latency,
             self.throughput,
             self.activations,
-            self.turns
+            self.turns,
+            self.player_turns
         )
     }
 }
@@ -88,7 +97,7 @@ impl Plan {
 /// process waking up, the CPU's clock) hits both sides alike.
 pub(super) const BLOCK: usize = 100;
 
-/// Concurrency levels of the throughput scenario.
+/// Concurrency levels of the throughput and players scenarios.
 pub(crate) const CONCURRENCY: [usize; 3] = [1, 16, 64];
 
 /// Events a recent-timeline read asks for in the simulated workload.

@@ -1,13 +1,16 @@
-//! The pure parts of the benchmarks: percentiles, and the report rendered
-//! from fixed samples as JSON, markdown and SVG. No timing is asserted.
+//! The pure parts of the benchmarks: percentiles, the stale-read
+//! bookkeeping, and the report rendered from fixed samples as JSON,
+//! markdown and SVG. No timing is asserted.
+
+mod freshness;
 
 use std::time::Duration;
 
 use lwcache_bench::date;
 use lwcache_bench::render::{self, fmt_us};
 use lwcache_bench::report::{
-    ActivationRow, HitRatioRow, LatencyComparison, Measured, MemoryRow, NotMeasured, Report,
-    TargetCheck, ThroughputRow,
+    ActivationRow, HitRatioRow, LatencyComparison, Measured, MemoryRow, NotMeasured, PlayersRow,
+    Report, TargetCheck, ThroughputRow, players_target,
 };
 use lwcache_bench::stats::{Samples, Summary, percentile, ratio};
 
@@ -152,6 +155,10 @@ fn fixed_report() -> Report {
             fills_rejected: 12,
             fallbacks: 0,
         }],
+        players: vec![
+            players_row(1, 2_000, 1_900, 0),
+            players_row(64, 2_000, 1_862, 0),
+        ],
         targets: vec![
             TargetCheck {
                 name: "overhead p50".to_owned(),
@@ -176,6 +183,74 @@ fn fixed_report() -> Report {
     }
 }
 
+fn players_row(players: usize, reads: u64, hits: u64, stale_reads: u64) -> PlayersRow {
+    PlayersRow {
+        source: "in-memory source".to_owned(),
+        players,
+        turns: 2_200,
+        warmup_turns: 220,
+        reads,
+        hits,
+        writes: 200,
+        fills_rejected: players as u64,
+        fallbacks: 0,
+        stale_reads,
+        misses_by_kind: vec![("timeline".to_owned(), reads - hits)],
+        unwritten_key_misses: 0,
+    }
+}
+
+#[test]
+fn the_players_target_compares_the_most_players_with_the_fewest() {
+    // 0.931 / 0.95 = 0.98: met.
+    let met = players_target(&[
+        players_row(1, 2_000, 1_900, 0),
+        players_row(16, 2_000, 1_700, 0),
+        players_row(64, 2_000, 1_862, 0),
+    ])
+    .unwrap();
+    assert!(met.met, "{met:?}");
+    assert_eq!(met.goal, "≥ 0.97, 0 stale reads");
+    assert!(
+        met.measured.starts_with("0.980 (93.1% vs 95.0%)"),
+        "{}",
+        met.measured
+    );
+    assert!(met.name.contains("64 players") && met.name.contains("in-memory source"));
+    assert_eq!(met.why, None);
+
+    // 0.912 / 0.95 = 0.96: missed, and said why.
+    let low = players_target(&[
+        players_row(1, 2_000, 1_900, 0),
+        players_row(64, 2_000, 1_824, 0),
+    ])
+    .unwrap();
+    assert!(!low.met);
+    let why = low.why.unwrap();
+    assert!(why.contains("64 fills rejected with 64 players"), "{why}");
+    assert!(
+        why.contains("timeline 176 (0 of keys never written)"),
+        "{why}"
+    );
+
+    // A stale read at any level misses it, whatever the ratio.
+    let stale = players_target(&[
+        players_row(1, 2_000, 1_900, 0),
+        players_row(16, 2_000, 1_900, 1),
+        players_row(64, 2_000, 1_900, 0),
+    ])
+    .unwrap();
+    assert!(!stale.met);
+    assert!(
+        stale.measured.ends_with("1 stale reads"),
+        "{}",
+        stale.measured
+    );
+
+    assert_eq!(players_target(&[]), None);
+    assert_eq!(players_target(&[players_row(1, 0, 0, 0)]), None);
+}
+
 #[test]
 fn the_json_report_carries_every_figure_and_ratio() {
     let json = render::to_json(&fixed_report());
@@ -197,6 +272,14 @@ fn the_json_report_carries_every_figure_and_ratio() {
     assert_eq!(back["hit_ratio"][0]["hit_ratio_overall"], 0.9);
     assert_eq!(back["hit_ratio"][0]["hit_ratio_after_warmup"], 0.95);
     assert_eq!(back["hit_ratio"][0]["fills_rejected"], 12);
+    assert_eq!(back["players"][0]["hit_ratio"], 0.95);
+    assert_eq!(back["players"][0]["hit_ratio_over_fewest_players"], 1.0);
+    assert_eq!(back["players"][1]["players"], 64);
+    assert_eq!(back["players"][1]["hit_ratio"], 0.931);
+    assert_eq!(back["players"][1]["hit_ratio_over_fewest_players"], 0.98);
+    assert_eq!(back["players"][1]["stale_reads"], 0);
+    assert_eq!(back["players"][1]["fills_rejected"], 64);
+    assert_eq!(back["players"][1]["misses_by_kind"]["timeline"], 138);
     assert_eq!(back["targets"][1]["met"], false);
     assert_eq!(back["targets"][1]["why"], "scheduling tail");
     assert_eq!(back["targets"][0]["why"], serde_json::Value::Null);
@@ -218,6 +301,11 @@ fn the_markdown_page_has_a_table_row_per_figure() {
     assert!(md.contains("| 2002 (1305 KiB) | 300.00 ms | 10 |"));
     assert!(md.contains("| 220 B | 240 B | 0.92× |"));
     assert!(md.contains("| 90.0% | 95.0% | 12 | 0 |"));
+    assert!(md.contains("## Players in one world"));
+    assert!(md.contains("after 220 warm-up turns"));
+    assert!(
+        md.contains("| in-memory source | 64 | 2200 | 2000 | 200 | 93.1% | 0.980 | 64 | 0 | 0 | timeline 138 | 0 |")
+    );
     assert!(md.contains("| p99 | < 1 ms | 1.20 ms | **missed** | scheduling tail |"));
     assert!(md.contains("- near-cache hit: not measured: no near cache yet"));
     // Every row of a table has as many cells as its header.
