@@ -184,6 +184,15 @@ pub struct Declared {
     pub why: String,
 }
 
+impl Declared {
+    /// Whether the declaration covers the window `name`: the fault itself,
+    /// or one of its repetitions (`name#2`) in a long run.
+    pub fn covers(&self, name: &str) -> bool {
+        name.strip_prefix(self.window.as_str())
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('#'))
+    }
+}
+
 /// Checks every read against its key's history and groups the verdicts.
 /// A violation is declared when its window is declared and it is no more
 /// behind than the declaration allows; every other violation counts.
@@ -232,7 +241,7 @@ pub fn analyse(
             let allowed = matches!(verdict, Verdict::Stale(_))
                 && declared
                     .iter()
-                    .any(|d| d.window == groups[g].name && behind_ms <= d.within_ms);
+                    .any(|d| d.covers(&groups[g].name) && behind_ms <= d.within_ms);
             undeclared_violations += u64::from(!allowed);
         }
         for r in [&mut total, &mut groups[g]] {
@@ -380,5 +389,19 @@ mod tests {
             &declare(behind.saturating_sub(1)),
         );
         assert_eq!(a.undeclared_violations, 1, "staler than the bound allows");
+    }
+
+    #[test]
+    fn a_declaration_covers_its_fault_and_its_repetitions_only() {
+        let d = Declared {
+            window: "redis-partition".to_owned(),
+            within_ms: 1,
+            why: String::new(),
+        };
+        assert!(d.covers("redis-partition"));
+        assert!(d.covers("redis-partition#2"));
+        assert!(!d.covers("redis-partition-one-instance"));
+        assert!(!d.covers("redis-partition-one-instance#1"));
+        assert!(!d.covers("baseline"));
     }
 }
