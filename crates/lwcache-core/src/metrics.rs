@@ -58,6 +58,14 @@ pub enum MetricEvent {
     CacheError,
     /// A write-behind update found its queue full.
     WriteBehindDropped,
+    /// The replay loop carried out this many owed steps (outbox entries)
+    /// that their own writes' cache steps had not.
+    Replayed(u64),
+    /// A world whose source went back in time had its cache dropped.
+    WorldDropped,
+    /// The cache went into trouble (`true`: a call failed, reads go to the
+    /// source) or out of it (`false`: everything owed was carried out).
+    Trouble(bool),
     /// The write-behind queue's depth after a change.
     WriteBehindDepth(usize),
     /// How long a stage took.
@@ -109,6 +117,8 @@ pub struct Counters {
     decode_failures: AtomicU64,
     cache_errors: AtomicU64,
     write_behind_dropped: AtomicU64,
+    replayed: AtomicU64,
+    worlds_dropped: AtomicU64,
 }
 
 /// A copy of [`Counters`] at one moment.
@@ -134,6 +144,10 @@ pub struct CounterSnapshot {
     pub cache_errors: u64,
     /// Write-behind updates that found the queue full.
     pub write_behind_dropped: u64,
+    /// Owed steps carried out by the replay loop.
+    pub replayed: u64,
+    /// Worlds dropped because their source went back in time.
+    pub worlds_dropped: u64,
 }
 
 impl Counters {
@@ -156,6 +170,8 @@ impl Counters {
             decode_failures: get(&self.decode_failures),
             cache_errors: get(&self.cache_errors),
             write_behind_dropped: get(&self.write_behind_dropped),
+            replayed: get(&self.replayed),
+            worlds_dropped: get(&self.worlds_dropped),
         }
     }
 }
@@ -180,7 +196,11 @@ impl MetricsSink for Counters {
             MetricEvent::FillRejected(_) => add(&self.fills_rejected, 1),
             MetricEvent::CacheError => add(&self.cache_errors, 1),
             MetricEvent::WriteBehindDropped => add(&self.write_behind_dropped, 1),
-            MetricEvent::WriteBehindDepth(_) | MetricEvent::Latency(..) => {}
+            MetricEvent::Replayed(n) => add(&self.replayed, n),
+            MetricEvent::WorldDropped => add(&self.worlds_dropped, 1),
+            MetricEvent::WriteBehindDepth(_)
+            | MetricEvent::Latency(..)
+            | MetricEvent::Trouble(_) => {}
         }
     }
 }

@@ -40,6 +40,12 @@ pub mod name {
     pub const WRITE_BEHIND_DROPS: &str = "write_behind_drops";
     /// Write-behind updates waiting.
     pub const WRITE_BEHIND_DEPTH: &str = "write_behind_depth";
+    /// Owed cache steps carried out by the outbox replay.
+    pub const OUTBOX_REPLAYED: &str = "outbox_replayed";
+    /// Worlds whose cache was dropped because their source went back in time.
+    pub const WORLDS_DROPPED: &str = "worlds_dropped";
+    /// 1 while the cache is in trouble (reads go to the source), else 0.
+    pub const CACHE_TROUBLE: &str = "cache_trouble";
     /// How long a stage took.
     pub const CACHE_STAGE_DURATION: &str = "cache_stage_duration";
 }
@@ -118,6 +124,9 @@ pub struct OtelMetrics {
     cache_errors: Counter<u64>,
     write_behind_drops: Counter<u64>,
     write_behind_depth: Gauge<u64>,
+    replayed: Counter<u64>,
+    worlds_dropped: Counter<u64>,
+    trouble: Gauge<u64>,
     stage_duration: Histogram<f64>,
     /// `[key_kind]`, indexed by [`kind_index`].
     by_kind: Vec<[KeyValue; 1]>,
@@ -189,6 +198,21 @@ impl OtelMetrics {
                 .with_unit("{update}")
                 .with_description("Write-behind updates waiting.")
                 .build(),
+            replayed: counter(
+                name::OUTBOX_REPLAYED,
+                "{step}",
+                "Owed cache steps carried out by the outbox replay: steps a crash or an unreachable cache left undone.",
+            ),
+            worlds_dropped: counter(
+                name::WORLDS_DROPPED,
+                "{world}",
+                "Worlds whose cache was dropped because the source's version went back.",
+            ),
+            trouble: meter
+                .u64_gauge(name::CACHE_TROUBLE)
+                .with_unit("1")
+                .with_description("1 while a cache call has failed and owed steps are not yet replayed: reads go to the source.")
+                .build(),
             stage_duration: meter
                 .f64_histogram(name::CACHE_STAGE_DURATION)
                 .with_unit("s")
@@ -223,6 +247,9 @@ impl MetricsSink for OtelMetrics {
             MetricEvent::Warmed(n) => self.warm_count.add(n, &[]),
             MetricEvent::CacheError => self.cache_errors.add(1, &[]),
             MetricEvent::WriteBehindDropped => self.write_behind_drops.add(1, &[]),
+            MetricEvent::Replayed(n) => self.replayed.add(n, &[]),
+            MetricEvent::WorldDropped => self.worlds_dropped.add(1, &[]),
+            MetricEvent::Trouble(on) => self.trouble.record(u64::from(on), &[]),
             MetricEvent::WriteBehindDepth(depth) => self
                 .write_behind_depth
                 .record(u64::try_from(depth).unwrap_or(u64::MAX), &[]),

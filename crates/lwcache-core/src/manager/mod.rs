@@ -251,6 +251,7 @@ where
             self.metrics.record(MetricEvent::CacheError);
             tracing::warn!(error = %e, "cache store call failed");
             if self.trouble.fetch_add(1, Ordering::SeqCst) == 0 {
+                self.metrics.record(MetricEvent::Trouble(true));
                 self.wake.notify_one();
             }
         }

@@ -28,6 +28,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::{Inner, lock};
+use crate::metrics::MetricEvent;
 use crate::ports::{CacheStore, CacheWrite, Claim, WorldRepository};
 
 /// What one replay round found.
@@ -90,6 +91,7 @@ where
             }
             match self.cache_call(self.store.drop_world(&world)).await {
                 Ok(keys) => {
+                    self.metrics.record(MetricEvent::WorldDropped);
                     tracing::warn!(world = %world, cached = seen, source = current, keys, "the source's version went back; dropped the world's cache")
                 }
                 // Tried again after the next such write.
@@ -148,6 +150,8 @@ where
             let write = CacheWrite::commit(world.clone(), version, puts);
             match self.cache_call(self.store.write(&write)).await {
                 Ok(_) => {
+                    self.metrics
+                        .record(MetricEvent::Replayed(entries.len() as u64));
                     tracing::info!(world = %world, entries = entries.len(), "replayed owed cache steps");
                     done.extend(entries.iter().map(Owed::id));
                 }
@@ -214,6 +218,7 @@ where
                 .compare_exchange(trouble, 0, Ordering::SeqCst, Ordering::SeqCst)
                 .is_ok();
             if ended {
+                this.metrics.record(MetricEvent::Trouble(false));
                 tracing::info!("the cache answers again and owes nothing: reads use it again");
             }
         }
