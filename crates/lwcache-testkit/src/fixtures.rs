@@ -53,13 +53,21 @@ where
     R: WorldRepository + ?Sized,
 {
     let world = fresh_world();
+    let mut done = Vec::new();
     for op in ops {
-        repo.apply(&Mutation {
-            world: world.clone(),
-            op,
-        })
-        .await
-        .expect("seed write");
+        let committed = repo
+            .apply(&Mutation {
+                world: world.clone(),
+                op,
+            })
+            .await
+            .expect("seed write");
+        done.push(lwcache_domain::Owed::of(&committed).id());
     }
+    // Past any cache: the world owes the cache nothing, as after a load, so
+    // that no replay loop of a check sharing the source acts on it.
+    repo.settle(&done)
+        .await
+        .expect("settling the seed's outbox");
     world
 }

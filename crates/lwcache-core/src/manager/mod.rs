@@ -186,6 +186,8 @@ struct Inner<S, R> {
     /// replay loop runs over every owed step, however young, until a round
     /// succeeds.
     trouble: AtomicU64,
+    /// Worlds with a write whose cache step failed here, not yet replayed.
+    failed_worlds: Mutex<std::collections::HashSet<lwcache_domain::WorldId>>,
     /// Wakes the replay loop when trouble starts; shared so that the loop
     /// can wait on it without keeping the manager alive.
     wake: Arc<Notify>,

@@ -104,11 +104,11 @@ where
     /// old, tombstones their keys, removes them. Answers whether the batch
     /// was full (the caller goes on at once) and whether the round reached
     /// both ports and did everything it claimed.
-    pub(super) async fn replay_once(&self, min_age: Duration) -> Round {
+    pub(super) async fn replay_once(&self, world: Option<WorldId>, min_age: Duration) -> Round {
         self.check_suspects().await;
         let claim = Claim {
             owner: self.owner.clone(),
-            world: None,
+            world,
             limit: self.config.replay_batch.max(1),
             min_age,
             lease: CLAIM_LEASE,
@@ -206,13 +206,27 @@ where
     loop {
         let Some(this) = inner.upgrade() else { return };
         let trouble = this.trouble.load(Ordering::SeqCst);
-        let min_age = if trouble == 0 {
-            this.config.replay_min_age
+        // In trouble, the worlds whose steps failed here first, however
+        // young their entries: those are this process's own writes. Other
+        // writers' young entries are left to them.
+        let failed: Vec<WorldId> = if trouble == 0 {
+            Vec::new()
         } else {
-            Duration::ZERO
+            lock(&this.failed_worlds).iter().cloned().collect()
         };
-        let round = this.replay_once(min_age).await;
-        if trouble != 0 && round.whole && !round.full {
+        let mut whole = true;
+        for world in &failed {
+            let round = this.replay_once(Some(world.clone()), Duration::ZERO).await;
+            whole &= round.whole && !round.full;
+        }
+        let round = this.replay_once(None, this.config.replay_min_age).await;
+        if trouble != 0 && whole && round.whole && !round.full {
+            let mut worlds = lock(&this.failed_worlds);
+            for world in &failed {
+                worlds.remove(world);
+            }
+        }
+        if trouble != 0 && whole && round.whole && !round.full {
             let ended = this
                 .trouble
                 .compare_exchange(trouble, 0, Ordering::SeqCst, Ordering::SeqCst)

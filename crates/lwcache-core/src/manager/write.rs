@@ -231,8 +231,12 @@ where
                         self.suspect(&plan.world, seen);
                     }
                 }
-                // Owed in the outbox: the replay loop carries it out.
-                Err(_) => return CacheStep::Failed,
+                // Owed in the outbox: the replay loop carries it out, first
+                // thing while the cache is in trouble.
+                Err(_) => {
+                    super::lock(&self.failed_worlds).insert(plan.world.clone());
+                    return CacheStep::Failed;
+                }
             }
         }
         for task in behind {
