@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::process::Command;
 
 use crate::routes::{LIMIT, every_route, service_routes};
-use crate::support::{Server, command, server_env};
+use crate::support::{Server, serve_refused, server_env};
 
 /// `host` and `port` of a `redis://host:port` URL (no credentials in the
 /// test Cluster's URLs).
@@ -116,20 +116,15 @@ async fn every_route_on_a_redis_cluster_keeps_a_world_in_one_slot() {
 
 #[test]
 fn redis_url_and_redis_cluster_together_are_refused_naming_both() {
-    let out = command()
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
+    let err = serve_refused(
+        &[
             "--redis-url",
             "redis://127.0.0.1:1",
             "--redis-cluster",
             "redis://127.0.0.1:2,redis://127.0.0.1:3",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+        ],
+        &[],
+    );
     assert!(
         err.contains("--redis-url") && err.contains("--redis-cluster"),
         "{err}"
@@ -138,16 +133,13 @@ fn redis_url_and_redis_cluster_together_are_refused_naming_both() {
 
 #[test]
 fn a_bad_cluster_url_in_the_environment_is_refused_by_name() {
-    let out = command()
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .env(
+    let err = serve_refused(
+        &[],
+        &[(
             "LWCACHE_REDIS_CLUSTER",
             "redis://:s3cret-pw@127.0.0.1:2,http://127.0.0.1:3",
-        )
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&out.stderr);
+        )],
+    );
     assert!(err.contains("LWCACHE_REDIS_CLUSTER"), "{err}");
     assert!(err.contains("http"), "the problem is named: {err}");
     assert!(!err.contains("s3cret-pw"), "{err}");
