@@ -284,7 +284,7 @@ async fn start_redis(
             for _ in 0..instances {
                 proxies.push(Proxy::start(addr).await?);
             }
-            Ok((Redis::Standalone(redis), proxies))
+            Ok((Redis::Standalone(Box::new(redis)), proxies))
         }
         Topology::Cluster => {
             let ports = ClusterProc::ports()?;

@@ -295,7 +295,7 @@ impl ClusterProc {
 /// The Redis under the instances.
 pub(crate) enum Redis {
     /// One redis-server.
-    Standalone(RedisProc),
+    Standalone(Box<RedisProc>),
     /// A 3-master Cluster.
     Cluster(ClusterProc),
 }
