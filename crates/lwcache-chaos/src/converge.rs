@@ -64,19 +64,23 @@ impl Comparer {
         Ok(())
     }
 
-    /// The connection to the server that holds `key`: the only one that
-    /// does not answer MOVED (a standalone server holds every key).
-    async fn owner(&mut self, key: &str) -> Result<&mut redis::aio::MultiplexedConnection> {
-        let mut owner = None;
+    /// The index (in the order of the URLs) of the server that holds
+    /// `key`: the only one that does not answer MOVED (a standalone server
+    /// holds every key).
+    pub(crate) async fn owner_index(&mut self, key: &str) -> Result<usize> {
         for (i, conn) in self.redis.iter_mut().enumerate() {
             let probe: redis::RedisResult<Option<Vec<u8>>> =
                 redis::cmd("GET").arg(key).query_async(conn).await;
             if probe.is_ok() {
-                owner = Some(i);
-                break;
+                return Ok(i);
             }
         }
-        let i = owner.with_context(|| format!("no Redis server holds {key}"))?;
+        anyhow::bail!("no Redis server holds {key}")
+    }
+
+    /// The connection to the server that holds `key`.
+    async fn owner(&mut self, key: &str) -> Result<&mut redis::aio::MultiplexedConnection> {
+        let i = self.owner_index(key).await?;
         Ok(&mut self.redis[i])
     }
 

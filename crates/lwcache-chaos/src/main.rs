@@ -165,7 +165,9 @@ enum Action {
     KillService(usize),
 }
 
-fn schedule(instances: usize, topology: Topology) -> Vec<(&'static str, Action)> {
+/// The faults in order; `master` is the index of the Cluster master that
+/// holds the first world, which the one-master partition cuts off.
+fn schedule(instances: usize, topology: Topology, master: usize) -> Vec<(&'static str, Action)> {
     let one = match topology {
         Topology::Standalone => (
             "redis-partition-one-instance",
@@ -173,7 +175,7 @@ fn schedule(instances: usize, topology: Topology) -> Vec<(&'static str, Action)>
         ),
         Topology::Cluster => (
             "redis-partition-one-master",
-            Action::RedisProxy(0, Fault::Blackhole),
+            Action::RedisProxy(master, Fault::Blackhole),
         ),
     };
     vec![
@@ -384,9 +386,9 @@ async fn run(args: &Args) -> Result<Report> {
     let bases: Vec<String> = rig.services.iter().map(ServiceProc::base).collect();
     workload::setup(&http, &bases[0], &keys).await?;
     // A checker that cannot see a wrong entry would pass everything.
-    comparer
-        .self_check(&format!("lw:world:{{{run_id}-w0}}:character:c0:state"))
-        .await?;
+    let probe = format!("lw:world:{{{run_id}-w0}}:character:c0:state");
+    comparer.self_check(&probe).await?;
+    let master = comparer.owner_index(&probe).await?;
 
     let (paused, _) = watch::channel(false);
     let shared = Arc::new(Shared {
@@ -420,7 +422,7 @@ async fn run(args: &Args) -> Result<Report> {
     let mut windows: Vec<Window> = Vec::new();
     let mut converged_after: Vec<(Option<u64>, Vec<String>)> = Vec::new();
     'cycles: for cycle in 0..plan.max_cycles {
-        for (name, action) in schedule(args.instances, args.topology) {
+        for (name, action) in schedule(args.instances, args.topology, master) {
             let name = if plan.max_cycles > 1 {
                 format!("{name}#{}", cycle + 1)
             } else {
@@ -569,7 +571,7 @@ fn notes(plan: &Plan, topology: Topology) -> Vec<String> {
         "`lwcache serve` exits at start when Redis is down, so a killed instance is started again only while Redis is up.".to_owned(),
         match topology {
             Topology::Standalone => "Topology: standalone Redis, one proxy per instance.".to_owned(),
-            Topology::Cluster => "Topology: a Redis Cluster of 3 masters without replicas; each master announces its proxy's port, and the 3 proxies are shared by every instance, so every Redis fault reaches every instance. `redis-partition-one-instance` has no proxy of its own to act on here and is replaced by `redis-partition-one-master` (one master blackholed from every instance; the Cluster's bus stays up). `redis-killed-restarted-empty` kills every master and starts each again with its nodes.conf: identities and slots kept, data gone.".to_owned(),
+            Topology::Cluster => "Topology: a Redis Cluster of 3 masters without replicas; each master announces its proxy's port, and the 3 proxies are shared by every instance, so every Redis fault reaches every instance. `redis-partition-one-instance` has no proxy of its own to act on here and is replaced by `redis-partition-one-master` (the master holding the first world blackholed from every instance; the Cluster's bus stays up). `redis-killed-restarted-empty` kills every master and starts each again with its nodes.conf: identities and slots kept, data gone.".to_owned(),
         },
     ]
 }
