@@ -1,11 +1,14 @@
-//! `cargo xtask chaos [--quick|--full] [--seed N]`: builds `lwcache` and
-//! `lwcache-chaos` in release, starts Neo4j on a free loopback port, runs
-//! the consistency checker against it and stops it.
+//! `cargo xtask chaos [--quick|--full] [--seed N] [--topology
+//! standalone|cluster]`: builds `lwcache` and `lwcache-chaos` in release,
+//! starts Neo4j on a free loopback port, runs the consistency checker
+//! against it and stops it.
 //!
-//! The checker starts and kills its own redis-server and `lwcache serve`
-//! processes, so only Neo4j is started here. It writes
-//! `target/chaos/report.json` and `report.md` and exits non-zero on a
-//! violation or when the cache does not converge; that exit is this task's.
+//! The checker starts and kills its own redis-server (or the three masters
+//! of its Redis Cluster) and `lwcache serve` processes, so only Neo4j is
+//! started here. It writes `report.json` and `report.md` under
+//! `target/chaos` (`target/chaos-cluster` for the Cluster) and exits
+//! non-zero on a violation or when the cache does not converge; that exit
+//! is this task's.
 
 use std::path::Path;
 use std::process::Command;
@@ -21,15 +24,30 @@ const NEO4J_PASSWORD: &str = "lwcache-chaos";
 pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut mode = "--quick";
     let mut seed = "1".to_owned();
+    let mut topology = "standalone";
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => mode = "--quick",
             "--full" => mode = "--full",
             "--seed" => seed = args.next().context("--seed needs a value")?.clone(),
-            other => bail!("unknown chaos option {other:?}: use --quick, --full or --seed N"),
+            "--topology" => {
+                topology = match args.next().map(String::as_str) {
+                    Some("standalone") => "standalone",
+                    Some("cluster") => "cluster",
+                    _ => bail!("--topology needs standalone or cluster"),
+                }
+            }
+            other => bail!(
+                "unknown chaos option {other:?}: use --quick, --full, --seed N or --topology standalone|cluster"
+            ),
         }
     }
+    let out = if topology == "cluster" {
+        "target/chaos-cluster"
+    } else {
+        "target/chaos"
+    };
 
     // Neo4j takes seconds to start: start it while the binaries build.
     let neo4j = {
@@ -71,7 +89,8 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         .args(["--neo4j-user", "neo4j"])
         .args(["--neo4j-password", NEO4J_PASSWORD])
         .args(["--seed", &seed, mode])
-        .args(["--out", "target/chaos"])
+        .args(["--topology", topology])
+        .args(["--out", out])
         .status()
         .with_context(|| format!("running {}", binary.display()))?;
     drop(neo4j);
@@ -79,7 +98,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         Some(0) => Ok(()),
         // The checker's own verdict: a violation or no convergence.
         Some(1) => {
-            bail!("lwcache-chaos found violations or no convergence: see target/chaos/report.md")
+            bail!("lwcache-chaos found violations or no convergence: see {out}/report.md")
         }
         _ => bail!("lwcache-chaos did not complete ({status})"),
     }

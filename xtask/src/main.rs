@@ -52,10 +52,12 @@ tasks:
          target/bench/report.json; the markdown page and SVG chart go to
          target/bench/ in quick mode (the default) and to docs/benchmarks/
          in full mode
-  chaos  [--quick|--full] [--seed N]: builds lwcache and lwcache-chaos in
-         release, starts Neo4j, and runs the consistency checker (two
-         lwcache serve processes, its own redis-server, fault-injecting
-         proxies); writes target/chaos/report.json and report.md and fails
+  chaos  [--quick|--full] [--seed N] [--topology standalone|cluster]: builds
+         lwcache and lwcache-chaos in release, starts Neo4j, and runs the
+         consistency checker (two lwcache serve processes, its own
+         redis-server or 3-master Cluster, fault-injecting proxies); writes
+         target/chaos/report.json and report.md (target/chaos-cluster/ for
+         the Cluster) and fails
          on a read-your-writes violation or a cache that does not converge
 
   deps   checks every crate's dependencies (normal, build and dev, with

@@ -1,5 +1,6 @@
-//! Convergence: every entry cached in Redis, decoded with the entry codec,
-//! against what Neo4j holds, read with plain Cypher.
+//! Convergence: every entry cached in Redis (on every master of a
+//! Cluster), decoded with the entry codec, against what Neo4j holds, read
+//! with plain Cypher.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -11,10 +12,25 @@ use serde_json::{Number, Value as Json};
 
 use crate::workload::TIMELINE_LIMIT;
 
-/// Direct connections to both stores (not through the proxies).
+/// Direct connections to both stores (not through the proxies): one to
+/// each Redis server, each asked only for the keys it holds.
 pub(crate) struct Comparer {
-    redis: redis::aio::MultiplexedConnection,
+    redis: Vec<redis::aio::MultiplexedConnection>,
     graph: neo4rs::Graph,
+}
+
+async fn connect_all(urls: &[String]) -> Result<Vec<redis::aio::MultiplexedConnection>> {
+    let mut conns = Vec::new();
+    for url in urls {
+        let client = redis::Client::open(url.as_str())?;
+        conns.push(
+            client
+                .get_multiplexed_async_connection()
+                .await
+                .with_context(|| format!("connecting to redis-server at {url}"))?,
+        );
+    }
+    Ok(conns)
 }
 
 /// One comparison's result.
@@ -26,16 +42,12 @@ pub(crate) struct Comparison {
 
 impl Comparer {
     pub(crate) async fn connect(
-        redis_url: &str,
+        redis_urls: &[String],
         neo4j_uri: &str,
         user: &str,
         password: &str,
     ) -> Result<Self> {
-        let client = redis::Client::open(redis_url)?;
-        let redis = client
-            .get_multiplexed_async_connection()
-            .await
-            .context("connecting to redis-server")?;
+        let redis = connect_all(redis_urls).await?;
         let config = neo4rs::ConfigBuilder::default()
             .uri(neo4j_uri)
             .user(user)
@@ -46,11 +58,30 @@ impl Comparer {
         Ok(Comparer { redis, graph })
     }
 
-    /// A new connection to Redis, after it was restarted.
-    pub(crate) async fn reconnect_redis(&mut self, redis_url: &str) -> Result<()> {
-        let client = redis::Client::open(redis_url)?;
-        self.redis = client.get_multiplexed_async_connection().await?;
+    /// New connections to Redis, after it was restarted.
+    pub(crate) async fn reconnect_redis(&mut self, redis_urls: &[String]) -> Result<()> {
+        self.redis = connect_all(redis_urls).await?;
         Ok(())
+    }
+
+    /// The index (in the order of the URLs) of the server that holds
+    /// `key`: the only one that does not answer MOVED (a standalone server
+    /// holds every key).
+    pub(crate) async fn owner_index(&mut self, key: &str) -> Result<usize> {
+        for (i, conn) in self.redis.iter_mut().enumerate() {
+            let probe: redis::RedisResult<Option<Vec<u8>>> =
+                redis::cmd("GET").arg(key).query_async(conn).await;
+            if probe.is_ok() {
+                return Ok(i);
+            }
+        }
+        anyhow::bail!("no Redis server holds {key}")
+    }
+
+    /// The connection to the server that holds `key`.
+    async fn owner(&mut self, key: &str) -> Result<&mut redis::aio::MultiplexedConnection> {
+        let i = self.owner_index(key).await?;
+        Ok(&mut self.redis[i])
     }
 
     /// Proves the comparison can fail: plants an entry for `key` (a
@@ -68,12 +99,12 @@ impl Comparer {
         let _: () = redis::cmd("SET")
             .arg(key)
             .arg(planted)
-            .query_async(&mut self.redis)
+            .query_async(self.owner(key).await?)
             .await?;
         let seen = self.compare().await;
         let _: () = redis::cmd("DEL")
             .arg(key)
-            .query_async(&mut self.redis)
+            .query_async(self.owner(key).await?)
             .await?;
         let seen = seen?;
         if !seen.mismatches.iter().any(|m| m.starts_with(key)) {
@@ -106,35 +137,37 @@ impl Comparer {
         }
     }
 
-    /// One pass over every `lw:*` key.
+    /// One pass over every `lw:*` key of every server.
     pub(crate) async fn compare(&mut self) -> Result<Comparison> {
         let mut out = Comparison::default();
-        let mut cursor: u64 = 0;
         let mut names = Vec::new();
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg("lw:*")
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut self.redis)
-                .await?;
-            names.extend(batch);
-            if next == 0 {
-                break;
+        for (node, conn) in self.redis.iter_mut().enumerate() {
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg("lw:*")
+                    .arg("COUNT")
+                    .arg(1000)
+                    .query_async(conn)
+                    .await?;
+                names.extend(batch.into_iter().map(|name| (name, node)));
+                if next == 0 {
+                    break;
+                }
+                cursor = next;
             }
-            cursor = next;
         }
         names.sort();
-        for name in names {
+        for (name, node) in names {
             let Ok(key) = CacheKey::parse(&name) else {
                 out.mismatches.push(format!("{name}: not an lwcache key"));
                 continue;
             };
             let bytes: Option<Vec<u8>> = redis::cmd("GET")
                 .arg(&name)
-                .query_async(&mut self.redis)
+                .query_async(&mut self.redis[node])
                 .await?;
             // Expired or deleted between SCAN and GET.
             let Some(bytes) = bytes else { continue };

@@ -9,10 +9,13 @@
 //! in Redis with what Neo4j holds. `cargo xtask chaos` builds the binaries,
 //! starts Neo4j and runs it; see `--help` for running it by hand.
 //!
-//! Topology: a standalone Redis. A 3-master Cluster would get one proxy per
-//! master and per instance, and kill or partition one master at a time;
-//! `lwcache serve` takes a single `--redis-url` today, so `--topology
-//! cluster` is refused rather than faked.
+//! Topology: a standalone Redis, or (`--topology cluster`) a Redis Cluster
+//! of three masters that the checker creates itself. Cluster clients
+//! connect to the addresses the nodes announce, so each node announces its
+//! proxy's port, and one proxy per master is shared by every instance: the
+//! faults on Redis then reach every instance at once. The partition of one
+//! instance from Redis has no such proxy to act on and is replaced by the
+//! partition of one master from every instance.
 
 mod converge;
 mod procs;
@@ -34,7 +37,7 @@ use lwcache_testkit::proxy::{Fault, Proxy};
 use tokio::sync::watch;
 
 use crate::converge::Comparer;
-use crate::procs::{RedisProc, ServiceConfig, ServiceProc};
+use crate::procs::{ClusterProc, Redis, RedisProc, ServiceConfig, ServiceProc};
 use crate::workload::Shared;
 
 /// Command-line arguments.
@@ -79,8 +82,17 @@ struct Args {
 enum Topology {
     /// One redis-server.
     Standalone,
-    /// A 3-master Redis Cluster (not yet supported by the binary).
+    /// A 3-master Redis Cluster, behind one proxy per master.
     Cluster,
+}
+
+impl Topology {
+    fn name(self) -> &'static str {
+        match self {
+            Topology::Standalone => "standalone",
+            Topology::Cluster => "cluster",
+        }
+    }
 }
 
 /// Sizes and durations of a mode.
@@ -140,18 +152,32 @@ impl Plan {
 enum Action {
     /// Every instance's Redis proxy.
     RedisProxies(Fault),
-    /// One instance's Redis proxy.
+    /// One Redis proxy: one instance's (standalone), or one master's, which
+    /// every instance goes through (Cluster).
     RedisProxy(usize, Fault),
     /// Every instance's Neo4j proxy.
     Neo4jProxies(Fault),
-    /// SIGKILL redis-server, start it again empty at the heal.
+    /// SIGKILL redis-server (every master of a Cluster), start it again
+    /// empty at the heal.
     RedisRestartEmpty,
     /// SIGKILL one instance, start it again at the heal (Redis is up then:
     /// `lwcache serve` exits at start when it is not).
     KillService(usize),
 }
 
-fn schedule(instances: usize) -> Vec<(&'static str, Action)> {
+/// The faults in order; `master` is the index of the Cluster master that
+/// holds the first world, which the one-master partition cuts off.
+fn schedule(instances: usize, topology: Topology, master: usize) -> Vec<(&'static str, Action)> {
+    let one = match topology {
+        Topology::Standalone => (
+            "redis-partition-one-instance",
+            Action::RedisProxy(0, Fault::Blackhole),
+        ),
+        Topology::Cluster => (
+            "redis-partition-one-master",
+            Action::RedisProxy(master, Fault::Blackhole),
+        ),
+    };
     vec![
         ("redis-partition", Action::RedisProxies(Fault::Blackhole)),
         (
@@ -161,16 +187,14 @@ fn schedule(instances: usize) -> Vec<(&'static str, Action)> {
         ("redis-killed-restarted-empty", Action::RedisRestartEmpty),
         ("lwcache-sigkill", Action::KillService(instances - 1)),
         ("neo4j-partition", Action::Neo4jProxies(Fault::Blackhole)),
-        (
-            "redis-partition-one-instance",
-            Action::RedisProxy(0, Fault::Blackhole),
-        ),
+        one,
     ]
 }
 
 /// Everything the run owns; dropped at the end, which stops it all.
 struct Rig {
-    redis: RedisProc,
+    redis: Redis,
+    /// One per instance (standalone) or one per master (Cluster).
     redis_proxies: Vec<Proxy>,
     neo4j_proxies: Vec<Proxy>,
     services: Vec<ServiceProc>,
@@ -246,12 +270,56 @@ fn socket_addr(uri: &str) -> Result<SocketAddr> {
         .with_context(|| format!("{authority} resolves to nothing"))
 }
 
-async fn run(args: &Args) -> Result<Report> {
-    if args.topology == Topology::Cluster {
-        bail!(
-            "--topology cluster is not yet supported by the lwcache binary: `lwcache serve` takes one --redis-url"
-        );
+/// Starts the Redis of `topology` and its proxies: one per instance in front
+/// of a standalone server, one per master of a Cluster, started first so
+/// that each master can announce its proxy's port.
+async fn start_redis(
+    topology: Topology,
+    dir: &std::path::Path,
+    instances: usize,
+) -> Result<(Redis, Vec<Proxy>)> {
+    match topology {
+        Topology::Standalone => {
+            let redis = RedisProc::start(dir).await?;
+            let addr: SocketAddr = ([127, 0, 0, 1], redis.port()).into();
+            let mut proxies = Vec::new();
+            for _ in 0..instances {
+                proxies.push(Proxy::start(addr).await?);
+            }
+            Ok((Redis::Standalone(Box::new(redis)), proxies))
+        }
+        Topology::Cluster => {
+            let ports = ClusterProc::ports()?;
+            let mut proxies = Vec::new();
+            for &port in &ports {
+                proxies.push(Proxy::start(([127, 0, 0, 1], port).into()).await?);
+            }
+            let announced: Vec<u16> = proxies.iter().map(|p| p.addr().port()).collect();
+            let cluster = ClusterProc::start(dir, &ports, &announced).await?;
+            Ok((Redis::Cluster(cluster), proxies))
+        }
     }
+}
+
+/// The `lwcache serve` arguments that name instance `i`'s Redis.
+fn redis_args(topology: Topology, proxies: &[Proxy], i: usize) -> [String; 2] {
+    match topology {
+        Topology::Standalone => [
+            "--redis-url".to_owned(),
+            format!("redis://{}", proxies[i].addr()),
+        ],
+        Topology::Cluster => [
+            "--redis-cluster".to_owned(),
+            proxies
+                .iter()
+                .map(|p| format!("redis://{}", p.addr()))
+                .collect::<Vec<_>>()
+                .join(","),
+        ],
+    }
+}
+
+async fn run(args: &Args) -> Result<Report> {
     if args.instances < 2 {
         bail!("--instances must be at least 2");
     }
@@ -267,28 +335,26 @@ async fn run(args: &Args) -> Result<Report> {
         .pool_idle_timeout(Duration::from_secs(5))
         .build()?;
 
-    let redis = RedisProc::start(&args.out.join("redis")).await?;
-    let redis_addr: SocketAddr = ([127, 0, 0, 1], redis.port()).into();
+    let (redis, redis_proxies) =
+        start_redis(args.topology, &args.out.join("redis"), args.instances).await?;
     let neo4j_addr = socket_addr(&args.neo4j_uri)?;
     let mut rig = Rig {
         redis,
-        redis_proxies: Vec::new(),
+        redis_proxies,
         neo4j_proxies: Vec::new(),
         services: Vec::new(),
         http: http.clone(),
     };
     for i in 0..args.instances {
-        let rp = Proxy::start(redis_addr).await?;
         let np = Proxy::start(neo4j_addr).await?;
         let config = ServiceConfig {
             binary: args.lwcache.clone(),
-            redis_url: format!("redis://{}", rp.addr()),
+            redis_args: redis_args(args.topology, &rig.redis_proxies, i),
             neo4j_uri: format!("bolt://{}", np.addr()),
             neo4j_user: args.neo4j_user.clone(),
             neo4j_password: args.neo4j_password.clone(),
             log: logs.join(format!("lwcache-{i}.log")),
         };
-        rig.redis_proxies.push(rp);
         rig.neo4j_proxies.push(np);
         rig.services.push(ServiceProc::start(config, &http).await?);
     }
@@ -302,7 +368,7 @@ async fn run(args: &Args) -> Result<Report> {
             .join(", ")
     );
     let mut comparer = Comparer::connect(
-        &rig.redis.url(),
+        &rig.redis.urls(),
         &args.neo4j_uri,
         &args.neo4j_user,
         &args.neo4j_password,
@@ -320,9 +386,9 @@ async fn run(args: &Args) -> Result<Report> {
     let bases: Vec<String> = rig.services.iter().map(ServiceProc::base).collect();
     workload::setup(&http, &bases[0], &keys).await?;
     // A checker that cannot see a wrong entry would pass everything.
-    comparer
-        .self_check(&format!("lw:world:{{{run_id}-w0}}:character:c0:state"))
-        .await?;
+    let probe = format!("lw:world:{{{run_id}-w0}}:character:c0:state");
+    comparer.self_check(&probe).await?;
+    let master = comparer.owner_index(&probe).await?;
 
     let (paused, _) = watch::channel(false);
     let shared = Arc::new(Shared {
@@ -356,7 +422,7 @@ async fn run(args: &Args) -> Result<Report> {
     let mut windows: Vec<Window> = Vec::new();
     let mut converged_after: Vec<(Option<u64>, Vec<String>)> = Vec::new();
     'cycles: for cycle in 0..plan.max_cycles {
-        for (name, action) in schedule(args.instances) {
+        for (name, action) in schedule(args.instances, args.topology, master) {
             let name = if plan.max_cycles > 1 {
                 format!("{name}#{}", cycle + 1)
             } else {
@@ -368,7 +434,7 @@ async fn run(args: &Args) -> Result<Report> {
             tokio::time::sleep(plan.hold).await;
             rig.heal(action).await?;
             if matches!(action, Action::RedisRestartEmpty) {
-                comparer.reconnect_redis(&rig.redis.url()).await?;
+                comparer.reconnect_redis(&rig.redis.urls()).await?;
             }
             let heal_us = shared.now_us();
             // Convergence with the writers paused: what the cache still
@@ -419,7 +485,7 @@ async fn run(args: &Args) -> Result<Report> {
         &reads,
         &windows,
         run_end_us,
-        &declared(),
+        &declared(args.topology),
     );
     for (w, (took, different)) in analysis.windows.iter_mut().skip(1).zip(converged_after) {
         w.converged_after_heal_ms = took;
@@ -438,7 +504,7 @@ async fn run(args: &Args) -> Result<Report> {
     let mut report = Report {
         mode: plan.mode.to_owned(),
         seed: args.seed,
-        topology: "standalone".to_owned(),
+        topology: args.topology.name().to_owned(),
         instances: args.instances,
         duration_ms: run_end_us / 1000,
         writes,
@@ -452,7 +518,7 @@ async fn run(args: &Args) -> Result<Report> {
             mismatch_count: last.mismatches.len() as u64,
             mismatches: last.mismatches.into_iter().take(10).collect(),
         },
-        notes: notes(&plan),
+        notes: notes(&plan, args.topology),
         passed: false,
     };
     report.judge();
@@ -461,8 +527,12 @@ async fn run(args: &Args) -> Result<Report> {
     Ok(report)
 }
 
-/// The windows docs/consistency.md declares, with their bounds.
-fn declared() -> Vec<Declared> {
+/// The windows docs/consistency.md declares, with their bounds, of those
+/// the topology's schedule has.
+fn declared(topology: Topology) -> Vec<Declared> {
+    if topology == Topology::Cluster {
+        return Vec::new();
+    }
     vec![Declared {
         window: "redis-partition-one-instance".to_owned(),
         within_ms: DECLARED_ONE_INSTANCE_MS,
@@ -474,8 +544,8 @@ fn declared() -> Vec<Declared> {
 /// room for one round on a busy machine.
 const DECLARED_ONE_INSTANCE_MS: u64 = 2_000;
 
-fn notes(plan: &Plan) -> Vec<String> {
-    let declared = declared()
+fn notes(plan: &Plan, topology: Topology) -> Vec<String> {
+    let declared = declared(topology)
         .into_iter()
         .map(|d| {
             format!(
@@ -485,6 +555,11 @@ fn notes(plan: &Plan) -> Vec<String> {
         })
         .collect::<Vec<_>>()
         .join("; ");
+    let declared = if declared.is_empty() {
+        "none".to_owned()
+    } else {
+        declared
+    };
     vec![
         format!("Declared windows: {declared}. Every other violation counts."),
         "A read is checked against the writes acknowledged before it was sent; failed reads (errors, timeouts) count against availability only.".to_owned(),
@@ -494,7 +569,10 @@ fn notes(plan: &Plan) -> Vec<String> {
         ),
         "A key rests 10 s after a write of unknown outcome, so that no two writes of one key are ever in flight at once.".to_owned(),
         "`lwcache serve` exits at start when Redis is down, so a killed instance is started again only while Redis is up.".to_owned(),
-        "Topology: standalone Redis; a 3-master Cluster is not yet supported by the `lwcache` binary.".to_owned(),
+        match topology {
+            Topology::Standalone => "Topology: standalone Redis, one proxy per instance.".to_owned(),
+            Topology::Cluster => "Topology: a Redis Cluster of 3 masters without replicas; each master announces its proxy's port, and the 3 proxies are shared by every instance, so every Redis fault reaches every instance. `redis-partition-one-instance` has no proxy of its own to act on here and is replaced by `redis-partition-one-master` (the master holding the first world blackholed from every instance; the Cluster's bus stays up). `redis-killed-restarted-empty` kills every master and starts each again with its nodes.conf: identities and slots kept, data gone.".to_owned(),
+        },
     ]
 }
 

@@ -42,7 +42,7 @@ pub struct Report {
     pub mode: String,
     /// The workload's seed.
     pub seed: u64,
-    /// `standalone` (the only topology the binary runs today).
+    /// `standalone` or `cluster`.
     pub topology: String,
     /// Service processes.
     pub instances: usize,

@@ -31,6 +31,9 @@ pub enum CacheKind {
     Memory,
     /// Redis, at this URL (credentials hidden).
     Redis(String),
+    /// A Redis Cluster, discovered from these seed URLs (credentials
+    /// hidden, comma-separated).
+    RedisCluster(String),
 }
 
 /// Which repository is in use.
@@ -47,6 +50,7 @@ impl std::fmt::Display for CacheKind {
         match self {
             CacheKind::Memory => f.write_str("in-memory cache"),
             CacheKind::Redis(url) => write!(f, "Redis at {url}"),
+            CacheKind::RedisCluster(urls) => write!(f, "Redis Cluster at {urls}"),
         }
     }
 }
@@ -93,7 +97,8 @@ pub enum BackendError {
     /// Redis's configuration or connection failed.
     #[error("Redis at {url}")]
     Redis {
-        /// The URL, credentials hidden.
+        /// The URL (a Cluster's seed URLs, comma-separated), credentials
+        /// hidden.
         url: String,
         /// What failed: the URL's configuration or the connection.
         source: Box<dyn std::error::Error + Send + Sync>,
@@ -135,21 +140,33 @@ pub fn redact_url(url: &str) -> String {
 
 impl Backends {
     /// Opens what `settings` names: the in-memory store and repository
-    /// unless a Redis URL or a Neo4j URI is given.
+    /// unless a Redis URL (or Cluster) or a Neo4j URI is given.
     pub async fn open(settings: &BackendSettings) -> Result<Backends, BackendError> {
-        let (store, cache): (DynStore, CacheKind) = match &settings.redis_url {
+        let redis = match (&settings.redis_url, &settings.redis_cluster) {
+            (Some(url), _) => Some((
+                redact_url(url),
+                RedisConfig::from_url(url),
+                CacheKind::Redis(redact_url(url)),
+            )),
+            (None, Some(urls)) => Some((
+                urls.redacted(),
+                RedisConfig::cluster(urls.expose()),
+                CacheKind::RedisCluster(urls.redacted()),
+            )),
+            (None, None) => None,
+        };
+        let (store, cache): (DynStore, CacheKind) = match redis {
             None => (Arc::new(MemoryStore::new()), CacheKind::Memory),
-            Some(url) => {
-                let shown = redact_url(url);
+            Some((shown, config, kind)) => {
                 let err = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Redis {
                     url: shown.clone(),
                     source,
                 };
-                let config = RedisConfig::from_url(url).map_err(|e| err(e.into()))?;
+                let config = config.map_err(|e| err(e.into()))?;
                 let store = RedisStore::connect(&config)
                     .await
                     .map_err(|e| err(e.into()))?;
-                (Arc::new(store), CacheKind::Redis(shown))
+                (Arc::new(store), kind)
             }
         };
         let (repository, source): (DynRepository, SourceKind) = match &settings.neo4j {

@@ -20,7 +20,7 @@ use lwcache_core::{Counters, SourceError};
 use lwcache_demo::DemoSpec;
 use lwcache_domain::{WorldError, WorldId};
 use lwcache_service::backend::{Backends, DEMO_WORLD};
-use lwcache_service::config::{self, Layer, Secret, Settings, WriteModes, resolve};
+use lwcache_service::config::{self, ClusterUrls, Layer, Secret, Settings, WriteModes, resolve};
 use lwcache_service::demo::{self, DemoOptions, DemoReport, Stop};
 use lwcache_service::server::{self, Ready};
 use lwcache_service::telemetry::{Telemetry, TelemetryConfig};
@@ -28,11 +28,12 @@ use lwcache_service::telemetry::{Telemetry, TelemetryConfig};
 const ENV_HELP: &str = "\
 Every backend flag can also come from the environment or a TOML file (--config FILE
 or LWCACHE_CONFIG); flags beat the environment, which beats the file:
-  LWCACHE_LISTEN, LWCACHE_REDIS_URL, LWCACHE_NEO4J_URI, LWCACHE_NEO4J_USER,
-  LWCACHE_NEO4J_PASSWORD, LWCACHE_WRITE_MODE, LWCACHE_AUTH_TOKEN, LWCACHE_MAX_BODY_BYTES.
+  LWCACHE_LISTEN, LWCACHE_REDIS_URL, LWCACHE_REDIS_CLUSTER (comma-separated),
+  LWCACHE_NEO4J_URI, LWCACHE_NEO4J_USER, LWCACHE_NEO4J_PASSWORD, LWCACHE_WRITE_MODE,
+  LWCACHE_AUTH_TOKEN, LWCACHE_MAX_BODY_BYTES.
 The file uses the same names in lower case without the prefix
-(listen, redis_url, neo4j_uri, neo4j_user, neo4j_password, write_mode, auth_token,
-max_body_bytes).
+(listen, redis_url, redis_cluster (an array of URLs), neo4j_uri, neo4j_user,
+neo4j_password, write_mode, auth_token, max_body_bytes).
 Logs go to stderr, filtered by RUST_LOG (default info). Metrics are served at /metrics;
 OTEL_EXPORTER_OTLP_ENDPOINT (and the other OTEL_* variables) also export metrics and
 traces by OTLP/HTTP.";
@@ -65,6 +66,10 @@ struct BackendArgs {
     /// The Redis cache store, e.g. redis://127.0.0.1:6379.
     #[arg(long, value_name = "URL")]
     redis_url: Option<String>,
+    /// A Redis Cluster as the cache store, by some of its nodes' URLs:
+    /// comma-separated or the flag repeated.
+    #[arg(long, value_name = "URL,URL,...", value_delimiter = ',')]
+    redis_cluster: Vec<String>,
     /// The Neo4j repository, e.g. bolt://127.0.0.1:7687.
     #[arg(long, value_name = "URI")]
     neo4j_uri: Option<String>,
@@ -84,6 +89,8 @@ impl BackendArgs {
     fn layer(&self) -> Layer {
         Layer {
             redis_url: self.redis_url.clone(),
+            redis_cluster: (!self.redis_cluster.is_empty())
+                .then(|| ClusterUrls::new(self.redis_cluster.iter().cloned())),
             neo4j_uri: self.neo4j_uri.clone(),
             neo4j_user: self.neo4j_user.clone(),
             neo4j_password: self.neo4j_password.clone().map(Secret::new),

@@ -20,6 +20,8 @@ pub mod env {
     pub const LISTEN: &str = "LWCACHE_LISTEN";
     /// The Redis URL.
     pub const REDIS_URL: &str = "LWCACHE_REDIS_URL";
+    /// The Redis Cluster's seed node URLs, comma-separated.
+    pub const REDIS_CLUSTER: &str = "LWCACHE_REDIS_CLUSTER";
     /// The Neo4j URI.
     pub const NEO4J_URI: &str = "LWCACHE_NEO4J_URI";
     /// The Neo4j user.
@@ -91,6 +93,51 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// The URLs of some Redis Cluster nodes, from which the client discovers
+/// the rest. `Debug` hides any password the URLs carry.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct ClusterUrls(Vec<String>);
+
+impl ClusterUrls {
+    /// Wraps the seed URLs.
+    pub fn new<I: IntoIterator<Item = S>, S: Into<String>>(urls: I) -> Self {
+        Self(urls.into_iter().map(Into::into).collect())
+    }
+
+    /// Splits a comma-separated list; blank items are left out.
+    pub fn parse_list(list: &str) -> Self {
+        Self::new(
+            list.split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned),
+        )
+    }
+
+    /// The URLs, passwords included.
+    pub fn expose(&self) -> &[String] {
+        &self.0
+    }
+
+    /// The URLs with passwords replaced by `***`, comma-separated.
+    pub fn redacted(&self) -> String {
+        self.0
+            .iter()
+            .map(|u| crate::backend::redact_url(u))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+impl std::fmt::Debug for ClusterUrls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|u| crate::backend::redact_url(u)))
+            .finish()
+    }
+}
+
 /// One source's settings; `None` where the source says nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -99,6 +146,8 @@ pub struct Layer {
     pub listen: Option<SocketAddr>,
     /// The Redis URL (`redis://`, `rediss://`).
     pub redis_url: Option<String>,
+    /// The Redis Cluster's seed node URLs; exclusive with `redis_url`.
+    pub redis_cluster: Option<ClusterUrls>,
     /// The Neo4j URI (`bolt://`, `neo4j://`).
     pub neo4j_uri: Option<String>,
     /// The Neo4j user.
@@ -136,6 +185,22 @@ pub enum ConfigError {
     /// The merged settings contradict themselves.
     #[error("invalid configuration: {0}")]
     Invalid(String),
+    /// One source names two settings of which only one may be given.
+    #[error("{first} and {second} are mutually exclusive: give one of them")]
+    Exclusive {
+        /// The first setting, as its source spells it.
+        first: &'static str,
+        /// The second setting, as its source spells it.
+        second: &'static str,
+    },
+    /// The Redis Cluster's seed URLs are unusable.
+    #[error("{setting} is not a usable list of Redis Cluster seed URLs")]
+    RedisCluster {
+        /// The setting, as its source spells it.
+        setting: &'static str,
+        /// What is wrong with the URLs (never echoing one).
+        source: lwcache_redis::ConfigError,
+    },
 }
 
 impl Layer {
@@ -169,6 +234,7 @@ impl Layer {
             listen,
             write_mode,
             redis_url: get(env::REDIS_URL),
+            redis_cluster: get(env::REDIS_CLUSTER).map(|v| ClusterUrls::parse_list(&v)),
             neo4j_uri: get(env::NEO4J_URI),
             neo4j_user: get(env::NEO4J_USER),
             neo4j_password: get(env::NEO4J_PASSWORD).map(Secret),
@@ -204,11 +270,13 @@ pub struct Neo4jSettings {
     pub password: Option<Secret>,
 }
 
-/// Which backends to use; both `None` is the embedded default.
+/// Which backends to use; all `None` is the embedded default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackendSettings {
-    /// The Redis URL; `None` for the in-memory cache.
+    /// The Redis URL; `None` for the in-memory cache or a Cluster.
     pub redis_url: Option<String>,
+    /// The Redis Cluster's seed URLs; never set with `redis_url`.
+    pub redis_cluster: Option<ClusterUrls>,
     /// Neo4j; `None` for the in-memory repository.
     pub neo4j: Option<Neo4jSettings>,
     /// How writes update the cache.
@@ -230,6 +298,8 @@ pub struct Settings {
 
 /// Merges the three sources: for each setting the flag wins over the
 /// environment, which wins over the file; what none gives takes its default.
+/// The Redis URL and the Redis Cluster count as one setting: the highest
+/// source naming either decides, and naming both in one source is an error.
 pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, ConfigError> {
     fn pick<T: Clone>(f: &Option<T>, e: &Option<T>, c: &Option<T>) -> Option<T> {
         f.as_ref().or(e.as_ref()).or(c.as_ref()).cloned()
@@ -278,10 +348,12 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
             "max_body_bytes must be at least 1".into(),
         ));
     }
+    let (redis_url, redis_cluster) = redis_target(flags, env, file)?;
     Ok(Settings {
         listen,
         backends: BackendSettings {
-            redis_url: pick(&flags.redis_url, &env.redis_url, &file.redis_url),
+            redis_url,
+            redis_cluster,
             neo4j,
             write_mode: pick(&flags.write_mode, &env.write_mode, &file.write_mode)
                 .unwrap_or_default(),
@@ -289,6 +361,48 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
         auth_token,
         max_body_bytes,
     })
+}
+
+/// How each source spells the two ways to name Redis: flags, variables,
+/// file keys.
+const REDIS_NAMES: [(&str, &str); 3] = [
+    ("--redis-url", "--redis-cluster"),
+    (env::REDIS_URL, env::REDIS_CLUSTER),
+    ("redis_url", "redis_cluster"),
+];
+
+/// Where the cache is, as one setting: the highest source that names Redis
+/// decides, so a `--redis-cluster` flag overrides `LWCACHE_REDIS_URL`; one
+/// source naming both is an error. Cluster URLs are checked here, by the
+/// rules of the Redis adapter, so that a bad one is refused before
+/// anything starts.
+fn redis_target(
+    flags: &Layer,
+    env: &Layer,
+    file: &Layer,
+) -> Result<(Option<String>, Option<ClusterUrls>), ConfigError> {
+    for (layer, (url_name, cluster_name)) in [flags, env, file].into_iter().zip(REDIS_NAMES) {
+        match (&layer.redis_url, &layer.redis_cluster) {
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Exclusive {
+                    first: url_name,
+                    second: cluster_name,
+                });
+            }
+            (Some(url), None) => return Ok((Some(url.clone()), None)),
+            (None, Some(urls)) => {
+                lwcache_redis::RedisConfig::cluster(urls.expose()).map_err(|source| {
+                    ConfigError::RedisCluster {
+                        setting: cluster_name,
+                        source,
+                    }
+                })?;
+                return Ok((None, Some(urls.clone())));
+            }
+            (None, None) => {}
+        }
+    }
+    Ok((None, None))
 }
 
 #[cfg(test)]
@@ -414,5 +528,153 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{s:?}").contains("top-secret-token"));
+    }
+
+    fn cluster(urls: &[&str]) -> Layer {
+        Layer {
+            redis_cluster: Some(ClusterUrls::new(urls.iter().copied())),
+            ..Layer::default()
+        }
+    }
+
+    #[test]
+    fn the_cluster_seeds_come_from_flags_env_or_file() {
+        let flags = cluster(&["redis://flag-a:7000", "redis://flag-b:7001"]);
+        let vars: HashMap<&str, &str> = [(
+            env::REDIS_CLUSTER,
+            " redis://env-a:7000 ,, redis://env-b:7001,",
+        )]
+        .into_iter()
+        .collect();
+        let env = Layer::from_env(|k| vars.get(k).map(|v| (*v).to_owned())).unwrap();
+        let file = Layer::from_toml(
+            "redis_cluster = [\"redis://file-a:7000\", \"redis://file-b:7001\"]\n",
+        )
+        .unwrap();
+        let seeds = |s: Settings| s.backends.redis_cluster.unwrap().expose().to_vec();
+
+        let s = resolve(&flags, &env, &file).unwrap();
+        assert_eq!(s.backends.redis_url, None);
+        assert_eq!(seeds(s), ["redis://flag-a:7000", "redis://flag-b:7001"]);
+        let s = resolve(&Layer::default(), &env, &file).unwrap();
+        assert_eq!(
+            seeds(s),
+            ["redis://env-a:7000", "redis://env-b:7001"],
+            "the variable is split on commas, blanks left out"
+        );
+        let s = resolve(&Layer::default(), &Layer::default(), &file).unwrap();
+        assert_eq!(seeds(s), ["redis://file-a:7000", "redis://file-b:7001"]);
+    }
+
+    #[test]
+    fn the_highest_source_naming_redis_decides_between_url_and_cluster() {
+        let url = Layer {
+            redis_url: Some("redis://env:6379".into()),
+            ..Layer::default()
+        };
+        let s = resolve(&cluster(&["redis://flag:7000"]), &url, &Layer::default()).unwrap();
+        assert_eq!(s.backends.redis_url, None);
+        assert!(s.backends.redis_cluster.is_some());
+
+        let s = resolve(&Layer::default(), &url, &cluster(&["redis://file:7000"])).unwrap();
+        assert_eq!(s.backends.redis_url.as_deref(), Some("redis://env:6379"));
+        assert_eq!(s.backends.redis_cluster, None);
+    }
+
+    #[test]
+    fn url_and_cluster_in_one_source_are_refused_naming_both() {
+        let both = Layer {
+            redis_url: Some("redis://one:6379".into()),
+            ..cluster(&["redis://a:7000"])
+        };
+        for (flags, env, file, first, second) in [
+            (
+                &both,
+                &Layer::default(),
+                &Layer::default(),
+                "--redis-url",
+                "--redis-cluster",
+            ),
+            (
+                &Layer::default(),
+                &both,
+                &Layer::default(),
+                env::REDIS_URL,
+                env::REDIS_CLUSTER,
+            ),
+            (
+                &Layer::default(),
+                &Layer::default(),
+                &both,
+                "redis_url",
+                "redis_cluster",
+            ),
+        ] {
+            let err = resolve(flags, env, file).unwrap_err();
+            assert_eq!(err, ConfigError::Exclusive { first, second });
+            let text = err.to_string();
+            assert!(text.contains(first) && text.contains(second), "{text}");
+        }
+    }
+
+    #[test]
+    fn bad_cluster_urls_are_refused_by_the_redis_rules() {
+        let cases: [(&[&str], lwcache_redis::ConfigError); 4] = [
+            (
+                &["http://a:7000"],
+                lwcache_redis::ConfigError::UnsupportedScheme("http".into()),
+            ),
+            (
+                &["redis://a:7000", "rediss://b:7001"],
+                lwcache_redis::ConfigError::MixedTls,
+            ),
+            (
+                &["redis://a:7000/2"],
+                lwcache_redis::ConfigError::ClusterDatabase(2),
+            ),
+            (&[], lwcache_redis::ConfigError::NoClusterNodes),
+        ];
+        for (urls, expected) in cases {
+            let err = resolve(&cluster(urls), &Layer::default(), &Layer::default()).unwrap_err();
+            assert_eq!(
+                err,
+                ConfigError::RedisCluster {
+                    setting: "--redis-cluster",
+                    source: expected
+                },
+                "{urls:?}"
+            );
+        }
+        // The adapter's rules, credentials and TLS included, are the ones
+        // a single URL follows.
+        let s = resolve(
+            &Layer::default(),
+            &Layer::default(),
+            &cluster(&["rediss://user:pw@a:7000", "rediss://b:7001"]),
+        )
+        .unwrap();
+        assert_eq!(s.backends.redis_cluster.unwrap().expose().len(), 2);
+        let err = Layer::from_toml("redis_cluster = \"redis://a:7000\"\n").unwrap_err();
+        assert!(
+            err.contains("redis_cluster") || err.contains("sequence"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn cluster_passwords_stay_out_of_debug_output() {
+        let s = resolve(
+            &cluster(&["redis://user:hunter2-cluster@a:7000", "redis://b:7001"]),
+            &Layer::default(),
+            &Layer::default(),
+        )
+        .unwrap();
+        let shown = format!("{s:?}");
+        assert!(!shown.contains("hunter2-cluster"), "{shown}");
+        assert!(shown.contains("redis://user:***@a:7000"), "{shown}");
+        assert_eq!(
+            s.backends.redis_cluster.unwrap().expose()[0],
+            "redis://user:hunter2-cluster@a:7000"
+        );
     }
 }

@@ -4,7 +4,8 @@
 //! Every binary test starts its own process on a free loopback port. The
 //! route suite runs on the embedded default, and again on Redis when
 //! `LWCACHE_TEST_REDIS_URL` is set (skipped loudly otherwise, failed under
-//! `LWCACHE_REQUIRE_SERVERS=1`), and on Neo4j when `LWCACHE_TEST_NEO4J_URI`
+//! `LWCACHE_REQUIRE_SERVERS=1`), on a Redis Cluster when
+//! `LWCACHE_TEST_REDIS_CLUSTER_URLS` is set, and on Neo4j when `LWCACHE_TEST_NEO4J_URI`
 //! is set, with `lwcache seed`. The telemetry tests check the Prometheus
 //! text with promtool and sample by sample, OTLP export to a local HTTP
 //! stub (and none without an endpoint), and configuration from the standard
@@ -16,6 +17,7 @@
 )]
 
 mod cli;
+mod cluster;
 mod config;
 mod neo4j;
 mod openapi;

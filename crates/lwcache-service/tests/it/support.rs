@@ -25,6 +25,25 @@ pub(crate) fn command() -> Command {
     cmd
 }
 
+/// Runs `lwcache serve --listen 127.0.0.1:0 ARGS` with `env`, which must
+/// refuse to start: asserts exit code 1 and answers what it printed on
+/// stderr.
+pub(crate) fn serve_refused(args: &[&str], env: &[(&str, &str)]) -> String {
+    let out = command()
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("the binary runs");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// A running `lwcache serve`.
 pub(crate) struct Server {
     child: Child,
