@@ -39,8 +39,9 @@ tasks:
          API docs with warnings denied, every test, with real Redis
          servers (standalone, TLS and a 3-master cluster) and a real
          Neo4j 5.26 started on free loopback ports and stopped at the end,
-         then the consistency checker in quick mode (chaos --quick: no
-         violation outside the declared windows, full convergence), then
+         then the consistency checker in quick mode on standalone Redis
+         and on a 3-master Cluster (chaos --quick: no violation outside
+         the declared windows, full convergence), then
          the benchmarks in quick mode (no timing is asserted: they must
          run and write their report)
   servers  start the same servers, print the variables that point the
@@ -117,6 +118,15 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
         // must find no violation outside the declared windows, and the
         // cache must converge.
         chaos::run(root, &["--quick".to_owned()])?;
+        // And on the real 3-master Cluster, proxied master by master.
+        chaos::run(
+            root,
+            &[
+                "--quick".to_owned(),
+                "--topology".to_owned(),
+                "cluster".to_owned(),
+            ],
+        )?;
     }
     if bench {
         // Its own servers, with the benchmark tuning, and nothing else running.
