@@ -140,6 +140,7 @@ macro_rules! conformance_tests {
             repository::concurrent_writers_get_distinct_versions,
             repository::entities_share_one_id_namespace,
             repository::timelines_are_newest_first_and_bounded,
+            repository::concurrent_events_return_the_timeline_at_their_version,
             repository::deleting_an_entity_drops_its_timeline,
             repository::refused_writes_change_nothing,
             repository::agrees_with_the_reference_model,

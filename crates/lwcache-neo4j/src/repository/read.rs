@@ -146,7 +146,7 @@ struct EntityRow {
 }
 
 #[derive(Deserialize)]
-struct EventRow {
+pub(super) struct EventRow {
     seq: i64,
     kind: String,
     at_ms: i64,
@@ -166,7 +166,10 @@ pub(super) fn flags_of(row: Option<&Row>) -> Result<Flags, Neo4jError> {
         .collect()
 }
 
-fn events_of(entity: &EntityId, rows: Vec<EventRow>) -> Result<Vec<TimelineEvent>, Neo4jError> {
+pub(super) fn events_of(
+    entity: &EntityId,
+    rows: Vec<EventRow>,
+) -> Result<Vec<TimelineEvent>, Neo4jError> {
     rows.into_iter()
         .map(|r| {
             Ok(TimelineEvent {
