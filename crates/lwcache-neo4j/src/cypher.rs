@@ -138,6 +138,35 @@ RETURN version, e IS NOT NULL AS found, COLLECT {
   LIMIT $k
 } AS events";
 
+/// Several keys of one world in one statement, read after the version:
+/// the snapshot and the flags when asked for, the entities named in
+/// `entities`, and the `k` newest events of the entities named in
+/// `timelines`; an absent entity is absent from its list. Params: `w`,
+/// `state`, `flags` (booleans), `entities`, `timelines` (lists of ids),
+/// `k`.
+pub const READ_MANY: &str = "\
+MATCH (w:World {id: $w})
+WITH w, w.version AS version
+RETURN version,
+  CASE WHEN $state THEN w.snapshot END AS snapshot,
+  CASE WHEN $flags THEN [(w)-[:HAS_FLAG]->(g) | [g.name, g.value]] END AS flags,
+  COLLECT {
+    UNWIND $entities AS id
+    MATCH (e:Entity {world_id: $w, id: id})
+    RETURN e {.id, .kind, .state} AS entity
+  } AS entities,
+  COLLECT {
+    UNWIND $timelines AS id
+    MATCH (:Entity {world_id: $w, id: id})
+    RETURN {id: id, events: COLLECT {
+      MATCH (v:Event {world_id: $w, entity_id: id})
+      WHERE v.seq IS NOT NULL
+      RETURN v {.seq, .kind, .at_ms, .data} AS event
+      ORDER BY v.seq DESC
+      LIMIT $k
+    }} AS timeline
+  } AS timelines";
+
 /// Everything warming prefills, read after the version: the snapshot, the
 /// flags, every entity with its `k` newest events. Params: `w`, `k`.
 pub const IMAGE: &str = "\

@@ -601,3 +601,78 @@ pub async fn loads_owe_nothing(h: &Harness) {
         Vec::new()
     );
 }
+
+/// A batched read answers each key in order with what a single read of it
+/// answers, at a version no older than the world's when it started; an
+/// absent entity fails its own item only; an unknown world, a key of
+/// another world and the version key fail the call.
+pub async fn batched_reads_agree_with_single_reads(h: &Harness) {
+    let world = create_world(h).await;
+    let c = character("c1");
+    let l = entity(EntityKind::Location, "l1");
+    apply(h, &world, Op::CreateEntity(c.clone(), doc("mood", "calm")))
+        .await
+        .unwrap();
+    apply(h, &world, Op::CreateEntity(l.clone(), doc("name", "Dock")))
+        .await
+        .unwrap();
+    apply(h, &world, Op::SetFlag(flag("door"), Value::Bool(true)))
+        .await
+        .unwrap();
+    for n in 0..4 {
+        apply(h, &world, event(&c, n)).await.unwrap();
+    }
+    let keys = vec![
+        CacheKey::state(&world),
+        CacheKey::flags(&world),
+        CacheKey::entity(&world, &c),
+        CacheKey::entity(&world, &l),
+        // The id is a location's: no object holds it.
+        CacheKey::entity(&world, &entity(EntityKind::Object, "l1")),
+        CacheKey::entity(&world, &character("nobody")),
+        CacheKey::timeline(&world, &c.entity_id()),
+        CacheKey::timeline(&world, &l.entity_id()),
+        CacheKey::timeline(&world, &lwcache_domain::EntityId::new("nobody").unwrap()),
+        CacheKey::entity(&world, &c),
+    ];
+    let version = h.repo.version(&world).await.unwrap();
+    let many = h.repo.read_many(&world, &keys, 3).await.expect("read_many");
+    assert!(many.version >= version);
+    assert_eq!(many.value.len(), keys.len());
+    for (key, item) in keys.iter().zip(&many.value) {
+        match h.repo.read(key, 3).await {
+            Ok(single) => assert_eq!(item.as_ref(), Ok(&single.value), "{key}"),
+            Err(SourceError::Rejected(e)) => assert_eq!(item.as_ref(), Err(&e), "{key}"),
+            Err(other) => panic!("{key}: {other}"),
+        }
+    }
+    let CachedValue::Timeline(events) = many.value[6].clone().unwrap() else {
+        panic!("not a timeline")
+    };
+    assert_eq!(events.len(), 3, "bounded by the limit");
+    assert!(matches!(
+        many.value[5],
+        Err(WorldError::UnknownEntity { .. })
+    ));
+
+    let unknown = fresh_world();
+    assert_eq!(
+        h.repo
+            .read_many(&unknown, &[CacheKey::state(&unknown)], 3)
+            .await,
+        Err(SourceError::Rejected(WorldError::UnknownWorld(
+            unknown.clone()
+        )))
+    );
+    let foreign = [CacheKey::state(&world), CacheKey::state(&unknown)];
+    assert!(matches!(
+        h.repo.read_many(&world, &foreign, 3).await,
+        Err(SourceError::Invalid(_))
+    ));
+    assert!(matches!(
+        h.repo
+            .read_many(&world, &[CacheKey::version(&world)], 3)
+            .await,
+        Err(SourceError::Invalid(_))
+    ));
+}
