@@ -350,7 +350,7 @@ where
 
     /// Whether a write-behind update newer than `version` is queued for
     /// `key`: the cached entry is then known to be behind.
-    fn pending_newer(&self, key: &CacheKey, version: u64) -> bool {
+    pub(super) fn pending_newer(&self, key: &CacheKey, version: u64) -> bool {
         lock(&self.pending).get(key).is_some_and(|&v| v > version)
     }
 }

@@ -3,8 +3,10 @@
 //! around faults (a failing store, a crash, two instances, a restored
 //! world) in `recovery.rs`.
 
+mod batch;
 mod recovery;
 
+pub use batch::*;
 pub use recovery::*;
 
 use std::sync::Arc;
