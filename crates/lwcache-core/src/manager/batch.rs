@@ -21,6 +21,10 @@ use crate::ports::{CacheStore, CacheWrite, Lease, SourceError, WorldRepository};
 /// key the cache could not serve).
 pub type ItemRead = Result<Read<CachedValue>, Error>;
 
+/// What a batch may fill once the source answered: the version read and,
+/// for each key whose lease the batch holds, its redacted value.
+type Fills = (u64, Vec<(CacheKey, CachedValue, Redaction)>);
+
 /// A key the cache could not serve, on its way to the source.
 struct Pending {
     /// Its place in the answer.
@@ -97,7 +101,7 @@ where
                     outcome: Outcome::Fallback,
                 });
             }
-            self.from_source(world, keys, fields, pending, &mut items)
+            self.read_pending(world, keys, fields, pending, &mut items)
                 .await;
             return items.into_iter().flatten().collect();
         };
@@ -139,7 +143,7 @@ where
                 self.fill_many(world, lease, filled).await;
             }
         } else if !pending.is_empty() {
-            self.from_source(world, keys, fields, pending, &mut items)
+            self.read_pending(world, keys, fields, pending, &mut items)
                 .await;
         }
         items
@@ -202,14 +206,14 @@ where
     /// Reads the pending keys from the source in one batched read and
     /// answers their items; returns what may be filled, at the version
     /// read: `(key, value, redaction)` of each key whose lease is held.
-    async fn from_source(
+    async fn read_pending(
         &self,
         world: &WorldId,
         keys: &[CacheKey],
         fields: Fields,
         pending: Vec<Pending>,
         items: &mut [Option<ItemRead>],
-    ) -> Option<(u64, Vec<(CacheKey, CachedValue, Redaction)>)> {
+    ) -> Option<Fills> {
         let wanted: Vec<CacheKey> = pending.iter().map(|p| keys[p.at].clone()).collect();
         let top_k = self.config.policy.timeline_top_k;
         let read = self
@@ -260,12 +264,7 @@ where
     }
 
     /// Fills a batch's misses in one versioned write under its lease.
-    async fn fill_many(
-        &self,
-        world: &WorldId,
-        lease: Lease,
-        filled: Option<(u64, Vec<(CacheKey, CachedValue, Redaction)>)>,
-    ) {
+    async fn fill_many(&self, world: &WorldId, lease: Lease, filled: Option<Fills>) {
         let Some((version, fills)) = filled.filter(|(_, f)| !f.is_empty()) else {
             return;
         };
