@@ -138,7 +138,7 @@ where
             }
             if !pending.is_empty() {
                 let filled = self
-                    .from_source(world, keys, fields, pending, &mut items)
+                    .read_pending(world, keys, fields, pending, &mut items)
                     .await;
                 self.fill_many(world, lease, filled).await;
             }
