@@ -12,11 +12,14 @@
 //!   activation against naive and pipelined SETs.
 //! - `players`: the hit ratio with 1, 16 and 64 concurrent players in one
 //!   world, and the reads older than an acknowledged write of their key.
+//! - `turn`: a 14-key turn read as one batch, against raw `MGET` and 14
+//!   single reads, warm and cold.
 
 mod memory;
 mod players;
 mod reads;
 mod throughput;
+mod turn;
 mod writes;
 
 use std::future::Future;
@@ -34,6 +37,7 @@ pub(crate) use memory::{activation, memory_per_entity};
 pub(crate) use players::players;
 pub(crate) use reads::{decode_cost_us, hit_ratio, read_hit_vs_get, read_hit_vs_source};
 pub(crate) use throughput::throughput;
+pub(crate) use turn::{turn_cold, turn_warm};
 pub(crate) use writes::write_path;
 
 /// How many calls each scenario makes in a mode.
