@@ -182,6 +182,18 @@ async fn run(args: &Args) -> Result<Report> {
     }
 
     eprintln!(
+        "[{:>5.1} s] the service's HTTP read path (wrk, Python)",
+        started.elapsed().as_secs_f64()
+    );
+    let http = scenarios::http_reads(args, args.mode, plan.throughput / 2).await?;
+    report.targets.extend(http_targets(&http.rows));
+    report.http = http.rows;
+    report.latency.extend(http.python);
+    for (scenario, why) in http.problems {
+        report.not_measured.push(NotMeasured { scenario, why });
+    }
+
+    eprintln!(
         "[{:>5.1} s] bytes per cached entity",
         started.elapsed().as_secs_f64()
     );
@@ -404,6 +416,34 @@ fn targets(read: &LatencyComparison, decode_us: f64, load: &str) -> Vec<TargetCh
             }),
         },
     ]
+}
+
+/// The HTTP read path's goals: at least 0.8× of redis-benchmark at 16 and
+/// 64 connections, p99 under 1 ms at one.
+fn http_targets(rows: &[lwcache_bench::report::HttpRow]) -> Vec<TargetCheck> {
+    let mut checks = Vec::new();
+    for h in rows {
+        if h.connections == 1 {
+            let met = h.http_p99_us < P99_TARGET_US;
+            checks.push(TargetCheck {
+                name: "HTTP read p99 at one connection (wrk)".to_owned(),
+                goal: "< 1 ms".to_owned(),
+                measured: render::fmt_us(h.http_p99_us),
+                met,
+                why: (!met).then(|| "the service's request handling (axum, JSON, tracing) on 2 cores shared with wrk and redis-server".to_owned()),
+            });
+        } else if let Some(ratio) = h.ratio_to_redis_benchmark() {
+            let met = ratio >= 0.8;
+            checks.push(TargetCheck {
+                name: format!("HTTP reads/s over redis-benchmark GETs, {} connections", h.connections),
+                goal: "≥ 0.80×".to_owned(),
+                measured: format!("{ratio:.2}×"),
+                met,
+                why: (!met).then(|| "an HTTP request costs the service more CPU than a GET costs redis-server, and both share the machine's 2 cores with the load generators".to_owned()),
+            });
+        }
+    }
+    checks
 }
 
 /// The turn's goals: the batch within 1.2× of one raw MGET at p50, and at

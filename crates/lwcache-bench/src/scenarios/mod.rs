@@ -8,6 +8,8 @@
 //! - `writes`: the write path against the bare source write.
 //! - `throughput`: reads per second at several concurrencies, against
 //!   redis-rs and `redis-benchmark`.
+//! - `http`: the service's HTTP read path from outside (`wrk`, a Python
+//!   client) against `redis-benchmark` and redis-py.
 //! - `memory`: the entry's size in Redis against plain JSON, and
 //!   activation against naive and pipelined SETs.
 //! - `players`: the hit ratio with 1, 16 and 64 concurrent players in one
@@ -15,6 +17,7 @@
 //! - `turn`: a 14-key turn read as one batch, against raw `MGET` and 14
 //!   single reads, warm and cold.
 
+mod http;
 mod memory;
 mod players;
 mod reads;
@@ -33,6 +36,7 @@ use redis::aio::ConnectionManager;
 
 use crate::args::Mode;
 
+pub(crate) use http::http_reads;
 pub(crate) use memory::{activation, memory_per_entity};
 pub(crate) use players::players;
 pub(crate) use reads::{decode_cost_us, hit_ratio, read_hit_vs_get, read_hit_vs_source};
