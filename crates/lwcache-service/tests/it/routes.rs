@@ -563,6 +563,16 @@ async fn the_bearer_token_guards_every_v1_route_and_flags_beat_env() {
         .await
         .unwrap();
     assert_eq!(basic.status().as_u16(), 401);
+    // HTTP's auth schemes are case-insensitive.
+    for scheme in ["bearer", "BEARER"] {
+        let r = s
+            .request(Method::GET, "/v1/worlds/demo/state")
+            .header("authorization", format!("{scheme} flag-token"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200, "{scheme}");
+    }
 
     let right = Server::with_token_view(&s, "flag-token");
     right.get("/v1/worlds/demo/state").await.expect(200, None);
