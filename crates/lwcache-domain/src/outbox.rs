@@ -57,9 +57,11 @@ pub fn stale_keys(committed: &Committed) -> Vec<CacheKey> {
     match &committed.change {
         Change::SnapshotReplaced { .. } => vec![CacheKey::state(world)],
         Change::FlagChanged { .. } => vec![CacheKey::flags(world)],
-        Change::EntityCreated { entity, .. } | Change::EntityUpdated { entity, .. } => {
-            vec![CacheKey::entity(world, entity)]
-        }
+        Change::EntityUpdated { entity, .. } => vec![CacheKey::entity(world, entity)],
+        Change::EntityCreated { entity, .. } => vec![
+            CacheKey::entity(world, entity),
+            CacheKey::timeline(world, &entity.entity_id()),
+        ],
         Change::EntityDeleted { entity } => vec![
             CacheKey::entity(world, entity),
             CacheKey::timeline(world, &entity.entity_id()),
@@ -71,16 +73,19 @@ pub fn stale_keys(committed: &Committed) -> Vec<CacheKey> {
 impl Op {
     /// The keys this operation makes stale in `world` if it commits: known
     /// before the write, so that a source can record them in the statement
-    /// that bumps the version. Equal to [`stale_keys`] of the commit.
+    /// that bumps the version. Equal to [`stale_keys`] of the commit, but
+    /// for a put that replaces an entity, whose timeline is recorded as if
+    /// the put created it (replaying that step costs one miss).
     pub fn stale_keys(&self, world: &WorldId) -> Vec<CacheKey> {
         match self {
             Op::ReplaceSnapshot(_) => vec![CacheKey::state(world)],
             Op::SetFlag(..) | Op::ClearFlag(_) => vec![CacheKey::flags(world)],
-            Op::CreateEntity(entity, _)
-            | Op::UpdateEntity(entity, _)
-            | Op::PutEntity(entity, _) => {
-                vec![CacheKey::entity(world, entity)]
-            }
+            Op::UpdateEntity(entity, _) => vec![CacheKey::entity(world, entity)],
+            // A put may create the entity: its timeline is recorded too.
+            Op::CreateEntity(entity, _) | Op::PutEntity(entity, _) => vec![
+                CacheKey::entity(world, entity),
+                CacheKey::timeline(world, &entity.entity_id()),
+            ],
             Op::DeleteEntity(entity) => vec![
                 CacheKey::entity(world, entity),
                 CacheKey::timeline(world, &entity.entity_id()),

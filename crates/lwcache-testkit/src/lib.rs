@@ -163,6 +163,7 @@ macro_rules! conformance_tests {
             stack::an_acknowledged_write_is_read_by_every_instance,
             stack::a_crash_between_commit_and_cache_step_is_replayed,
             stack::a_world_restored_to_an_older_version_is_dropped,
+            stack::a_recreated_entity_never_serves_the_deleted_timeline,
             stack::batched_manager_reads_agree_with_single_reads,
             stack::batched_reads_see_every_acknowledged_write,
         );

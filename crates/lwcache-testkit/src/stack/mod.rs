@@ -198,6 +198,9 @@ pub async fn every_change_invalidates_what_it_makes_stale(h: &Harness) {
         (r.outcome, r.value),
         (Outcome::Hit, doc("name", "Lighthouse"))
     );
+    // A created entity's timeline is put empty with it.
+    let r = m.recent(&world, &l2.entity_id(), top_k).await.unwrap();
+    assert_eq!((r.outcome, r.value), (Outcome::Hit, Vec::new()));
 
     let w = m
         .add_event(
@@ -241,8 +244,9 @@ pub async fn every_change_invalidates_what_it_makes_stale(h: &Harness) {
         "{gone}"
     );
 
-    // snapshot, set, clear, update, put, event: one step each; delete: two.
-    assert_eq!(counters.snapshot().invalidations, 8);
+    // snapshot, set, clear, update, event: one step each; the put that
+    // created l2 and the delete: two (the entity and its timeline).
+    assert_eq!(counters.snapshot().invalidations, 9);
     let cached = h.store.version(&world).await.unwrap();
     assert_eq!(
         cached,

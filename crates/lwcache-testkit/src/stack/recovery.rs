@@ -234,3 +234,37 @@ pub async fn a_world_restored_to_an_older_version_is_dropped(h: &Harness) {
     );
     m.shutdown().await;
 }
+
+/// An entity deleted while its instance could not reach the store, then
+/// created again under the same id by another instance before the delete's
+/// step was replayed: the new entity's timeline is empty, never the
+/// deleted entity's events.
+pub async fn a_recreated_entity_never_serves_the_deleted_timeline(h: &Harness) {
+    let world = seed_world(h.repo.as_ref()).await;
+    let faulty = Arc::new(Faulty::new(h.store.clone()));
+    let (a, _) = manager_with(faulty.clone(), h.repo.clone(), quick_replay());
+    let (b, _) = manager(h);
+    b.activate(&world).await.unwrap();
+    let c1 = character("c1");
+    let top_k = b.config().policy.timeline_top_k;
+    let before = b.recent(&world, &c1.entity_id(), top_k).await.unwrap();
+    assert_eq!(before.outcome, Outcome::Hit);
+    assert!(!before.value.is_empty(), "c1 has seeded events");
+
+    faulty.set_failing(true);
+    let deleted = a.delete_entity(&world, c1.clone()).await.unwrap();
+    assert_eq!(deleted.cache, CacheStep::Failed);
+    let created = b
+        .create_entity(&world, c1.clone(), doc("mood", "new"))
+        .await
+        .unwrap();
+    assert!(created.committed.version > deleted.committed.version);
+    let r = b.recent(&world, &c1.entity_id(), top_k).await.unwrap();
+    assert_eq!(r.value, Vec::new(), "the new c1 has no events");
+    assert!(r.version >= created.committed.version);
+    let e = b.entity(&world, &c1, Fields::Cacheable).await.unwrap();
+    assert_eq!(e.value, doc("mood", "new"));
+    faulty.set_failing(false);
+    a.shutdown().await;
+    b.shutdown().await;
+}
