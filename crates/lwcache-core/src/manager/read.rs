@@ -1,32 +1,77 @@
 //! Reads: from the cache when it holds a usable entry, otherwise from the
 //! source, filling the cache under a lease taken before the source read. A
 //! cache failure never fails a read: the source serves it (`Fallback`).
-//! Concurrent misses of one key share the first one's lease: the others
-//! wait briefly for its fill rather than all reading the source.
+//!
+//! Stampede control: concurrent misses of one key in one process share one
+//! flight (the first reader's; the others wait for its result, and take
+//! the lead if it is dropped), and across processes the key's lease: the
+//! other processes' misses wait briefly for its fill rather than all
+//! reading the source.
+//!
+//! Fail-safe: an entry past its TTL (kept for the policy's grace) is read
+//! again from the source; only if the source fails is the old entry
+//! served, as [`Outcome::FailSafe`] with its age. The source's "no such
+//! entity" is remembered for a short TTL as a negative entry, which any
+//! put of the key (a create's) replaces.
 
 use lwcache_domain::{
-    CacheKey, CachedValue, Document, EntityId, EntityRef, FlagName, Flags, KeyKind, Redaction,
-    TimelineEvent, Value, WorldId,
+    CacheKey, CachedValue, Document, EntityId, EntityRef, FlagName, Flags, KeyKind, KeyTarget,
+    Redaction, TimelineEvent, Value, WorldError, WorldId,
 };
+use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{CacheManager, Fields, Inner, Outcome, Read, lock};
-use crate::codec::{self, Slot};
+use super::{CacheManager, Fields, Inner, Outcome, Read, SourceFailure, Staleness, lock};
+use crate::codec::{self, Entry, Freshness, Slot};
 use crate::config::StaleReads;
 use crate::error::Error;
 use crate::metrics::{MetricEvent, Stage};
 use crate::ports::{CacheStore, CacheWrite, Lease, SourceError, WorldRepository};
 
-/// What a read served by the source does to the cache afterwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AfterRead {
-    /// Store the value under the lease taken before the read.
-    Fill(Lease),
-    /// Leave the cache as it is: it failed, or holds an entry that this read
-    /// could not use but that is not known to be wrong (redacted, or older
-    /// than a queued write-behind update that will replace it).
-    Leave,
+/// What one miss produced, for every reader of the key in this process
+/// that waited for it.
+#[derive(Debug, Clone)]
+pub(super) struct Loaded {
+    version: u64,
+    /// The value as it may be cached: redacted.
+    cacheable: CachedValue,
+    /// Every field, when this process has them: read from the source, or
+    /// waited for as a fill that nothing was redacted from.
+    full: Option<CachedValue>,
+    /// `Miss` when read from the source, `Hit` when another process's fill
+    /// served it.
+    outcome: Outcome,
+}
+
+/// The result of a flight, `None` until it lands.
+type Landing = Option<Result<Loaded, Error>>;
+
+/// One miss in flight in this process: its leader's token and where its
+/// result lands.
+pub(super) struct Flight {
+    token: u64,
+    result: watch::Receiver<Landing>,
+}
+
+/// The leader of a flight. Dropping it (the leader's future was dropped,
+/// or it finished) removes the flight, so that a cancelled leader never
+/// leaves its followers waiting: they see the channel close and lead or
+/// join anew.
+struct Leading<'a> {
+    flights: &'a std::sync::Mutex<std::collections::HashMap<CacheKey, Flight>>,
+    key: &'a CacheKey,
+    token: u64,
+    result: watch::Sender<Landing>,
+}
+
+impl Drop for Leading<'_> {
+    fn drop(&mut self) {
+        let mut flights = lock(self.flights);
+        if flights.get(self.key).is_some_and(|f| f.token == self.token) {
+            flights.remove(self.key);
+        }
+    }
 }
 
 impl<S, R> CacheManager<S, R>
@@ -170,9 +215,7 @@ where
             // The cache may lack steps that failed: the source answers until
             // the replay loop has carried them out.
             self.metrics.record(MetricEvent::Fallback(kind));
-            return self
-                .serve_from_source(key, fields, Outcome::Fallback, AfterRead::Leave)
-                .await;
+            return self.serve_from_source(key, fields, Outcome::Fallback).await;
         }
         let started = Instant::now();
         let cached = self.cache_call(self.store.get(key)).await;
@@ -186,14 +229,20 @@ where
             Ok(None) => return self.miss(key, fields).await,
             Err(_) => {
                 self.metrics.record(MetricEvent::Fallback(kind));
-                return self
-                    .serve_from_source(key, fields, Outcome::Fallback, AfterRead::Leave)
-                    .await;
+                return self.serve_from_source(key, fields, Outcome::Fallback).await;
             }
         };
-        let entry = match codec::decode_slot(&bytes) {
-            Ok(Slot::Value(entry)) => entry,
-            Ok(Slot::Tombstone { .. }) => return self.miss(key, fields).await,
+        let (entry, freshness) = match codec::decode_fresh(&bytes) {
+            Ok((Slot::Value(entry), freshness)) => (entry, freshness),
+            Ok((Slot::Tombstone { .. }, _)) => return self.miss(key, fields).await,
+            Ok((Slot::Absent { entity }, _)) => {
+                // A write-behind create still queued makes it wrong already.
+                if self.pending_newer(key, 0) {
+                    return self.miss(key, fields).await;
+                }
+                self.metrics.record(MetricEvent::NegativeHit(kind));
+                return Err(absent(key, entity));
+            }
             Err(e) => {
                 tracing::warn!(key = %key, error = %e, "cache entry failed to decode; treating it as a miss");
                 self.metrics.record(MetricEvent::Invalidation(
@@ -209,9 +258,7 @@ where
         if fields == Fields::All && entry.redaction == Redaction::Redacted {
             // The cached copy lacks what the caller needs.
             self.metrics.record(MetricEvent::Miss(kind));
-            return self
-                .serve_from_source(key, fields, Outcome::Miss, AfterRead::Leave)
-                .await;
+            return self.serve_from_source(key, fields, Outcome::Miss).await;
         }
         if self.pending_newer(key, entry.version) {
             if self.config.stale_reads == StaleReads::WhileQueued {
@@ -224,9 +271,12 @@ where
             }
             // Not opted into stale reads: the entry is known to be behind.
             self.metrics.record(MetricEvent::Miss(kind));
-            return self
-                .serve_from_source(key, fields, Outcome::Miss, AfterRead::Leave)
-                .await;
+            return self.serve_from_source(key, fields, Outcome::Miss).await;
+        }
+        if let Some(f) = freshness
+            && self.now_ms() >= f.fresh_until_ms
+        {
+            return self.refresh(key, fields, entry, f).await;
         }
         self.metrics.record(MetricEvent::Hit(kind));
         Ok(Read {
@@ -236,11 +286,128 @@ where
         })
     }
 
-    /// A miss: takes the key's lease and reads the source, filling the cache
-    /// under the lease. When another read holds the lease, waits up to
-    /// `lease_wait` for its fill (a hit, once it lands), then reads the
-    /// source without filling.
+    /// A miss: one flight per key in this process (see [`Inner::flight`]).
     async fn miss(&self, key: &CacheKey, fields: Fields) -> Result<Read<CachedValue>, Error> {
+        let loaded = self.flight(key).await;
+        self.answer(key, fields, loaded).await
+    }
+
+    /// An entry past its TTL: read again as a miss; served as a fail-safe
+    /// answer only when the source fails and the entry is within the grace.
+    async fn refresh(
+        &self,
+        key: &CacheKey,
+        fields: Fields,
+        entry: Entry,
+        freshness: Freshness,
+    ) -> Result<Read<CachedValue>, Error> {
+        let loaded = self.flight(key).await;
+        if let Err(Error::Source(e)) = &loaded
+            && let Some(reason) = SourceFailure::of(e)
+        {
+            let now = self.now_ms();
+            let grace =
+                i64::try_from(self.config.policy.expiry.grace.as_millis()).unwrap_or(i64::MAX);
+            if now.saturating_sub(freshness.fresh_until_ms) < grace {
+                let age = u64::try_from(now.saturating_sub(freshness.written_ms)).unwrap_or(0);
+                self.metrics.record(MetricEvent::FailSafe(key.kind()));
+                tracing::warn!(key = %key, error = %e, age_ms = age, "the source failed; serving the entry past its TTL");
+                return Ok(Read {
+                    value: entry.value,
+                    version: entry.version,
+                    outcome: Outcome::FailSafe(Staleness {
+                        age: std::time::Duration::from_millis(age),
+                        reason,
+                    }),
+                });
+            }
+        }
+        self.answer(key, fields, loaded).await
+    }
+
+    /// Answers a miss from what its flight loaded, with the fields asked.
+    async fn answer(
+        &self,
+        key: &CacheKey,
+        fields: Fields,
+        loaded: Result<Loaded, Error>,
+    ) -> Result<Read<CachedValue>, Error> {
+        let kind = key.kind();
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                self.metrics.record(MetricEvent::Miss(kind));
+                return Err(e);
+            }
+        };
+        self.metrics.record(match loaded.outcome {
+            Outcome::Hit => MetricEvent::Hit(kind),
+            _ => MetricEvent::Miss(kind),
+        });
+        let value = match (fields, loaded.full) {
+            (Fields::Cacheable, _) => loaded.cacheable,
+            (Fields::All, Some(full)) => full,
+            // Only a redacted fill came: the source has the rest.
+            (Fields::All, None) => {
+                return self.serve_from_source(key, fields, Outcome::Miss).await;
+            }
+        };
+        Ok(Read {
+            value,
+            version: loaded.version,
+            outcome: loaded.outcome,
+        })
+    }
+
+    /// Loads a missed key once for every concurrent reader in this process:
+    /// the first one leads (takes the lease, reads the source, fills), the
+    /// others wait for its result. A follower whose leader is dropped
+    /// before it lands leads or joins anew.
+    async fn flight(&self, key: &CacheKey) -> Result<Loaded, Error> {
+        loop {
+            let joined = {
+                let mut flights = lock(&self.flights);
+                match flights.get(key) {
+                    Some(flight) => Err(flight.result.clone()),
+                    None => {
+                        let (tx, rx) = watch::channel(None);
+                        let token = self.next_lease().0;
+                        flights.insert(key.clone(), Flight { token, result: rx });
+                        Ok(Leading {
+                            flights: &self.flights,
+                            key,
+                            token,
+                            result: tx,
+                        })
+                    }
+                }
+            };
+            match joined {
+                Ok(leading) => {
+                    let loaded = self.load(key).await;
+                    leading.result.send_replace(Some(loaded.clone()));
+                    return loaded;
+                }
+                Err(mut rx) => {
+                    let landed = rx
+                        .wait_for(Option::is_some)
+                        .await
+                        .ok()
+                        .and_then(|r| r.clone());
+                    if let Some(loaded) = landed {
+                        self.metrics.record(MetricEvent::Coalesced(key.kind()));
+                        return loaded;
+                    }
+                }
+            }
+        }
+    }
+
+    /// A flight's work: takes the key's lease and reads the source, filling
+    /// the cache under the lease. When another process holds the lease,
+    /// waits up to `lease_wait` for its fill, then reads the source without
+    /// filling. The source's "no such entity" is filled as a negative entry.
+    async fn load(&self, key: &CacheKey) -> Result<Loaded, Error> {
         let lease = self.next_lease();
         let held = self
             .cache_call(self.store.lease(
@@ -250,61 +417,31 @@ where
                 self.config.lease_ttl,
             ))
             .await;
-        let after = match held.as_deref() {
-            Ok([true]) => AfterRead::Fill(lease),
-            // Served by the cache after all, by another read's fill: the
-            // source was read once for both.
-            Ok(_) => match self.await_fill(key, fields).await {
-                Some(read) => {
-                    self.metrics.record(MetricEvent::Hit(key.kind()));
-                    return Ok(read);
+        let fill = match held.as_deref() {
+            Ok([true]) => Some(lease),
+            Ok(_) => {
+                let waited = self.await_fill(key).await;
+                self.metrics
+                    .record(MetricEvent::LeaseWait(key.kind(), waited.is_some()));
+                if let Some(loaded) = waited {
+                    return loaded;
                 }
-                None => AfterRead::Leave,
-            },
-            Err(_) => AfterRead::Leave,
-        };
-        self.metrics.record(MetricEvent::Miss(key.kind()));
-        self.serve_from_source(key, fields, Outcome::Miss, after)
-            .await
-    }
-
-    /// Waits, polling with a growing pause, for another read's fill of `key`
-    /// to land, for at most `lease_wait`.
-    async fn await_fill(&self, key: &CacheKey, fields: Fields) -> Option<Read<CachedValue>> {
-        let deadline = Instant::now() + self.config.lease_wait;
-        let mut pause = std::time::Duration::from_millis(1);
-        while Instant::now() + pause <= deadline {
-            tokio::time::sleep(pause).await;
-            pause *= 2;
-            let Ok(Some(bytes)) = self.cache_call(self.store.get(key)).await else {
-                continue;
-            };
-            if let Ok(Slot::Value(entry)) = codec::decode_slot(&bytes) {
-                if fields == Fields::All && entry.redaction == Redaction::Redacted {
-                    return None;
-                }
-                return Some(Read {
-                    value: entry.value,
-                    version: entry.version,
-                    outcome: Outcome::Hit,
-                });
+                None
             }
-        }
-        None
-    }
-
-    /// Serves a read from the source, then fills the cache or leaves it.
-    async fn serve_from_source(
-        &self,
-        key: &CacheKey,
-        fields: Fields,
-        outcome: Outcome,
-        after: AfterRead,
-    ) -> Result<Read<CachedValue>, Error> {
+            Err(_) => None,
+        };
         let limit = self.config.policy.timeline_top_k;
-        let read = self.source_read(key, limit).await?;
+        let read = match self.source_read(key, limit).await {
+            Ok(read) => read,
+            Err(e) => {
+                if let Some(lease) = fill {
+                    self.remember_absent(key, lease, &e).await;
+                }
+                return Err(e.into());
+            }
+        };
         let (redacted, redaction) = self.config.policy.privacy.redact(&read.value);
-        if let AfterRead::Fill(lease) = after {
+        if let Some(lease) = fill {
             let started = Instant::now();
             self.fill(key, read.version, lease, &redacted, redaction)
                 .await;
@@ -314,8 +451,88 @@ where
                 started.elapsed(),
             ));
         }
+        Ok(Loaded {
+            version: read.version,
+            cacheable: redacted,
+            full: Some(read.value),
+            outcome: Outcome::Miss,
+        })
+    }
+
+    /// Fills a negative entry when the source answered that the entity of
+    /// an entity key does not exist, under the lease taken before the read:
+    /// a create committed since has deleted the lease, so it cannot land
+    /// after one, and at version 0 any later put replaces it.
+    async fn remember_absent(&self, key: &CacheKey, lease: Lease, error: &SourceError) {
+        let Some(ttl) = self.config.policy.expiry.negative_ttl else {
+            return;
+        };
+        let SourceError::Rejected(WorldError::UnknownEntity { entity, .. }) = error else {
+            return;
+        };
+        if !matches!(key.target(), KeyTarget::Entity(_)) {
+            return;
+        }
+        let put = crate::ports::Put {
+            key: key.clone(),
+            bytes: codec::absent(entity),
+            ttl: Some(ttl),
+        };
+        let write = CacheWrite::fill(key.world().clone(), 0, lease, vec![put]);
+        if let Ok(outcome) = self.cache_call(self.store.write(&write)).await
+            && outcome.skipped > 0
+        {
+            self.metrics.record(MetricEvent::FillRejected(key.kind()));
+        }
+    }
+
+    /// Waits, polling with a growing pause, for another process's fill of
+    /// `key` to land, for at most `lease_wait`. Entries past their TTL do
+    /// not count: they are what the fill replaces.
+    async fn await_fill(&self, key: &CacheKey) -> Option<Result<Loaded, Error>> {
+        let deadline = Instant::now() + self.config.lease_wait;
+        let mut pause = std::time::Duration::from_millis(1);
+        while Instant::now() + pause <= deadline {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            let Ok(Some(bytes)) = self.cache_call(self.store.get(key)).await else {
+                continue;
+            };
+            match codec::decode_fresh(&bytes) {
+                Ok((Slot::Value(entry), freshness)) => {
+                    if freshness.is_some_and(|f| self.now_ms() >= f.fresh_until_ms) {
+                        continue;
+                    }
+                    let full =
+                        (entry.redaction == Redaction::Complete).then(|| entry.value.clone());
+                    return Some(Ok(Loaded {
+                        version: entry.version,
+                        cacheable: entry.value,
+                        full,
+                        outcome: Outcome::Hit,
+                    }));
+                }
+                Ok((Slot::Absent { entity }, _)) => return Some(Err(absent(key, entity))),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// Serves a read from the source and leaves the cache as it is: it
+    /// failed, or holds an entry that this read could not use but that is
+    /// not known to be wrong (redacted, or older than a queued write-behind
+    /// update that will replace it).
+    async fn serve_from_source(
+        &self,
+        key: &CacheKey,
+        fields: Fields,
+        outcome: Outcome,
+    ) -> Result<Read<CachedValue>, Error> {
+        let limit = self.config.policy.timeline_top_k;
+        let read = self.source_read(key, limit).await?;
         let value = match fields {
-            Fields::Cacheable => redacted,
+            Fields::Cacheable => self.config.policy.privacy.redact(&read.value).0,
             Fields::All => read.value,
         };
         Ok(Read {
@@ -377,4 +594,12 @@ where
     fn pending_newer(&self, key: &CacheKey, version: u64) -> bool {
         lock(&self.pending).get(key).is_some_and(|&v| v > version)
     }
+}
+
+/// The answer of a negative entry: the source's refusal, as it said it.
+fn absent(key: &CacheKey, entity: String) -> Error {
+    Error::Source(SourceError::Rejected(WorldError::UnknownEntity {
+        world: key.world().clone(),
+        entity,
+    }))
 }

@@ -75,11 +75,12 @@ async fn source_value(h: &Harness, key: &CacheKey, limit: usize) -> CachedValue 
     h.repo.read(key, limit).await.expect("source read").value
 }
 
-/// The value an entry holds; `None` for an absent key or a tombstone.
+/// The value an entry holds; `None` for an absent key, a tombstone or a
+/// negative entry.
 pub(super) fn cached_entry(bytes: Option<Vec<u8>>) -> Option<codec::Entry> {
     match codec::decode_slot(&bytes?).expect("the manager writes decodable entries") {
         codec::Slot::Value(entry) => Some(entry),
-        codec::Slot::Tombstone { .. } => None,
+        codec::Slot::Tombstone { .. } | codec::Slot::Absent { .. } => None,
     }
 }
 
