@@ -1,10 +1,13 @@
 //! Checks of the cache manager over a store and a repository: what a game
 //! service sees. Reads, writes, warming and privacy here; what happens
 //! around faults (a failing store, a crash, two instances, a restored
-//! world) in `recovery.rs`.
+//! world) in `recovery.rs`; shared misses, fail-safe answers, negative
+//! entries and TTL jitter in `expiry.rs`.
 
+mod expiry;
 mod recovery;
 
+pub use expiry::*;
 pub use recovery::*;
 
 use std::sync::Arc;
