@@ -5,7 +5,7 @@
 //! what every mechanism shares (bounded port calls, encoding entries);
 //! [`Builder`] is in `builder.rs`, reads and fills in `read.rs`, writes and
 //! their cache plans in `write.rs`, the write-behind queue and worker in
-//! `write_behind.rs`, activation in `warm.rs`.
+//! `write_behind.rs`, activation in `warm.rs`, shared misses in `flight.rs`.
 //!
 //! # The consistency protocol
 //!
@@ -28,6 +28,7 @@
 //! [`WriteKind`]: crate::ports::WriteKind
 
 mod builder;
+mod flight;
 mod outbox;
 mod read;
 mod warm;
@@ -242,7 +243,7 @@ struct Inner<S, R> {
     housekeeping: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
     /// The source reads in flight in this process, by key: concurrent
     /// misses of one key wait for the first one's (`read.rs`).
-    flights: Mutex<HashMap<CacheKey, read::Flight>>,
+    flights: Mutex<HashMap<CacheKey, flight::Flight>>,
     /// The wall clock's reading when the manager was built, and tokio's
     /// instant then: entries' freshness is read on this clock, which
     /// follows tokio's (paused in tests) as the stores' TTLs do.

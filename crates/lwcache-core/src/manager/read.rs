@@ -18,61 +18,16 @@ use lwcache_domain::{
     CacheKey, CachedValue, Document, EntityId, EntityRef, FlagName, Flags, KeyKind, KeyTarget,
     Redaction, TimelineEvent, Value, WorldError, WorldId,
 };
-use tokio::sync::watch;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use super::flight::Loaded;
 use super::{CacheManager, Fields, Inner, Outcome, Read, SourceFailure, Staleness, lock};
 use crate::codec::{self, Entry, Freshness, Slot};
 use crate::config::StaleReads;
 use crate::error::Error;
 use crate::metrics::{MetricEvent, Stage};
 use crate::ports::{CacheStore, CacheWrite, Lease, SourceError, WorldRepository};
-
-/// What one miss produced, for every reader of the key in this process
-/// that waited for it.
-#[derive(Debug, Clone)]
-pub(super) struct Loaded {
-    version: u64,
-    /// The value as it may be cached: redacted.
-    cacheable: CachedValue,
-    /// Every field, when this process has them: read from the source, or
-    /// waited for as a fill that nothing was redacted from.
-    full: Option<CachedValue>,
-    /// `Miss` when read from the source, `Hit` when another process's fill
-    /// served it.
-    outcome: Outcome,
-}
-
-/// The result of a flight, `None` until it lands.
-type Landing = Option<Result<Loaded, Error>>;
-
-/// One miss in flight in this process: its leader's token and where its
-/// result lands.
-pub(super) struct Flight {
-    token: u64,
-    result: watch::Receiver<Landing>,
-}
-
-/// The leader of a flight. Dropping it (the leader's future was dropped,
-/// or it finished) removes the flight, so that a cancelled leader never
-/// leaves its followers waiting: they see the channel close and lead or
-/// join anew.
-struct Leading<'a> {
-    flights: &'a std::sync::Mutex<std::collections::HashMap<CacheKey, Flight>>,
-    key: &'a CacheKey,
-    token: u64,
-    result: watch::Sender<Landing>,
-}
-
-impl Drop for Leading<'_> {
-    fn drop(&mut self) {
-        let mut flights = lock(self.flights);
-        if flights.get(self.key).is_some_and(|f| f.token == self.token) {
-            flights.remove(self.key);
-        }
-    }
-}
 
 impl<S, R> CacheManager<S, R>
 where
@@ -286,7 +241,7 @@ where
         })
     }
 
-    /// A miss: one flight per key in this process (see [`Inner::flight`]).
+    /// A miss: one flight per key in this process (`flight.rs`).
     async fn miss(&self, key: &CacheKey, fields: Fields) -> Result<Read<CachedValue>, Error> {
         let loaded = self.flight(key).await;
         self.answer(key, fields, loaded).await
@@ -359,55 +314,11 @@ where
         })
     }
 
-    /// Loads a missed key once for every concurrent reader in this process:
-    /// the first one leads (takes the lease, reads the source, fills), the
-    /// others wait for its result. A follower whose leader is dropped
-    /// before it lands leads or joins anew.
-    async fn flight(&self, key: &CacheKey) -> Result<Loaded, Error> {
-        loop {
-            let joined = {
-                let mut flights = lock(&self.flights);
-                match flights.get(key) {
-                    Some(flight) => Err(flight.result.clone()),
-                    None => {
-                        let (tx, rx) = watch::channel(None);
-                        let token = self.next_lease().0;
-                        flights.insert(key.clone(), Flight { token, result: rx });
-                        Ok(Leading {
-                            flights: &self.flights,
-                            key,
-                            token,
-                            result: tx,
-                        })
-                    }
-                }
-            };
-            match joined {
-                Ok(leading) => {
-                    let loaded = self.load(key).await;
-                    leading.result.send_replace(Some(loaded.clone()));
-                    return loaded;
-                }
-                Err(mut rx) => {
-                    let landed = rx
-                        .wait_for(Option::is_some)
-                        .await
-                        .ok()
-                        .and_then(|r| r.clone());
-                    if let Some(loaded) = landed {
-                        self.metrics.record(MetricEvent::Coalesced(key.kind()));
-                        return loaded;
-                    }
-                }
-            }
-        }
-    }
-
     /// A flight's work: takes the key's lease and reads the source, filling
     /// the cache under the lease. When another process holds the lease,
     /// waits up to `lease_wait` for its fill, then reads the source without
     /// filling. The source's "no such entity" is filled as a negative entry.
-    async fn load(&self, key: &CacheKey) -> Result<Loaded, Error> {
+    pub(super) async fn load(&self, key: &CacheKey) -> Result<Loaded, Error> {
         let lease = self.next_lease();
         let held = self
             .cache_call(self.store.lease(
