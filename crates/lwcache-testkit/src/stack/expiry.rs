@@ -188,6 +188,7 @@ pub async fn entries_past_their_ttl_serve_marked_only_while_the_source_fails(h: 
     config.policy.entity.ttl = Some(ttl);
     config.policy.expiry.grace = ttl * 20;
     config.policy.expiry.jitter_percent = 0;
+    config.source_timeout = Duration::from_millis(200);
     let (m, counters) = manager_with(h.store.clone(), flaky.clone(), config);
     let (c1, l1) = (
         character("c1"),
@@ -258,8 +259,18 @@ pub async fn entries_past_their_ttl_serve_marked_only_while_the_source_fails(h: 
 /// The source's "no such entity" is remembered for the negative TTL: a
 /// thousand reads cost one source read per TTL, and a create replaces the
 /// negative entry at once, under write-through and under invalidation, and
-/// when it commits between the negative read and its fill.
+/// when it commits between the negative read and its fill. An unset flag is
+/// answered from the cached flags: a thousand reads cost one source read.
 pub async fn unknown_entities_are_remembered_until_a_create(h: &Harness) {
+    let world = seed_world(h.repo.as_ref()).await;
+    let flaky = Flaky::new(h.repo.clone());
+    let (m, _) = manager_with(h.store.clone(), flaky.clone(), ManagerConfig::default());
+    for _ in 0..1000 {
+        let unset = m.flag(&world, &crate::fixtures::flag("no_such_flag")).await;
+        assert_eq!(unset.unwrap().value, None);
+    }
+    assert_eq!(flaky.reads(), 1, "the flags were read once");
+
     for mode in [WriteMode::WriteThrough, WriteMode::Invalidate] {
         let world = seed_world(h.repo.as_ref()).await;
         let flaky = Flaky::new(h.repo.clone());
@@ -269,6 +280,7 @@ pub async fn unknown_entities_are_remembered_until_a_create(h: &Harness) {
         config.policy.expiry.negative_ttl = Some(ttl);
         let (m, counters) = manager_with(h.store.clone(), flaky.clone(), config.clone());
         let ghost = character("ghost");
+        let started = tokio::time::Instant::now();
         for _ in 0..1000 {
             let err = m
                 .entity(&world, &ghost, Fields::Cacheable)
@@ -279,13 +291,20 @@ pub async fn unknown_entities_are_remembered_until_a_create(h: &Harness) {
                 "{err}"
             );
         }
-        assert_eq!(flaky.reads(), 1, "one source read per negative TTL");
-        assert_eq!(counters.snapshot().negative_hits, 999);
+        // Against a real server the thousand reads may outlast a short TTL.
+        let periods = started.elapsed().as_millis() / ttl.as_millis() + 1;
+        let reads = flaky.reads();
+        assert!(
+            reads >= 1 && reads as u128 <= periods,
+            "{reads} source reads in {periods} negative TTLs"
+        );
+        assert_eq!(counters.snapshot().negative_hits as usize, 1000 - reads);
         let key = CacheKey::entity(&world, &ghost);
-        assert!(h.probe.ttl(&key).await.is_some_and(|t| t <= ttl));
+        // (It may have just expired against a real server.)
+        assert!(h.probe.ttl(&key).await.is_none_or(|t| t <= ttl));
         h.time.advance(ttl * 2).await;
         assert!(m.entity(&world, &ghost, Fields::Cacheable).await.is_err());
-        assert_eq!(flaky.reads(), 2, "expired: read again");
+        assert_eq!(flaky.reads(), reads + 1, "expired: read again");
 
         m.create_entity(&world, ghost.clone(), doc("mood", "shy"))
             .await
