@@ -150,6 +150,17 @@ pub struct Read<T> {
     pub outcome: Outcome,
 }
 
+impl<T> Read<T> {
+    /// How old the value is and why it was served, if it is a fail-safe
+    /// answer (an entry past its TTL, served because the source failed).
+    pub fn staleness(&self) -> Option<Staleness> {
+        match self.outcome {
+            Outcome::FailSafe(s) => Some(s),
+            _ => None,
+        }
+    }
+}
+
 /// What the cache step of a write did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheStep {
