@@ -161,6 +161,7 @@ macro_rules! conformance_tests {
             stack::a_crash_between_commit_and_cache_step_is_replayed,
             stack::a_world_restored_to_an_older_version_is_dropped,
             stack::concurrent_misses_share_one_source_read,
+            stack::a_miss_after_a_write_never_takes_an_older_flight,
             stack::entries_past_their_ttl_serve_marked_only_while_the_source_fails,
             stack::unknown_entities_are_remembered_until_a_create,
             stack::activation_spreads_expiry,

@@ -4,9 +4,18 @@
 //! channel. The leader's guard removes the flight when it is dropped, so a
 //! leader whose caller gave up never leaves followers waiting: they see the
 //! channel close and lead or join anew.
+//!
+//! Read your writes: a result says from when it is current (it reflects
+//! every write acknowledged before that instant: the start of its source
+//! read, or of its fill when the fill landed under its lease, which no
+//! write's step deleted meanwhile). A follower that joined later than that
+//! could otherwise be served a value older than a write acknowledged before
+//! it started; it reads the cache again instead (where the fill usually
+//! is), and the source itself if that misses.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use lwcache_domain::{CacheKey, CachedValue};
 use tokio::sync::watch;
@@ -31,8 +40,25 @@ pub(super) struct Loaded {
     pub(super) outcome: Outcome,
 }
 
+/// What a flight produced, and from when it is current: it reflects every
+/// write acknowledged before the [`ticket`] `current_from` was drawn.
+#[derive(Debug, Clone)]
+pub(super) struct Landed {
+    pub(super) current_from: u64,
+    pub(super) result: Result<Loaded, Error>,
+}
+
+/// Tickets: one sequence for the process, so that "before" is exact even
+/// when two events share an instant (tokio's paused clock, a coarse one).
+static TICKETS: AtomicU64 = AtomicU64::new(0);
+
+/// The next ticket.
+pub(super) fn ticket() -> u64 {
+    TICKETS.fetch_add(1, Ordering::SeqCst)
+}
+
 /// The result of a flight, `None` until it lands.
-type Landing = Option<Result<Loaded, Error>>;
+type Landing = Option<Landed>;
 
 /// One miss in flight in this process: its leader's token and where its
 /// result lands.
@@ -69,13 +95,14 @@ where
     /// Loads a missed key once for every concurrent reader in this process:
     /// the first one leads (takes the lease, reads the source, fills), the
     /// others wait for its result. A follower whose leader is dropped
-    /// before it lands leads or joins anew.
+    /// before it lands leads or joins anew; one that joined after the
+    /// result was current reads again.
     pub(super) async fn flight(&self, key: &CacheKey) -> Result<Loaded, Error> {
         loop {
             let joined = {
                 let mut flights = lock(&self.flights);
                 match flights.get(key) {
-                    Some(flight) => Err(flight.result.clone()),
+                    Some(flight) => Err((flight.result.clone(), ticket())),
                     None => {
                         let (tx, rx) = watch::channel(None);
                         let token = self.next_lease().0;
@@ -91,22 +118,40 @@ where
             };
             match joined {
                 Ok(leading) => {
-                    let loaded = self.load(key).await;
-                    leading.result.send_replace(Some(loaded.clone()));
-                    return loaded;
+                    let landed = self.load(key).await;
+                    leading.result.send_replace(Some(landed.clone()));
+                    return landed.result;
                 }
-                Err(mut rx) => {
+                Err((mut rx, joined)) => {
                     let landed = rx
                         .wait_for(Option::is_some)
                         .await
                         .ok()
                         .and_then(|r| r.clone());
-                    if let Some(loaded) = landed {
-                        self.metrics.record(MetricEvent::Coalesced(key.kind()));
-                        return loaded;
+                    match landed {
+                        Some(landed) if landed.current_from < joined => {
+                            return self.reread(key).await;
+                        }
+                        Some(landed) => {
+                            self.metrics.record(MetricEvent::Coalesced(key.kind()));
+                            return landed.result;
+                        }
+                        // The leader was dropped before it landed.
+                        None => {}
                     }
                 }
             }
         }
+    }
+
+    /// A follower too late for its flight's result: the cache again, where
+    /// the flight's fill usually is, else a load of its own.
+    async fn reread(&self, key: &CacheKey) -> Result<Loaded, Error> {
+        if let Ok(Some(bytes)) = self.cache_call(self.store.get(key)).await
+            && let Some(result) = self.usable(key, &bytes)
+        {
+            return result;
+        }
+        self.load(key).await.result
     }
 }

@@ -21,7 +21,7 @@ use lwcache_domain::{
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::flight::Loaded;
+use super::flight::{Landed, Loaded, ticket};
 use super::{CacheManager, Fields, Inner, Outcome, Read, SourceFailure, Staleness, lock};
 use crate::codec::{self, Entry, Freshness, Slot};
 use crate::config::StaleReads;
@@ -318,7 +318,7 @@ where
     /// the cache under the lease. When another process holds the lease,
     /// waits up to `lease_wait` for its fill, then reads the source without
     /// filling. The source's "no such entity" is filled as a negative entry.
-    pub(super) async fn load(&self, key: &CacheKey) -> Result<Loaded, Error> {
+    pub(super) async fn load(&self, key: &CacheKey) -> Landed {
         let lease = self.next_lease();
         let held = self
             .cache_call(self.store.lease(
@@ -342,32 +342,47 @@ where
             Err(_) => None,
         };
         let limit = self.config.policy.timeline_top_k;
+        let read_started = ticket();
         let read = match self.source_read(key, limit).await {
             Ok(read) => read,
             Err(e) => {
                 if let Some(lease) = fill {
                     self.remember_absent(key, lease, &e).await;
                 }
-                return Err(e.into());
+                return Landed {
+                    current_from: read_started,
+                    result: Err(e.into()),
+                };
             }
         };
         let (redacted, redaction) = self.config.policy.privacy.redact(&read.value);
+        let mut current_from = read_started;
         if let Some(lease) = fill {
             let started = Instant::now();
-            self.fill(key, read.version, lease, &redacted, redaction)
-                .await;
+            let filling = ticket();
+            // Landed under its lease: no write's step came between the
+            // lease and the fill, so the value is current up to the fill.
+            if self
+                .fill(key, read.version, lease, &redacted, redaction)
+                .await
+            {
+                current_from = filling;
+            }
             self.metrics.record(MetricEvent::Latency(
                 Stage::Fill,
                 key.kind(),
                 started.elapsed(),
             ));
         }
-        Ok(Loaded {
-            version: read.version,
-            cacheable: redacted,
-            full: Some(read.value),
-            outcome: Outcome::Miss,
-        })
+        Landed {
+            current_from,
+            result: Ok(Loaded {
+                version: read.version,
+                cacheable: redacted,
+                full: Some(read.value),
+                outcome: Outcome::Miss,
+            }),
+        }
     }
 
     /// Fills a negative entry when the source answered that the entity of
@@ -398,36 +413,52 @@ where
     }
 
     /// Waits, polling with a growing pause, for another process's fill of
-    /// `key` to land, for at most `lease_wait`. Entries past their TTL do
-    /// not count: they are what the fill replaces.
-    async fn await_fill(&self, key: &CacheKey) -> Option<Result<Loaded, Error>> {
+    /// `key` to land, for at most `lease_wait`.
+    async fn await_fill(&self, key: &CacheKey) -> Option<Landed> {
         let deadline = Instant::now() + self.config.lease_wait;
         let mut pause = std::time::Duration::from_millis(1);
         while Instant::now() + pause <= deadline {
             tokio::time::sleep(pause).await;
             pause *= 2;
+            let asked = ticket();
             let Ok(Some(bytes)) = self.cache_call(self.store.get(key)).await else {
                 continue;
             };
-            match codec::decode_fresh(&bytes) {
-                Ok((Slot::Value(entry), freshness)) => {
-                    if freshness.is_some_and(|f| self.now_ms() >= f.fresh_until_ms) {
-                        continue;
-                    }
-                    let full =
-                        (entry.redaction == Redaction::Complete).then(|| entry.value.clone());
-                    return Some(Ok(Loaded {
-                        version: entry.version,
-                        cacheable: entry.value,
-                        full,
-                        outcome: Outcome::Hit,
-                    }));
-                }
-                Ok((Slot::Absent { entity }, _)) => return Some(Err(absent(key, entity))),
-                _ => {}
+            if let Some(result) = self.usable(key, &bytes) {
+                return Some(Landed {
+                    current_from: asked,
+                    result,
+                });
             }
         }
         None
+    }
+
+    /// What a miss may take from an entry read after it began: a fresh
+    /// value (with every field if nothing was redacted) or a negative
+    /// entry's answer. Tombstones, entries past their TTL (what a fill
+    /// replaces) and entries behind a queued write-behind update are not.
+    pub(super) fn usable(&self, key: &CacheKey, bytes: &[u8]) -> Option<Result<Loaded, Error>> {
+        match codec::decode_fresh(bytes) {
+            Ok((Slot::Value(entry), freshness)) => {
+                if freshness.is_some_and(|f| self.now_ms() >= f.fresh_until_ms)
+                    || self.pending_newer(key, entry.version)
+                {
+                    return None;
+                }
+                let full = (entry.redaction == Redaction::Complete).then(|| entry.value.clone());
+                Some(Ok(Loaded {
+                    version: entry.version,
+                    cacheable: entry.value,
+                    full,
+                    outcome: Outcome::Hit,
+                }))
+            }
+            Ok((Slot::Absent { entity }, _)) if !self.pending_newer(key, 0) => {
+                Some(Err(absent(key, entity)))
+            }
+            _ => None,
+        }
     }
 
     /// Serves a read from the source and leaves the cache as it is: it
@@ -454,7 +485,8 @@ where
     }
 
     /// Stores a value read from the source at `version`, if `lease` still
-    /// holds the key. Failures are counted and swallowed.
+    /// holds the key; answers whether it landed. Failures are counted and
+    /// swallowed.
     async fn fill(
         &self,
         key: &CacheKey,
@@ -462,17 +494,21 @@ where
         lease: Lease,
         value: &CachedValue,
         redaction: Redaction,
-    ) {
+    ) -> bool {
         let write = CacheWrite::fill(
             key.world().clone(),
             version,
             lease,
             vec![self.put(key, version, value.clone(), redaction)],
         );
-        if let Ok(outcome) = self.cache_call(self.store.write(&write)).await
-            && outcome.skipped > 0
-        {
-            self.metrics.record(MetricEvent::FillRejected(key.kind()));
+        match self.cache_call(self.store.write(&write)).await {
+            Ok(outcome) => {
+                if outcome.skipped > 0 {
+                    self.metrics.record(MetricEvent::FillRejected(key.kind()));
+                }
+                outcome.landed > 0
+            }
+            Err(_) => false,
         }
     }
 

@@ -177,6 +177,49 @@ pub async fn concurrent_misses_share_one_source_read(h: &Harness) {
     assert_eq!(flaky.reads(), 3);
 }
 
+/// A miss that starts after a write's acknowledgement never takes the
+/// result of a flight whose source read predates the write: it reads again.
+pub async fn a_miss_after_a_write_never_takes_an_older_flight(h: &Harness) {
+    let world = seed_world(h.repo.as_ref()).await;
+    let gated = Arc::new(Gated::new(h.repo.clone()));
+    let mut config = ManagerConfig::default();
+    config.policy.entity.mode = WriteMode::Invalidate;
+    let (m, _) = manager_with(h.store.clone(), gated.clone(), config);
+    let c1 = character("c1");
+    let key = CacheKey::entity(&world, &c1);
+    let (early, late) = gated
+        .interleave(
+            key,
+            {
+                let (m, world, c1) = (m.clone(), world.clone(), c1.clone());
+                async move { m.entity(&world, &c1, Fields::Cacheable).await }
+            },
+            async {
+                m.update_entity(&world, c1.clone(), doc("mood", "brave"))
+                    .await
+                    .unwrap();
+                // Acknowledged; this miss joins the flight still in the air.
+                let late = {
+                    let (m, world, c1) = (m.clone(), world.clone(), c1.clone());
+                    tokio::spawn(async move { m.entity(&world, &c1, Fields::Cacheable).await })
+                };
+                settle_tasks(h).await;
+                late
+            },
+        )
+        .await;
+    assert_eq!(
+        early.unwrap().value,
+        doc("mood", "calm"),
+        "read before the write"
+    );
+    assert_eq!(
+        late.await.unwrap().unwrap().value,
+        doc("mood", "brave"),
+        "a read that began after the acknowledgement sees the write"
+    );
+}
+
 /// An entry past its TTL is read again from the source; only while the
 /// source fails is it served, marked with its age and the failure, and only
 /// within the grace. Misses and writes fail meanwhile, nothing acknowledged.
