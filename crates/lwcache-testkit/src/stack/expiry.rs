@@ -204,7 +204,8 @@ pub async fn a_miss_after_a_write_never_takes_an_older_flight(h: &Harness) {
                     tokio::spawn(async move { m.entity(&world, &c1, Fields::Cacheable).await })
                 };
                 settle_tasks(h).await;
-                late
+                // The handle, to await once the early read is let go.
+                [late]
             },
         )
         .await;
@@ -213,6 +214,7 @@ pub async fn a_miss_after_a_write_never_takes_an_older_flight(h: &Harness) {
         doc("mood", "calm"),
         "read before the write"
     );
+    let [late] = late;
     assert_eq!(
         late.await.unwrap().unwrap().value,
         doc("mood", "brave"),
