@@ -178,6 +178,13 @@ async fn concurrent_turns_leave_the_cache_consistent(mode: WriteMode) {
             codec::Slot::Value(entry) => entry,
             // Invalidated: nothing cached to compare.
             codec::Slot::Tombstone { .. } => continue,
+            codec::Slot::Absent { entity } => {
+                assert!(
+                    repo.read(&key, 5).await.is_err(),
+                    "{key} is cached as no {entity} but the source has it"
+                );
+                continue;
+            }
         };
         let source = repo.read(&key, 5).await;
         let source = source.unwrap_or_else(|e| panic!("{key} is cached but the source says {e}"));

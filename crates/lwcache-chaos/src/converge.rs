@@ -191,6 +191,20 @@ impl Comparer {
         }
         let entry = match codec::decode(bytes) {
             Ok(e) => e,
+            // A negative entry must agree that the source has no such entity.
+            Err(codec::DecodeError::Absent) => {
+                let KeyTarget::Entity(e) = key.target() else {
+                    return Ok(Some("a negative entry on a key of no entity".to_owned()));
+                };
+                let q =
+                    neo4rs::query("MATCH (e:Entity {world_id: $w, id: $id}) RETURN e.state AS s")
+                        .param("w", w)
+                        .param("id", e.id_str());
+                return Ok(self
+                    .one_text(q)
+                    .await?
+                    .map(|_| "a negative entry, but the source has the entity".to_owned()));
+            }
             Err(e) => return Ok(Some(format!("undecodable entry: {e}"))),
         };
         let (cached, source) = match (key.target(), &entry.value) {

@@ -8,7 +8,17 @@
 //! b"LW"  format: u8  flags: u8  version: u64 (big endian)  value
 //! ```
 //!
-//! `flags` bit 0 says the value was redacted. The value is a compact tagged
+//! `flags` bit 0 says the value was redacted. An entry with a TTL ends with
+//! a freshness trailer after its value: the byte `0xF0`, then when it was
+//! written and until when it is fresh, both as i64 milliseconds since the
+//! Unix epoch (big endian); the store keeps it past that, for fail-safe
+//! reads ([`Freshness`]). The trailer keeps the header as it was, so every
+//! store's version rule ([`replaces`], `write.lua`) reads old and new
+//! entries alike; a reader that predates it sees trailing bytes and takes
+//! the entry for a miss, never for a wrong value. A negative entry (the
+//! source has no such entity) is the header, the byte 6 and the entity's
+//! name, at version 0: older than any write, so any put of the key replaces
+//! it. The value is a compact tagged
 //! binary form: one tag byte per item, LEB128 lengths and integers (zig-zag
 //! for signed), little-endian IEEE 754 floats. Decoding checks every length
 //! against the remaining input and bounds nesting, so no input can make it
@@ -41,6 +51,9 @@ const V_FLAGS: u8 = 2;
 const V_ENTITY: u8 = 3;
 const V_TIMELINE: u8 = 4;
 const V_TOMBSTONE: u8 = 5;
+const V_ABSENT: u8 = 6;
+const T_FRESHNESS: u8 = 0xF0;
+const TRAILER_LEN: usize = 17;
 
 /// A decoded cache entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -53,11 +66,29 @@ pub struct Entry {
     pub value: CachedValue,
 }
 
-/// What a key holds: a value, or a tombstone left by an invalidation.
+/// When an entry was written and until when it is fresh, in milliseconds
+/// since the Unix epoch. Past `fresh_until_ms` it is served only as a
+/// fail-safe answer, while the source fails.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Freshness {
+    /// When the value was written to the cache.
+    pub written_ms: i64,
+    /// When it stops being fresh.
+    pub fresh_until_ms: i64,
+}
+
+/// What a key holds: a value, a tombstone left by an invalidation, or a
+/// negative entry.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Slot {
     /// A cached value.
     Value(Entry),
+    /// The source answered that the entity does not exist (a negative
+    /// entry, at version 0).
+    Absent {
+        /// The entity, as the source named it.
+        entity: String,
+    },
     /// The key was invalidated by the write committed as `version`: it reads
     /// as a miss, and no put older than `version` may replace it.
     Tombstone {
@@ -109,6 +140,9 @@ pub enum DecodeError {
         /// The invalidating write's version.
         version: u64,
     },
+    /// The bytes are a negative entry, not a value (see [`decode_slot`]).
+    #[error("a negative entry, not a value")]
+    Absent,
 }
 
 /// Encodes an entry.
@@ -150,6 +184,29 @@ pub fn encode(entry: &Entry) -> Vec<u8> {
             }
         }
     }
+    out
+}
+
+/// Encodes an entry with its freshness trailer.
+pub fn encode_fresh(entry: &Entry, freshness: Freshness) -> Vec<u8> {
+    let mut out = encode(entry);
+    out.push(T_FRESHNESS);
+    out.extend_from_slice(&freshness.written_ms.to_be_bytes());
+    out.extend_from_slice(&freshness.fresh_until_ms.to_be_bytes());
+    out
+}
+
+/// Encodes a negative entry: the source has no `entity` (as it names it).
+/// Its version is 0, so that every put of the key, a create's above all,
+/// replaces it.
+pub fn absent(entity: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + 2 + entity.len());
+    out.extend_from_slice(MAGIC);
+    out.push(FORMAT);
+    out.push(0);
+    out.extend_from_slice(&0u64.to_be_bytes());
+    out.push(V_ABSENT);
+    put_str(&mut out, entity);
     out
 }
 
@@ -221,11 +278,17 @@ pub fn decode(bytes: &[u8]) -> Result<Entry, DecodeError> {
     match decode_slot(bytes)? {
         Slot::Value(entry) => Ok(entry),
         Slot::Tombstone { version } => Err(DecodeError::Tombstone { version }),
+        Slot::Absent { .. } => Err(DecodeError::Absent),
     }
 }
 
-/// Decodes what a key holds: an entry or a tombstone.
+/// Decodes what a key holds: an entry, a tombstone or a negative entry.
 pub fn decode_slot(bytes: &[u8]) -> Result<Slot, DecodeError> {
+    decode_fresh(bytes).map(|(slot, _)| slot)
+}
+
+/// Decodes what a key holds, with the entry's freshness if it has one.
+pub fn decode_fresh(bytes: &[u8]) -> Result<(Slot, Option<Freshness>), DecodeError> {
     check_header(bytes)?;
     let version = read_version(bytes);
     if bytes.get(HEADER_LEN) == Some(&V_TOMBSTONE) {
@@ -235,7 +298,7 @@ pub fn decode_slot(bytes: &[u8]) -> Result<Slot, DecodeError> {
                 what: "trailing bytes after a tombstone".to_owned(),
             });
         }
-        return Ok(Slot::Tombstone { version });
+        return Ok((Slot::Tombstone { version }, None));
     }
     let redaction = if bytes[3] & FLAG_REDACTED != 0 {
         Redaction::Redacted
@@ -259,6 +322,13 @@ pub fn decode_slot(bytes: &[u8]) -> Result<Slot, DecodeError> {
                 flags.insert(name, value);
             }
             CachedValue::Flags(flags)
+        }
+        V_ABSENT => {
+            let entity = r.str()?.to_owned();
+            if r.pos != bytes.len() {
+                return Err(r.invalid(r.pos, "trailing bytes after a negative entry"));
+            }
+            return Ok((Slot::Absent { entity }, None));
         }
         V_TIMELINE => {
             let n = r.len()?;
@@ -285,17 +355,34 @@ pub fn decode_slot(bytes: &[u8]) -> Result<Slot, DecodeError> {
             return Err(DecodeError::UnknownTag { tag, at: r.pos - 1 });
         }
     };
-    if r.pos != bytes.len() {
-        return Err(DecodeError::Invalid {
-            at: r.pos,
-            what: "trailing bytes".into(),
-        });
-    }
-    Ok(Slot::Value(Entry {
-        version,
-        redaction,
-        value,
-    }))
+    let freshness = match &bytes[r.pos..] {
+        [] => None,
+        [T_FRESHNESS, rest @ ..] if rest.len() == TRAILER_LEN - 1 => {
+            let stamp = |at: usize| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&rest[at..at + 8]);
+                i64::from_be_bytes(b)
+            };
+            Some(Freshness {
+                written_ms: stamp(0),
+                fresh_until_ms: stamp(8),
+            })
+        }
+        _ => {
+            return Err(DecodeError::Invalid {
+                at: r.pos,
+                what: "trailing bytes".into(),
+            });
+        }
+    };
+    Ok((
+        Slot::Value(Entry {
+            version,
+            redaction,
+            value,
+        }),
+        freshness,
+    ))
 }
 
 fn zigzag(n: i64) -> u64 {
@@ -604,6 +691,49 @@ mod tests {
         assert!(!replaces(Some(&tombstone(2)), &tombstone(2)));
         assert!(replaces(Some(&value(2)), &tombstone(3)));
         assert!(!replaces(Some(&tombstone(3)), &value(2)));
+    }
+
+    proptest! {
+        #[test]
+        fn freshness_round_trips_and_keeps_the_version_rule(
+            value in cached(),
+            version in any::<u64>(),
+            written_ms in any::<i64>(),
+            fresh_until_ms in any::<i64>(),
+        ) {
+            let entry = Entry { version, redaction: Redaction::Complete, value };
+            let f = Freshness { written_ms, fresh_until_ms };
+            let bytes = encode_fresh(&entry, f);
+            prop_assert_eq!(decode_fresh(&bytes).unwrap(), (Slot::Value(entry.clone()), Some(f)));
+            prop_assert_eq!(decode_fresh(&encode(&entry)).unwrap(), (Slot::Value(entry), None));
+            prop_assert_eq!(peek_version(&bytes).unwrap(), version);
+            prop_assert!(!is_tombstone(&bytes));
+        }
+    }
+
+    #[test]
+    fn negative_entries_are_replaced_by_any_put() {
+        let a = absent("character c9");
+        assert_eq!(
+            decode_slot(&a).unwrap(),
+            Slot::Absent {
+                entity: "character c9".into()
+            }
+        );
+        assert_eq!(decode(&a), Err(DecodeError::Absent));
+        assert!(!is_tombstone(&a));
+        let value = encode(&Entry {
+            version: 1,
+            redaction: Redaction::Complete,
+            value: CachedValue::Entity(Document::new()),
+        });
+        assert!(replaces(Some(&a), &value), "a create's put");
+        assert!(replaces(Some(&a), &tombstone(1)), "a create's invalidation");
+        assert!(!replaces(Some(&value), &a), "never over a value");
+        assert!(!replaces(Some(&tombstone(1)), &a), "never over a tombstone");
+        let mut long = a.clone();
+        long.push(0);
+        assert!(decode_slot(&long).is_err());
     }
 
     #[test]

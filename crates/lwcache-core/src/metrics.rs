@@ -70,6 +70,20 @@ pub enum MetricEvent {
     WriteBehindDepth(usize),
     /// How long a stage took.
     Latency(Stage, KeyKind, Duration),
+    // Fail-safe reads and stampede control.
+    /// A read was served from an entry past its TTL because the source
+    /// failed (`fail_safe_serves`).
+    FailSafe(KeyKind),
+    /// A miss waited for another read of the same key in this process and
+    /// took its result instead of reading the source (`coalesced_misses`).
+    Coalesced(KeyKind),
+    /// A miss found another process's lease on its key and waited for its
+    /// fill: `true` if the fill came in time, `false` if the wait ran out
+    /// and the source was read (`lease_waits`).
+    LeaseWait(KeyKind, bool),
+    /// A read found a negative entry: the source has no such entity
+    /// (`negative_hits`).
+    NegativeHit(KeyKind),
 }
 
 /// The metrics port. Implementations must be cheap: it is called on the hot
@@ -119,6 +133,11 @@ pub struct Counters {
     write_behind_dropped: AtomicU64,
     replayed: AtomicU64,
     worlds_dropped: AtomicU64,
+    fail_safe: AtomicU64,
+    coalesced: AtomicU64,
+    lease_waits: AtomicU64,
+    lease_waits_filled: AtomicU64,
+    negative_hits: AtomicU64,
 }
 
 /// A copy of [`Counters`] at one moment.
@@ -148,6 +167,16 @@ pub struct CounterSnapshot {
     pub replayed: u64,
     /// Worlds dropped because their source went back in time.
     pub worlds_dropped: u64,
+    /// Reads served from an entry past its TTL because the source failed.
+    pub fail_safe: u64,
+    /// Misses that took another read's result in this process.
+    pub coalesced: u64,
+    /// Misses that waited for another process's fill.
+    pub lease_waits: u64,
+    /// Of those, the waits the fill ended in time.
+    pub lease_waits_filled: u64,
+    /// Reads answered by a negative entry.
+    pub negative_hits: u64,
 }
 
 impl Counters {
@@ -172,6 +201,11 @@ impl Counters {
             write_behind_dropped: get(&self.write_behind_dropped),
             replayed: get(&self.replayed),
             worlds_dropped: get(&self.worlds_dropped),
+            fail_safe: get(&self.fail_safe),
+            coalesced: get(&self.coalesced),
+            lease_waits: get(&self.lease_waits),
+            lease_waits_filled: get(&self.lease_waits_filled),
+            negative_hits: get(&self.negative_hits),
         }
     }
 }
@@ -198,6 +232,15 @@ impl MetricsSink for Counters {
             MetricEvent::WriteBehindDropped => add(&self.write_behind_dropped, 1),
             MetricEvent::Replayed(n) => add(&self.replayed, n),
             MetricEvent::WorldDropped => add(&self.worlds_dropped, 1),
+            MetricEvent::FailSafe(_) => add(&self.fail_safe, 1),
+            MetricEvent::Coalesced(_) => add(&self.coalesced, 1),
+            MetricEvent::LeaseWait(_, filled) => {
+                add(&self.lease_waits, 1);
+                if filled {
+                    add(&self.lease_waits_filled, 1);
+                }
+            }
+            MetricEvent::NegativeHit(_) => add(&self.negative_hits, 1),
             MetricEvent::WriteBehindDepth(_)
             | MetricEvent::Latency(..)
             | MetricEvent::Trouble(_) => {}

@@ -55,6 +55,59 @@ pub struct CachePolicy {
     pub privacy: SensitivityPolicy,
     /// How worlds are warmed.
     pub warm: WarmPolicy,
+    /// Fail-safe grace, TTL jitter and negative caching.
+    pub expiry: ExpiryPolicy,
+}
+
+/// How entries age: how long one stays past its TTL for fail-safe reads,
+/// how much entries written together spread their expiry, and how long
+/// the source's "no such entity" is remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExpiryPolicy {
+    /// How long an entry with a TTL is kept past it. A read that finds an
+    /// entry past its TTL reads the source as a miss would; only when the
+    /// source fails (is unreachable, times out, errs) is the old entry
+    /// served, marked as a fail-safe answer with its age. Zero turns
+    /// fail-safe reads off.
+    pub grace: Duration,
+    /// Each TTL is drawn from `ttl ± jitter_percent %`, so that entries
+    /// written together (an activation) do not expire together. Zero turns
+    /// jitter off; at most [`MAX_JITTER_PERCENT`].
+    pub jitter_percent: u32,
+    /// How long the source's answer that an entity does not exist is cached
+    /// (a negative entry); `None` turns negative caching off. A create's
+    /// cache step always replaces it.
+    pub negative_ttl: Option<Duration>,
+}
+
+/// The largest [`ExpiryPolicy::jitter_percent`].
+pub const MAX_JITTER_PERCENT: u32 = 50;
+
+impl Default for ExpiryPolicy {
+    fn default() -> Self {
+        Self {
+            grace: Duration::from_secs(600),
+            jitter_percent: 10,
+            negative_ttl: Some(Duration::from_secs(5)),
+        }
+    }
+}
+
+impl ExpiryPolicy {
+    /// `ttl` moved by up to `jitter_percent` % either way, chosen by `draw`
+    /// (any random number): uniform over the range, to the millisecond,
+    /// and never under a millisecond.
+    pub fn jittered(&self, ttl: Duration, draw: u64) -> Duration {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let spread = ms / 100 * u64::from(self.jitter_percent)
+            + ms % 100 * u64::from(self.jitter_percent) / 100;
+        if spread == 0 {
+            return ttl;
+        }
+        let offset = draw % (2 * spread + 1);
+        let jittered = (ms - spread).saturating_add(offset).max(1);
+        Duration::from_millis(jittered)
+    }
 }
 
 /// How a world is warmed on activation.
@@ -98,6 +151,7 @@ impl Default for CachePolicy {
             limits: DocumentLimits::default(),
             privacy: SensitivityPolicy::default(),
             warm: WarmPolicy::default(),
+            expiry: ExpiryPolicy::default(),
         }
     }
 }
@@ -117,6 +171,12 @@ pub enum PolicyError {
     /// A warm batch size of zero.
     #[error("warm.batch_size is zero")]
     BatchSize,
+    /// A TTL jitter above [`MAX_JITTER_PERCENT`].
+    #[error("expiry.jitter_percent is {0}; it must be at most {MAX_JITTER_PERCENT}")]
+    Jitter(u32),
+    /// A negative-entry TTL under a millisecond.
+    #[error("expiry.negative_ttl is under a millisecond")]
+    NegativeTtl,
 }
 
 impl CachePolicy {
@@ -155,6 +215,16 @@ impl CachePolicy {
         if self.warm.batch_size == 0 {
             return Err(PolicyError::BatchSize);
         }
+        if self.expiry.jitter_percent > MAX_JITTER_PERCENT {
+            return Err(PolicyError::Jitter(self.expiry.jitter_percent));
+        }
+        if self
+            .expiry
+            .negative_ttl
+            .is_some_and(|t| t < Duration::from_millis(1))
+        {
+            return Err(PolicyError::NegativeTtl);
+        }
         Ok(())
     }
 }
@@ -188,6 +258,35 @@ mod tests {
         assert_eq!(
             p.validate(),
             Err(PolicyError::SubMillisecondTtl(KeyKind::State))
+        );
+        let mut p = CachePolicy::default();
+        p.expiry.jitter_percent = 51;
+        assert_eq!(p.validate(), Err(PolicyError::Jitter(51)));
+        let mut p = CachePolicy::default();
+        p.expiry.negative_ttl = Some(Duration::ZERO);
+        assert_eq!(p.validate(), Err(PolicyError::NegativeTtl));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_percentage_and_spreads() {
+        let e = ExpiryPolicy::default();
+        let ttl = Duration::from_secs(100);
+        let drawn: std::collections::BTreeSet<_> = (0..1000u64)
+            .map(|i| e.jittered(ttl, i.wrapping_mul(0x9E37_79B9_7F4A_7C15)))
+            .collect();
+        assert!(drawn.iter().all(|d| *d >= Duration::from_secs(90)));
+        assert!(drawn.iter().all(|d| *d <= Duration::from_secs(110)));
+        assert!(drawn.len() > 900, "{} distinct TTLs of 1000", drawn.len());
+        assert!(drawn.iter().any(|d| *d < Duration::from_secs(95)));
+        assert!(drawn.iter().any(|d| *d > Duration::from_secs(105)));
+        let off = ExpiryPolicy {
+            jitter_percent: 0,
+            ..e
+        };
+        assert_eq!(off.jittered(ttl, 12345), ttl);
+        assert_eq!(
+            e.jittered(Duration::from_millis(1), 7),
+            Duration::from_millis(1)
         );
     }
 }

@@ -48,6 +48,15 @@ pub mod name {
     pub const CACHE_TROUBLE: &str = "cache_trouble";
     /// How long a stage took.
     pub const CACHE_STAGE_DURATION: &str = "cache_stage_duration";
+    // Fail-safe reads and stampede control.
+    /// Reads served from an entry past its TTL because the source failed.
+    pub const CACHE_FAIL_SAFE_SERVES: &str = "cache_fail_safe_serves";
+    /// Misses that took another read's result in the same process.
+    pub const CACHE_COALESCED_MISSES: &str = "cache_coalesced_misses";
+    /// Misses that waited for another process's fill (its lease).
+    pub const CACHE_LEASE_WAITS: &str = "cache_lease_waits";
+    /// Reads answered by a negative entry (no such entity).
+    pub const CACHE_NEGATIVE_HITS: &str = "cache_negative_hits";
 }
 
 /// The attribute keys.
@@ -59,6 +68,8 @@ pub mod attr {
     pub const CAUSE: &str = "cause";
     /// The measured stage (`Stage::as_str`).
     pub const STAGE: &str = "stage";
+    /// How a lease wait ended: `filled` or `timed_out`.
+    pub const RESULT: &str = "result";
 }
 
 /// Every stage, in the order of [`stage_index`].
@@ -128,6 +139,12 @@ pub struct OtelMetrics {
     worlds_dropped: Counter<u64>,
     trouble: Gauge<u64>,
     stage_duration: Histogram<f64>,
+    fail_safe: Counter<u64>,
+    coalesced: Counter<u64>,
+    lease_waits: Counter<u64>,
+    negative_hits: Counter<u64>,
+    /// `[key_kind, result]`, indexed by `kind_index * 2 + filled`.
+    by_kind_wait: Vec<[KeyValue; 2]>,
     /// `[key_kind]`, indexed by [`kind_index`].
     by_kind: Vec<[KeyValue; 1]>,
     /// `[key_kind, cause]`, indexed by `kind_index * CAUSES + cause_index`.
@@ -159,7 +176,34 @@ impl OtelMetrics {
                 by_stage_kind.push([KeyValue::new(attr::STAGE, stage.as_str()), kind_kv(kind)]);
             }
         }
+        let mut by_kind_wait = Vec::with_capacity(KINDS * 2);
+        for kind in KeyKind::ALL {
+            for result in ["timed_out", "filled"] {
+                by_kind_wait.push([kind_kv(kind), KeyValue::new(attr::RESULT, result)]);
+            }
+        }
         OtelMetrics {
+            fail_safe: counter(
+                name::CACHE_FAIL_SAFE_SERVES,
+                "{read}",
+                "Reads served from an entry past its TTL, marked stale, because the source failed.",
+            ),
+            coalesced: counter(
+                name::CACHE_COALESCED_MISSES,
+                "{read}",
+                "Misses that took another concurrent read's result in the same process instead of reading the source.",
+            ),
+            lease_waits: counter(
+                name::CACHE_LEASE_WAITS,
+                "{read}",
+                "Misses that waited for another process's fill of the key, by whether it came in time.",
+            ),
+            negative_hits: counter(
+                name::CACHE_NEGATIVE_HITS,
+                "{read}",
+                "Reads answered by a cached 'no such entity'.",
+            ),
+            by_kind_wait,
             hits: counter(name::CACHE_HITS, "{read}", "Reads served by the cache."),
             misses: counter(
                 name::CACHE_MISSES,
@@ -257,6 +301,13 @@ impl MetricsSink for OtelMetrics {
                 took.as_secs_f64(),
                 &self.by_stage_kind[stage_index(stage) * KINDS + kind_index(kind)],
             ),
+            MetricEvent::FailSafe(kind) => self.fail_safe.add(1, self.kind(kind)),
+            MetricEvent::Coalesced(kind) => self.coalesced.add(1, self.kind(kind)),
+            MetricEvent::LeaseWait(kind, filled) => self.lease_waits.add(
+                1,
+                &self.by_kind_wait[kind_index(kind) * 2 + usize::from(filled)],
+            ),
+            MetricEvent::NegativeHit(kind) => self.negative_hits.add(1, self.kind(kind)),
         }
     }
 }
@@ -274,6 +325,11 @@ mod tests {
                 let kv = &m.by_kind_cause[kind_index(kind) * CAUSES + cause_index(cause)];
                 assert_eq!(kv[0].value.as_str(), kind.as_str());
                 assert_eq!(kv[1].value.as_str(), cause.as_str());
+            }
+            for (filled, result) in [(false, "timed_out"), (true, "filled")] {
+                let kv = &m.by_kind_wait[kind_index(kind) * 2 + usize::from(filled)];
+                assert_eq!(kv[0].value.as_str(), kind.as_str());
+                assert_eq!(kv[1].value.as_str(), result);
             }
             for stage in STAGES {
                 let kv = &m.by_stage_kind[stage_index(stage) * KINDS + kind_index(kind)];

@@ -12,7 +12,7 @@ use lwcache_memory::{MemoryRepository, MemoryStore};
 use lwcache_neo4j::{Neo4jConfig, Neo4jError, Neo4jRepository};
 use lwcache_redis::{RedisConfig, RedisStore};
 
-use crate::config::{BackendSettings, WriteModes};
+use crate::config::{BackendSettings, ReadSettings, WriteModes};
 
 /// A cache store chosen at run time.
 pub type DynStore = Arc<dyn CacheStore>;
@@ -77,6 +77,8 @@ pub struct Backends {
     pub source: SourceKind,
     /// How writes update the cache.
     pub write_mode: WriteModes,
+    /// Fail-safe reads and stampede control.
+    pub reads: ReadSettings,
 }
 
 impl std::fmt::Debug for Backends {
@@ -199,6 +201,7 @@ impl Backends {
             cache,
             source,
             write_mode: settings.write_mode,
+            reads: settings.reads,
         })
     }
 
@@ -221,6 +224,11 @@ impl Backends {
                 key.mode = WriteMode::Invalidate;
             }
         }
+        let expiry = &mut config.policy.expiry;
+        expiry.grace = self.reads.fail_safe_grace;
+        expiry.jitter_percent = self.reads.ttl_jitter_percent;
+        expiry.negative_ttl = self.reads.negative_ttl;
+        config.lease_wait = self.reads.lease_wait;
         CacheManager::builder(self.store.clone(), self.repository.clone())
             .config(config)
             .metrics(metrics)

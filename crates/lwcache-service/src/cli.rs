@@ -30,10 +30,12 @@ Every backend flag can also come from the environment or a TOML file (--config F
 or LWCACHE_CONFIG); flags beat the environment, which beats the file:
   LWCACHE_LISTEN, LWCACHE_REDIS_URL, LWCACHE_REDIS_CLUSTER (comma-separated),
   LWCACHE_NEO4J_URI, LWCACHE_NEO4J_USER, LWCACHE_NEO4J_PASSWORD, LWCACHE_WRITE_MODE,
-  LWCACHE_AUTH_TOKEN, LWCACHE_MAX_BODY_BYTES.
+  LWCACHE_AUTH_TOKEN, LWCACHE_MAX_BODY_BYTES, LWCACHE_FAIL_SAFE_GRACE_MS,
+  LWCACHE_TTL_JITTER_PERCENT, LWCACHE_NEGATIVE_TTL_MS, LWCACHE_LEASE_WAIT_MS.
 The file uses the same names in lower case without the prefix
 (listen, redis_url, redis_cluster (an array of URLs), neo4j_uri, neo4j_user,
-neo4j_password, write_mode, auth_token, max_body_bytes).
+neo4j_password, write_mode, auth_token, max_body_bytes, fail_safe_grace_ms,
+ttl_jitter_percent, negative_ttl_ms, lease_wait_ms).
 Logs go to stderr, filtered by RUST_LOG (default info). Metrics are served at /metrics;
 OTEL_EXPORTER_OTLP_ENDPOINT (and the other OTEL_* variables) also export metrics and
 traces by OTLP/HTTP.";
@@ -113,6 +115,28 @@ struct ServeArgs {
     /// The largest request body, in bytes [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<usize>,
+    #[command(flatten)]
+    reads: ReadArgs,
+}
+
+/// Fail-safe reads and stampede control.
+#[derive(Debug, Args)]
+struct ReadArgs {
+    /// How long an entry is kept past its TTL, served (marked stale) only
+    /// while the source fails; 0 turns fail-safe reads off [default: 600000].
+    #[arg(long, value_name = "MS")]
+    fail_safe_grace_ms: Option<u64>,
+    /// How far each TTL is spread, in percent either way, so that entries
+    /// written together expire apart (at most 50) [default: 10].
+    #[arg(long, value_name = "PERCENT")]
+    ttl_jitter_percent: Option<u32>,
+    /// How long the source's "no such entity" is cached; 0 never [default: 5000].
+    #[arg(long, value_name = "MS")]
+    negative_ttl_ms: Option<u64>,
+    /// How long a miss waits for another process's fill of the same key
+    /// before reading the source itself [default: 50].
+    #[arg(long, value_name = "MS")]
+    lease_wait_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +237,10 @@ fn run(cli: Cli) -> Result<()> {
                     listen: a.listen,
                     auth_token: a.auth_token.clone().map(Secret::new),
                     max_body_bytes: a.max_body_bytes,
+                    fail_safe_grace_ms: a.reads.fail_safe_grace_ms,
+                    ttl_jitter_percent: a.reads.ttl_jitter_percent,
+                    negative_ttl_ms: a.reads.negative_ttl_ms,
+                    lease_wait_ms: a.reads.lease_wait_ms,
                     ..a.backends.layer()
                 },
                 cli.config.clone(),

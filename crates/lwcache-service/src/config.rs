@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -36,6 +37,15 @@ pub mod env {
     pub const WRITE_MODE: &str = "LWCACHE_WRITE_MODE";
     /// The path of a TOML configuration file.
     pub const CONFIG: &str = "LWCACHE_CONFIG";
+    // Fail-safe reads and stampede control.
+    /// How long an entry is kept past its TTL for fail-safe reads, in ms.
+    pub const FAIL_SAFE_GRACE_MS: &str = "LWCACHE_FAIL_SAFE_GRACE_MS";
+    /// How far TTLs are spread, in percent either way.
+    pub const TTL_JITTER_PERCENT: &str = "LWCACHE_TTL_JITTER_PERCENT";
+    /// How long an unknown entity is remembered, in ms (0: never).
+    pub const NEGATIVE_TTL_MS: &str = "LWCACHE_NEGATIVE_TTL_MS";
+    /// How long a miss waits for another process's fill, in ms.
+    pub const LEASE_WAIT_MS: &str = "LWCACHE_LEASE_WAIT_MS";
 }
 
 /// How writes update the cache.
@@ -160,6 +170,15 @@ pub struct Layer {
     pub max_body_bytes: Option<usize>,
     /// How writes update the cache.
     pub write_mode: Option<WriteModes>,
+    // Fail-safe reads and stampede control.
+    /// How long an entry is kept past its TTL for fail-safe reads, in ms.
+    pub fail_safe_grace_ms: Option<u64>,
+    /// How far TTLs are spread, in percent either way.
+    pub ttl_jitter_percent: Option<u32>,
+    /// How long an unknown entity is remembered, in ms; 0 turns it off.
+    pub negative_ttl_ms: Option<u64>,
+    /// How long a miss waits for another process's fill, in ms.
+    pub lease_wait_ms: Option<u64>,
 }
 
 /// Why the configuration is unusable.
@@ -230,9 +249,29 @@ impl Layer {
             })?),
             None => None,
         };
+        let number = |var: &'static str| -> Result<Option<u64>, ConfigError> {
+            match get(var) {
+                Some(v) => v.trim().parse().map(Some).map_err(|e| ConfigError::Env {
+                    var,
+                    problem: format!("{v:?} is not a whole number ({e})"),
+                }),
+                None => Ok(None),
+            }
+        };
+        let ttl_jitter_percent = match number(env::TTL_JITTER_PERCENT)? {
+            Some(n) => Some(u32::try_from(n).map_err(|_| ConfigError::Env {
+                var: env::TTL_JITTER_PERCENT,
+                problem: format!("{n} is not a percentage"),
+            })?),
+            None => None,
+        };
         Ok(Layer {
             listen,
             write_mode,
+            fail_safe_grace_ms: number(env::FAIL_SAFE_GRACE_MS)?,
+            ttl_jitter_percent,
+            negative_ttl_ms: number(env::NEGATIVE_TTL_MS)?,
+            lease_wait_ms: number(env::LEASE_WAIT_MS)?,
             redis_url: get(env::REDIS_URL),
             redis_cluster: get(env::REDIS_CLUSTER).map(|v| ClusterUrls::parse_list(&v)),
             neo4j_uri: get(env::NEO4J_URI),
@@ -281,6 +320,113 @@ pub struct BackendSettings {
     pub neo4j: Option<Neo4jSettings>,
     /// How writes update the cache.
     pub write_mode: WriteModes,
+    /// Fail-safe reads and stampede control.
+    pub reads: ReadSettings,
+}
+
+/// Fail-safe reads and stampede control, as the cache manager takes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadSettings {
+    /// How long an entry is kept past its TTL, served only while the
+    /// source fails; zero turns fail-safe reads off.
+    pub fail_safe_grace: Duration,
+    /// How far TTLs are spread, in percent either way.
+    pub ttl_jitter_percent: u32,
+    /// How long an unknown entity is remembered; `None` never.
+    pub negative_ttl: Option<Duration>,
+    /// How long a miss waits for another process's fill of the same key.
+    pub lease_wait: Duration,
+}
+
+impl Default for ReadSettings {
+    fn default() -> Self {
+        let config = lwcache_core::ManagerConfig::default();
+        let expiry = config.policy.expiry;
+        Self {
+            fail_safe_grace: expiry.grace,
+            ttl_jitter_percent: expiry.jitter_percent,
+            negative_ttl: expiry.negative_ttl,
+            lease_wait: config.lease_wait,
+        }
+    }
+}
+
+/// The longest fail-safe grace: a day.
+pub const MAX_FAIL_SAFE_GRACE_MS: u64 = 86_400_000;
+/// The longest negative TTL: an hour.
+pub const MAX_NEGATIVE_TTL_MS: u64 = 3_600_000;
+/// The longest lease wait: a minute.
+pub const MAX_LEASE_WAIT_MS: u64 = 60_000;
+
+/// Resolves and checks the read settings; an error names the setting in
+/// every source's spelling.
+fn read_settings(flags: &Layer, env: &Layer, file: &Layer) -> Result<ReadSettings, ConfigError> {
+    fn pick<T: Copy>(f: Option<T>, e: Option<T>, c: Option<T>) -> Option<T> {
+        f.or(e).or(c)
+    }
+    let within = |value: u64, max: u64, flag: &str, var: &str, key: &str| {
+        if value > max {
+            Err(ConfigError::Invalid(format!(
+                "{flag} ({var}, {key} in the file) is {value}; it must be at most {max}"
+            )))
+        } else {
+            Ok(value)
+        }
+    };
+    let mut out = ReadSettings::default();
+    if let Some(ms) = pick(
+        flags.fail_safe_grace_ms,
+        env.fail_safe_grace_ms,
+        file.fail_safe_grace_ms,
+    ) {
+        let ms = within(
+            ms,
+            MAX_FAIL_SAFE_GRACE_MS,
+            "--fail-safe-grace-ms",
+            env::FAIL_SAFE_GRACE_MS,
+            "fail_safe_grace_ms",
+        )?;
+        out.fail_safe_grace = Duration::from_millis(ms);
+    }
+    if let Some(p) = pick(
+        flags.ttl_jitter_percent,
+        env.ttl_jitter_percent,
+        file.ttl_jitter_percent,
+    ) {
+        within(
+            u64::from(p),
+            u64::from(lwcache_domain::MAX_JITTER_PERCENT),
+            "--ttl-jitter-percent",
+            env::TTL_JITTER_PERCENT,
+            "ttl_jitter_percent",
+        )?;
+        out.ttl_jitter_percent = p;
+    }
+    if let Some(ms) = pick(
+        flags.negative_ttl_ms,
+        env.negative_ttl_ms,
+        file.negative_ttl_ms,
+    ) {
+        let ms = within(
+            ms,
+            MAX_NEGATIVE_TTL_MS,
+            "--negative-ttl-ms",
+            env::NEGATIVE_TTL_MS,
+            "negative_ttl_ms",
+        )?;
+        out.negative_ttl = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    if let Some(ms) = pick(flags.lease_wait_ms, env.lease_wait_ms, file.lease_wait_ms) {
+        let ms = within(
+            ms,
+            MAX_LEASE_WAIT_MS,
+            "--lease-wait-ms",
+            env::LEASE_WAIT_MS,
+            "lease_wait_ms",
+        )?;
+        out.lease_wait = Duration::from_millis(ms);
+    }
+    Ok(out)
 }
 
 /// The service's settings, resolved.
@@ -357,6 +503,7 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
             neo4j,
             write_mode: pick(&flags.write_mode, &env.write_mode, &file.write_mode)
                 .unwrap_or_default(),
+            reads: read_settings(flags, env, file)?,
         },
         auth_token,
         max_body_bytes,
@@ -517,6 +664,46 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("no Neo4j URI"), "{err}");
+    }
+
+    #[test]
+    fn read_settings_come_from_each_source_and_are_checked_by_name() {
+        let d = resolve(&Layer::default(), &Layer::default(), &Layer::default()).unwrap();
+        assert_eq!(d.backends.reads, ReadSettings::default());
+        assert_eq!(d.backends.reads.fail_safe_grace, Duration::from_secs(600));
+        let vars: HashMap<&str, &str> = [
+            (env::FAIL_SAFE_GRACE_MS, "1500"),
+            (env::TTL_JITTER_PERCENT, "20"),
+            (env::NEGATIVE_TTL_MS, "0"),
+        ]
+        .into();
+        let env = Layer::from_env(|k| vars.get(k).map(|v| (*v).to_owned())).unwrap();
+        let file = Layer::from_toml("lease_wait_ms = 700\nttl_jitter_percent = 5\n").unwrap();
+        let flags = Layer {
+            fail_safe_grace_ms: Some(2500),
+            ..Layer::default()
+        };
+        let r = resolve(&flags, &env, &file).unwrap().backends.reads;
+        assert_eq!(r.fail_safe_grace, Duration::from_millis(2500), "the flag");
+        assert_eq!(r.ttl_jitter_percent, 20, "the environment over the file");
+        assert_eq!(r.negative_ttl, None, "0 turns negative caching off");
+        assert_eq!(r.lease_wait, Duration::from_millis(700), "the file");
+
+        let err =
+            Layer::from_env(|k| (k == env::LEASE_WAIT_MS).then(|| "soon".to_owned())).unwrap_err();
+        assert!(err.to_string().contains(env::LEASE_WAIT_MS), "{err}");
+        let too_much = Layer {
+            ttl_jitter_percent: Some(80),
+            ..Layer::default()
+        };
+        let err = resolve(&too_much, &Layer::default(), &Layer::default()).unwrap_err();
+        for name in [
+            "--ttl-jitter-percent",
+            env::TTL_JITTER_PERCENT,
+            "ttl_jitter_percent",
+        ] {
+            assert!(err.to_string().contains(name), "{err}");
+        }
     }
 
     #[test]

@@ -32,6 +32,9 @@ fn read_ok(description: &str, schema: &str) -> Value {
             "x-cache": { "$ref": "#/components/headers/XCache" },
             "x-world-version": { "$ref": "#/components/headers/XWorldVersion" },
             "x-cache-degraded": { "$ref": "#/components/headers/XCacheDegraded" },
+            "x-cache-stale-reason": { "$ref": "#/components/headers/XCacheStaleReason" },
+            "Age": { "$ref": "#/components/headers/Age" },
+            "x-cache-age-ms": { "$ref": "#/components/headers/XCacheAgeMs" },
         },
         "content": { "application/json": { "schema": { "$ref": format!("#/components/schemas/{schema}") } } },
     })
@@ -239,13 +242,21 @@ pub(crate) fn document() -> Value {
             "title": "lwcache",
             "version": env!("CARGO_PKG_VERSION"),
             "description": "The hot state of persistent game worlds, cached in front of their source of truth. \
-                Reads carry x-cache (hit, miss or stale) and x-world-version; errors are { \"error\": { \"code\", \"message\" } }.",
+                Reads carry x-cache (hit, miss or stale) and x-world-version. While the source of truth fails, \
+                an entry past its TTL (kept for the fail-safe grace) is served with x-cache: stale, \
+                x-cache-stale-reason and its Age; a read with nothing cached answers 503. Errors are { \"error\": { \"code\", \"message\" } }.",
         },
         "paths": paths,
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "headers": {
-                "XCache": { "description": "How the read was served: hit, miss or stale.",
+                "XCacheStaleReason": { "description": "Present on a fail-safe answer (x-cache: stale, an entry past its TTL served because the source failed): how the source failed.",
+                    "schema": { "type": "string", "enum": ["source-unavailable", "source-timeout", "source-error"] } },
+                "Age": { "description": "Present on a fail-safe answer: how long ago the value was cached, in whole seconds (RFC 9111).",
+                    "schema": { "type": "integer", "minimum": 0 } },
+                "XCacheAgeMs": { "description": "Present on a fail-safe answer: its age in milliseconds.",
+                    "schema": { "type": "integer", "minimum": 0 } },
+                "XCache": { "description": "How the read was served: hit, miss or stale (a write-behind entry behind a queued update, or a fail-safe answer with x-cache-stale-reason).",
                     "schema": { "type": "string", "enum": ["hit", "miss", "stale"] } },
                 "XWorldVersion": { "description": "The world version the value was read at or written as.",
                     "schema": { "type": "integer", "minimum": 0 } },
@@ -279,9 +290,10 @@ pub(crate) fn document() -> Value {
                         "additionalProperties": false, "properties": {
                         "entity_id": { "$ref": "#/components/schemas/Id" },
                         "limit": { "type": "integer", "minimum": 1, "maximum": crate::routes::table::MAX_RECENT_LIMIT } } } } } },
-                "TurnItem": { "type": "object", "description": "A value with how it was served (cache: hit, miss, stale or fallback) and its version, or error.",
+                "TurnItem": { "type": "object", "description": "A value with how it was served (cache: hit, miss, stale, fallback or fail_safe, the last with stale: its reason and age) and its version, or error.",
                     "properties": {
-                    "cache": { "type": "string", "enum": ["hit", "miss", "stale", "fallback"] },
+                    "cache": { "type": "string", "enum": ["hit", "miss", "stale", "fallback", "fail_safe"] },
+                    "stale": { "type": "object", "properties": { "reason": { "type": "string" }, "age_ms": { "type": "integer" } } },
                     "version": { "type": "integer" }, "value": { "$ref": "#/components/schemas/Value" },
                     "events": { "$ref": "#/components/schemas/Timeline" },
                     "error": { "type": "object" } } },

@@ -166,6 +166,11 @@ macro_rules! conformance_tests {
             stack::a_recreated_entity_never_serves_the_deleted_timeline,
             stack::batched_manager_reads_agree_with_single_reads,
             stack::batched_reads_see_every_acknowledged_write,
+            stack::concurrent_misses_share_one_source_read,
+            stack::a_miss_after_a_write_never_takes_an_older_flight,
+            stack::entries_past_their_ttl_serve_marked_only_while_the_source_fails,
+            stack::unknown_entities_are_remembered_until_a_create,
+            stack::activation_spreads_expiry,
         );
     };
     (@cases $harness:expr, $flavor:tt, $($module:ident :: $case:ident),* $(,)?) => {

@@ -106,9 +106,12 @@ where
             return items.into_iter().flatten().collect();
         };
         let mut misses = Vec::new();
+        let mut singles = Vec::new();
         for (at, (key, bytes)) in keys.iter().zip(cached).enumerate() {
             match self.classify(key, bytes, fields) {
                 Classified::Serve(read) => items[at] = Some(Ok(read)),
+                Classified::Fail(e) => items[at] = Some(Err(e)),
+                Classified::Single => singles.push(at),
                 Classified::Miss => misses.push(at),
                 Classified::Source => pending.push(Pending {
                     at,
@@ -146,6 +149,9 @@ where
             self.read_pending(world, keys, fields, pending, &mut items)
                 .await;
         }
+        for at in singles {
+            items[at] = Some(self.read(&keys[at], fields).await);
+        }
         items
             .into_iter()
             .map(|item| {
@@ -158,16 +164,26 @@ where
             .collect()
     }
 
-    /// What a cached entry of a batch does: serve, miss (fill it), or go to
-    /// the source without filling (it is not known to be wrong).
+    /// What a cached entry of a batch does: serve, miss (fill it), go to
+    /// the source without filling (it is not known to be wrong), or take
+    /// the single read's path (an entry past its TTL, which may become a
+    /// fail-safe answer).
     fn classify(&self, key: &CacheKey, bytes: Option<Vec<u8>>, fields: Fields) -> Classified {
         let kind = key.kind();
         let Some(bytes) = bytes else {
             return Classified::Miss;
         };
-        let entry = match codec::decode_slot(&bytes) {
-            Ok(Slot::Value(entry)) => entry,
-            Ok(Slot::Tombstone { .. }) => return Classified::Miss,
+        let (entry, freshness) = match codec::decode_fresh(&bytes) {
+            Ok((Slot::Value(entry), freshness)) => (entry, freshness),
+            Ok((Slot::Tombstone { .. }, _)) => return Classified::Miss,
+            Ok((Slot::Absent { entity }, _)) => {
+                // A write-behind create still queued makes it wrong already.
+                if self.pending_newer(key, 0) {
+                    return Classified::Miss;
+                }
+                self.metrics.record(MetricEvent::NegativeHit(kind));
+                return Classified::Fail(super::read::absent(key, entity));
+            }
             Err(e) => {
                 // Left for the fill to replace: a put of the source's value
                 // at its version overwrites what cannot be decoded.
@@ -194,6 +210,9 @@ where
             }
             self.metrics.record(MetricEvent::Miss(kind));
             return Classified::Source;
+        }
+        if freshness.is_some_and(|f| self.now_ms() >= f.fresh_until_ms) {
+            return Classified::Single;
         }
         self.metrics.record(MetricEvent::Hit(kind));
         Classified::Serve(Read {
@@ -286,6 +305,10 @@ where
 enum Classified {
     /// Served from the cache.
     Serve(Read<CachedValue>),
+    /// Answered from the cache with an error: a negative entry.
+    Fail(Error),
+    /// Read on its own, as a single read would.
+    Single,
     /// A miss: leased, read from the source and filled.
     Miss,
     /// Read from the source without filling.

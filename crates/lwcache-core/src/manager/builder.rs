@@ -68,6 +68,7 @@ where
         self.config.policy.validate()?;
         let (tx, rx) = mpsc::channel(self.config.write_behind_capacity.max(1));
         let (done_tx, done_rx) = mpsc::channel(self.config.settle_batch.max(1) * 16);
+        let epoch = (self.clock.now_ms(), tokio::time::Instant::now());
         let inner = Arc::new(Inner {
             store: self.store,
             repo: self.repo,
@@ -88,6 +89,8 @@ where
             failed_worlds: Mutex::new(std::collections::HashSet::new()),
             wake: Arc::new(Notify::new()),
             housekeeping: Mutex::new(None),
+            flights: Mutex::new(HashMap::new()),
+            epoch,
         });
         // The tasks hold weak references, so that dropping the last manager
         // drops the queues' senders and ends them.

@@ -5,7 +5,8 @@
 //! what every mechanism shares (bounded port calls, encoding entries);
 //! [`Builder`] is in `builder.rs`, reads and fills in `read.rs`, writes and
 //! their cache plans in `write.rs`, the write-behind queue and worker in
-//! `write_behind.rs`, activation in `warm.rs`, batched reads in `batch.rs`.
+//! `write_behind.rs`, activation in `warm.rs`, shared misses in `flight.rs`,
+//! batched reads in `batch.rs`.
 //!
 //! # The consistency protocol
 //!
@@ -29,6 +30,7 @@
 
 mod batch;
 mod builder;
+mod flight;
 mod outbox;
 mod read;
 mod warm;
@@ -66,16 +68,63 @@ pub enum Outcome {
     Stale,
     /// From the source, because the cache failed.
     Fallback,
+    /// From a cache entry past its TTL (within the fail-safe grace),
+    /// because the source failed when asked for a fresh value.
+    FailSafe(Staleness),
 }
 
 impl Outcome {
-    /// `hit`, `miss`, `stale` or `fallback`.
+    /// `hit`, `miss`, `stale`, `fallback` or `fail_safe`.
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Hit => "hit",
             Outcome::Miss => "miss",
             Outcome::Stale => "stale",
             Outcome::Fallback => "fallback",
+            Outcome::FailSafe(_) => "fail_safe",
+        }
+    }
+}
+
+/// How old a fail-safe answer is, and why it was served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Staleness {
+    /// How long ago the value was written to the cache (read from the
+    /// source or committed).
+    pub age: Duration,
+    /// How the source failed.
+    pub reason: SourceFailure,
+}
+
+/// How the source failed a read that a fail-safe answer then served.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceFailure {
+    /// It could not be reached.
+    Unavailable,
+    /// It did not answer within the source timeout.
+    Timeout,
+    /// It reported an error of its own.
+    Error,
+}
+
+impl SourceFailure {
+    /// The failure of a source error, if the error is the source's failure
+    /// rather than its answer (a refusal of the request is an answer).
+    pub fn of(error: &SourceError) -> Option<SourceFailure> {
+        match error {
+            SourceError::Unavailable(_) => Some(SourceFailure::Unavailable),
+            SourceError::Timeout(_) => Some(SourceFailure::Timeout),
+            SourceError::Other(_) => Some(SourceFailure::Error),
+            _ => None,
+        }
+    }
+
+    /// `source-unavailable`, `source-timeout` or `source-error`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourceFailure::Unavailable => "source-unavailable",
+            SourceFailure::Timeout => "source-timeout",
+            SourceFailure::Error => "source-error",
         }
     }
 }
@@ -102,6 +151,17 @@ pub struct Read<T> {
     pub version: u64,
     /// How it was served.
     pub outcome: Outcome,
+}
+
+impl<T> Read<T> {
+    /// How old the value is and why it was served, if it is a fail-safe
+    /// answer (an entry past its TTL, served because the source failed).
+    pub fn staleness(&self) -> Option<Staleness> {
+        match self.outcome {
+            Outcome::FailSafe(s) => Some(s),
+            _ => None,
+        }
+    }
 }
 
 /// What the cache step of a write did.
@@ -195,6 +255,13 @@ struct Inner<S, R> {
     wake: Arc<Notify>,
     /// The outbox tasks: the settler and the replay loop.
     housekeeping: Mutex<Option<(JoinHandle<()>, JoinHandle<()>)>>,
+    /// The source reads in flight in this process, by key: concurrent
+    /// misses of one key wait for the first one's (`read.rs`).
+    flights: Mutex<HashMap<CacheKey, flight::Flight>>,
+    /// The wall clock's reading when the manager was built, and tokio's
+    /// instant then: entries' freshness is read on this clock, which
+    /// follows tokio's (paused in tests) as the stores' TTLs do.
+    epoch: (i64, Instant),
 }
 
 /// How long a tombstone lives when its key kind has no TTL: longer than any
@@ -290,17 +357,42 @@ where
         result
     }
 
+    /// Encodes an entry. One with a TTL gets a jittered one, is stamped
+    /// with when it stops being fresh, and is kept for the fail-safe grace
+    /// past it.
     fn put(&self, key: &CacheKey, version: u64, value: CachedValue, redaction: Redaction) -> Put {
-        let bytes = codec::encode(&Entry {
+        let entry = Entry {
             version,
             redaction,
             value,
-        });
+        };
+        let expiry = &self.config.policy.expiry;
+        let Some(ttl) = self.config.policy.ttl(key.kind()) else {
+            return Put {
+                ttl: None,
+                key: key.clone(),
+                bytes: codec::encode(&entry),
+            };
+        };
+        let now = self.now_ms();
+        let ttl = expiry.jittered(ttl, jitter_draw(key, self.lease_base, now));
+        let freshness = codec::Freshness {
+            written_ms: now,
+            fresh_until_ms: now.saturating_add(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+        };
         Put {
-            ttl: self.config.policy.ttl(key.kind()),
+            ttl: Some(ttl.saturating_add(expiry.grace)),
             key: key.clone(),
-            bytes,
+            bytes: codec::encode_fresh(&entry, freshness),
         }
+    }
+
+    /// Now, in milliseconds since the Unix epoch, on the manager's clock
+    /// as it was at the start, moved on by tokio's clock.
+    fn now_ms(&self) -> i64 {
+        let (wall, at) = self.epoch;
+        let since = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);
+        wall.saturating_add(since)
     }
 
     /// Redacts and encodes a value for the cache: the single place where
@@ -327,6 +419,17 @@ where
                 .wrapping_add(self.lease_seq.fetch_add(1, Ordering::Relaxed)),
         )
     }
+}
+
+/// The draw that jitters one put's TTL: the key, this process and the
+/// moment, hashed, so that keys written together spread.
+fn jitter_draw(key: &CacheKey, base: u64, now_ms: i64) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut h);
+    base.hash(&mut h);
+    now_ms.hash(&mut h);
+    h.finish()
 }
 
 /// A random 64-bit number from the standard library's hasher keys, which

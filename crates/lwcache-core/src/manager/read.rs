@@ -1,33 +1,33 @@
 //! Reads: from the cache when it holds a usable entry, otherwise from the
 //! source, filling the cache under a lease taken before the source read. A
 //! cache failure never fails a read: the source serves it (`Fallback`).
-//! Concurrent misses of one key share the first one's lease: the others
-//! wait briefly for its fill rather than all reading the source.
+//!
+//! Stampede control: concurrent misses of one key in one process share one
+//! flight (the first reader's; the others wait for its result, and take
+//! the lead if it is dropped), and across processes the key's lease: the
+//! other processes' misses wait briefly for its fill rather than all
+//! reading the source.
+//!
+//! Fail-safe: an entry past its TTL (kept for the policy's grace) is read
+//! again from the source; only if the source fails is the old entry
+//! served, as [`Outcome::FailSafe`] with its age. The source's "no such
+//! entity" is remembered for a short TTL as a negative entry, which any
+//! put of the key (a create's) replaces.
 
 use lwcache_domain::{
-    CacheKey, CachedValue, Document, EntityId, EntityRef, FlagName, Flags, KeyKind, Redaction,
-    TimelineEvent, Value, WorldId,
+    CacheKey, CachedValue, Document, EntityId, EntityRef, FlagName, Flags, KeyKind, KeyTarget,
+    Redaction, TimelineEvent, Value, WorldError, WorldId,
 };
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::{CacheManager, Fields, Inner, Outcome, Read, lock};
-use crate::codec::{self, Slot};
+use super::flight::{Landed, Loaded, ticket};
+use super::{CacheManager, Fields, Inner, Outcome, Read, SourceFailure, Staleness, lock};
+use crate::codec::{self, Entry, Freshness, Slot};
 use crate::config::StaleReads;
 use crate::error::Error;
 use crate::metrics::{MetricEvent, Stage};
 use crate::ports::{CacheStore, CacheWrite, Lease, SourceError, WorldRepository};
-
-/// What a read served by the source does to the cache afterwards.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum AfterRead {
-    /// Store the value under the lease taken before the read.
-    Fill(Lease),
-    /// Leave the cache as it is: it failed, or holds an entry that this read
-    /// could not use but that is not known to be wrong (redacted, or older
-    /// than a queued write-behind update that will replace it).
-    Leave,
-}
 
 impl<S, R> CacheManager<S, R>
 where
@@ -161,7 +161,11 @@ where
     S: CacheStore + 'static,
     R: WorldRepository + 'static,
 {
-    async fn read(&self, key: &CacheKey, fields: Fields) -> Result<Read<CachedValue>, Error> {
+    pub(super) async fn read(
+        &self,
+        key: &CacheKey,
+        fields: Fields,
+    ) -> Result<Read<CachedValue>, Error> {
         let kind = key.kind();
         if kind == KeyKind::Version {
             return Err(Error::Unreadable(key.clone()));
@@ -170,9 +174,7 @@ where
             // The cache may lack steps that failed: the source answers until
             // the replay loop has carried them out.
             self.metrics.record(MetricEvent::Fallback(kind));
-            return self
-                .serve_from_source(key, fields, Outcome::Fallback, AfterRead::Leave)
-                .await;
+            return self.serve_from_source(key, fields, Outcome::Fallback).await;
         }
         let started = Instant::now();
         let cached = self.cache_call(self.store.get(key)).await;
@@ -186,14 +188,20 @@ where
             Ok(None) => return self.miss(key, fields).await,
             Err(_) => {
                 self.metrics.record(MetricEvent::Fallback(kind));
-                return self
-                    .serve_from_source(key, fields, Outcome::Fallback, AfterRead::Leave)
-                    .await;
+                return self.serve_from_source(key, fields, Outcome::Fallback).await;
             }
         };
-        let entry = match codec::decode_slot(&bytes) {
-            Ok(Slot::Value(entry)) => entry,
-            Ok(Slot::Tombstone { .. }) => return self.miss(key, fields).await,
+        let (entry, freshness) = match codec::decode_fresh(&bytes) {
+            Ok((Slot::Value(entry), freshness)) => (entry, freshness),
+            Ok((Slot::Tombstone { .. }, _)) => return self.miss(key, fields).await,
+            Ok((Slot::Absent { entity }, _)) => {
+                // A write-behind create still queued makes it wrong already.
+                if self.pending_newer(key, 0) {
+                    return self.miss(key, fields).await;
+                }
+                self.metrics.record(MetricEvent::NegativeHit(kind));
+                return Err(absent(key, entity));
+            }
             Err(e) => {
                 tracing::warn!(key = %key, error = %e, "cache entry failed to decode; treating it as a miss");
                 self.metrics.record(MetricEvent::Invalidation(
@@ -209,9 +217,7 @@ where
         if fields == Fields::All && entry.redaction == Redaction::Redacted {
             // The cached copy lacks what the caller needs.
             self.metrics.record(MetricEvent::Miss(kind));
-            return self
-                .serve_from_source(key, fields, Outcome::Miss, AfterRead::Leave)
-                .await;
+            return self.serve_from_source(key, fields, Outcome::Miss).await;
         }
         if self.pending_newer(key, entry.version) {
             if self.config.stale_reads == StaleReads::WhileQueued {
@@ -224,9 +230,12 @@ where
             }
             // Not opted into stale reads: the entry is known to be behind.
             self.metrics.record(MetricEvent::Miss(kind));
-            return self
-                .serve_from_source(key, fields, Outcome::Miss, AfterRead::Leave)
-                .await;
+            return self.serve_from_source(key, fields, Outcome::Miss).await;
+        }
+        if let Some(f) = freshness
+            && self.now_ms() >= f.fresh_until_ms
+        {
+            return self.refresh(key, fields, entry, f).await;
         }
         self.metrics.record(MetricEvent::Hit(kind));
         Ok(Read {
@@ -236,11 +245,84 @@ where
         })
     }
 
-    /// A miss: takes the key's lease and reads the source, filling the cache
-    /// under the lease. When another read holds the lease, waits up to
-    /// `lease_wait` for its fill (a hit, once it lands), then reads the
-    /// source without filling.
+    /// A miss: one flight per key in this process (`flight.rs`).
     async fn miss(&self, key: &CacheKey, fields: Fields) -> Result<Read<CachedValue>, Error> {
+        let loaded = self.flight(key).await;
+        self.answer(key, fields, loaded).await
+    }
+
+    /// An entry past its TTL: read again as a miss; served as a fail-safe
+    /// answer only when the source fails and the entry is within the grace.
+    async fn refresh(
+        &self,
+        key: &CacheKey,
+        fields: Fields,
+        entry: Entry,
+        freshness: Freshness,
+    ) -> Result<Read<CachedValue>, Error> {
+        let loaded = self.flight(key).await;
+        if let Err(Error::Source(e)) = &loaded
+            && let Some(reason) = SourceFailure::of(e)
+        {
+            let now = self.now_ms();
+            let grace =
+                i64::try_from(self.config.policy.expiry.grace.as_millis()).unwrap_or(i64::MAX);
+            if now.saturating_sub(freshness.fresh_until_ms) < grace {
+                let age = u64::try_from(now.saturating_sub(freshness.written_ms)).unwrap_or(0);
+                self.metrics.record(MetricEvent::FailSafe(key.kind()));
+                tracing::warn!(key = %key, error = %e, age_ms = age, "the source failed; serving the entry past its TTL");
+                return Ok(Read {
+                    value: entry.value,
+                    version: entry.version,
+                    outcome: Outcome::FailSafe(Staleness {
+                        age: std::time::Duration::from_millis(age),
+                        reason,
+                    }),
+                });
+            }
+        }
+        self.answer(key, fields, loaded).await
+    }
+
+    /// Answers a miss from what its flight loaded, with the fields asked.
+    async fn answer(
+        &self,
+        key: &CacheKey,
+        fields: Fields,
+        loaded: Result<Loaded, Error>,
+    ) -> Result<Read<CachedValue>, Error> {
+        let kind = key.kind();
+        let loaded = match loaded {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                self.metrics.record(MetricEvent::Miss(kind));
+                return Err(e);
+            }
+        };
+        self.metrics.record(match loaded.outcome {
+            Outcome::Hit => MetricEvent::Hit(kind),
+            _ => MetricEvent::Miss(kind),
+        });
+        let value = match (fields, loaded.full) {
+            (Fields::Cacheable, _) => loaded.cacheable,
+            (Fields::All, Some(full)) => full,
+            // Only a redacted fill came: the source has the rest.
+            (Fields::All, None) => {
+                return self.serve_from_source(key, fields, Outcome::Miss).await;
+            }
+        };
+        Ok(Read {
+            value,
+            version: loaded.version,
+            outcome: loaded.outcome,
+        })
+    }
+
+    /// A flight's work: takes the key's lease and reads the source, filling
+    /// the cache under the lease. When another process holds the lease,
+    /// waits up to `lease_wait` for its fill, then reads the source without
+    /// filling. The source's "no such entity" is filled as a negative entry.
+    pub(super) async fn load(&self, key: &CacheKey) -> Landed {
         let lease = self.next_lease();
         let held = self
             .cache_call(self.store.lease(
@@ -250,72 +332,153 @@ where
                 self.config.lease_ttl,
             ))
             .await;
-        let after = match held.as_deref() {
-            Ok([true]) => AfterRead::Fill(lease),
-            // Served by the cache after all, by another read's fill: the
-            // source was read once for both.
-            Ok(_) => match self.await_fill(key, fields).await {
-                Some(read) => {
-                    self.metrics.record(MetricEvent::Hit(key.kind()));
-                    return Ok(read);
+        let fill = match held.as_deref() {
+            Ok([true]) => Some(lease),
+            Ok(_) => {
+                let waited = self.await_fill(key).await;
+                self.metrics
+                    .record(MetricEvent::LeaseWait(key.kind(), waited.is_some()));
+                if let Some(loaded) = waited {
+                    return loaded;
                 }
-                None => AfterRead::Leave,
-            },
-            Err(_) => AfterRead::Leave,
-        };
-        self.metrics.record(MetricEvent::Miss(key.kind()));
-        self.serve_from_source(key, fields, Outcome::Miss, after)
-            .await
-    }
-
-    /// Waits, polling with a growing pause, for another read's fill of `key`
-    /// to land, for at most `lease_wait`.
-    async fn await_fill(&self, key: &CacheKey, fields: Fields) -> Option<Read<CachedValue>> {
-        let deadline = Instant::now() + self.config.lease_wait;
-        let mut pause = std::time::Duration::from_millis(1);
-        while Instant::now() + pause <= deadline {
-            tokio::time::sleep(pause).await;
-            pause *= 2;
-            let Ok(Some(bytes)) = self.cache_call(self.store.get(key)).await else {
-                continue;
-            };
-            if let Ok(Slot::Value(entry)) = codec::decode_slot(&bytes) {
-                if fields == Fields::All && entry.redaction == Redaction::Redacted {
-                    return None;
-                }
-                return Some(Read {
-                    value: entry.value,
-                    version: entry.version,
-                    outcome: Outcome::Hit,
-                });
+                None
             }
-        }
-        None
-    }
-
-    /// Serves a read from the source, then fills the cache or leaves it.
-    async fn serve_from_source(
-        &self,
-        key: &CacheKey,
-        fields: Fields,
-        outcome: Outcome,
-        after: AfterRead,
-    ) -> Result<Read<CachedValue>, Error> {
+            Err(_) => None,
+        };
         let limit = self.config.policy.timeline_top_k;
-        let read = self.source_read(key, limit).await?;
+        let read_started = ticket();
+        let read = match self.source_read(key, limit).await {
+            Ok(read) => read,
+            Err(e) => {
+                if let Some(lease) = fill {
+                    self.remember_absent(key, lease, &e).await;
+                }
+                return Landed {
+                    current_from: read_started,
+                    result: Err(e.into()),
+                };
+            }
+        };
         let (redacted, redaction) = self.config.policy.privacy.redact(&read.value);
-        if let AfterRead::Fill(lease) = after {
+        let mut current_from = read_started;
+        if let Some(lease) = fill {
             let started = Instant::now();
-            self.fill(key, read.version, lease, &redacted, redaction)
-                .await;
+            let filling = ticket();
+            // Landed under its lease: no write's step came between the
+            // lease and the fill, so the value is current up to the fill.
+            if self
+                .fill(key, read.version, lease, &redacted, redaction)
+                .await
+            {
+                current_from = filling;
+            }
             self.metrics.record(MetricEvent::Latency(
                 Stage::Fill,
                 key.kind(),
                 started.elapsed(),
             ));
         }
+        Landed {
+            current_from,
+            result: Ok(Loaded {
+                version: read.version,
+                cacheable: redacted,
+                full: Some(read.value),
+                outcome: Outcome::Miss,
+            }),
+        }
+    }
+
+    /// Fills a negative entry when the source answered that the entity of
+    /// an entity key does not exist, under the lease taken before the read:
+    /// a create committed since has deleted the lease, so it cannot land
+    /// after one, and at version 0 any later put replaces it.
+    async fn remember_absent(&self, key: &CacheKey, lease: Lease, error: &SourceError) {
+        let Some(ttl) = self.config.policy.expiry.negative_ttl else {
+            return;
+        };
+        let SourceError::Rejected(WorldError::UnknownEntity { entity, .. }) = error else {
+            return;
+        };
+        if !matches!(key.target(), KeyTarget::Entity(_)) {
+            return;
+        }
+        let put = crate::ports::Put {
+            key: key.clone(),
+            bytes: codec::absent(entity),
+            ttl: Some(ttl),
+        };
+        let write = CacheWrite::fill(key.world().clone(), 0, lease, vec![put]);
+        if let Ok(outcome) = self.cache_call(self.store.write(&write)).await
+            && outcome.skipped > 0
+        {
+            self.metrics.record(MetricEvent::FillRejected(key.kind()));
+        }
+    }
+
+    /// Waits, polling with a growing pause, for another process's fill of
+    /// `key` to land, for at most `lease_wait`.
+    async fn await_fill(&self, key: &CacheKey) -> Option<Landed> {
+        let deadline = Instant::now() + self.config.lease_wait;
+        let mut pause = std::time::Duration::from_millis(1);
+        while Instant::now() + pause <= deadline {
+            tokio::time::sleep(pause).await;
+            pause *= 2;
+            let asked = ticket();
+            let Ok(Some(bytes)) = self.cache_call(self.store.get(key)).await else {
+                continue;
+            };
+            if let Some(result) = self.usable(key, &bytes) {
+                return Some(Landed {
+                    current_from: asked,
+                    result,
+                });
+            }
+        }
+        None
+    }
+
+    /// What a miss may take from an entry read after it began: a fresh
+    /// value (with every field if nothing was redacted) or a negative
+    /// entry's answer. Tombstones, entries past their TTL (what a fill
+    /// replaces) and entries behind a queued write-behind update are not.
+    pub(super) fn usable(&self, key: &CacheKey, bytes: &[u8]) -> Option<Result<Loaded, Error>> {
+        match codec::decode_fresh(bytes) {
+            Ok((Slot::Value(entry), freshness)) => {
+                if freshness.is_some_and(|f| self.now_ms() >= f.fresh_until_ms)
+                    || self.pending_newer(key, entry.version)
+                {
+                    return None;
+                }
+                let full = (entry.redaction == Redaction::Complete).then(|| entry.value.clone());
+                Some(Ok(Loaded {
+                    version: entry.version,
+                    cacheable: entry.value,
+                    full,
+                    outcome: Outcome::Hit,
+                }))
+            }
+            Ok((Slot::Absent { entity }, _)) if !self.pending_newer(key, 0) => {
+                Some(Err(absent(key, entity)))
+            }
+            _ => None,
+        }
+    }
+
+    /// Serves a read from the source and leaves the cache as it is: it
+    /// failed, or holds an entry that this read could not use but that is
+    /// not known to be wrong (redacted, or older than a queued write-behind
+    /// update that will replace it).
+    async fn serve_from_source(
+        &self,
+        key: &CacheKey,
+        fields: Fields,
+        outcome: Outcome,
+    ) -> Result<Read<CachedValue>, Error> {
+        let limit = self.config.policy.timeline_top_k;
+        let read = self.source_read(key, limit).await?;
         let value = match fields {
-            Fields::Cacheable => redacted,
+            Fields::Cacheable => self.config.policy.privacy.redact(&read.value).0,
             Fields::All => read.value,
         };
         Ok(Read {
@@ -326,7 +489,8 @@ where
     }
 
     /// Stores a value read from the source at `version`, if `lease` still
-    /// holds the key. Failures are counted and swallowed.
+    /// holds the key; answers whether it landed. Failures are counted and
+    /// swallowed.
     async fn fill(
         &self,
         key: &CacheKey,
@@ -334,17 +498,21 @@ where
         lease: Lease,
         value: &CachedValue,
         redaction: Redaction,
-    ) {
+    ) -> bool {
         let write = CacheWrite::fill(
             key.world().clone(),
             version,
             lease,
             vec![self.put(key, version, value.clone(), redaction)],
         );
-        if let Ok(outcome) = self.cache_call(self.store.write(&write)).await
-            && outcome.skipped > 0
-        {
-            self.metrics.record(MetricEvent::FillRejected(key.kind()));
+        match self.cache_call(self.store.write(&write)).await {
+            Ok(outcome) => {
+                if outcome.skipped > 0 {
+                    self.metrics.record(MetricEvent::FillRejected(key.kind()));
+                }
+                outcome.landed > 0
+            }
+            Err(_) => false,
         }
     }
 
@@ -353,4 +521,12 @@ where
     pub(super) fn pending_newer(&self, key: &CacheKey, version: u64) -> bool {
         lock(&self.pending).get(key).is_some_and(|&v| v > version)
     }
+}
+
+/// The answer of a negative entry: the source's refusal, as it said it.
+pub(super) fn absent(key: &CacheKey, entity: String) -> Error {
+    Error::Source(SourceError::Rejected(WorldError::UnknownEntity {
+        world: key.world().clone(),
+        entity,
+    }))
 }

@@ -72,7 +72,9 @@ impl Tally {
                 self.cache_errors += 1;
                 self.duration("source_read", kind);
             }
-            Outcome::Stale => unreachable!("the script serves nothing stale"),
+            Outcome::Stale | Outcome::FailSafe(_) => {
+                unreachable!("the script serves nothing stale")
+            }
         }
         self.reads.push((
             key.world().to_string(),

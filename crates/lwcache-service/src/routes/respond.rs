@@ -17,11 +17,17 @@ pub const X_CACHE: &str = "x-cache";
 pub const X_WORLD_VERSION: &str = "x-world-version";
 /// The header set when the cache failed and the source answered.
 pub const X_CACHE_DEGRADED: &str = "x-cache-degraded";
+/// Why a read was served past its TTL (with `x-cache: stale`): how the
+/// source failed (`source-unavailable`, `source-timeout`, `source-error`).
+pub const X_CACHE_STALE_REASON: &str = "x-cache-stale-reason";
+/// A fail-safe answer's age in milliseconds (the standard `Age` header
+/// carries it in whole seconds).
+pub const X_CACHE_AGE_MS: &str = "x-cache-age-ms";
 
 pub(super) fn set_read_headers(headers: &mut HeaderMap, outcome: Outcome, version: u64) {
     let cache = match outcome {
         Outcome::Hit => "hit",
-        Outcome::Stale => "stale",
+        Outcome::Stale | Outcome::FailSafe(_) => "stale",
         Outcome::Miss | Outcome::Fallback => "miss",
     };
     headers.insert(X_CACHE, HeaderValue::from_static(cache));
@@ -30,6 +36,18 @@ pub(super) fn set_read_headers(headers: &mut HeaderMap, outcome: Outcome, versio
             X_CACHE_DEGRADED,
             HeaderValue::from_static("cache-unavailable"),
         );
+    }
+    if let Outcome::FailSafe(staleness) = outcome {
+        headers.insert(
+            X_CACHE_STALE_REASON,
+            HeaderValue::from_static(staleness.reason.as_str()),
+        );
+        headers.insert(
+            axum::http::header::AGE,
+            HeaderValue::from(staleness.age.as_secs()),
+        );
+        let ms = u64::try_from(staleness.age.as_millis()).unwrap_or(u64::MAX);
+        headers.insert(X_CACHE_AGE_MS, HeaderValue::from(ms));
     }
     headers.insert(X_WORLD_VERSION, HeaderValue::from(version));
 }
@@ -75,3 +93,34 @@ pub(super) fn written_response(written: &Written) -> Response {
 }
 
 pub(super) type Answer = Result<Response, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use lwcache_core::{SourceFailure, Staleness};
+
+    use super::*;
+
+    #[test]
+    fn fail_safe_answers_say_stale_why_and_how_old() {
+        let mut h = HeaderMap::new();
+        let staleness = Staleness {
+            age: Duration::from_millis(61_250),
+            reason: SourceFailure::Timeout,
+        };
+        set_read_headers(&mut h, Outcome::FailSafe(staleness), 7);
+        assert_eq!(h[X_CACHE], "stale");
+        assert_eq!(h[X_CACHE_STALE_REASON], "source-timeout");
+        assert_eq!(h[axum::http::header::AGE], "61");
+        assert_eq!(h[X_CACHE_AGE_MS], "61250");
+        assert_eq!(h[X_WORLD_VERSION], "7");
+
+        let mut h = HeaderMap::new();
+        set_read_headers(&mut h, Outcome::Hit, 7);
+        assert_eq!(h[X_CACHE], "hit");
+        for absent in [X_CACHE_STALE_REASON, X_CACHE_AGE_MS, "age"] {
+            assert!(!h.contains_key(absent), "{absent} on a hit");
+        }
+    }
+}

@@ -177,6 +177,13 @@ fn place(
         Ok(read) => {
             *newest = (*newest).max(read.version);
             let mut body = json!({ "cache": read.outcome.as_str(), "version": read.version });
+            if let Some(stale) = read.staleness() {
+                // Past its TTL, served because the source failed.
+                body["stale"] = json!({
+                    "reason": stale.reason.as_str(),
+                    "age_ms": u64::try_from(stale.age.as_millis()).unwrap_or(u64::MAX),
+                });
+            }
             match (slot, read.value) {
                 (Slot::Snapshot, CachedValue::Snapshot(d))
                 | (Slot::Entity(..), CachedValue::Entity(d)) => {

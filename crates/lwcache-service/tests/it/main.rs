@@ -9,7 +9,9 @@
 //! is set, with `lwcache seed`. The telemetry tests check the Prometheus
 //! text with promtool and sample by sample, OTLP export to a local HTTP
 //! stub (and none without an endpoint), and configuration from the standard
-//! variables.
+//! variables. The stampede test starts two processes over one Redis and
+//! one Neo4j and counts, in Neo4j's own query log, the reads one cold key
+//! cost.
 
 #![allow(
     clippy::unwrap_used,
@@ -24,5 +26,6 @@ mod openapi;
 mod otlp;
 mod prometheus;
 mod routes;
+mod stampede;
 mod support;
 mod workload;

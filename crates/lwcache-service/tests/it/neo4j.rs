@@ -6,7 +6,7 @@ use crate::support::{Server, command, fresh_world, server_env};
 
 /// `--neo4j-uri URI [--neo4j-user U] [--neo4j-password P]`, or `None`
 /// after saying loudly that the test is skipped.
-fn neo4j_args() -> Option<Vec<String>> {
+pub(crate) fn neo4j_args() -> Option<Vec<String>> {
     let uri = server_env("LWCACHE_TEST_NEO4J_URI")?;
     let mut args = vec!["--neo4j-uri".to_owned(), uri];
     for (var, flag) in [

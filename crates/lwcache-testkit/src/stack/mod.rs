@@ -1,12 +1,15 @@
 //! Checks of the cache manager over a store and a repository: what a game
 //! service sees. Reads, writes, warming and privacy here; what happens
 //! around faults (a failing store, a crash, two instances, a restored
-//! world) in `recovery.rs`.
+//! world) in `recovery.rs`; shared misses, fail-safe answers, negative
+//! entries and TTL jitter in `expiry.rs`.
 
 mod batch;
+mod expiry;
 mod recovery;
 
 pub use batch::*;
+pub use expiry::*;
 pub use recovery::*;
 
 use std::sync::Arc;
@@ -78,11 +81,12 @@ async fn source_value(h: &Harness, key: &CacheKey, limit: usize) -> CachedValue 
     h.repo.read(key, limit).await.expect("source read").value
 }
 
-/// The value an entry holds; `None` for an absent key or a tombstone.
+/// The value an entry holds; `None` for an absent key, a tombstone or a
+/// negative entry.
 pub(super) fn cached_entry(bytes: Option<Vec<u8>>) -> Option<codec::Entry> {
     match codec::decode_slot(&bytes?).expect("the manager writes decodable entries") {
         codec::Slot::Value(entry) => Some(entry),
-        codec::Slot::Tombstone { .. } => None,
+        codec::Slot::Tombstone { .. } | codec::Slot::Absent { .. } => None,
     }
 }
 
