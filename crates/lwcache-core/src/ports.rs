@@ -416,6 +416,11 @@ pub struct Claim {
     pub min_age: Duration,
     /// How long the claim keeps other owners away.
     pub lease: Duration,
+    /// Whether to take entries other owners hold a live claim on too:
+    /// replaying is idempotent, and a process whose cache was in trouble
+    /// must not go back to it while another's replay, which may have
+    /// failed, still holds a step the cache lacks.
+    pub take_held: bool,
 }
 
 /// A wall clock, in milliseconds since the Unix epoch. Injected so that

@@ -163,9 +163,10 @@ impl WorldRepository for MemoryRepository {
             .filter(|(id, _)| claim.world.as_ref().is_none_or(|w| *w == id.world))
             .filter(|(_, o)| now.saturating_duration_since(o.at) >= claim.min_age)
             .filter(|(_, o)| {
-                o.claim
-                    .as_ref()
-                    .is_none_or(|(owner, until)| *until <= now || *owner == claim.owner)
+                claim.take_held
+                    || o.claim
+                        .as_ref()
+                        .is_none_or(|(owner, until)| *until <= now || *owner == claim.owner)
             })
             .collect();
         by_age.sort_by_key(|(_, o)| o.at);

@@ -209,16 +209,17 @@ MATCH (e:Entity {world_id: $w, id: row.id})
 CREATE (e)-[:HAS_EVENT]->(:Event {world_id: $w, entity_id: row.id, seq: row.seq, kind: row.kind, at_ms: row.at_ms, data: row.data})";
 
 /// Claims the oldest outbox entries at least `min_age_ms` old that no other
-/// owner holds a live claim on (an owner may claim its own again), and
-/// returns them. Served by a range seek on `lw_outbox_age`, whose order
-/// also serves the `ORDER BY`. Params: `owner`, `world` (`""` for every
-/// world), `min_age_ms`, `lease_ms`, `limit`.
+/// owner holds a live claim on (an owner may claim its own again; with
+/// `take_held`, any), and returns them. Served by a range seek on
+/// `lw_outbox_age`, whose order also serves the `ORDER BY`. Params:
+/// `owner`, `world` (`""` for every world), `min_age_ms`, `lease_ms`,
+/// `limit`, `take_held`.
 pub const CLAIM_OWED: &str = "\
 WITH timestamp() AS now
 MATCH (o:Outbox)
 WHERE o.at_ms <= now - $min_age_ms
   AND ($world = '' OR o.world_id = $world)
-  AND (o.claimed_until IS NULL OR o.claimed_until <= now OR o.claimed_by = $owner)
+  AND ($take_held OR o.claimed_until IS NULL OR o.claimed_until <= now OR o.claimed_by = $owner)
 WITH o, now ORDER BY o.at_ms LIMIT $limit
 SET o.claimed_by = $owner, o.claimed_until = now + $lease_ms
 RETURN o.world_id AS world_id, o.version AS version, o.keys AS keys";

@@ -148,6 +148,7 @@ macro_rules! conformance_tests {
             repository::loading_a_seed_equals_applying_it,
             repository::writes_record_what_they_owe_until_settled,
             repository::young_entries_are_left_to_their_writer,
+            repository::held_entries_are_taken_only_when_asked,
             repository::loads_owe_nothing,
             repository::batched_reads_agree_with_single_reads,
             stack::misses_populate_the_cache,

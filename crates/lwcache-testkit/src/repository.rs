@@ -522,6 +522,7 @@ fn claim(owner: &str, world: &WorldId) -> lwcache_core::ports::Claim {
         limit: 100,
         min_age: std::time::Duration::ZERO,
         lease: std::time::Duration::from_secs(60),
+        take_held: false,
     }
 }
 
@@ -675,4 +676,28 @@ pub async fn batched_reads_agree_with_single_reads(h: &Harness) {
             .await,
         Err(SourceError::Invalid(_))
     ));
+}
+
+/// Entries another owner holds a live claim on are left to it, unless the
+/// claim asks to take held entries too (a process ending its cache's
+/// trouble must see every step still owed).
+pub async fn held_entries_are_taken_only_when_asked(h: &Harness) {
+    let world = create_world(h).await;
+    apply(h, &world, Op::SetFlag(flag("f"), Value::Int(1)))
+        .await
+        .unwrap();
+    let held = h.repo.owed(&claim("owner-a", &world)).await.unwrap();
+    assert_eq!(held.len(), 2, "the world's creation and the flag");
+    assert!(
+        h.repo
+            .owed(&claim("owner-b", &world))
+            .await
+            .unwrap()
+            .is_empty(),
+        "owner-a's live claim keeps owner-b away"
+    );
+    let mut taking = claim("owner-b", &world);
+    taking.take_held = true;
+    let taken = h.repo.owed(&taking).await.unwrap();
+    assert_eq!(taken, held);
 }

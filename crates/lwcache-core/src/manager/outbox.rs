@@ -104,7 +104,12 @@ where
     /// old, tombstones their keys, removes them. Answers whether the batch
     /// was full (the caller goes on at once) and whether the round reached
     /// both ports and did everything it claimed.
-    pub(super) async fn replay_once(&self, world: Option<WorldId>, min_age: Duration) -> Round {
+    pub(super) async fn replay_once(
+        &self,
+        world: Option<WorldId>,
+        min_age: Duration,
+        take_held: bool,
+    ) -> Round {
         self.check_suspects().await;
         let claim = Claim {
             owner: self.owner.clone(),
@@ -112,6 +117,7 @@ where
             limit: self.config.replay_batch.max(1),
             min_age,
             lease: CLAIM_LEASE,
+            take_held,
         };
         let failed = Round {
             full: false,
@@ -216,10 +222,22 @@ where
         };
         let mut whole = true;
         for world in &failed {
-            let round = this.replay_once(Some(world.clone()), Duration::ZERO).await;
+            let round = this
+                .replay_once(Some(world.clone()), Duration::ZERO, false)
+                .await;
             whole &= round.whole && !round.full;
         }
-        let round = this.replay_once(None, this.config.replay_min_age).await;
+        // In trouble, every world's entries, however young and whoever
+        // holds them: the trouble ends only on a round that leaves nothing
+        // owed that was recorded before it, or an outage that every
+        // process saw could end it while another's failed replay still
+        // holds a step the cache lacks.
+        let round = if trouble == 0 {
+            this.replay_once(None, this.config.replay_min_age, false)
+                .await
+        } else {
+            this.replay_once(None, Duration::ZERO, true).await
+        };
         if trouble != 0 && whole && round.whole && !round.full {
             let mut worlds = lock(&this.failed_worlds);
             for world in &failed {

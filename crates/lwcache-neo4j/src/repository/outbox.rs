@@ -31,6 +31,7 @@ impl Neo4jRepository {
             .param("world", claim.world.as_ref().map_or("", |w| w.as_str()))
             .param("min_age_ms", millis(claim.min_age))
             .param("lease_ms", millis(claim.lease))
+            .param("take_held", claim.take_held)
             .param("limit", i64::try_from(claim.limit).unwrap_or(i64::MAX));
         let rows = self
             .in_txn(async |repo, txn| repo.tx_rows(txn, q).await)

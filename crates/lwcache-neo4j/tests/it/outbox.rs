@@ -197,6 +197,7 @@ fn claim(owner: &str, min_age: Duration, lease: Duration) -> Claim {
         limit: 1_000_000,
         min_age,
         lease,
+        take_held: false,
     }
 }
 
@@ -346,6 +347,7 @@ async fn the_claim_seeks_the_age_index() {
         ("min_age_ms".to_owned(), 1_000i64.into()),
         ("lease_ms".to_owned(), 1_000i64.into()),
         ("limit".to_owned(), 100i64.into()),
+        ("take_held".to_owned(), false.into()),
     ]
     .into();
     let (plan, shown) = support::profile(&graph, &read_only, params).await;
