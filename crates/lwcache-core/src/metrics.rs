@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use lwcache_domain::{InvalidationCause, KeyKind};
 
+use crate::manager::BreakerState;
+
 /// A stage whose latency is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
@@ -70,6 +72,12 @@ pub enum MetricEvent {
     WriteBehindDepth(usize),
     /// How long a stage took.
     Latency(Stage, KeyKind, Duration),
+
+    // The circuit breaker around the cache store.
+    /// The circuit breaker moved to this state.
+    Breaker(BreakerState),
+    /// A cache call failed at once because the breaker is open.
+    BreakerRejected,
 }
 
 /// The metrics port. Implementations must be cheap: it is called on the hot
@@ -119,6 +127,9 @@ pub struct Counters {
     write_behind_dropped: AtomicU64,
     replayed: AtomicU64,
     worlds_dropped: AtomicU64,
+
+    breaker_opened: AtomicU64,
+    breaker_rejected: AtomicU64,
 }
 
 /// A copy of [`Counters`] at one moment.
@@ -148,6 +159,12 @@ pub struct CounterSnapshot {
     pub replayed: u64,
     /// Worlds dropped because their source went back in time.
     pub worlds_dropped: u64,
+
+    /// Times the circuit breaker opened (after a run of failures or a
+    /// failed probe).
+    pub breaker_opened: u64,
+    /// Cache calls failed at once by the open breaker.
+    pub breaker_rejected: u64,
 }
 
 impl Counters {
@@ -172,6 +189,9 @@ impl Counters {
             write_behind_dropped: get(&self.write_behind_dropped),
             replayed: get(&self.replayed),
             worlds_dropped: get(&self.worlds_dropped),
+
+            breaker_opened: get(&self.breaker_opened),
+            breaker_rejected: get(&self.breaker_rejected),
         }
     }
 }
@@ -198,6 +218,9 @@ impl MetricsSink for Counters {
             MetricEvent::WriteBehindDropped => add(&self.write_behind_dropped, 1),
             MetricEvent::Replayed(n) => add(&self.replayed, n),
             MetricEvent::WorldDropped => add(&self.worlds_dropped, 1),
+            MetricEvent::Breaker(BreakerState::Open) => add(&self.breaker_opened, 1),
+            MetricEvent::BreakerRejected => add(&self.breaker_rejected, 1),
+            MetricEvent::Breaker(_) => {}
             MetricEvent::WriteBehindDepth(_)
             | MetricEvent::Latency(..)
             | MetricEvent::Trouble(_) => {}

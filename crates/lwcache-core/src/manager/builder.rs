@@ -68,6 +68,8 @@ where
         self.config.policy.validate()?;
         let (tx, rx) = mpsc::channel(self.config.write_behind_capacity.max(1));
         let (done_tx, done_rx) = mpsc::channel(self.config.settle_batch.max(1) * 16);
+        let breaker =
+            super::breaker::Breaker::new(self.config.breaker_failures, self.config.breaker_open);
         let inner = Arc::new(Inner {
             store: self.store,
             repo: self.repo,
@@ -88,6 +90,7 @@ where
             failed_worlds: Mutex::new(std::collections::HashSet::new()),
             wake: Arc::new(Notify::new()),
             housekeeping: Mutex::new(None),
+            breaker,
         });
         // The tasks hold weak references, so that dropping the last manager
         // drops the queues' senders and ends them.
