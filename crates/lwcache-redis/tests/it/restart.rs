@@ -19,14 +19,21 @@ use lwcache_testkit::fixtures::{character, doc};
 
 use crate::support::seed_world;
 
-struct OwnServer {
-    port: u16,
+pub(crate) struct OwnServer {
+    pub(crate) port: u16,
     dir: PathBuf,
     child: Option<Child>,
 }
 
 impl OwnServer {
     fn start() -> Option<Self> {
+        let mut server = Self::reserve()?;
+        server.spawn().then_some(server)
+    }
+
+    /// A free port and a directory, with no server started yet: nothing
+    /// listens on the port until [`spawn`](Self::spawn).
+    pub(crate) fn reserve() -> Option<Self> {
         let port = TcpListener::bind("127.0.0.1:0")
             .ok()?
             .local_addr()
@@ -35,15 +42,15 @@ impl OwnServer {
         let dir =
             std::env::temp_dir().join(format!("lwcache-restart-{}-{port}", std::process::id()));
         std::fs::create_dir_all(&dir).ok()?;
-        let mut server = Self {
+        Some(Self {
             port,
             dir,
             child: None,
-        };
-        server.spawn().then_some(server)
+        })
     }
 
-    fn spawn(&mut self) -> bool {
+    /// Starts redis-server on the port; false when it does not come up.
+    pub(crate) fn spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
