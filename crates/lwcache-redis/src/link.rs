@@ -95,15 +95,20 @@ async fn keep_trying(link: Weak<Shared>, config: RedisConfig) {
             Err(_) => format!("no answer within the connect timeout of {limit:?}"),
         };
         let Some(shared) = link.upgrade() else { return };
-        if attempts == 1 {
-            tracing::warn!(error = %error, "Redis is not reachable; serving from the source and connecting in the background");
-        } else {
-            tracing::debug!(error = %error, attempts, "Redis still not reachable");
+        {
+            let mut last = shared
+                .last_error
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            // Said once per distinct error, so that a refusal (a wrong
+            // password) after a refused connection is seen in the log too.
+            if last.as_deref() != Some(error.as_str()) {
+                tracing::warn!(error = %error, attempts, "Redis is not reachable; connecting in the background");
+            } else {
+                tracing::debug!(error = %error, attempts, "Redis still not reachable");
+            }
+            *last = Some(error);
         }
-        *shared
-            .last_error
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(error);
         drop(shared);
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(MAX_PAUSE);

@@ -30,10 +30,12 @@ Every backend flag can also come from the environment or a TOML file (--config F
 or LWCACHE_CONFIG); flags beat the environment, which beats the file:
   LWCACHE_LISTEN, LWCACHE_REDIS_URL, LWCACHE_REDIS_CLUSTER (comma-separated),
   LWCACHE_NEO4J_URI, LWCACHE_NEO4J_USER, LWCACHE_NEO4J_PASSWORD, LWCACHE_WRITE_MODE,
-  LWCACHE_AUTH_TOKEN, LWCACHE_MAX_BODY_BYTES.
+  LWCACHE_AUTH_TOKEN, LWCACHE_MAX_BODY_BYTES,
+  LWCACHE_BREAKER_FAILURES, LWCACHE_BREAKER_OPEN_MS.
 The file uses the same names in lower case without the prefix
 (listen, redis_url, redis_cluster (an array of URLs), neo4j_uri, neo4j_user,
-neo4j_password, write_mode, auth_token, max_body_bytes).
+neo4j_password, write_mode, auth_token, max_body_bytes,
+breaker_failures, breaker_open_ms).
 Logs go to stderr, filtered by RUST_LOG (default info). Metrics are served at /metrics;
 OTEL_EXPORTER_OTLP_ENDPOINT (and the other OTEL_* variables) also export metrics and
 traces by OTLP/HTTP.";
@@ -113,6 +115,14 @@ struct ServeArgs {
     /// The largest request body, in bytes [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<usize>,
+    /// How many failed cache calls in a row open the circuit breaker, after
+    /// which cache calls fail at once and reads go to the source [default: 5].
+    #[arg(long, value_name = "N")]
+    breaker_failures: Option<u32>,
+    /// How long an open circuit breaker waits before it probes the cache
+    /// again, in milliseconds [default: 1000].
+    #[arg(long, value_name = "MS")]
+    breaker_open_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -213,6 +223,8 @@ fn run(cli: Cli) -> Result<()> {
                     listen: a.listen,
                     auth_token: a.auth_token.clone().map(Secret::new),
                     max_body_bytes: a.max_body_bytes,
+                    breaker_failures: a.breaker_failures,
+                    breaker_open_ms: a.breaker_open_ms,
                     ..a.backends.layer()
                 },
                 cli.config.clone(),

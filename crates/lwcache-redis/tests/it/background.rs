@@ -12,22 +12,18 @@ use lwcache_memory::MemoryRepository;
 use lwcache_redis::{RedisConfig, RedisStore};
 use lwcache_testkit::fixtures::{character, doc};
 
-use crate::restart::OwnServer;
-use crate::support::{cluster_urls, seed_world};
+use lwcache_testkit::own_redis::OwnRedis;
 
-fn require_or_skip(name: &str) {
-    if std::env::var("LWCACHE_REQUIRE_SERVERS").as_deref() == Ok("1") {
-        panic!("LWCACHE_REQUIRE_SERVERS=1 but redis-server could not be started");
-    }
-    eprintln!("SKIPPED: {name} needs redis-server on PATH");
-}
+use crate::support::{cluster_urls, seed_world};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_store_made_before_its_server_connects_once_it_is_up() {
-    let Some(mut server) = OwnServer::reserve() else {
-        return require_or_skip("a_store_made_before_its_server_connects_once_it_is_up");
+    let Some(mut server) =
+        OwnRedis::reserve("a_store_made_before_its_server_connects_once_it_is_up")
+    else {
+        return;
     };
-    let config = RedisConfig::from_url(&format!("redis://127.0.0.1:{}", server.port))
+    let config = RedisConfig::from_url(&server.url())
         .unwrap()
         .with_connect_timeout(Duration::from_millis(200))
         .with_response_timeout(Duration::from_millis(500));
