@@ -12,7 +12,10 @@
 //!   activation against naive and pipelined SETs.
 //! - `players`: the hit ratio with 1, 16 and 64 concurrent players in one
 //!   world, and the reads older than an acknowledged write of their key.
+//! - `availability`: reads with Redis partitioned and the breaker open, and
+//!   writes with Redis slow, through the testkit's fault-injecting proxy.
 
+mod availability;
 mod memory;
 mod players;
 mod reads;
@@ -30,6 +33,7 @@ use redis::aio::ConnectionManager;
 
 use crate::args::Mode;
 
+pub(crate) use availability::availability;
 pub(crate) use memory::{activation, memory_per_entity};
 pub(crate) use players::players;
 pub(crate) use reads::{decode_cost_us, hit_ratio, read_hit_vs_get, read_hit_vs_source};

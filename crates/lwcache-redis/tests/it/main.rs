@@ -15,6 +15,7 @@
 
 mod background;
 mod config;
+mod faults;
 mod restart;
 mod specific;
 mod support;
