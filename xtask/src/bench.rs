@@ -48,6 +48,11 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
             "lwcache-bench",
             "--bin",
             "lwcache-bench",
+            // The HTTP rows start the service beside the benchmark.
+            "--package",
+            "lwcache-service",
+            "--bin",
+            "lwcache",
         ],
     );
     let neo4j = neo4j

@@ -18,6 +18,9 @@ options (each also read from the environment variable named after it):
   --runtime current-thread|multi-thread
                            the client's tokio runtime; default multi-thread
   --redis-benchmark PATH   default redis-benchmark (from PATH)
+  --lwcache PATH           the lwcache binary of the HTTP rows; default the one beside this binary
+  --wrk PATH               the HTTP load generator; default wrk (from PATH)
+  --python PATH            runs the Python client rows (needs redis-py); default /usr/bin/python3, else python3
   --note TEXT              a condition to state in the report (repeatable)";
 
 /// How many iterations each scenario runs.
@@ -67,6 +70,10 @@ pub(crate) struct Args {
     pub(crate) out: PathBuf,
     pub(crate) docs: PathBuf,
     pub(crate) redis_benchmark: PathBuf,
+    /// The `lwcache` binary the HTTP rows start.
+    pub(crate) lwcache: PathBuf,
+    pub(crate) wrk: PathBuf,
+    pub(crate) python: PathBuf,
     pub(crate) notes: Vec<String>,
 }
 
@@ -84,6 +91,15 @@ impl Args {
         let mut out = PathBuf::from("target/bench/report.json");
         let mut docs = PathBuf::from("docs/benchmarks");
         let mut redis_benchmark = PathBuf::from("redis-benchmark");
+        let mut lwcache = None;
+        let mut wrk = PathBuf::from("wrk");
+        // Debian's Python, which sees the modules apt installs (redis-py),
+        // before whichever python3 comes first on the PATH.
+        let mut python = ["/usr/bin/python3", "python3"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_absolute() && p.exists())
+            .unwrap_or_else(|| PathBuf::from("python3"));
         let mut notes = Vec::new();
         while let Some(flag) = argv.next() {
             if flag == "--help" || flag == "-h" {
@@ -103,6 +119,9 @@ impl Args {
                 "--out" => out = value.into(),
                 "--docs" => docs = value.into(),
                 "--redis-benchmark" => redis_benchmark = value.into(),
+                "--lwcache" => lwcache = Some(PathBuf::from(value)),
+                "--wrk" => wrk = value.into(),
+                "--python" => python = value.into(),
                 "--note" => notes.push(value),
                 other => bail!("unknown option {other:?}\n\n{USAGE}"),
             }
@@ -124,6 +143,12 @@ impl Args {
             password: neo4j_password.unwrap_or_default(),
             version: neo4j_version,
         });
+        let lwcache = match lwcache {
+            Some(path) => path,
+            None => std::env::current_exe()
+                .context("finding this binary's directory")?
+                .with_file_name("lwcache"),
+        };
         Ok(Some(Self {
             redis_url,
             neo4j,
@@ -132,6 +157,9 @@ impl Args {
             out,
             docs,
             redis_benchmark,
+            lwcache,
+            wrk,
+            python,
             notes,
         }))
     }

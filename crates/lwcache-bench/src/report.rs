@@ -16,6 +16,8 @@ pub struct Report {
     pub latency: Vec<LatencyComparison>,
     /// Read throughput by concurrency.
     pub throughput: Vec<ThroughputRow>,
+    /// The service's HTTP read path by connections, from outside.
+    pub http: Vec<HttpRow>,
     /// World activations against naive writes of the same bytes.
     pub activation: Vec<ActivationRow>,
     /// Bytes per cached entity.
@@ -85,6 +87,33 @@ pub struct ThroughputRow {
     pub lwcache_fallbacks: u64,
     /// `redis-benchmark` GETs of the same key per second, when it ran.
     pub redis_benchmark_ops_per_s: Option<f64>,
+}
+
+/// The service's HTTP read path at one number of connections: `wrk`
+/// against `lwcache serve`, and `redis-benchmark` GETs of the same cache
+/// key, in the same run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpRow {
+    /// Open connections (of wrk, and of redis-benchmark).
+    pub connections: usize,
+    /// Requests wrk completed.
+    pub requests: u64,
+    /// Reads per second through the HTTP API.
+    pub http_ops_per_s: f64,
+    /// wrk's latency percentiles, in µs.
+    pub http_p50_us: f64,
+    /// The 99th.
+    pub http_p99_us: f64,
+    /// `redis-benchmark` GETs of the same key per second, when it ran.
+    pub redis_benchmark_ops_per_s: Option<f64>,
+}
+
+impl HttpRow {
+    /// The HTTP reads over `redis-benchmark`.
+    pub fn ratio_to_redis_benchmark(&self) -> Option<f64> {
+        self.redis_benchmark_ops_per_s
+            .and_then(|b| ratio(self.http_ops_per_s, b))
+    }
 }
 
 impl ThroughputRow {

@@ -23,7 +23,8 @@ pub use config::{
 };
 pub use error::Error;
 pub use manager::{
-    BreakerState, Builder, CacheManager, CacheStep, Fields, Outcome, Read, WarmReport, Written,
+    BreakerState, Builder, CacheManager, CacheStep, Fields, ItemRead, Outcome, Read, WarmReport,
+    Written,
 };
 pub use metrics::{CounterSnapshot, Counters, MetricEvent, MetricsSink, NoMetrics, Stage};
 pub use ports::{

@@ -8,18 +8,24 @@
 //! - `writes`: the write path against the bare source write.
 //! - `throughput`: reads per second at several concurrencies, against
 //!   redis-rs and `redis-benchmark`.
+//! - `http`: the service's HTTP read path from outside (`wrk`, a Python
+//!   client) against `redis-benchmark` and redis-py.
 //! - `memory`: the entry's size in Redis against plain JSON, and
 //!   activation against naive and pipelined SETs.
 //! - `players`: the hit ratio with 1, 16 and 64 concurrent players in one
 //!   world, and the reads older than an acknowledged write of their key.
 //! - `availability`: reads with Redis partitioned and the breaker open, and
 //!   writes with Redis slow, through the testkit's fault-injecting proxy.
+//! - `turn`: a 14-key turn read as one batch, against raw `MGET` and 14
+//!   single reads, warm and cold.
 
 mod availability;
+mod http;
 mod memory;
 mod players;
 mod reads;
 mod throughput;
+mod turn;
 mod writes;
 
 use std::future::Future;
@@ -34,10 +40,12 @@ use redis::aio::ConnectionManager;
 use crate::args::Mode;
 
 pub(crate) use availability::availability;
+pub(crate) use http::http_reads;
 pub(crate) use memory::{activation, memory_per_entity};
 pub(crate) use players::players;
 pub(crate) use reads::{decode_cost_us, hit_ratio, read_hit_vs_get, read_hit_vs_source};
 pub(crate) use throughput::throughput;
+pub(crate) use turn::{turn_cold, turn_warm};
 pub(crate) use writes::write_path;
 
 /// How many calls each scenario makes in a mode.

@@ -136,7 +136,7 @@ where
 
 /// Runs `redis-benchmark -c <c> -n <total> -q --csv GET <key>` and returns
 /// its requests per second.
-async fn run_redis_benchmark(
+pub(super) async fn run_redis_benchmark(
     program: &std::path::Path,
     redis_url: &str,
     c: usize,

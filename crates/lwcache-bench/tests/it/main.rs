@@ -9,8 +9,8 @@ use std::time::Duration;
 use lwcache_bench::date;
 use lwcache_bench::render::{self, fmt_us};
 use lwcache_bench::report::{
-    ActivationRow, HitRatioRow, LatencyComparison, Measured, MemoryRow, NotMeasured, PlayersRow,
-    Report, TargetCheck, ThroughputRow, players_target,
+    ActivationRow, HitRatioRow, HttpRow, LatencyComparison, Measured, MemoryRow, NotMeasured,
+    PlayersRow, Report, TargetCheck, ThroughputRow, players_target,
 };
 use lwcache_bench::stats::{Samples, Summary, percentile, ratio};
 
@@ -119,6 +119,14 @@ fn fixed_report() -> Report {
             redis_rs_ops_per_s: 50_000.0,
             redis_benchmark_ops_per_s: Some(80_000.0),
             lwcache_fallbacks: 0,
+        }],
+        http: vec![HttpRow {
+            connections: 64,
+            requests: 60_000,
+            http_ops_per_s: 30_000.0,
+            http_p50_us: 900.0,
+            http_p99_us: 2_500.0,
+            redis_benchmark_ops_per_s: Some(60_000.0),
         }],
         activation: vec![ActivationRow {
             source: "Neo4j 5.26".to_owned(),
@@ -266,6 +274,8 @@ fn the_json_report_carries_every_figure_and_ratio() {
     assert_eq!(back["latency"][1]["ratio_p50"], 0.05);
     assert_eq!(back["throughput"][0]["ratio_to_redis_benchmark"], 0.5);
     assert_eq!(back["throughput"][0]["ratio_to_redis_rs"], 0.8);
+    assert_eq!(back["http"][0]["connections"], 64);
+    assert_eq!(back["http"][0]["ratio_to_redis_benchmark"], 0.5);
     assert_eq!(back["activation"][0]["activation_round_trips"], 10);
     assert_eq!(back["activation"][0]["naive_round_trips"], 2_002);
     assert_eq!(back["memory"]["ratio"], 0.917);
@@ -298,6 +308,8 @@ fn the_markdown_page_has_a_table_row_per_figure() {
         "| cached read <Redis tier> | CacheManager::entity & hit | 55.0 µs | 210.0 µs | redis-rs GET | 50.0 µs | 200.0 µs | 1.10× | 1.05× | 1000 |"
     ));
     assert!(md.contains("| 16 | 20000 | 40,000 | 50,000 | 80,000 | 0.50× | 0.80× |"));
+    assert!(md.contains("## The service's HTTP read path"));
+    assert!(md.contains("| 64 | 60000 | 30,000 | 900.0 µs | 2.50 ms | 60,000 | 0.50× |"));
     assert!(md.contains("| 2002 (1305 KiB) | 300.00 ms | 10 |"));
     assert!(md.contains("| 220 B | 240 B | 0.92× |"));
     assert!(md.contains("| 90.0% | 95.0% | 12 | 0 |"));

@@ -5,8 +5,8 @@
 //! what every mechanism shares (bounded port calls, encoding entries);
 //! [`Builder`] is in `builder.rs`, reads and fills in `read.rs`, writes and
 //! their cache plans in `write.rs`, the write-behind queue and worker in
-//! `write_behind.rs`, activation in `warm.rs`, the circuit breaker around
-//! the store in `breaker.rs`.
+//! `write_behind.rs`, activation in `warm.rs`, batched reads in `batch.rs`,
+//! the circuit breaker around the store in `breaker.rs`.
 //!
 //! # The consistency protocol
 //!
@@ -28,6 +28,7 @@
 //!
 //! [`WriteKind`]: crate::ports::WriteKind
 
+mod batch;
 mod breaker;
 mod builder;
 mod outbox;
@@ -46,6 +47,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub use batch::ItemRead;
 pub use breaker::BreakerState;
 pub use builder::Builder;
 

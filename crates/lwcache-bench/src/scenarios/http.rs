@@ -1,0 +1,369 @@
+//! The service's own read path, measured from outside as the platform's
+//! game services see it: `wrk` against `lwcache serve` (over the same
+//! Redis, the in-memory demo world), next to `redis-benchmark` GETs of the
+//! same cache key; and a Python client's read through the HTTP API against
+//! redis-py's GET of the same key, in the same run.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+use lwcache_bench::report::{HttpRow, LatencyComparison, Measured};
+use lwcache_bench::stats::Samples;
+use lwcache_demo::DemoSpec;
+use lwcache_domain::{CacheKey, WorldId};
+
+use super::CONCURRENCY;
+use super::throughput::run_redis_benchmark;
+use crate::args::{Mode, redis_host_port};
+
+/// The world `lwcache serve` loads (and warms) when its source is the
+/// in-memory repository.
+const DEMO_WORLD: &str = "demo";
+
+/// `lwcache serve` on a free loopback port, killed when dropped.
+struct Service {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Service {
+    /// Starts it over Redis with the in-memory source, whose demo world it
+    /// loads and warms before it listens.
+    fn start(binary: &Path, redis_url: &str) -> Result<Self> {
+        let mut command = Command::new(binary);
+        for (name, _) in std::env::vars_os() {
+            if name.to_string_lossy().starts_with("LWCACHE_") {
+                command.env_remove(name);
+            }
+        }
+        let mut child = command
+            .env("RUST_LOG", "warn")
+            .args(["serve", "--listen", "127.0.0.1:0", "--redis-url", redis_url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stdout = child.stdout.take().context("lwcache's stdout")?;
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(line) => {
+                    let line = line?;
+                    if let Some(addr) = line.strip_prefix("lwcache: listening on http://") {
+                        break addr.trim().to_owned();
+                    }
+                }
+                None => {
+                    let status = child.wait()?;
+                    bail!("lwcache serve exited before it listened ({status})");
+                }
+            }
+        };
+        Ok(Self { child, addr })
+    }
+}
+
+/// What `wrk --latency` reported.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct WrkResult {
+    requests: u64,
+    per_s: f64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// A duration as wrk prints it (`154.00us`, `1.20ms`, `2.00s`), in µs.
+fn wrk_duration_us(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let (number, scale) = if let Some(n) = text.strip_suffix("us") {
+        (n, 1.0)
+    } else if let Some(n) = text.strip_suffix("ms") {
+        (n, 1e3)
+    } else if let Some(n) = text.strip_suffix('m') {
+        (n, 60e6)
+    } else if let Some(n) = text.strip_suffix('s') {
+        (n, 1e6)
+    } else {
+        return None;
+    };
+    number.trim().parse::<f64>().ok().map(|v| v * scale)
+}
+
+/// Reads wrk's report: the latency distribution's 50% and 99% lines, the
+/// requests, `Requests/sec`, and no non-2xx answer.
+fn parse_wrk(text: &str) -> Result<WrkResult> {
+    let mut p50 = None;
+    let mut p99 = None;
+    let mut per_s = None;
+    let mut requests = None;
+    for line in text.lines().map(str::trim) {
+        if let Some(rest) = line.strip_prefix("50%") {
+            p50 = wrk_duration_us(rest);
+        } else if let Some(rest) = line.strip_prefix("99%") {
+            p99 = wrk_duration_us(rest);
+        } else if let Some(rest) = line.strip_prefix("Requests/sec:") {
+            per_s = rest.trim().parse::<f64>().ok();
+        } else if let Some((n, _)) = line.split_once(" requests in ") {
+            requests = n.trim().parse::<u64>().ok();
+        } else if line.starts_with("Non-2xx or 3xx responses:") {
+            bail!("wrk saw answers that were not 200: {line}");
+        }
+    }
+    Ok(WrkResult {
+        requests: requests.context("wrk printed no request count")?,
+        per_s: per_s.context("wrk printed no Requests/sec")?,
+        p50_us: p50.context("wrk printed no 50% latency")?,
+        p99_us: p99.context("wrk printed no 99% latency")?,
+    })
+}
+
+fn run_wrk(wrk: &Path, connections: usize, seconds: u64, url: &str) -> Result<WrkResult> {
+    let threads = connections.min(2);
+    let output = Command::new(wrk)
+        .args([
+            "-t",
+            &threads.to_string(),
+            "-c",
+            &connections.to_string(),
+            "-d",
+            &format!("{seconds}s"),
+            "--latency",
+            url,
+        ])
+        .output()
+        .with_context(|| format!("running {}", wrk.display()))?;
+    ensure!(
+        output.status.success(),
+        "wrk failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    parse_wrk(&String::from_utf8_lossy(&output.stdout))
+}
+
+/// The Python client rows: `http.client` on one kept-alive connection
+/// against redis-py's `GET`, interleaved in blocks of 100; prints each
+/// side's samples in µs, one side per line.
+const PYTHON_CLIENT: &str = r#"
+import http.client, sys, time
+host, port, path, rhost, rport, key, n = sys.argv[1:8]
+n = int(n)
+import redis
+r = redis.Redis(host=rhost, port=int(rport))
+c = http.client.HTTPConnection(host, int(port))
+def via_http():
+    c.request("GET", path)
+    a = c.getresponse()
+    a.read()
+    if a.status != 200 or a.getheader("x-cache") != "hit":
+        raise SystemExit("not a hit: %s %s" % (a.status, a.getheader("x-cache")))
+def via_redis():
+    if r.get(key) is None:
+        raise SystemExit("the key is not cached")
+for _ in range(200):
+    via_http(); via_redis()
+h, g = [], []
+done = 0
+while done < n:
+    block = min(100, n - done)
+    for _ in range(block):
+        t = time.perf_counter_ns(); via_http(); h.append((time.perf_counter_ns() - t) / 1000)
+    for _ in range(block):
+        t = time.perf_counter_ns(); via_redis(); g.append((time.perf_counter_ns() - t) / 1000)
+    done += block
+print(" ".join("%.1f" % x for x in h))
+print(" ".join("%.1f" % x for x in g))
+"#;
+
+fn samples(line: &str) -> Result<Samples> {
+    let values: Vec<f64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .context("the Python client printed something that is not a number")?;
+    ensure!(!values.is_empty(), "the Python client printed no samples");
+    let mut s = Samples::with_capacity(values.len());
+    for us in values {
+        s.record(Duration::from_secs_f64(us / 1e6));
+    }
+    Ok(s)
+}
+
+fn python_rows(
+    python: &Path,
+    service: &str,
+    path: &str,
+    redis: (&str, u16),
+    key: &str,
+    n: usize,
+) -> Result<LatencyComparison> {
+    let (host, port) = service
+        .rsplit_once(':')
+        .context("the service's address has no port")?;
+    let output = Command::new(python)
+        .args(["-c", PYTHON_CLIENT])
+        .args([host, port, path, redis.0, &redis.1.to_string(), key])
+        .arg(n.to_string())
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    ensure!(
+        output.status.success(),
+        "the Python client failed: {}",
+        String::from_utf8_lossy(&output.stderr).trim()
+    );
+    let text = String::from_utf8_lossy(&output.stdout);
+    let mut lines = text.lines();
+    let http = samples(lines.next().unwrap_or_default())?;
+    let get = samples(lines.next().unwrap_or_default())?;
+    Ok(LatencyComparison {
+        id: "python_http_read_vs_redis_py_get".to_owned(),
+        title: "a Python client's read: HTTP API vs redis-py GET".to_owned(),
+        subject: Measured {
+            label: "http.client GET /v1/worlds/demo/characters/…, a hit".to_owned(),
+            summary: http.summary(),
+        },
+        baseline: Measured {
+            label: "redis-py GET of the same cache key".to_owned(),
+            summary: get.summary(),
+        },
+        note: "one kept-alive connection each, interleaved in blocks of 100, from one Python process; what a Python game service pays per read".to_owned(),
+    })
+}
+
+/// What the HTTP scenario measured, and what it could not, with why.
+pub(crate) struct HttpFigures {
+    pub(crate) rows: Vec<HttpRow>,
+    pub(crate) python: Option<LatencyComparison>,
+    pub(crate) problems: Vec<(String, String)>,
+}
+
+/// Starts `lwcache serve` over `redis_url` and measures its read path.
+pub(crate) async fn http_reads(
+    args: &crate::args::Args,
+    mode: Mode,
+    requests: usize,
+) -> Result<HttpFigures> {
+    let binary = args.lwcache.clone();
+    let redis_url = args.redis_url.clone();
+    let (wrk, python, redis_benchmark) = (
+        args.wrk.clone(),
+        args.python.clone(),
+        args.redis_benchmark.clone(),
+    );
+    let mut figures = HttpFigures {
+        rows: Vec::new(),
+        python: None,
+        problems: Vec::new(),
+    };
+    let service =
+        match tokio::task::spawn_blocking(move || Service::start(&binary, &redis_url)).await? {
+            Ok(service) => service,
+            Err(e) => {
+                figures
+                    .problems
+                    .push(("HTTP read path".to_owned(), format!("{e:#}")));
+                return Ok(figures);
+            }
+        };
+    let spec = DemoSpec::standard();
+    let world = WorldId::new(DEMO_WORLD)?;
+    // A character that is not a player: its whole state is cacheable.
+    let entity = spec.character(spec.players);
+    let path = format!("/v1/worlds/{world}/characters/{}", entity.id_str());
+    let url = format!("http://{}{path}", service.addr);
+    let key = CacheKey::entity(&world, &entity).to_string();
+    let seconds = match mode {
+        Mode::Quick => 2,
+        Mode::Full => 10,
+    };
+    for c in CONCURRENCY {
+        let (wrk, url) = (wrk.clone(), url.clone());
+        let measured = tokio::task::spawn_blocking(move || run_wrk(&wrk, c, seconds, &url)).await?;
+        let w = match measured {
+            Ok(w) => w,
+            Err(e) => {
+                figures
+                    .problems
+                    .push(("HTTP read path (wrk)".to_owned(), format!("{e:#}")));
+                break;
+            }
+        };
+        let bench = run_redis_benchmark(&redis_benchmark, &args.redis_url, c, requests, &key).await;
+        if let Err(e) = &bench {
+            figures
+                .problems
+                .push(("redis-benchmark beside wrk".to_owned(), format!("{e:#}")));
+        }
+        figures.rows.push(HttpRow {
+            connections: c,
+            requests: w.requests,
+            http_ops_per_s: w.per_s,
+            http_p50_us: w.p50_us,
+            http_p99_us: w.p99_us,
+            redis_benchmark_ops_per_s: bench.ok(),
+        });
+    }
+    let redis = redis_host_port(&args.redis_url)
+        .context("the Python rows need a plain redis://host:port URL")?;
+    let n = match mode {
+        Mode::Quick => 2_000,
+        Mode::Full => 20_000,
+    };
+    let addr = service.addr.clone();
+    let measured = tokio::task::spawn_blocking(move || {
+        python_rows(&python, &addr, &path, (&redis.0, redis.1), &key, n)
+    })
+    .await?;
+    match measured {
+        Ok(c) => figures.python = Some(c),
+        Err(e) => figures
+            .problems
+            .push(("Python client rows".to_owned(), format!("{e:#}"))),
+    }
+    drop(service);
+    Ok(figures)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use super::*;
+
+    #[test]
+    fn wrk_reports_parse() {
+        let text = "Running 2s test @ http://127.0.0.1:1/x
+  1 threads and 1 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency   160.00us   50.00us   2.00ms   90.00%
+  Latency Distribution
+     50%  154.00us
+     75%  170.00us
+     90%  200.00us
+     99%    1.20ms
+  12200 requests in 2.00s, 3.00MB read
+Requests/sec:   6100.00
+Transfer/sec:      1.50MB
+";
+        let r = parse_wrk(text).unwrap();
+        assert_eq!(r.requests, 12_200);
+        assert!((r.per_s - 6100.0).abs() < 1e-9);
+        assert!((r.p50_us - 154.0).abs() < 1e-9);
+        assert!((r.p99_us - 1200.0).abs() < 1e-9);
+        let bad = text.replace("Transfer/sec", "Non-2xx or 3xx responses: 3\nTransfer/sec");
+        assert!(parse_wrk(&bad).is_err());
+        assert!(parse_wrk("nothing").is_err());
+        assert_eq!(wrk_duration_us("2.00s"), Some(2e6));
+        assert_eq!(wrk_duration_us("12"), None);
+    }
+}
