@@ -253,6 +253,16 @@ async fn run(args: &Args) -> Result<Report> {
                 .latency
                 .push(scenarios::turn_cold(&manager, source, &world, &spec, &plan).await?);
             manager.shutdown().await;
+            eprintln!(
+                "[{:>5.1} s] availability: Redis blackholed, Redis slow ({source})",
+                started.elapsed().as_secs_f64()
+            );
+            for figure in
+                scenarios::availability(&repo, source, &args.redis_url, run_id, &plan).await?
+            {
+                eprintln!("        {}: {}", figure.title, figure.note);
+                report.latency.push(figure);
+            }
             let load = with_source(
                 &mut report,
                 store.clone(),
@@ -267,9 +277,10 @@ async fn run(args: &Args) -> Result<Report> {
                 "Loading the 1,000 × 100 world into Neo4j (WorldRepository::load, batched) took {}.",
                 render::fmt_us(load.as_secs_f64() * 1e6)
             ));
+
         }
         None => report.not_measured.push(NotMeasured {
-            scenario: "cached read vs Neo4j read; write path, activation and hit ratio on Neo4j"
+            scenario: "cached read vs Neo4j read; write path, activation and hit ratio on Neo4j; availability (Redis blackholed or slow)"
                 .to_owned(),
             why: "no --neo4j-uri was given".to_owned(),
         }),

@@ -13,6 +13,14 @@ pub const DEFAULT_CACHE_TIMEOUT: Duration = Duration::from_millis(250);
 /// ([`ManagerConfig::source_timeout`]).
 pub const DEFAULT_SOURCE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The default run of failed cache calls that opens the circuit breaker
+/// ([`ManagerConfig::breaker_failures`]).
+pub const DEFAULT_BREAKER_FAILURES: u32 = 5;
+
+/// The default time an open circuit breaker waits before its probe
+/// ([`ManagerConfig::breaker_open`]).
+pub const DEFAULT_BREAKER_OPEN: Duration = Duration::from_secs(1);
+
 /// Whether a write-behind key may be served older than an acknowledged
 /// write while its update waits in the queue.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -68,6 +76,15 @@ pub struct ManagerConfig {
     pub settle_batch: usize,
     /// How long done outbox entries may wait for their batch.
     pub settle_interval: Duration,
+
+    // The circuit breaker around the cache store (`manager/breaker.rs`).
+    /// How many cache calls in a row may fail (unreachable, or past
+    /// `cache_timeout`) before the breaker opens and cache calls fail at
+    /// once, without paying the timeout. At least 1.
+    pub breaker_failures: u32,
+    /// How long an open breaker fails calls before it lets one through as a
+    /// probe; the probe's answer closes it, its failure opens it again.
+    pub breaker_open: Duration,
 }
 
 impl Default for ManagerConfig {
@@ -85,6 +102,9 @@ impl Default for ManagerConfig {
             replay_batch: 256,
             settle_batch: 256,
             settle_interval: Duration::from_millis(100),
+
+            breaker_failures: DEFAULT_BREAKER_FAILURES,
+            breaker_open: DEFAULT_BREAKER_OPEN,
         }
     }
 }

@@ -17,11 +17,14 @@ pub mod manager;
 pub mod metrics;
 pub mod ports;
 
-pub use config::{DEFAULT_CACHE_TIMEOUT, DEFAULT_SOURCE_TIMEOUT, ManagerConfig, StaleReads};
+pub use config::{
+    DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN, DEFAULT_CACHE_TIMEOUT, DEFAULT_SOURCE_TIMEOUT,
+    ManagerConfig, StaleReads,
+};
 pub use error::Error;
 pub use manager::{
-    Builder, CacheManager, CacheStep, Fields, ItemRead, Outcome, Read, SourceFailure, Staleness,
-    WarmReport, Written,
+    BreakerState, Builder, CacheManager, CacheStep, Fields, ItemRead, Outcome, Read, SourceFailure,
+    Staleness, WarmReport, Written,
 };
 pub use metrics::{CounterSnapshot, Counters, MetricEvent, MetricsSink, NoMetrics, Stage};
 pub use ports::{

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use lwcache_domain::{InvalidationCause, KeyKind};
 
+use crate::manager::BreakerState;
+
 /// A stage whose latency is measured.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
@@ -84,6 +86,12 @@ pub enum MetricEvent {
     /// A read found a negative entry: the source has no such entity
     /// (`negative_hits`).
     NegativeHit(KeyKind),
+
+    // The circuit breaker around the cache store.
+    /// The circuit breaker moved to this state.
+    Breaker(BreakerState),
+    /// A cache call failed at once because the breaker is open.
+    BreakerRejected,
 }
 
 /// The metrics port. Implementations must be cheap: it is called on the hot
@@ -138,6 +146,9 @@ pub struct Counters {
     lease_waits: AtomicU64,
     lease_waits_filled: AtomicU64,
     negative_hits: AtomicU64,
+
+    breaker_opened: AtomicU64,
+    breaker_rejected: AtomicU64,
 }
 
 /// A copy of [`Counters`] at one moment.
@@ -177,6 +188,12 @@ pub struct CounterSnapshot {
     pub lease_waits_filled: u64,
     /// Reads answered by a negative entry.
     pub negative_hits: u64,
+
+    /// Times the circuit breaker opened (after a run of failures or a
+    /// failed probe).
+    pub breaker_opened: u64,
+    /// Cache calls failed at once by the open breaker.
+    pub breaker_rejected: u64,
 }
 
 impl Counters {
@@ -206,6 +223,9 @@ impl Counters {
             lease_waits: get(&self.lease_waits),
             lease_waits_filled: get(&self.lease_waits_filled),
             negative_hits: get(&self.negative_hits),
+
+            breaker_opened: get(&self.breaker_opened),
+            breaker_rejected: get(&self.breaker_rejected),
         }
     }
 }
@@ -241,6 +261,9 @@ impl MetricsSink for Counters {
                 }
             }
             MetricEvent::NegativeHit(_) => add(&self.negative_hits, 1),
+            MetricEvent::Breaker(BreakerState::Open) => add(&self.breaker_opened, 1),
+            MetricEvent::BreakerRejected => add(&self.breaker_rejected, 1),
+            MetricEvent::Breaker(_) => {}
             MetricEvent::WriteBehindDepth(_)
             | MetricEvent::Latency(..)
             | MetricEvent::Trouble(_) => {}

@@ -101,6 +101,11 @@ pub enum CacheError {
     /// The store refused the call (permissions, wrong type, script error).
     #[error("cache store refused the call: {0}")]
     Refused(#[source] Cause),
+    /// The call was not made: the cache manager's circuit breaker is open
+    /// after a run of failed calls, and fails calls at once until a probe
+    /// finds the store answering again.
+    #[error("cache store not called: the circuit breaker is open")]
+    CircuitOpen,
 }
 
 /// A fill's claim on its keys, taken before the source read (see

@@ -10,7 +10,7 @@
 //! built once, at construction, for every key kind, cause and stage: an
 //! event only picks a prebuilt slice.
 
-use lwcache_core::{MetricEvent, MetricsSink, Stage};
+use lwcache_core::{BreakerState, MetricEvent, MetricsSink, Stage};
 use lwcache_domain::{InvalidationCause, KeyKind};
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Counter, Gauge, Histogram, Meter};
@@ -57,6 +57,14 @@ pub mod name {
     pub const CACHE_LEASE_WAITS: &str = "cache_lease_waits";
     /// Reads answered by a negative entry (no such entity).
     pub const CACHE_NEGATIVE_HITS: &str = "cache_negative_hits";
+
+    // The circuit breaker around the cache store.
+    /// The breaker's state: 0 closed, 1 half-open, 2 open.
+    pub const CACHE_BREAKER_STATE: &str = "cache_breaker_state";
+    /// The breaker's moves, by the state moved to.
+    pub const CACHE_BREAKER_TRANSITIONS: &str = "cache_breaker_transitions";
+    /// Cache calls failed at once by the open breaker.
+    pub const CACHE_BREAKER_REJECTED: &str = "cache_breaker_rejected";
 }
 
 /// The attribute keys.
@@ -66,6 +74,8 @@ pub mod attr {
     pub const KEY_KIND: &str = "key_kind";
     /// Why an entry was invalidated (`InvalidationCause::as_str`).
     pub const CAUSE: &str = "cause";
+    /// The state a circuit breaker moved to (`BreakerState::as_str`).
+    pub const TO: &str = "to";
     /// The measured stage (`Stage::as_str`).
     pub const STAGE: &str = "stage";
     /// How a lease wait ended: `filled` or `timed_out`.
@@ -151,7 +161,20 @@ pub struct OtelMetrics {
     by_kind_cause: Vec<[KeyValue; 2]>,
     /// `[stage, key_kind]`, indexed by `stage_index * KINDS + kind_index`.
     by_stage_kind: Vec<[KeyValue; 2]>,
+
+    breaker_state: Gauge<u64>,
+    breaker_transitions: Counter<u64>,
+    breaker_rejected: Counter<u64>,
+    /// `[to]`, indexed by `BreakerState::level`.
+    by_breaker: [[KeyValue; 1]; 3],
 }
+
+/// Every breaker state, in the order of `BreakerState::level`.
+const BREAKER_STATES: [BreakerState; 3] = [
+    BreakerState::Closed,
+    BreakerState::HalfOpen,
+    BreakerState::Open,
+];
 
 impl OtelMetrics {
     /// Creates every instrument on `meter`.
@@ -268,6 +291,23 @@ impl OtelMetrics {
             by_kind: KeyKind::ALL.into_iter().map(|k| [kind_kv(k)]).collect(),
             by_kind_cause,
             by_stage_kind,
+
+            breaker_state: meter
+                .u64_gauge(name::CACHE_BREAKER_STATE)
+                .with_unit("1")
+                .with_description("The cache circuit breaker: 0 closed, 1 half-open (one probe under way), 2 open (cache calls fail at once).")
+                .build(),
+            breaker_transitions: counter(
+                name::CACHE_BREAKER_TRANSITIONS,
+                "{transition}",
+                "Moves of the cache circuit breaker, by the state moved to.",
+            ),
+            breaker_rejected: counter(
+                name::CACHE_BREAKER_REJECTED,
+                "{call}",
+                "Cache calls failed at once, without reaching the store, by the open breaker.",
+            ),
+            by_breaker: BREAKER_STATES.map(|s| [KeyValue::new(attr::TO, s.as_str())]),
         }
     }
 
@@ -308,6 +348,12 @@ impl MetricsSink for OtelMetrics {
                 &self.by_kind_wait[kind_index(kind) * 2 + usize::from(filled)],
             ),
             MetricEvent::NegativeHit(kind) => self.negative_hits.add(1, self.kind(kind)),
+            MetricEvent::Breaker(state) => {
+                self.breaker_state.record(state.level(), &[]);
+                let to = usize::try_from(state.level()).unwrap_or(0);
+                self.breaker_transitions.add(1, &self.by_breaker[to]);
+            }
+            MetricEvent::BreakerRejected => self.breaker_rejected.add(1, &[]),
         }
     }
 }
@@ -330,6 +376,10 @@ mod tests {
                 let kv = &m.by_kind_wait[kind_index(kind) * 2 + usize::from(filled)];
                 assert_eq!(kv[0].value.as_str(), kind.as_str());
                 assert_eq!(kv[1].value.as_str(), result);
+            }
+            for state in BREAKER_STATES {
+                let kv = &m.by_breaker[usize::try_from(state.level()).unwrap_or(0)];
+                assert_eq!(kv[0].value.as_str(), state.as_str());
             }
             for stage in STAGES {
                 let kv = &m.by_stage_kind[stage_index(stage) * KINDS + kind_index(kind)];

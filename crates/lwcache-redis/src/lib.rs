@@ -16,10 +16,15 @@
 //!   `Unavailable`, calls past the response timeout `Timeout`, ACL and
 //!   script errors `Refused`.
 //!
+//! - The connection is made before [`RedisStore::connect`] returns, or in
+//!   the background after [`RedisStore::connect_in_background`] returned,
+//!   so that a service can start while Redis is down (`link.rs`).
+//!
 //! `docs/redis-adapter.md` explains each mapping and the server settings
 //! the adapter relies on.
 
 mod config;
+mod link;
 mod store;
 
 pub use config::{

@@ -15,6 +15,7 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use redis::{Cmd, ErrorKind, RedisError, RedisFuture, Script, ServerErrorKind, Value};
 
 use crate::config::{ConfigError, RedisConfig, Topology};
+use crate::link::Link;
 
 /// The versioned write: see `write.lua` for its keys, arguments and reply.
 const WRITE_SCRIPT: &str = include_str!("write.lua");
@@ -44,12 +45,16 @@ pub enum ConnectError {
     /// The server or Cluster could not be reached, or refused the client.
     #[error("cannot connect to Redis: {0}")]
     Store(#[source] CacheError),
+    /// A connection in the background needs a tokio runtime to run on, and
+    /// the caller is not on one.
+    #[error("connecting to Redis in the background needs a tokio runtime")]
+    NoRuntime,
 }
 
 /// The connection: both kinds multiplex every call over shared sockets, are
 /// cheap to clone, and reconnect by themselves.
 #[derive(Clone)]
-enum Conn {
+pub(crate) enum Conn {
     Standalone(ConnectionManager),
     Cluster(ClusterConnection),
 }
@@ -146,7 +151,9 @@ fn classify(e: RedisError, limit: Duration) -> CacheError {
 /// Cloning is cheap and shares the connection.
 #[derive(Clone)]
 pub struct RedisStore {
-    conn: Conn,
+    link: Link,
+    /// Standalone or Cluster, for `Debug`, known before the connection is.
+    cluster: bool,
     timeout: Duration,
     write_script: Script,
     lease_script: Script,
@@ -154,12 +161,14 @@ pub struct RedisStore {
 
 impl std::fmt::Debug for RedisStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let kind = match self.conn {
-            Conn::Standalone(_) => "standalone",
-            Conn::Cluster(_) => "cluster",
+        let kind = if self.cluster {
+            "cluster"
+        } else {
+            "standalone"
         };
         f.debug_struct("RedisStore")
             .field("topology", &kind)
+            .field("connected", &self.link.is_made())
             .field("timeout", &self.timeout)
             .finish_non_exhaustive()
     }
@@ -178,12 +187,40 @@ impl RedisStore {
             Err(_) => return Err(ConnectError::Store(CacheError::Timeout(limit))),
         };
         tracing::debug!(config = ?config, "connected to Redis");
-        Ok(Self {
-            conn,
+        Ok(Self::over(Link::made(conn), config))
+    }
+
+    /// Returns at once, connecting in the background: a task on the
+    /// current tokio runtime tries to connect (each try within the connect
+    /// timeout, with pauses growing to 2 s) until the server or Cluster
+    /// answers. Until then every call fails at once with
+    /// [`CacheError::Unavailable`], naming the last try's error; from then
+    /// on the store is the one [`connect`](Self::connect) makes. Only the
+    /// configuration is checked here.
+    pub fn connect_in_background(config: &RedisConfig) -> Result<Self, ConnectError> {
+        config.validate()?;
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| ConnectError::NoRuntime)?;
+        Ok(Self::over(
+            Link::in_background(config.clone(), &runtime),
+            config,
+        ))
+    }
+
+    fn over(link: Link, config: &RedisConfig) -> Self {
+        Self {
+            link,
+            cluster: matches!(config.topology, Topology::Cluster(_)),
             timeout: config.response_timeout,
             write_script: Script::new(WRITE_SCRIPT),
             lease_script: Script::new(LEASE_SCRIPT),
-        })
+        }
+    }
+
+    /// Whether the connection has been made (by [`connect`](Self::connect),
+    /// or by now in the background). A made connection may be down again:
+    /// calls say so.
+    pub fn is_connected(&self) -> bool {
+        self.link.is_made()
     }
 
     /// Runs one call on a clone of the connection (they share the socket),
@@ -192,7 +229,8 @@ impl RedisStore {
     where
         F: Future<Output = Result<T, Failure>>,
     {
-        match tokio::time::timeout(self.timeout, f(self.conn.clone())).await {
+        let conn = self.link.conn()?;
+        match tokio::time::timeout(self.timeout, f(conn)).await {
             Ok(result) => result.map_err(|e| e.into_cache_error(self.timeout)),
             Err(_) => Err(CacheError::Timeout(self.timeout)),
         }
@@ -235,7 +273,9 @@ impl Conn {
     }
 }
 
-async fn open(config: &RedisConfig) -> redis::RedisResult<Conn> {
+/// Opens the connection `config` names (not bounded: callers bound it by
+/// the connect timeout).
+pub(crate) async fn open(config: &RedisConfig) -> redis::RedisResult<Conn> {
     let certs = |pem: &Vec<u8>| redis::TlsCertificates {
         client_tls: None,
         root_cert: Some(pem.clone()),

@@ -12,7 +12,7 @@ use lwcache_memory::{MemoryRepository, MemoryStore};
 use lwcache_neo4j::{Neo4jConfig, Neo4jError, Neo4jRepository};
 use lwcache_redis::{RedisConfig, RedisStore};
 
-use crate::config::{BackendSettings, ReadSettings, WriteModes};
+use crate::config::{BackendSettings, BreakerSettings, ReadSettings, WriteModes};
 
 /// A cache store chosen at run time.
 pub type DynStore = Arc<dyn CacheStore>;
@@ -79,6 +79,8 @@ pub struct Backends {
     pub write_mode: WriteModes,
     /// Fail-safe reads and stampede control.
     pub reads: ReadSettings,
+    /// The circuit breaker around the cache store.
+    pub breaker: BreakerSettings,
 }
 
 impl std::fmt::Debug for Backends {
@@ -140,9 +142,30 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// Connects to Redis, or, when it cannot be reached (down, or silent past
+/// the connect timeout), returns a store that connects in the background:
+/// the service then starts and serves from the source until Redis answers.
+/// A server that answers and refuses the client at once is an error. (A
+/// refusal that redis-rs retries until the connect timeout, as a wrong
+/// password, looks like a silent server: the service starts degraded and
+/// `/readyz` names the refusal.)
+async fn open_redis(config: &RedisConfig) -> Result<RedisStore, lwcache_redis::ConnectError> {
+    match RedisStore::connect(config).await {
+        Ok(store) => Ok(store),
+        Err(lwcache_redis::ConnectError::Store(
+            e @ (lwcache_core::CacheError::Unavailable(_) | lwcache_core::CacheError::Timeout(_)),
+        )) => {
+            tracing::warn!(error = %e, "Redis is not reachable at start; serving from the source and connecting in the background");
+            RedisStore::connect_in_background(config)
+        }
+        Err(other) => Err(other),
+    }
+}
+
 impl Backends {
     /// Opens what `settings` names: the in-memory store and repository
-    /// unless a Redis URL (or Cluster) or a Neo4j URI is given.
+    /// unless a Redis URL (or Cluster) or a Neo4j URI is given. Redis down
+    /// is no error: its store connects in the background.
     pub async fn open(settings: &BackendSettings) -> Result<Backends, BackendError> {
         let redis = match (&settings.redis_url, &settings.redis_cluster) {
             (Some(url), _) => Some((
@@ -165,9 +188,7 @@ impl Backends {
                     source,
                 };
                 let config = config.map_err(|e| err(e.into()))?;
-                let store = RedisStore::connect(&config)
-                    .await
-                    .map_err(|e| err(e.into()))?;
+                let store = open_redis(&config).await.map_err(|e| err(e.into()))?;
                 (Arc::new(store), kind)
             }
         };
@@ -202,6 +223,7 @@ impl Backends {
             source,
             write_mode: settings.write_mode,
             reads: settings.reads,
+            breaker: settings.breaker,
         })
     }
 
@@ -212,7 +234,11 @@ impl Backends {
 
     /// A cache manager over these backends, reporting to `metrics`.
     pub fn manager(&self, metrics: Arc<dyn MetricsSink>) -> Result<Manager, BackendError> {
-        let mut config = ManagerConfig::default();
+        let mut config = ManagerConfig {
+            breaker_failures: self.breaker.failures,
+            breaker_open: self.breaker.open,
+            ..ManagerConfig::default()
+        };
         if self.write_mode == WriteModes::Invalidate {
             let policy = &mut config.policy;
             for key in [

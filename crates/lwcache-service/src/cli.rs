@@ -31,11 +31,13 @@ or LWCACHE_CONFIG); flags beat the environment, which beats the file:
   LWCACHE_LISTEN, LWCACHE_REDIS_URL, LWCACHE_REDIS_CLUSTER (comma-separated),
   LWCACHE_NEO4J_URI, LWCACHE_NEO4J_USER, LWCACHE_NEO4J_PASSWORD, LWCACHE_WRITE_MODE,
   LWCACHE_AUTH_TOKEN, LWCACHE_MAX_BODY_BYTES, LWCACHE_FAIL_SAFE_GRACE_MS,
-  LWCACHE_TTL_JITTER_PERCENT, LWCACHE_NEGATIVE_TTL_MS, LWCACHE_LEASE_WAIT_MS.
+  LWCACHE_TTL_JITTER_PERCENT, LWCACHE_NEGATIVE_TTL_MS, LWCACHE_LEASE_WAIT_MS,
+  LWCACHE_BREAKER_FAILURES, LWCACHE_BREAKER_OPEN_MS.
 The file uses the same names in lower case without the prefix
 (listen, redis_url, redis_cluster (an array of URLs), neo4j_uri, neo4j_user,
 neo4j_password, write_mode, auth_token, max_body_bytes, fail_safe_grace_ms,
-ttl_jitter_percent, negative_ttl_ms, lease_wait_ms).
+ttl_jitter_percent, negative_ttl_ms, lease_wait_ms, breaker_failures,
+breaker_open_ms).
 Logs go to stderr, filtered by RUST_LOG (default info). Metrics are served at /metrics;
 OTEL_EXPORTER_OTLP_ENDPOINT (and the other OTEL_* variables) also export metrics and
 traces by OTLP/HTTP.";
@@ -115,6 +117,14 @@ struct ServeArgs {
     /// The largest request body, in bytes [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<usize>,
+    /// How many failed cache calls in a row open the circuit breaker, after
+    /// which cache calls fail at once and reads go to the source [default: 5].
+    #[arg(long, value_name = "N")]
+    breaker_failures: Option<u32>,
+    /// How long an open circuit breaker waits before it probes the cache
+    /// again, in milliseconds [default: 1000].
+    #[arg(long, value_name = "MS")]
+    breaker_open_ms: Option<u64>,
     #[command(flatten)]
     reads: ReadArgs,
 }
@@ -241,6 +251,8 @@ fn run(cli: Cli) -> Result<()> {
                     ttl_jitter_percent: a.reads.ttl_jitter_percent,
                     negative_ttl_ms: a.reads.negative_ttl_ms,
                     lease_wait_ms: a.reads.lease_wait_ms,
+                    breaker_failures: a.breaker_failures,
+                    breaker_open_ms: a.breaker_open_ms,
                     ..a.backends.layer()
                 },
                 cli.config.clone(),

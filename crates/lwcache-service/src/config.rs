@@ -46,7 +46,19 @@ pub mod env {
     pub const NEGATIVE_TTL_MS: &str = "LWCACHE_NEGATIVE_TTL_MS";
     /// How long a miss waits for another process's fill, in ms.
     pub const LEASE_WAIT_MS: &str = "LWCACHE_LEASE_WAIT_MS";
+
+    // The circuit breaker around the cache store.
+    /// How many failed cache calls in a row open the breaker.
+    pub const BREAKER_FAILURES: &str = "LWCACHE_BREAKER_FAILURES";
+    /// How long an open breaker waits before its probe, in milliseconds.
+    pub const BREAKER_OPEN_MS: &str = "LWCACHE_BREAKER_OPEN_MS";
 }
+
+/// The largest `breaker_failures`: a run longer than this would leave the
+/// breaker all but off.
+pub const MAX_BREAKER_FAILURES: u32 = 10_000;
+/// The longest `breaker_open_ms`: an hour.
+pub const MAX_BREAKER_OPEN_MS: u64 = 3_600_000;
 
 /// How writes update the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
@@ -179,6 +191,12 @@ pub struct Layer {
     pub negative_ttl_ms: Option<u64>,
     /// How long a miss waits for another process's fill, in ms.
     pub lease_wait_ms: Option<u64>,
+
+    // The circuit breaker around the cache store.
+    /// How many failed cache calls in a row open the breaker.
+    pub breaker_failures: Option<u32>,
+    /// How long an open breaker waits before its probe, in milliseconds.
+    pub breaker_open_ms: Option<u64>,
 }
 
 /// Why the configuration is unusable.
@@ -265,6 +283,20 @@ impl Layer {
             })?),
             None => None,
         };
+        let breaker_failures = match get(env::BREAKER_FAILURES) {
+            Some(v) => Some(v.trim().parse().map_err(|e| ConfigError::Env {
+                var: env::BREAKER_FAILURES,
+                problem: format!("{v:?} is not a number of calls ({e})"),
+            })?),
+            None => None,
+        };
+        let breaker_open_ms = match get(env::BREAKER_OPEN_MS) {
+            Some(v) => Some(v.trim().parse().map_err(|e| ConfigError::Env {
+                var: env::BREAKER_OPEN_MS,
+                problem: format!("{v:?} is not a number of milliseconds ({e})"),
+            })?),
+            None => None,
+        };
         Ok(Layer {
             listen,
             write_mode,
@@ -279,6 +311,8 @@ impl Layer {
             neo4j_password: get(env::NEO4J_PASSWORD).map(Secret),
             auth_token: get(env::AUTH_TOKEN).map(Secret),
             max_body_bytes,
+            breaker_failures,
+            breaker_open_ms,
         })
     }
 
@@ -309,6 +343,24 @@ pub struct Neo4jSettings {
     pub password: Option<Secret>,
 }
 
+/// The circuit breaker around the cache store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerSettings {
+    /// How many failed cache calls in a row open it.
+    pub failures: u32,
+    /// How long it stays open before its probe.
+    pub open: std::time::Duration,
+}
+
+impl Default for BreakerSettings {
+    fn default() -> Self {
+        Self {
+            failures: lwcache_core::DEFAULT_BREAKER_FAILURES,
+            open: lwcache_core::DEFAULT_BREAKER_OPEN,
+        }
+    }
+}
+
 /// Which backends to use; all `None` is the embedded default.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackendSettings {
@@ -320,6 +372,8 @@ pub struct BackendSettings {
     pub neo4j: Option<Neo4jSettings>,
     /// How writes update the cache.
     pub write_mode: WriteModes,
+    /// The circuit breaker around the cache store.
+    pub breaker: BreakerSettings,
     /// Fail-safe reads and stampede control.
     pub reads: ReadSettings,
 }
@@ -495,6 +549,7 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
         ));
     }
     let (redis_url, redis_cluster) = redis_target(flags, env, file)?;
+    let breaker = breaker(flags, env, file)?;
     Ok(Settings {
         listen,
         backends: BackendSettings {
@@ -504,10 +559,35 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
             write_mode: pick(&flags.write_mode, &env.write_mode, &file.write_mode)
                 .unwrap_or_default(),
             reads: read_settings(flags, env, file)?,
+            breaker,
         },
         auth_token,
         max_body_bytes,
     })
+}
+
+/// The breaker's settings, each within its bounds.
+fn breaker(flags: &Layer, env: &Layer, file: &Layer) -> Result<BreakerSettings, ConfigError> {
+    let defaults = BreakerSettings::default();
+    let failures = match [flags, env, file].iter().find_map(|l| l.breaker_failures) {
+        None => defaults.failures,
+        Some(n) if (1..=MAX_BREAKER_FAILURES).contains(&n) => n,
+        Some(n) => {
+            return Err(ConfigError::Invalid(format!(
+                "breaker_failures must be from 1 to {MAX_BREAKER_FAILURES}, not {n}"
+            )));
+        }
+    };
+    let open = match [flags, env, file].iter().find_map(|l| l.breaker_open_ms) {
+        None => defaults.open,
+        Some(ms) if (1..=MAX_BREAKER_OPEN_MS).contains(&ms) => std::time::Duration::from_millis(ms),
+        Some(ms) => {
+            return Err(ConfigError::Invalid(format!(
+                "breaker_open_ms must be from 1 to {MAX_BREAKER_OPEN_MS}, not {ms}"
+            )));
+        }
+    };
+    Ok(BreakerSettings { failures, open })
 }
 
 /// How each source spells the two ways to name Redis: flags, variables,
@@ -715,6 +795,59 @@ mod tests {
         )
         .unwrap();
         assert!(!format!("{s:?}").contains("top-secret-token"));
+    }
+
+    #[test]
+    fn the_breaker_comes_from_flags_env_or_file_within_bounds() {
+        let s = resolve(&Layer::default(), &Layer::default(), &Layer::default()).unwrap();
+        assert_eq!(s.backends.breaker, BreakerSettings::default());
+        assert_eq!(
+            s.backends.breaker.failures,
+            lwcache_core::DEFAULT_BREAKER_FAILURES
+        );
+
+        let vars: HashMap<&str, &str> = [
+            (env::BREAKER_FAILURES, " 7 "),
+            (env::BREAKER_OPEN_MS, "250"),
+        ]
+        .into_iter()
+        .collect();
+        let env = Layer::from_env(|k| vars.get(k).map(|v| (*v).to_owned())).unwrap();
+        let file = Layer::from_toml("breaker_failures = 9\nbreaker_open_ms = 5000\n").unwrap();
+        let flags = Layer {
+            breaker_failures: Some(2),
+            ..Layer::default()
+        };
+        let s = resolve(&flags, &env, &file).unwrap();
+        assert_eq!(s.backends.breaker.failures, 2);
+        assert_eq!(
+            s.backends.breaker.open,
+            std::time::Duration::from_millis(250)
+        );
+        let s = resolve(&Layer::default(), &Layer::default(), &file).unwrap();
+        assert_eq!(s.backends.breaker.failures, 9);
+        assert_eq!(s.backends.breaker.open, std::time::Duration::from_secs(5));
+
+        for bad in [
+            Layer {
+                breaker_failures: Some(0),
+                ..Layer::default()
+            },
+            Layer {
+                breaker_open_ms: Some(0),
+                ..Layer::default()
+            },
+            Layer {
+                breaker_open_ms: Some(MAX_BREAKER_OPEN_MS + 1),
+                ..Layer::default()
+            },
+        ] {
+            let err = resolve(&bad, &Layer::default(), &Layer::default()).unwrap_err();
+            assert!(err.to_string().contains("breaker_"), "{err}");
+        }
+        let err =
+            Layer::from_env(|k| (k == env::BREAKER_OPEN_MS).then(|| "1s".to_owned())).unwrap_err();
+        assert!(err.to_string().contains(env::BREAKER_OPEN_MS), "{err}");
     }
 
     fn cluster(urls: &[&str]) -> Layer {

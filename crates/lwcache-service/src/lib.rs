@@ -10,6 +10,8 @@
 //! - `json`: the event body; values and documents are mapped by
 //!   `lwcache-json`.
 //! - `error`: the JSON error answers.
+//! - [`readiness`]: the state `/readyz` answers (`ready`, `degraded`,
+//!   `unavailable`), decided by one function.
 //! - [`server`]: listening and the orderly shutdown.
 //! - [`demo`]: the simulated players of `lwcache demo`.
 //! - [`telemetry`]: the OpenTelemetry SDK, the Prometheus text of
@@ -22,6 +24,7 @@ pub mod demo;
 pub(crate) mod error;
 pub(crate) mod json;
 pub(crate) mod openapi;
+pub mod readiness;
 pub mod routes;
 pub mod server;
 pub mod telemetry;

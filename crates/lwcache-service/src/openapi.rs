@@ -221,12 +221,12 @@ pub(crate) fn document() -> Value {
     let mut readyz = plain(
         "The backends answer",
         "readyz",
-        "Ready, or degraded when the cache does not answer (reads go to the source).",
+        "Ready; or degraded when the cache does not answer or its circuit breaker is open (reads go to the source), or when the source does not answer and the cache does (cached reads are served, misses and writes fail).",
         "application/json",
         json!({ "$ref": "#/components/schemas/Readiness" }),
     );
     readyz["responses"]["503"] = json!({
-        "description": "The source of truth does not answer.",
+        "description": "Neither the source of truth nor the cache answers.",
         "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Readiness" } } },
     });
     paths.insert("/readyz".into(), json!({ "get": readyz }));
@@ -310,7 +310,14 @@ pub(crate) fn document() -> Value {
                     "batches": { "type": "integer" }, "skipped": { "type": "integer" } } },
                 "Readiness": { "type": "object", "properties": {
                     "status": { "type": "string", "enum": ["ready", "degraded", "unavailable"] },
-                    "cache": { "type": "object" }, "source": { "type": "object" } } },
+                    "serving": { "type": "string", "enum": ["cache_and_source", "source", "cache", "nothing"] },
+                    "reason": { "type": "string", "nullable": true,
+                        "enum": ["cache_unreachable", "breaker_open", "source_unreachable", "cache_and_source_unreachable", null] },
+                    "cache": { "type": "object", "properties": {
+                        "backend": { "type": "string" }, "ok": { "type": "boolean" }, "error": { "type": "string" },
+                        "breaker": { "type": "string", "enum": ["closed", "half_open", "open"] } } },
+                    "source": { "type": "object", "properties": {
+                        "backend": { "type": "string" }, "ok": { "type": "boolean" }, "error": { "type": "string" } } } } },
                 "Error": { "type": "object", "properties": { "error": { "type": "object", "properties": {
                     "code": { "type": "string" }, "message": { "type": "string" } } } } },
             },

@@ -14,6 +14,7 @@
 //! - [`memory`]: [`memory_harness!`](crate::memory_harness), the in-memory store in front of any
 //!   repository.
 //! - [`proxy`]: a fault-injecting TCP proxy for tests against real servers.
+//! - [`own_redis`]: a redis-server a test starts and stops itself.
 
 #![allow(
     clippy::unwrap_used,
@@ -23,6 +24,7 @@
 pub mod decorators;
 pub mod fixtures;
 pub mod memory;
+pub mod own_redis;
 pub mod proxy;
 pub mod repository;
 pub mod servers;

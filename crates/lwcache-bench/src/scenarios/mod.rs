@@ -14,9 +14,12 @@
 //!   activation against naive and pipelined SETs.
 //! - `players`: the hit ratio with 1, 16 and 64 concurrent players in one
 //!   world, and the reads older than an acknowledged write of their key.
+//! - `availability`: reads with Redis partitioned and the breaker open, and
+//!   writes with Redis slow, through the testkit's fault-injecting proxy.
 //! - `turn`: a 14-key turn read as one batch, against raw `MGET` and 14
 //!   single reads, warm and cold.
 
+mod availability;
 mod http;
 mod memory;
 mod players;
@@ -36,6 +39,7 @@ use redis::aio::ConnectionManager;
 
 use crate::args::Mode;
 
+pub(crate) use availability::availability;
 pub(crate) use http::http_reads;
 pub(crate) use memory::{activation, memory_per_entity};
 pub(crate) use players::players;

@@ -69,6 +69,8 @@ where
         let (tx, rx) = mpsc::channel(self.config.write_behind_capacity.max(1));
         let (done_tx, done_rx) = mpsc::channel(self.config.settle_batch.max(1) * 16);
         let epoch = (self.clock.now_ms(), tokio::time::Instant::now());
+        let breaker =
+            super::breaker::Breaker::new(self.config.breaker_failures, self.config.breaker_open);
         let inner = Arc::new(Inner {
             store: self.store,
             repo: self.repo,
@@ -91,6 +93,7 @@ where
             housekeeping: Mutex::new(None),
             flights: Mutex::new(HashMap::new()),
             epoch,
+            breaker,
         });
         // The tasks hold weak references, so that dropping the last manager
         // drops the queues' senders and ends them.

@@ -6,7 +6,8 @@
 //! [`Builder`] is in `builder.rs`, reads and fills in `read.rs`, writes and
 //! their cache plans in `write.rs`, the write-behind queue and worker in
 //! `write_behind.rs`, activation in `warm.rs`, shared misses in `flight.rs`,
-//! batched reads in `batch.rs`.
+//! batched reads in `batch.rs`, the circuit breaker around the store in
+//! `breaker.rs`.
 //!
 //! # The consistency protocol
 //!
@@ -29,6 +30,7 @@
 //! [`WriteKind`]: crate::ports::WriteKind
 
 mod batch;
+mod breaker;
 mod builder;
 mod flight;
 mod outbox;
@@ -48,6 +50,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 pub use batch::ItemRead;
+pub use breaker::BreakerState;
 pub use builder::Builder;
 
 use crate::codec::{self, Entry};
@@ -262,6 +265,8 @@ struct Inner<S, R> {
     /// instant then: entries' freshness is read on this clock, which
     /// follows tokio's (paused in tests) as the stores' TTLs do.
     epoch: (i64, Instant),
+    /// Decides whether a cache call is made at all (`breaker.rs`).
+    breaker: breaker::Breaker,
 }
 
 /// How long a tombstone lives when its key kind has no TTL: longer than any
@@ -294,7 +299,16 @@ where
         &self.inner.repo
     }
 
-    /// Checks both ports: `(cache, source)`.
+    /// Where the circuit breaker around the cache store stands: while it
+    /// is not closed, reads are served by the source and writes skip their
+    /// cache step (it stays owed, and is replayed).
+    pub fn breaker(&self) -> BreakerState {
+        self.inner.breaker.state()
+    }
+
+    /// Checks both ports: `(cache, source)`. While the breaker is open the
+    /// cache's answer is [`CacheError::CircuitOpen`], at once; past its
+    /// interval this ping may be the breaker's probe.
     pub async fn health(&self) -> (Result<(), CacheError>, Result<(), SourceError>) {
         let cache = self.inner.cache_call(self.inner.store.ping()).await;
         let source = self.inner.source_call(self.inner.repo.ping()).await;
@@ -308,25 +322,61 @@ where
     R: WorldRepository + 'static,
 {
     /// Bounds a cache store call by `cache_timeout`, and counts and logs its
-    /// failure: callers only decide what to do instead.
+    /// failure: callers only decide what to do instead. While the breaker
+    /// is open the call is not made and fails at once.
     async fn cache_call<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, CacheError>>,
     ) -> Result<T, CacheError> {
+        let (permit, moved) = match self.breaker.admit() {
+            Ok(admitted) => admitted,
+            Err(()) => {
+                self.metrics.record(MetricEvent::BreakerRejected);
+                // A call not made is a call failed, for the trouble mode too:
+                // what it should have written is owed.
+                self.in_trouble();
+                return Err(CacheError::CircuitOpen);
+            }
+        };
+        self.breaker_moved(moved);
         let limit = self.config.cache_timeout;
         let result = match tokio::time::timeout(limit, fut).await {
             Ok(r) => r,
             Err(_) => Err(CacheError::Timeout(limit)),
         };
+        let moved = self.breaker.finish(permit, breaker::Verdict::of(&result));
+        self.breaker_moved(moved);
         if let Err(e) = &result {
             self.metrics.record(MetricEvent::CacheError);
             tracing::warn!(error = %e, "cache store call failed");
-            if self.trouble.fetch_add(1, Ordering::SeqCst) == 0 {
-                self.metrics.record(MetricEvent::Trouble(true));
-                self.wake.notify_one();
-            }
+            self.in_trouble();
         }
         result
+    }
+
+    /// Counts a failed cache call in the trouble mode, starting it (and
+    /// waking the replay loop) when it is the first.
+    fn in_trouble(&self) {
+        if self.trouble.fetch_add(1, Ordering::SeqCst) == 0 {
+            self.metrics.record(MetricEvent::Trouble(true));
+            self.wake.notify_one();
+        }
+    }
+
+    /// Reports a move of the breaker.
+    fn breaker_moved(&self, moved: Option<BreakerState>) {
+        let Some(state) = moved else { return };
+        self.metrics.record(MetricEvent::Breaker(state));
+        match state {
+            BreakerState::Open => tracing::warn!(
+                open_for = ?self.config.breaker_open,
+                "cache circuit breaker open: cache calls fail at once; reads go to the source"
+            ),
+            BreakerState::HalfOpen => tracing::debug!("cache circuit breaker half-open: probing"),
+            BreakerState::Closed => {
+                tracing::info!("cache circuit breaker closed: the cache store answers again")
+            }
+        }
     }
 
     /// Bounds a source call by `source_timeout`.

@@ -24,6 +24,8 @@ use lwcache_domain::{
 use mockall::{Sequence, mock};
 use tokio::sync::Notify;
 
+mod breaker;
+
 mock! {
     Store {}
     #[async_trait]

@@ -5,14 +5,17 @@
 //! `LWCACHE_TEST_REDIS_CLUSTER_URLS`, optionally
 //! `LWCACHE_TEST_REDIS_ACL_URL`); without them the tests skip loudly, unless
 //! `LWCACHE_REQUIRE_SERVERS=1` demands them. Only `restart` starts a server of
-//! its own, because it must stop and start it.
+//! its own, because it must stop and start it, and `background`, because
+//! its server must start after the store.
 
 #![allow(
     clippy::unwrap_used,
     reason = "a failed unwrap in a test is a failed test, with its message"
 )]
 
+mod background;
 mod config;
+mod faults;
 mod restart;
 mod specific;
 mod support;

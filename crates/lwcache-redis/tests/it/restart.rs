@@ -1,13 +1,9 @@
 //! Redis stopped in the middle of a session and started again: no caller
 //! error, reads keep being served, and the cache refills after the restart.
 //!
-//! This test owns its redis-server (found on `PATH`), because only the
-//! process that started a server can stop it: loopback, a free port,
-//! `--save "" --appendonly no`, a temporary directory, killed on drop.
+//! This test owns its redis-server (the testkit's `OwnRedis`), because only
+//! the process that started a server can stop it.
 
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,79 +12,16 @@ use lwcache_core::{CacheManager, CacheStep, Counters, Fields, ManagerConfig, Out
 use lwcache_memory::MemoryRepository;
 use lwcache_redis::{RedisConfig, RedisStore};
 use lwcache_testkit::fixtures::{character, doc};
+use lwcache_testkit::own_redis::OwnRedis;
 
 use crate::support::seed_world;
 
-struct OwnServer {
-    port: u16,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl OwnServer {
-    fn start() -> Option<Self> {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .ok()?
-            .local_addr()
-            .ok()?
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("lwcache-restart-{}-{port}", std::process::id()));
-        std::fs::create_dir_all(&dir).ok()?;
-        let mut server = Self {
-            port,
-            dir,
-            child: None,
-        };
-        server.spawn().then_some(server)
-    }
-
-    fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
-            .arg("--dir")
-            .arg(&self.dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        let Ok(child) = child else { return false };
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return true;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        false
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for OwnServer {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_and_restarted_mid_session() {
-    let Some(mut server) = OwnServer::start() else {
-        if std::env::var("LWCACHE_REQUIRE_SERVERS").as_deref() == Ok("1") {
-            panic!("LWCACHE_REQUIRE_SERVERS=1 but redis-server could not be started");
-        }
-        eprintln!("SKIPPED: redis_stopped_and_restarted_mid_session needs redis-server on PATH");
+    let Some(mut server) = OwnRedis::start("redis_stopped_and_restarted_mid_session") else {
         return;
     };
-    let config = RedisConfig::from_url(&format!("redis://127.0.0.1:{}", server.port))
+    let config = RedisConfig::from_url(&server.url())
         .unwrap()
         .with_connect_timeout(Duration::from_millis(200))
         .with_response_timeout(Duration::from_millis(200));

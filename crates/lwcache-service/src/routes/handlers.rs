@@ -18,6 +18,7 @@ use super::extract::{Body, Params, recent_limit};
 use super::respond::{Answer, X_WORLD_VERSION, read_response, set_read_headers, written_response};
 use crate::error::ApiError;
 use crate::json::event_from_json;
+use crate::readiness::{Health, Readiness};
 
 pub(super) async fn get_state(State(s): State<AppState>, p: Params) -> Answer {
     let read = s.manager().world_state(&p.world()?).await?;
@@ -158,25 +159,24 @@ pub(super) async fn healthz() -> Response {
     Json(json!({ "status": "ok" })).into_response()
 }
 
-/// Ready when the source answers; a cache that does not answer makes the
-/// service degraded (reads go to the source) but still ready.
+/// The service's state (`readiness.rs`): ready, degraded while reads go
+/// to the source, unavailable when the source does not answer.
 pub(super) async fn readyz(State(s): State<AppState>) -> Response {
     let (cache, source) = s.manager().health().await;
-    let part = |backend: String, result: Result<(), String>| match result {
-        Ok(()) => json!({ "backend": backend, "ok": true }),
-        Err(e) => json!({ "backend": backend, "ok": false, "error": e }),
+    // Read after the ping, which may have been the breaker's probe.
+    let breaker = s.manager().breaker();
+    let health = Health {
+        cache,
+        breaker,
+        source,
     };
-    let (status, word) = match (&cache, &source) {
-        (_, Err(_)) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        (Err(_), Ok(())) => (StatusCode::OK, "degraded"),
-        (Ok(()), Ok(())) => (StatusCode::OK, "ready"),
-    };
-    let body = json!({
-        "status": word,
-        "cache": part(s.config().cache.to_string(), cache.map_err(|e| e.to_string())),
-        "source": part(s.config().source.to_string(), source.map_err(|e| e.to_string())),
-    });
-    (status, Json(body)).into_response()
+    let readiness = Readiness::of(&health);
+    let body = readiness.body(
+        &health,
+        &s.config().cache.to_string(),
+        &s.config().source.to_string(),
+    );
+    (readiness.http_status(), Json(body)).into_response()
 }
 
 pub(super) async fn openapi() -> Response {

@@ -616,10 +616,51 @@ async fn every_route_on_redis() {
 }
 
 #[tokio::test]
-async fn unreachable_redis_fails_at_start_with_a_clear_error() {
-    // Port 1 on loopback: nothing listens there.
-    let err = crate::support::serve_refused(&["--redis-url", "redis://127.0.0.1:1"], &[]);
-    assert!(err.contains("Redis at redis://127.0.0.1:1"), "{err}");
+async fn redis_down_at_start_is_served_by_the_source_until_it_appears() {
+    let Some(mut redis) = lwcache_testkit::own_redis::OwnRedis::reserve(
+        "redis_down_at_start_is_served_by_the_source_until_it_appears",
+    ) else {
+        return;
+    };
+    // Nothing listens on the port yet: the service starts all the same.
+    let s = Server::start(&["--redis-url", &redis.url(), "--breaker-open-ms", "200"]);
+    let r = s.get("/readyz").await.expect(200, None);
+    assert_eq!(r.json["status"], "degraded", "{r:?}");
+    assert_eq!(r.json["serving"], "source", "{r:?}");
+    assert_eq!(r.json["cache"]["ok"], json!(false), "{r:?}");
+    let state = "/v1/worlds/demo/state";
+    let r = s.get(state).await.expect(200, None);
+    assert_eq!(r.cache(), "miss");
+    assert_eq!(r.header("x-cache-degraded"), Some("cache-unavailable"));
+    let w = s
+        .call(
+            Method::PUT,
+            "/v1/worlds/demo/flags/gate",
+            Some(&json!("open")),
+        )
+        .await
+        .expect(200, None);
+    assert_eq!(w.json["cache"], "failed", "durable, its cache step owed");
+
+    assert!(redis.spawn(), "redis-server starts on the port");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        let ready = s.get("/readyz").await;
+        let read = s.get("/v1/worlds/demo/flags/gate").await.expect(200, None);
+        assert_eq!(read.json, json!("open"), "never an older value");
+        seen.push((ready.json["status"].clone(), read.cache().to_owned()));
+        if ready.json["status"] == "ready" && read.cache() == "hit" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never ready and served by the cache: {seen:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, out) = s.terminate();
+    assert_eq!(status.code(), Some(0), "{out}");
 }
 
 impl Server {

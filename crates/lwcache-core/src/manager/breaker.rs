@@ -1,0 +1,297 @@
+//! The circuit breaker around the cache store: after a run of failed calls
+//! it stops calling the store for a while, so that callers stop paying the
+//! cache timeout on a store that does not answer.
+//!
+//! - **Closed**: every call goes through; `breaker_failures` failures in a
+//!   row (errors that a reconnect may cure, or the cache timeout) open it.
+//! - **Open**: every call fails at once with [`CacheError::CircuitOpen`]
+//!   until `breaker_open` has passed.
+//! - **Half-open**: the first call after that goes through as the probe and
+//!   every other call still fails at once; the probe's answer closes the
+//!   breaker, its failure opens it for another `breaker_open`. The replay
+//!   loop pings the store every `replay_interval` while the cache is in
+//!   trouble, so a breaker probes even when no caller calls.
+//!
+//! The breaker decides only *whether to call*. Whether the cache may be read
+//! is the trouble mode's business (`outbox.rs`): every rejected call counts
+//! as a failed one there, so a breaker that closes leaves the cache unread
+//! until the replay loop has carried out what was owed meanwhile.
+//!
+//! [`CacheError::CircuitOpen`]: crate::ports::CacheError::CircuitOpen
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::lock;
+use crate::ports::CacheError;
+
+/// Where a circuit breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BreakerState {
+    /// Calls go to the cache store.
+    Closed,
+    /// One call, the probe, is under way; the others fail at once.
+    HalfOpen,
+    /// Calls fail at once, without reaching the cache store.
+    Open,
+}
+
+impl BreakerState {
+    /// `closed`, `half_open` or `open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BreakerState::Closed => "closed",
+            BreakerState::HalfOpen => "half_open",
+            BreakerState::Open => "open",
+        }
+    }
+
+    /// The state as a gauge's value: 0 closed, 1 half-open, 2 open.
+    pub fn level(self) -> u64 {
+        match self {
+            BreakerState::Closed => 0,
+            BreakerState::HalfOpen => 1,
+            BreakerState::Open => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum State {
+    Closed {
+        failures: u32,
+    },
+    Open {
+        until: Instant,
+    },
+    /// The probe is under way.
+    HalfOpen,
+}
+
+/// What a finished call says about the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// The store answered (a refusal is an answer too).
+    Answered,
+    /// The store could not be reached or did not answer in time.
+    Failed,
+}
+
+impl Verdict {
+    /// Sorts a call's result: only failures that say the store is out of
+    /// reach count against it. A refused call (a script error, a wrong
+    /// type, a permission) came from a store that answers.
+    pub(super) fn of<T>(result: &Result<T, CacheError>) -> Verdict {
+        match result {
+            Ok(_) | Err(CacheError::Refused(_)) => Verdict::Answered,
+            Err(_) => Verdict::Failed,
+        }
+    }
+}
+
+/// A circuit breaker. Its clock is tokio's, so tests pause and advance it.
+#[derive(Debug)]
+pub(super) struct Breaker {
+    threshold: u32,
+    open_for: Duration,
+    state: Mutex<State>,
+}
+
+/// Leave to make one call, handed back with its verdict by
+/// [`Breaker::finish`]. A permit dropped unfinished (its caller went away)
+/// gives the probe's turn to the next call.
+#[derive(Debug)]
+pub(super) struct Permit<'a> {
+    breaker: &'a Breaker,
+    probe: bool,
+    finished: bool,
+}
+
+impl Breaker {
+    /// A closed breaker that opens after `threshold` failures in a row (at
+    /// least one) and stays open for `open_for`.
+    pub(super) fn new(threshold: u32, open_for: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            open_for,
+            state: Mutex::new(State::Closed { failures: 0 }),
+        }
+    }
+
+    /// The breaker's state now. An open breaker whose interval has passed
+    /// is still `Open` until a call takes the probe's turn.
+    pub(super) fn state(&self) -> BreakerState {
+        match *lock(&self.state) {
+            State::Closed { .. } => BreakerState::Closed,
+            State::Open { .. } => BreakerState::Open,
+            State::HalfOpen => BreakerState::HalfOpen,
+        }
+    }
+
+    /// Leave to call the store, or `Err` (with the state it moved to, if it
+    /// moved) when the call must fail at once.
+    pub(super) fn admit(&self) -> Result<(Permit<'_>, Option<BreakerState>), ()> {
+        let mut state = lock(&self.state);
+        match *state {
+            State::Closed { .. } => Ok((self.permit(false), None)),
+            State::Open { until } if Instant::now() >= until => {
+                *state = State::HalfOpen;
+                Ok((self.permit(true), Some(BreakerState::HalfOpen)))
+            }
+            State::Open { .. } | State::HalfOpen => Err(()),
+        }
+    }
+
+    fn permit(&self, probe: bool) -> Permit<'_> {
+        Permit {
+            breaker: self,
+            probe,
+            finished: false,
+        }
+    }
+
+    /// Records a call's verdict; answers the state the breaker moved to, if
+    /// it moved.
+    pub(super) fn finish(&self, mut permit: Permit<'_>, verdict: Verdict) -> Option<BreakerState> {
+        permit.finished = true;
+        let mut state = lock(&self.state);
+        let next = match (*state, permit.probe, verdict) {
+            (State::HalfOpen, true, Verdict::Answered) => State::Closed { failures: 0 },
+            (State::HalfOpen, true, Verdict::Failed) => State::Open {
+                until: Instant::now() + self.open_for,
+            },
+            (State::Closed { .. }, _, Verdict::Answered) => State::Closed { failures: 0 },
+            (State::Closed { failures }, _, Verdict::Failed) => {
+                let failures = failures.saturating_add(1);
+                if failures >= self.threshold {
+                    State::Open {
+                        until: Instant::now() + self.open_for,
+                    }
+                } else {
+                    State::Closed { failures }
+                }
+            }
+            // A call let through before the breaker opened, finishing after:
+            // the probe alone decides.
+            (other, _, _) => other,
+        };
+        let moved = discriminant(&next) != discriminant(&state);
+        *state = next;
+        moved.then(|| public(&next))
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if self.finished || !self.probe {
+            return;
+        }
+        // The probe's caller went away before the store answered: the next
+        // call probes instead, at once.
+        let mut state = lock(&self.breaker.state);
+        if matches!(*state, State::HalfOpen) {
+            *state = State::Open {
+                until: Instant::now(),
+            };
+        }
+    }
+}
+
+fn discriminant(state: &State) -> u8 {
+    match state {
+        State::Closed { .. } => 0,
+        State::HalfOpen => 1,
+        State::Open { .. } => 2,
+    }
+}
+
+fn public(state: &State) -> BreakerState {
+    match state {
+        State::Closed { .. } => BreakerState::Closed,
+        State::HalfOpen => BreakerState::HalfOpen,
+        State::Open { .. } => BreakerState::Open,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
+
+    use super::*;
+
+    const OPEN: Duration = Duration::from_secs(1);
+
+    fn fail(b: &Breaker) -> Option<BreakerState> {
+        let (permit, _) = b.admit().unwrap();
+        b.finish(permit, Verdict::Failed)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_after_the_run_of_failures_and_an_answer_resets_the_run() {
+        let b = Breaker::new(3, OPEN);
+        assert_eq!(fail(&b), None);
+        assert_eq!(fail(&b), None);
+        let (permit, _) = b.admit().unwrap();
+        assert_eq!(b.finish(permit, Verdict::Answered), None);
+        assert_eq!(fail(&b), None);
+        assert_eq!(fail(&b), None);
+        assert_eq!(b.state(), BreakerState::Closed);
+        assert_eq!(fail(&b), Some(BreakerState::Open));
+        assert!(b.admit().is_err(), "an open breaker refuses calls");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn one_probe_after_the_interval_closes_or_reopens() {
+        let b = Breaker::new(1, OPEN);
+        assert_eq!(fail(&b), Some(BreakerState::Open));
+        tokio::time::advance(OPEN - Duration::from_millis(1)).await;
+        assert!(b.admit().is_err());
+        tokio::time::advance(Duration::from_millis(1)).await;
+        let (probe, moved) = b.admit().unwrap();
+        assert_eq!(moved, Some(BreakerState::HalfOpen));
+        assert!(b.admit().is_err(), "one probe at a time");
+        assert_eq!(b.finish(probe, Verdict::Failed), Some(BreakerState::Open));
+        assert!(b.admit().is_err(), "a failed probe opens it again");
+        tokio::time::advance(OPEN).await;
+        let (probe, _) = b.admit().unwrap();
+        assert_eq!(
+            b.finish(probe, Verdict::Answered),
+            Some(BreakerState::Closed)
+        );
+        assert!(b.admit().is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dropped_probe_hands_its_turn_on() {
+        let b = Breaker::new(1, OPEN);
+        fail(&b);
+        tokio::time::advance(OPEN).await;
+        let (probe, _) = b.admit().unwrap();
+        drop(probe);
+        assert_eq!(b.state(), BreakerState::Open);
+        let (probe, moved) = b.admit().unwrap();
+        assert_eq!(moved, Some(BreakerState::HalfOpen));
+        b.finish(probe, Verdict::Answered);
+        assert_eq!(b.state(), BreakerState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_late_call_from_before_the_opening_does_not_decide() {
+        let b = Breaker::new(1, OPEN);
+        let (early, _) = b.admit().unwrap();
+        assert_eq!(fail(&b), Some(BreakerState::Open));
+        assert_eq!(b.finish(early, Verdict::Answered), None);
+        assert_eq!(b.state(), BreakerState::Open);
+    }
+
+    #[test]
+    fn refusals_are_answers() {
+        let refused: Result<(), CacheError> = Err(CacheError::Refused("no".into()));
+        assert_eq!(Verdict::of(&refused), Verdict::Answered);
+        let timeout: Result<(), CacheError> = Err(CacheError::Timeout(OPEN));
+        assert_eq!(Verdict::of(&timeout), Verdict::Failed);
+        assert_eq!(Verdict::of(&Ok::<(), CacheError>(())), Verdict::Answered);
+    }
+}

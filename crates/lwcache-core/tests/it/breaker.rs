@@ -1,0 +1,217 @@
+//! The circuit breaker around the cache store, on the paused clock: a store
+//! that hangs (every call runs into the cache timeout) opens it after the
+//! configured run; then no call reaches the store, reads go to the source
+//! and writes skip their step until a probe finds the store answering.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lwcache_core::ports::{CacheError, CacheStore, CacheWrite, Lease, WriteOutcome};
+use lwcache_core::{BreakerState, CacheManager, CacheStep, Counters, ManagerConfig, Outcome};
+use lwcache_domain::{CacheKey, CachedValue, Flags, Value, Versioned, WorldId};
+
+use super::{door, flag_committed, repo_with_outbox, world};
+
+/// A store that answers (empty) while healthy and never answers while
+/// hung, counting every call that reaches it.
+#[derive(Default)]
+struct Hanging {
+    hung: AtomicBool,
+    calls: AtomicUsize,
+}
+
+impl Hanging {
+    async fn call<T>(&self, answer: T) -> Result<T, CacheError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.hung.load(Ordering::SeqCst) {
+            std::future::pending::<()>().await;
+        }
+        Ok(answer)
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl CacheStore for Hanging {
+    async fn get(&self, _key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
+        self.call(None).await
+    }
+    async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
+        let landed = write.puts.len();
+        self.call(WriteOutcome {
+            landed,
+            ..WriteOutcome::default()
+        })
+        .await
+    }
+    async fn lease(
+        &self,
+        _world: &WorldId,
+        keys: &[CacheKey],
+        _lease: Lease,
+        _ttl: Duration,
+    ) -> Result<Vec<bool>, CacheError> {
+        self.call(vec![true; keys.len()]).await
+    }
+    async fn version(&self, _world: &WorldId) -> Result<Option<u64>, CacheError> {
+        self.call(None).await
+    }
+    async fn remove(&self, _keys: &[CacheKey]) -> Result<(), CacheError> {
+        self.call(()).await
+    }
+    async fn drop_world(&self, _world: &WorldId) -> Result<usize, CacheError> {
+        self.call(0).await
+    }
+    async fn ping(&self) -> Result<(), CacheError> {
+        self.call(()).await
+    }
+}
+
+fn config() -> ManagerConfig {
+    ManagerConfig {
+        breaker_failures: 3,
+        breaker_open: Duration::from_secs(1),
+        // Far apart, so that the test's own calls make the run.
+        replay_interval: Duration::from_secs(60),
+        ..ManagerConfig::default()
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_open_breaker_keeps_calls_off_the_store_until_a_probe_is_answered() {
+    let mut repo = repo_with_outbox();
+    let mut version = 0;
+    repo.expect_apply().returning(move |_| {
+        version += 1;
+        Ok(flag_committed(version))
+    });
+    let mut flags = Flags::new();
+    flags.insert(door(), Value::Bool(true));
+    repo.expect_read()
+        .returning(move |_, _| Ok(Versioned::new(1, CachedValue::Flags(flags.clone()))));
+    repo.expect_ping().returning(|| Ok(()));
+    let store = Arc::new(Hanging::default());
+    let counters = Arc::new(Counters::new());
+    let m = CacheManager::builder(Arc::clone(&store), repo)
+        .config(config())
+        .metrics(counters.clone())
+        .build()
+        .unwrap();
+    // Let the replay loop's first round (a ping) pass while healthy.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(m.breaker(), BreakerState::Closed);
+
+    store.hung.store(true, Ordering::SeqCst);
+    let limit = m.config().cache_timeout;
+    for _ in 0..3 {
+        // On the paused clock: the hung store costs the write exactly the
+        // cache timeout, no more.
+        let started = tokio::time::Instant::now();
+        let w = m
+            .set_flag(&world(), door(), Value::Bool(true))
+            .await
+            .unwrap();
+        assert_eq!(
+            w.cache,
+            CacheStep::Failed,
+            "timed out, acknowledged all the same"
+        );
+        assert!(started.elapsed() <= limit, "{:?}", started.elapsed());
+    }
+    assert_eq!(m.breaker(), BreakerState::Open, "three timeouts in a row");
+    assert_eq!(counters.snapshot().breaker_opened, 1);
+
+    // Open: writes skip their step and reads go to the source, and neither
+    // reaches the store.
+    let reached = store.calls();
+    let w = m
+        .set_flag(&world(), door(), Value::Bool(false))
+        .await
+        .unwrap();
+    assert_eq!(w.cache, CacheStep::Failed);
+    let read = m.flags(&world()).await.unwrap();
+    assert_eq!(read.outcome, Outcome::Fallback);
+    let (cache, source) = m.health().await;
+    assert_eq!(cache, Err(CacheError::CircuitOpen));
+    assert!(source.is_ok());
+    assert_eq!(
+        store.calls(),
+        reached,
+        "no call reached the store while open"
+    );
+    assert!(counters.snapshot().breaker_rejected >= 2);
+
+    // Past the interval, one probe goes through; while it hangs, the other
+    // calls still fail at once, and its timeout opens the breaker again.
+    tokio::time::advance(Duration::from_secs(1)).await;
+    let (probe, other) = tokio::join!(m.health(), async {
+        tokio::task::yield_now().await;
+        m.set_flag(&world(), door(), Value::Bool(true))
+            .await
+            .unwrap()
+    });
+    assert!(
+        matches!(probe.0, Err(CacheError::Timeout(_))),
+        "{:?}",
+        probe.0
+    );
+    assert_eq!(other.cache, CacheStep::Failed);
+    assert_eq!(
+        store.calls(),
+        reached + 1,
+        "only the probe reached the store"
+    );
+    assert_eq!(m.breaker(), BreakerState::Open);
+    assert_eq!(counters.snapshot().breaker_opened, 2);
+
+    // The store answers again: the next probe closes the breaker.
+    store.hung.store(false, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(m.health().await.0, Ok(()));
+    assert_eq!(m.breaker(), BreakerState::Closed);
+    m.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_replay_loop_probes_and_ends_the_trouble_once_the_store_answers() {
+    let mut repo = repo_with_outbox();
+    repo.expect_apply().returning(|_| Ok(flag_committed(1)));
+    let mut flags = Flags::new();
+    flags.insert(door(), Value::Bool(true));
+    repo.expect_read()
+        .returning(move |_, _| Ok(Versioned::new(1, CachedValue::Flags(flags.clone()))));
+    let store = Arc::new(Hanging::default());
+    let m = CacheManager::builder(Arc::clone(&store), repo)
+        .config(ManagerConfig {
+            breaker_failures: 1,
+            ..config()
+        })
+        .build()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    store.hung.store(true, Ordering::SeqCst);
+    let w = m
+        .set_flag(&world(), door(), Value::Bool(true))
+        .await
+        .unwrap();
+    assert_eq!(w.cache, CacheStep::Failed);
+    assert_eq!(m.breaker(), BreakerState::Open);
+
+    // Nobody calls; the replay loop's pings (every interval while in
+    // trouble) are refused until the breaker's interval has passed, then
+    // one probes and is answered.
+    store.hung.store(false, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(m.breaker(), BreakerState::Closed);
+    // Out of trouble: the read asks the cache again (a miss, then a fill).
+    let before = store.calls();
+    let read = m.flags(&world()).await.unwrap();
+    assert_eq!(read.outcome, Outcome::Miss);
+    assert!(store.calls() > before);
+    m.shutdown().await;
+}

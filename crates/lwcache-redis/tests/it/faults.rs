@@ -1,0 +1,195 @@
+//! The manager in front of a real Redis reached through the testkit's
+//! fault-injecting proxy: a partition opens the circuit breaker, after which
+//! nothing more is sent to Redis while reads and writes are served; a slow
+//! Redis keeps the write-behind queue bounded, shedding by invalidation,
+//! and loses nothing.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lwcache_core::ports::{CacheError, WorldRepository};
+use lwcache_core::{
+    BreakerState, CacheManager, CacheStep, Counters, Fields, ManagerConfig, Outcome, StaleReads,
+};
+use lwcache_domain::{EventKind, WorldId};
+use lwcache_memory::MemoryRepository;
+use lwcache_redis::{RedisConfig, RedisStore};
+use lwcache_testkit::fixtures::{character, doc};
+use lwcache_testkit::proxy::{Fault, Proxy};
+
+use crate::support::{seed_world, standalone_url};
+
+/// The standalone server's address, for the proxy's upstream.
+fn upstream(url: &str) -> SocketAddr {
+    let authority = url
+        .trim_start_matches("redis://")
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    authority.parse().unwrap()
+}
+
+/// A store reaching Redis through `proxy`; the connection-level timeout
+/// is a backstop well past the manager's deadline.
+async fn through(proxy: &Proxy) -> RedisStore {
+    let config = RedisConfig::from_url(&format!("redis://{}", proxy.addr()))
+        .unwrap()
+        .with_response_timeout(Duration::from_secs(2));
+    RedisStore::connect(&config).await.unwrap()
+}
+
+type Manager = CacheManager<RedisStore, Arc<dyn WorldRepository>>;
+
+async fn manager(proxy: &Proxy, config: ManagerConfig) -> (Manager, WorldId, Arc<Counters>) {
+    let repo: Arc<dyn WorldRepository> = Arc::new(MemoryRepository::new());
+    let world = seed_world(repo.as_ref(), 8).await;
+    let counters = Arc::new(Counters::new());
+    let m = CacheManager::builder(through(proxy).await, repo)
+        .config(config)
+        .metrics(counters.clone())
+        .build()
+        .unwrap();
+    (m, world, counters)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_opens_the_breaker_and_nothing_is_sent_until_it_heals() {
+    let Some(url) = standalone_url() else { return };
+    let proxy = Proxy::start(upstream(&url)).await.unwrap();
+    let (m, world, counters) = manager(
+        &proxy,
+        ManagerConfig {
+            breaker_failures: 3,
+            // Long enough for the checks below to run before any probe.
+            breaker_open: Duration::from_secs(3),
+            ..ManagerConfig::default()
+        },
+    )
+    .await;
+    let c0 = character("c0");
+    m.activate(&world).await.unwrap();
+    let read = m.entity(&world, &c0, Fields::Cacheable).await.unwrap();
+    assert_eq!(read.outcome, Outcome::Hit);
+
+    proxy.set_fault(Fault::Blackhole);
+    for mood in ["a", "b", "c"] {
+        let w = m
+            .update_entity(&world, c0.clone(), doc("mood", mood))
+            .await
+            .unwrap();
+        assert_eq!(w.cache, CacheStep::Failed, "timed out, acknowledged");
+    }
+    assert_eq!(m.breaker(), BreakerState::Open);
+
+    // Open: reads are served by the source and writes skip their step, and
+    // not one byte more reaches the partitioned proxy.
+    let dropped = proxy.stats().bytes_dropped;
+    let errors = counters.snapshot().cache_errors;
+    let opened = counters.snapshot().breaker_opened;
+    for mood in ["d", "e"] {
+        let w = m
+            .update_entity(&world, c0.clone(), doc("mood", mood))
+            .await
+            .unwrap();
+        assert_eq!(w.cache, CacheStep::Failed);
+        let r = m.entity(&world, &c0, Fields::Cacheable).await.unwrap();
+        assert_eq!((r.outcome, r.value), (Outcome::Fallback, doc("mood", mood)));
+    }
+    assert_eq!(m.health().await.0, Err(CacheError::CircuitOpen));
+    let now = counters.snapshot();
+    assert_eq!(now.breaker_opened, opened, "no probe ran meanwhile");
+    assert_eq!(now.cache_errors, errors, "no call was made, so none failed");
+    assert!(now.breaker_rejected >= 2, "{now:?}");
+    assert_eq!(proxy.stats().bytes_dropped, dropped, "nothing was sent");
+
+    // Healed: a probe closes the breaker, the replay carries out what was
+    // owed, and the cache serves the newest value.
+    proxy.set_fault(Fault::None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut seen = Vec::new();
+    loop {
+        let r = m.entity(&world, &c0, Fields::Cacheable).await.unwrap();
+        assert_eq!(r.value, doc("mood", "e"), "never an older value");
+        seen.push((m.breaker(), r.outcome));
+        if r.outcome == Outcome::Hit {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never healed: {seen:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(m.breaker(), BreakerState::Closed);
+    m.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_keeps_the_write_behind_queue_bounded_and_loses_nothing() {
+    let Some(url) = standalone_url() else { return };
+    let proxy = Proxy::start(upstream(&url)).await.unwrap();
+    let capacity = 4;
+    let (m, world, counters) = manager(
+        &proxy,
+        ManagerConfig {
+            write_behind_capacity: capacity,
+            // Timelines go through the queue only with stale reads opted
+            // into; otherwise their new list is put in the write's step.
+            stale_reads: StaleReads::WhileQueued,
+            ..ManagerConfig::default()
+        },
+    )
+    .await;
+    m.activate(&world).await.unwrap();
+    // 30 ms a chunk, each way: eight writers at once outpace the one
+    // worker, whose every update waits for the slow store.
+    proxy.set_fault(Fault::Delay(Duration::from_millis(30)));
+    let kind = EventKind::new("spoke").unwrap();
+    let mut writers = Vec::new();
+    for n in 0..8 {
+        let (m, world, kind) = (m.clone(), world.clone(), kind.clone());
+        writers.push(tokio::spawn(async move {
+            let id = character(&format!("c{n}")).entity_id();
+            for i in 0..3 {
+                let data = lwcache_domain::Document::new().with("i", lwcache_domain::Value::Int(i));
+                m.add_event(&world, id.clone(), kind.clone(), data)
+                    .await
+                    .expect("acknowledged, however slow the cache");
+                assert!(m.write_behind_depth() <= capacity, "the queue is bounded");
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert!(
+        counters.snapshot().write_behind_dropped > 0,
+        "the queue shed work by invalidating: {:?}",
+        counters.snapshot()
+    );
+    proxy.set_fault(Fault::None);
+    m.settle().await;
+    // Nothing lost: once the cache is read again (owed steps replayed),
+    // every timeline, shed or not, reads as the source holds it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for n in 0..8 {
+        let id = character(&format!("c{n}")).entity_id();
+        let key = lwcache_domain::CacheKey::timeline(&world, &id);
+        loop {
+            let r = m.recent(&world, &id, 10).await.unwrap();
+            let source = m.repository().read(&key, 10).await.unwrap();
+            if matches!(r.outcome, Outcome::Hit | Outcome::Miss) {
+                assert_eq!(
+                    lwcache_domain::CachedValue::Timeline(r.value),
+                    source.value,
+                    "c{n}"
+                );
+                break;
+            }
+            assert!(Instant::now() < deadline, "c{n}: still {:?}", r.outcome);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    m.shutdown().await;
+}

@@ -1,0 +1,247 @@
+//! What `/readyz` answers: the service's state, from its backends' health
+//! and the cache's circuit breaker, decided in one place ([`Readiness::of`]).
+//!
+//! The answer's JSON:
+//!
+//! ```json
+//! { "status": "ready" | "degraded" | "unavailable",
+//!   "serving": "cache_and_source" | "source" | "cache" | "nothing",
+//!   "reason": null | "cache_unreachable" | "breaker_open" | "source_unreachable"
+//!             | "cache_and_source_unreachable",
+//!   "cache":  { "backend": "...", "ok": true | false, "error": "...", "breaker": "closed" | "half_open" | "open" },
+//!   "source": { "backend": "...", "ok": true | false, "error": "..." } }
+//! ```
+//!
+//! `status` is what a load balancer needs (200 unless `unavailable`);
+//! `serving` says what answers reads, and `reason` why the service is not
+//! `ready`. With the source down and the cache answering, cached reads are
+//! still served (and entries past their TTL as fail-safe answers) while
+//! writes and misses fail: `degraded`, `serving: "cache"`.
+
+use axum::http::StatusCode;
+use lwcache_core::{BreakerState, CacheError, SourceError};
+use serde_json::{Value as JsonValue, json};
+
+/// What the backends said, as the manager saw them.
+#[derive(Debug, Clone)]
+pub struct Health {
+    /// The cache store's ping.
+    pub cache: Result<(), CacheError>,
+    /// The circuit breaker around the cache store, after that ping.
+    pub breaker: BreakerState,
+    /// The source's ping.
+    pub source: Result<(), SourceError>,
+}
+
+/// Why the service serves, but not in full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Degradation {
+    /// The cache store does not answer: reads are served by the source.
+    CacheUnreachable,
+    /// The breaker around the cache store is open (or probing): cache calls
+    /// fail at once and reads are served by the source.
+    BreakerOpen,
+    /// The source does not answer, the cache does: cached reads are served
+    /// (past their TTL as fail-safe answers, marked stale); misses and
+    /// writes fail.
+    SourceUnreachable,
+}
+
+/// The service's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Readiness {
+    /// Both backends answer.
+    Ready,
+    /// Reads and writes are served, in a lesser way.
+    Degraded(Degradation),
+    /// Nothing can be served: neither the source nor the cache answers.
+    Unavailable,
+}
+
+impl Readiness {
+    /// The one rule: with the source down, the service is degraded to
+    /// cached reads while the cache answers and unavailable otherwise; with
+    /// the source up, a breaker not closed or a cache that does not answer
+    /// makes it degraded, serving from the source.
+    pub fn of(health: &Health) -> Readiness {
+        let cache_answers = health.cache.is_ok() && health.breaker == BreakerState::Closed;
+        if health.source.is_err() {
+            return if cache_answers {
+                Readiness::Degraded(Degradation::SourceUnreachable)
+            } else {
+                Readiness::Unavailable
+            };
+        }
+        if health.breaker != BreakerState::Closed {
+            return Readiness::Degraded(Degradation::BreakerOpen);
+        }
+        if health.cache.is_err() {
+            return Readiness::Degraded(Degradation::CacheUnreachable);
+        }
+        Readiness::Ready
+    }
+
+    /// The HTTP status: 200 while anything is served, 503 otherwise.
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            Readiness::Ready | Readiness::Degraded(_) => StatusCode::OK,
+            Readiness::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// `ready`, `degraded` or `unavailable`.
+    pub fn status(self) -> &'static str {
+        match self {
+            Readiness::Ready => "ready",
+            Readiness::Degraded(_) => "degraded",
+            Readiness::Unavailable => "unavailable",
+        }
+    }
+
+    /// What serves reads: `cache_and_source`, `source`, `cache` or
+    /// `nothing`.
+    pub fn serving(self) -> &'static str {
+        match self {
+            Readiness::Ready => "cache_and_source",
+            Readiness::Degraded(Degradation::CacheUnreachable | Degradation::BreakerOpen) => {
+                "source"
+            }
+            Readiness::Degraded(Degradation::SourceUnreachable) => "cache",
+            Readiness::Unavailable => "nothing",
+        }
+    }
+
+    /// Why the service is not ready, if it is not.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Readiness::Ready => None,
+            Readiness::Degraded(Degradation::CacheUnreachable) => Some("cache_unreachable"),
+            Readiness::Degraded(Degradation::BreakerOpen) => Some("breaker_open"),
+            Readiness::Degraded(Degradation::SourceUnreachable) => Some("source_unreachable"),
+            Readiness::Unavailable => Some("cache_and_source_unreachable"),
+        }
+    }
+
+    /// The body of `/readyz`, naming each backend.
+    pub fn body(self, health: &Health, cache_backend: &str, source_backend: &str) -> JsonValue {
+        let part = |backend: &str, error: Option<String>| match error {
+            None => json!({ "backend": backend, "ok": true }),
+            Some(e) => json!({ "backend": backend, "ok": false, "error": e }),
+        };
+        let mut cache = part(
+            cache_backend,
+            health.cache.as_ref().err().map(ToString::to_string),
+        );
+        cache["breaker"] = json!(health.breaker.as_str());
+        json!({
+            "status": self.status(),
+            "serving": self.serving(),
+            "reason": self.reason(),
+            "cache": cache,
+            "source": part(source_backend, health.source.as_ref().err().map(ToString::to_string)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn health(cache: bool, breaker: BreakerState, source: bool) -> Health {
+        Health {
+            cache: if cache {
+                Ok(())
+            } else {
+                Err(CacheError::Unavailable("down".into()))
+            },
+            breaker,
+            source: if source {
+                Ok(())
+            } else {
+                Err(SourceError::Unavailable("down".into()))
+            },
+        }
+    }
+
+    #[test]
+    fn each_state_follows_from_the_backends() {
+        use BreakerState::{Closed, HalfOpen, Open};
+        let cases = [
+            (true, Closed, true, Readiness::Ready),
+            (
+                false,
+                Closed,
+                true,
+                Readiness::Degraded(Degradation::CacheUnreachable),
+            ),
+            (
+                false,
+                Open,
+                true,
+                Readiness::Degraded(Degradation::BreakerOpen),
+            ),
+            (
+                true,
+                HalfOpen,
+                true,
+                Readiness::Degraded(Degradation::BreakerOpen),
+            ),
+            (
+                true,
+                Closed,
+                false,
+                Readiness::Degraded(Degradation::SourceUnreachable),
+            ),
+            (false, Closed, false, Readiness::Unavailable),
+            (true, Open, false, Readiness::Unavailable),
+            (false, Open, false, Readiness::Unavailable),
+        ];
+        for (cache, breaker, source, expected) in cases {
+            assert_eq!(
+                Readiness::of(&health(cache, breaker, source)),
+                expected,
+                "{cache} {breaker:?} {source}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_body_names_state_reason_and_breaker() {
+        let h = health(false, BreakerState::Open, true);
+        let r = Readiness::of(&h);
+        assert_eq!(r.http_status(), StatusCode::OK);
+        let body = r.body(&h, "Redis at x", "Neo4j at y");
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["serving"], "source");
+        assert_eq!(body["reason"], "breaker_open");
+        assert_eq!(body["cache"]["breaker"], "open");
+        assert_eq!(body["cache"]["ok"], false);
+        assert!(
+            body["cache"]["error"]
+                .as_str()
+                .unwrap_or("")
+                .contains("down")
+        );
+        assert_eq!(body["source"]["ok"], true);
+
+        let h = health(true, BreakerState::Closed, false);
+        let r = Readiness::of(&h);
+        assert_eq!(r.http_status(), StatusCode::OK);
+        let body = r.body(&h, "c", "s");
+        assert_eq!(body["status"], "degraded");
+        assert_eq!(body["serving"], "cache");
+        assert_eq!(body["reason"], "source_unreachable");
+
+        let h = health(false, BreakerState::Closed, false);
+        let r = Readiness::of(&h);
+        assert_eq!(r.http_status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = r.body(&h, "c", "s");
+        assert_eq!(body["serving"], "nothing");
+        assert_eq!(body["reason"], "cache_and_source_unreachable");
+
+        let h = health(true, BreakerState::Closed, true);
+        let body = Readiness::of(&h).body(&h, "c", "s");
+        assert_eq!(body["status"], "ready");
+        assert!(body["reason"].is_null());
+    }
+}
