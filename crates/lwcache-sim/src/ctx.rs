@@ -59,6 +59,9 @@ pub(crate) struct Shared {
     pub next_value: i64,
     /// The next operation's number.
     pub next_op: u64,
+    /// How many times the store restarted: a write sent before a restart
+    /// dies with its connection.
+    pub store_epoch: u64,
 }
 
 impl Shared {
@@ -132,6 +135,7 @@ impl Ctx {
             next_fault: 1,
             next_value: 1,
             next_op: 0,
+            store_epoch: 0,
         };
         Self {
             config,
@@ -170,6 +174,19 @@ impl Ctx {
     pub(crate) fn global(&self, text: String) {
         let mut shared = self.shared();
         self.log(&mut shared, What::Global(text));
+    }
+
+    /// The store restarts empty: entries, versions and leases are lost, and
+    /// so are writes still in flight.
+    pub(crate) fn restart_store(&self) {
+        self.store.flush();
+        let mut shared = self.shared();
+        shared.store_epoch += 1;
+        shared.stats.store_restarts += 1;
+        self.log(
+            &mut shared,
+            What::Global("the store restarts empty".to_owned()),
+        );
     }
 
     /// Draws how a port call of incarnation `(slot, life)` goes, logs it,
@@ -251,7 +268,10 @@ impl Ctx {
                 Fault::Late(1 + rng.below(600) as u64)
             } else if hit(rates.crash_at_call) {
                 Fault::Crash
-            } else if hit(delay) {
+            } else if hit(delay)
+                && (self.config.known.commit_across_restart
+                    || !matches!(port, Port::Fill | Port::Commit))
+            {
                 // Mostly short; now and then close to or past the timeout.
                 let ms = match rng.below(10) {
                     0 => 200 + rng.below(100),

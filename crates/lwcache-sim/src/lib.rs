@@ -28,8 +28,8 @@ mod store;
 pub mod sweep;
 pub mod trace;
 
-pub use config::{FaultRates, SimConfig, Variant};
-pub use oracle::{Violation, ViolationKind};
+pub use config::{FaultRates, Known, SimConfig, Variant};
+pub use oracle::{KnownIssue, Violation, ViolationKind};
 pub use repo::SimRepo;
 pub use run::{manager_config, run};
 pub use store::SimStore;
@@ -152,8 +152,13 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// Whether the run found a violation.
+    /// Whether the run found a violation that is not a known issue.
     pub fn failed(&self) -> bool {
-        !self.violations.is_empty()
+        self.violations.iter().any(|v| v.known.is_none())
+    }
+
+    /// Violations that match a known issue (not exposed).
+    pub fn known(&self) -> usize {
+        self.violations.iter().filter(|v| v.known.is_some()).count()
     }
 }

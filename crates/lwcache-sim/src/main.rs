@@ -4,8 +4,8 @@
 //!
 //! ```text
 //! lwcache-sim [--quick|--full] [--seeds N] [--first S] [--ops N]
-//!             [--threads T] [--variant NAME] [--out DIR]
-//! lwcache-sim --seed S [--ops N] [--variant NAME] [--out DIR]
+//!             [--threads T] [--variant NAME] [--expose KNOWN,...] [--out DIR]
+//! lwcache-sim --seed S [--ops N] [--variant NAME] [--expose KNOWN,...] [--out DIR]
 //! ```
 
 #![allow(clippy::print_stdout, reason = "the report is the binary's output")]
@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use lwcache_sim::{RunReport, SimConfig, Variant, shrink, sweep};
+use lwcache_sim::{Known, RunReport, SimConfig, Variant, shrink, sweep};
 
 /// Seeds of the quick mode: 1,000,000 operations at the default 2,000 per
 /// seed.
@@ -33,6 +33,7 @@ struct Args {
     ops: u64,
     threads: usize,
     variant: Variant,
+    known: Known,
     out: PathBuf,
 }
 
@@ -44,6 +45,7 @@ fn parse() -> Result<Args, String> {
         ops: SimConfig::new(0).ops,
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         variant: Variant::Sound,
+        known: Known::NONE,
         out: PathBuf::from("target/sim"),
     };
     let mut it = std::env::args().skip(1);
@@ -66,6 +68,21 @@ fn parse() -> Result<Args, String> {
                 args.variant = Variant::parse(&name).ok_or_else(|| {
                     format!("--variant: {name:?} is none of sound, fills-ignore-leases, stale-while-queued, forget-owed")
                 })?;
+            }
+            "--expose" => {
+                for name in it.next().unwrap_or_default().split(',') {
+                    match name {
+                        "all" => args.known = Known::ALL,
+                        "recreate-after-delete" => args.known.recreate_after_delete = true,
+                        "outage-for-everyone" => args.known.outage_for_everyone = true,
+                        "commit-across-restart" => args.known.commit_across_restart = true,
+                        other => {
+                            return Err(format!(
+                                "--expose: {other:?} is none of all, recreate-after-delete, outage-for-everyone, commit-across-restart"
+                            ));
+                        }
+                    }
+                }
             }
             "--out" => {
                 args.out = it
@@ -90,6 +107,7 @@ fn main() -> ExitCode {
     let mut base = SimConfig::new(args.first);
     base.ops = args.ops;
     base.variant = args.variant;
+    base.known = args.known;
     let started = Instant::now();
     if let Some(seed) = args.one {
         return replay(&args, base, seed);
@@ -141,10 +159,21 @@ fn main() -> ExitCode {
         swept
             .failures
             .iter()
-            .map(|r| r.violations.len())
+            .map(|r| r.violations.iter().filter(|v| v.known.is_none()).count())
             .sum::<usize>(),
         swept.failures.len()
     );
+    if !swept.known.is_empty() {
+        let known: Vec<String> = swept
+            .known
+            .iter()
+            .map(|(k, n)| format!("{k} {n}"))
+            .collect();
+        println!(
+            "known issues matched (reported, not failing; --expose NAME makes them fail): {}",
+            known.join(", ")
+        );
+    }
     println!(
         "wall {wall:.1} s on {} threads: {:.0} simulated ops/s; {:.0} s simulated",
         args.threads,
@@ -206,23 +235,48 @@ fn show(args: &Args, config: SimConfig) {
         "seed {seed} fails; shortest: {} operations (replay: cargo xtask sim --seed {seed} --ops {}{})",
         shortest.ops,
         shortest.ops,
-        if shortest.variant == Variant::Sound {
-            String::new()
-        } else {
-            format!(" --variant {}", shortest.variant.as_str())
-        }
+        flags(&shortest)
     );
     let path = write_trace(args, &shortest, &report);
     print_violations(&report, path.as_deref());
 }
 
+/// The options that replay a configuration besides its seed and ops.
+fn flags(config: &SimConfig) -> String {
+    let mut out = String::new();
+    if config.variant != Variant::Sound {
+        out.push_str(&format!(" --variant {}", config.variant.as_str()));
+    }
+    let k = config.known;
+    let exposed: Vec<&str> = [
+        (k.recreate_after_delete, "recreate-after-delete"),
+        (k.outage_for_everyone, "outage-for-everyone"),
+        (k.commit_across_restart, "commit-across-restart"),
+    ]
+    .into_iter()
+    .filter_map(|(on, name)| on.then_some(name))
+    .collect();
+    if !exposed.is_empty() {
+        out.push_str(&format!(" --expose {}", exposed.join(",")));
+    }
+    out
+}
+
 fn print_violations(report: &RunReport, path: Option<&std::path::Path>) {
-    let Some(first) = report.violations.first() else {
+    let Some(first) = report
+        .violations
+        .iter()
+        .find(|v| v.known.is_none())
+        .or(report.violations.first())
+    else {
         return;
     };
     for v in &report.violations {
+        let known = v
+            .known
+            .map_or(String::new(), |k| format!(" (known: {})", k.as_str()));
         println!(
-            "  violation {:?} at event {}: {}",
+            "  violation {:?}{known} at event {}: {}",
             v.kind, v.at_event, v.detail
         );
     }

@@ -15,13 +15,15 @@
 //! - At quiescence every cached entry equals the source, and nothing is
 //!   owed.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use lwcache_core::codec::{self, Slot};
 use lwcache_domain::world::apply_to;
 use lwcache_domain::{
-    CacheKey, CachedValue, Committed, Mutation, OwedId, SensitivityPolicy, WorldModel,
+    CacheKey, CachedValue, Committed, KeyTarget, Mutation, OwedId, SensitivityPolicy, WorldModel,
 };
+
+use crate::config::Known;
 
 /// Why a run failed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -43,11 +45,35 @@ pub enum ViolationKind {
     OutboxNotDrained,
 }
 
+/// A violation the protocol is known to have (see [`crate::Known`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KnownIssue {
+    /// A timeline read after an entity's re-creation returned the deleted
+    /// entity's events: the delete's step was still owed.
+    RecreateAfterDelete,
+    /// A reader that saw a store outage for everyone read a value whose
+    /// write's step failed in that outage and was not replayed yet.
+    OutageForEveryone,
+}
+
+impl KnownIssue {
+    /// The name used on the command line.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KnownIssue::RecreateAfterDelete => "recreate-after-delete",
+            KnownIssue::OutageForEveryone => "outage-for-everyone",
+        }
+    }
+}
+
 /// One violation, with what the oracle knew.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     /// Its kind.
     pub kind: ViolationKind,
+    /// The known issue it matches, when that issue is not exposed: it is
+    /// then reported but does not fail the run.
+    pub known: Option<KnownIssue>,
     /// The trace position (event count) at which it was found.
     pub at_event: u64,
     /// What happened, in words.
@@ -64,6 +90,8 @@ struct Ack {
     /// When its cache step failed: the fault ids that failed it, and its
     /// outbox entry.
     failed: Option<(Vec<u64>, OwedId)>,
+    /// The incarnation that made it.
+    writer: Reader,
 }
 
 /// Who reads: an instance's incarnation.
@@ -123,6 +151,12 @@ pub(crate) struct Oracle {
     seen: HashMap<Reader, HashMap<u64, (u64, u64)>>,
     /// Every violation found.
     pub violations: Vec<Violation>,
+    /// Which known issues count as violations.
+    exposed: Known,
+    /// Fault ids of outages that struck every instance.
+    shared_faults: HashSet<u64>,
+    /// For each timeline key, its entity's key.
+    entity_of: HashMap<usize, usize>,
     /// Reads checked, and reads stale only inside the declared window.
     pub checked: u64,
     /// Reads older than an acknowledged write whose failed step the reader
@@ -137,12 +171,26 @@ impl Oracle {
         keys: Vec<CacheKey>,
         top_k: usize,
         privacy: SensitivityPolicy,
+        exposed: Known,
     ) -> Self {
-        let index = keys
+        let index: HashMap<CacheKey, usize> = keys
             .iter()
             .cloned()
             .enumerate()
             .map(|(i, k)| (k, i))
+            .collect();
+        let entity_of = keys
+            .iter()
+            .enumerate()
+            .filter_map(|(t, key)| match key.target() {
+                KeyTarget::Timeline(id) => keys
+                    .iter()
+                    .position(
+                        |k| matches!(k.target(), KeyTarget::Entity(e) if e.entity_id() == *id),
+                    )
+                    .map(|e| (t, e)),
+                _ => None,
+            })
             .collect();
         let mut oracle = Self {
             history: vec![Vec::new(); keys.len()],
@@ -156,6 +204,9 @@ impl Oracle {
             settled: HashMap::new(),
             seen: HashMap::new(),
             violations: Vec::new(),
+            exposed,
+            shared_faults: HashSet::new(),
+            entity_of,
             checked: 0,
             declared: 0,
         };
@@ -196,9 +247,15 @@ impl Oracle {
     fn violate(&mut self, kind: ViolationKind, at_event: u64, detail: String) {
         self.violations.push(Violation {
             kind,
+            known: None,
             at_event,
             detail,
         });
+    }
+
+    /// Notes that fault `id` is an outage of every instance.
+    pub(crate) fn shared_fault(&mut self, id: u64) {
+        self.shared_faults.insert(id);
     }
 
     /// Feeds a commit the repository made: the model applies the same
@@ -232,7 +289,13 @@ impl Oracle {
 
     /// Records an acknowledged write committed as `version`; `failed` holds
     /// the fault ids that failed its cache step, if it failed.
-    pub(crate) fn ack(&mut self, committed: &Committed, failed: Option<Vec<u64>>, tick: u64) {
+    pub(crate) fn ack(
+        &mut self,
+        committed: &Committed,
+        failed: Option<Vec<u64>>,
+        writer: Reader,
+        tick: u64,
+    ) {
         let id = OwedId {
             world: committed.world.clone(),
             version: committed.version,
@@ -247,24 +310,62 @@ impl Oracle {
                 tick,
                 version: committed.version,
                 failed: failed.clone().map(|f| (f, id.clone())),
+                writer,
             });
         }
     }
 
-    /// Whether an acknowledged write binds a read that started at `start`.
-    fn binds(&self, ack: &Ack, start: &ReadStart) -> bool {
+    /// Whether an acknowledged write binds a read that started at `start`,
+    /// and why.
+    fn binds(&self, ack: &Ack, start: &ReadStart) -> Option<Binding> {
         let Some((faults, id)) = &ack.failed else {
-            return true;
+            return Some(Binding::Applied);
         };
         if self.settled.get(id).is_some_and(|&t| t < start.tick) {
-            return true;
+            return Some(Binding::Applied);
         }
         let seen = self.seen.get(&start.reader);
-        faults.iter().any(|f| {
+        let saw = |f: &u64| {
             seen.and_then(|s| s.get(f)).is_some_and(|&(at_us, tick)| {
                 at_us < start.at_us || (at_us == start.at_us && tick < start.tick)
             })
-        })
+        };
+        let own = ack.writer == start.reader;
+        if faults
+            .iter()
+            .any(|f| saw(f) && (own || !self.shared_faults.contains(f)))
+        {
+            Some(Binding::SawOwnFault)
+        } else if faults.iter().any(saw) {
+            Some(Binding::SawSharedOutage)
+        } else {
+            None
+        }
+    }
+
+    /// The known issue a stale read of key `k` at `version`, bound by the
+    /// acknowledged writes `binding`, matches, if any.
+    fn known_issue(
+        &self,
+        k: usize,
+        version: u64,
+        binding: &[(u64, Binding)],
+    ) -> Option<KnownIssue> {
+        let newer: Vec<&(u64, Binding)> = binding.iter().filter(|(v, _)| *v > version).collect();
+        if !self.exposed.outage_for_everyone
+            && newer.iter().all(|(_, b)| *b == Binding::SawSharedOutage)
+        {
+            return Some(KnownIssue::OutageForEveryone);
+        }
+        let need = newer.iter().map(|(v, _)| *v).max()?;
+        let entity = *self.entity_of.get(&k)?;
+        // The entity was deleted after the version read and is there again
+        // at the binding write: the timeline belongs to its previous life.
+        let deleted_between = self.history[entity]
+            .iter()
+            .any(|(v, value)| *v > version && *v <= need && value.is_none());
+        (!self.exposed.recreate_after_delete && deleted_between)
+            .then_some(KnownIssue::RecreateAfterDelete)
     }
 
     fn value_at(&self, key: usize, version: u64) -> Option<&Option<CachedValue>> {
@@ -343,14 +444,14 @@ impl Oracle {
                     .iter()
                     .filter(|a| a.tick < start.tick)
                     .collect();
-                let need = before
+                let binding: Vec<(u64, Binding)> = before
                     .iter()
-                    .filter(|a| self.binds(a, &start))
-                    .map(|a| a.version)
-                    .max()
-                    .unwrap_or(0);
+                    .filter_map(|a| self.binds(a, &start).map(|b| (a.version, b)))
+                    .collect();
+                let need = binding.iter().map(|(v, _)| *v).max().unwrap_or(0);
                 let any = before.iter().map(|a| a.version).max().unwrap_or(0);
                 if version < need {
+                    let known = self.known_issue(k, version, &binding);
                     let (slot, life) = start.reader;
                     self.violate(
                         ViolationKind::Stale,
@@ -359,6 +460,9 @@ impl Oracle {
                             "{key}: a {outcome} read on i{slot}.{life} returned v{version}, older than the acknowledged v{need}"
                         ),
                     );
+                    if let Some(v) = self.violations.last_mut() {
+                        v.known = known;
+                    }
                 } else if version < any {
                     self.declared += 1;
                 }
@@ -416,6 +520,17 @@ impl Oracle {
     pub(crate) fn knows(&self, key: &CacheKey) -> bool {
         self.index.contains_key(key)
     }
+}
+
+/// Why an acknowledged write binds a reader.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binding {
+    /// Its cache step was carried out (by the write or a replay).
+    Applied,
+    /// Its step failed on a fault the reader saw itself.
+    SawOwnFault,
+    /// Its step failed in an outage of every instance, which the reader saw.
+    SawSharedOutage,
 }
 
 /// A timeline cut to `limit` events; other values as they are.

@@ -62,6 +62,7 @@ async fn simulate(config: SimConfig) -> Result<RunReport, SimError> {
         ops::keys(&world),
         manager_config.policy.timeline_top_k,
         manager_config.policy.privacy.clone(),
+        config.known,
     );
     let ctx = Arc::new(Ctx::new(
         config.clone(),
@@ -87,7 +88,8 @@ async fn simulate(config: SimConfig) -> Result<RunReport, SimError> {
     let tick = ctx.shared().trace.len();
     // Convergence: every entry the store holds equals the source.
     let mut entries = Vec::new();
-    for key in ctx.shared().oracle.keys().to_vec() {
+    let keys = ctx.shared().oracle.keys().to_vec();
+    for key in keys {
         if let Ok(Some(bytes)) = store.get(&key).await {
             entries.push((key, bytes));
         }
@@ -184,7 +186,7 @@ async fn chaos(ctx: Arc<Ctx>) {
             let rng = &mut shared.rng;
             let wait = 10 + rng.below(290) as u64;
             let pick = if rng.chance(ctx.config.faults.global) {
-                Some(rng.below(100))
+                pick_global(&ctx.config, rng.below(1 << 16))
             } else {
                 None
             };
@@ -199,20 +201,42 @@ async fn chaos(ctx: Arc<Ctx>) {
         }
         match pick {
             None => {}
-            Some(0..=19) => {
-                ctx.store.flush();
-                let mut shared = ctx.shared();
-                shared.stats.store_restarts += 1;
-                ctx.log(
-                    &mut shared,
-                    crate::trace::What::Global("the store restarts empty".to_owned()),
-                );
-            }
-            Some(20..=49) => outage(&ctx, true, length, hang).await,
-            Some(50..=64) => outage(&ctx, false, length.min(800), hang).await,
-            Some(_) => ctx.crash(slot, None, "scheduled"),
+            Some(Global::Restart) => ctx.restart_store(),
+            Some(Global::StoreOutage) => outage(&ctx, true, length, hang).await,
+            Some(Global::SourceOutage) => outage(&ctx, false, length.min(800), hang).await,
+            Some(Global::Crash) => ctx.crash(slot, None, "scheduled"),
         }
     }
+}
+
+/// A cluster-wide fault.
+#[derive(Debug, Clone, Copy)]
+enum Global {
+    Restart,
+    StoreOutage,
+    SourceOutage,
+    Crash,
+}
+
+/// Picks a cluster-wide fault by the configured weights from a draw in
+/// `0..65536`.
+fn pick_global(config: &SimConfig, draw: usize) -> Option<Global> {
+    let f = &config.faults;
+    let weights = [
+        (Global::Restart, f.restart_weight),
+        (Global::StoreOutage, f.store_outage_weight),
+        (Global::SourceOutage, f.source_outage_weight),
+        (Global::Crash, f.crash_weight),
+    ];
+    let total: u64 = weights.iter().map(|(_, w)| u64::from(*w)).sum();
+    let mut at = (draw as u64 * total) >> 16;
+    for (global, w) in weights {
+        if at < u64::from(w) {
+            return Some(global);
+        }
+        at -= u64::from(w);
+    }
+    None
 }
 
 /// The store (or the source) unreachable from every instance for `ms`.
@@ -220,6 +244,7 @@ async fn outage(ctx: &Arc<Ctx>, store: bool, ms: u64, hang: bool) {
     {
         let mut shared = ctx.shared();
         let id = shared.fault_id();
+        shared.oracle.shared_fault(id);
         let outage = Some(Outage { id, hang });
         let port = if store {
             shared.store_outage = outage;

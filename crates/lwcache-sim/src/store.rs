@@ -142,9 +142,13 @@ impl<S: CacheStore + 'static> CacheStore for SimStore<S> {
             // as a command already in the socket does.
             let inner = Arc::clone(&self.inner);
             let write = write.clone();
+            let ctx = Arc::clone(&self.ctx);
+            let epoch = ctx.shared().store_epoch;
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-                let _ = inner.write(&write).await;
+                if ctx.shared().store_epoch == epoch {
+                    let _ = inner.write(&write).await;
+                }
             });
             let timeout = self.ctx.manager_config.cache_timeout;
             tokio::time::sleep(past(timeout)).await;
@@ -170,9 +174,13 @@ impl<S: CacheStore + 'static> CacheStore for SimStore<S> {
         if let Fault::Late(ms) = plan.fault {
             let inner = Arc::clone(&self.inner);
             let (world, keys) = (world.clone(), keys.to_vec());
+            let ctx = Arc::clone(&self.ctx);
+            let epoch = ctx.shared().store_epoch;
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(ms)).await;
-                let _ = inner.lease(&world, &keys, lease, ttl).await;
+                if ctx.shared().store_epoch == epoch {
+                    let _ = inner.lease(&world, &keys, lease, ttl).await;
+                }
             });
             let timeout = self.ctx.manager_config.cache_timeout;
             tokio::time::sleep(past(timeout)).await;

@@ -20,6 +20,8 @@ pub struct Sweep {
     pub checked: u64,
     /// Reads stale inside the declared window.
     pub declared: u64,
+    /// Violations matching a known issue (not exposed), by issue.
+    pub known: std::collections::BTreeMap<&'static str, u64>,
     /// Simulated milliseconds, summed over seeds.
     pub sim_ms: u64,
     /// The runs that failed, by seed.
@@ -66,6 +68,11 @@ pub fn sweep(
                     t.checked += report.checked;
                     t.declared += report.declared;
                     t.sim_ms += report.sim_ms;
+                    for v in &report.violations {
+                        if let Some(k) = v.known {
+                            *t.known.entry(k.as_str()).or_default() += 1;
+                        }
+                    }
                     if report.failed() {
                         t.failures.push(report);
                         if stop_at > 0 && t.failures.len() >= stop_at {
