@@ -2,6 +2,8 @@
 //! many operations, how often each fault strikes, and which deliberately
 //! broken variant (if any) stands in for a part of the protocol.
 
+use crate::oracle::KnownIssue;
+
 /// A deliberately broken part of the protocol, to prove that the oracle
 /// notices it. [`Variant::Sound`] is the protocol as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -160,6 +162,16 @@ impl Known {
         outage_for_everyone: false,
         commit_across_restart: false,
     };
+
+    /// `self` with `issue` exposed as well.
+    pub fn with(mut self, issue: KnownIssue) -> Known {
+        match issue {
+            KnownIssue::RecreateAfterDelete => self.recreate_after_delete = true,
+            KnownIssue::OutageForEveryone => self.outage_for_everyone = true,
+            KnownIssue::CommitAcrossRestart => self.commit_across_restart = true,
+        }
+        self
+    }
 }
 
 /// One simulated run.
@@ -186,6 +198,33 @@ pub struct SimConfig {
 }
 
 impl SimConfig {
+    /// The run that aims at a known issue: the issue exposed, and the
+    /// faults that meet it made more frequent. What the issue's regression
+    /// test runs, and what `--aim NAME` replays.
+    pub fn aimed_at(seed: u64, issue: KnownIssue) -> Self {
+        let mut config = SimConfig::new(seed);
+        config.known = Known::NONE.with(issue);
+        config.faults = match issue {
+            KnownIssue::RecreateAfterDelete => FaultRates {
+                source_lost_reply: 0.01,
+                crash_at_call: 0.002,
+                ..FaultRates::DEFAULT
+            },
+            KnownIssue::OutageForEveryone => FaultRates {
+                global: 0.5,
+                store_outage_weight: 80,
+                ..FaultRates::DEFAULT
+            },
+            KnownIssue::CommitAcrossRestart => FaultRates {
+                global: 0.5,
+                restart_weight: 60,
+                store_delay: 0.1,
+                ..FaultRates::DEFAULT
+            },
+        };
+        config
+    }
+
     /// The defaults for `seed`: 3 instances, 6 clients, 2,000 operations,
     /// the default fault rates, the sound protocol, no known violation
     /// exposed.

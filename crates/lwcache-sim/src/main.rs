@@ -4,8 +4,16 @@
 //!
 //! ```text
 //! lwcache-sim [--quick|--full] [--seeds N] [--first S] [--ops N]
-//!             [--threads T] [--variant NAME] [--expose KNOWN,...] [--out DIR]
-//! lwcache-sim --seed S [--ops N] [--variant NAME] [--expose KNOWN,...] [--out DIR]
+//!             [--threads T] [--variant NAME] [--expose KNOWN,...] [--aim KNOWN]
+//!             [--out DIR]
+//! lwcache-sim --seed S [--ops N] [--variant NAME] [--expose KNOWN,...] [--aim KNOWN]
+//!             [--out DIR]
+//! ```
+//!
+//! `--expose` makes known issues fail the run; `--aim` exposes one and
+//! raises the faults that meet it, as its regression test does.
+//!
+//! ```text
 //! ```
 
 #![allow(clippy::print_stdout, reason = "the report is the binary's output")]
@@ -14,7 +22,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use lwcache_sim::{Known, RunReport, SimConfig, Variant, shrink, sweep};
+use lwcache_sim::{Known, KnownIssue, RunReport, SimConfig, Variant, shrink, sweep};
 
 /// Seeds of the quick mode: 1,000,000 operations at the default 2,000 per
 /// seed.
@@ -34,6 +42,7 @@ struct Args {
     threads: usize,
     variant: Variant,
     known: Known,
+    aim: Option<KnownIssue>,
     out: PathBuf,
 }
 
@@ -46,6 +55,7 @@ fn parse() -> Result<Args, String> {
         threads: std::thread::available_parallelism().map_or(1, |n| n.get()),
         variant: Variant::Sound,
         known: Known::NONE,
+        aim: None,
         out: PathBuf::from("target/sim"),
     };
     let mut it = std::env::args().skip(1);
@@ -84,6 +94,13 @@ fn parse() -> Result<Args, String> {
                     }
                 }
             }
+            "--aim" => {
+                let name = it.next().unwrap_or_default();
+                let issue = KnownIssue::parse(&name).ok_or_else(|| {
+                    format!("--aim: {name:?} is none of recreate-after-delete, outage-for-everyone, commit-across-restart")
+                })?;
+                args.aim = Some(issue);
+            }
             "--out" => {
                 args.out = it
                     .next()
@@ -104,10 +121,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut base = SimConfig::new(args.first);
+    let mut base = args.aim.map_or_else(
+        || SimConfig::new(args.first),
+        |i| SimConfig::aimed_at(args.first, i),
+    );
     base.ops = args.ops;
     base.variant = args.variant;
-    base.known = args.known;
+    base.known = args.aim.map_or(args.known, |i| args.known.with(i));
     let started = Instant::now();
     if let Some(seed) = args.one {
         return replay(&args, base, seed);
@@ -235,7 +255,10 @@ fn show(args: &Args, config: SimConfig) {
         "seed {seed} fails; shortest: {} operations (replay: cargo xtask sim --seed {seed} --ops {}{})",
         shortest.ops,
         shortest.ops,
-        flags(&shortest)
+        match args.aim {
+            Some(issue) => format!(" --aim {}", issue.as_str()),
+            None => flags(&shortest),
+        }
     );
     let path = write_trace(args, &shortest, &report);
     print_violations(&report, path.as_deref());

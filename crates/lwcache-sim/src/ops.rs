@@ -262,7 +262,7 @@ pub(crate) async fn run(ctx: Arc<Ctx>, manager: Manager, slot: usize, life: u32,
             if failed.is_some() {
                 shared.stats.steps_failed += 1;
             }
-            shared.oracle.ack(&w.committed, failed, (slot, life), tick);
+            shared.oracle.ack(&w.committed, failed, tick);
         }
         Err(e) => {
             if e.rejection().is_some() {
