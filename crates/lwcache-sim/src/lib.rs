@@ -13,7 +13,7 @@
 //! built this way and what it covers.
 //!
 //! - [`config`]: a run's parameters, fault rates and broken variants;
-//! - [`run`](run()): one seed; [`sweep`]: many seeds on threads, and the
+//! - [`run`](run()): one seed; [`sweep`](mod@sweep): many seeds on threads, and the
 //!   shrinking of a failing seed to its fewest operations;
 //! - [`trace`]: the trace every run records (its hash always, its events on
 //!   demand).
