@@ -288,7 +288,7 @@ impl Ctx {
             Fault::Fail | Fault::Hang | Fault::LostReply | Fault::Late(_)
         ) {
             fault_id = Some(s.fault_id());
-            s.stats.count_fault(store, fault);
+            s.stats.count_fault(store);
         }
         let tick = self.log(
             s,

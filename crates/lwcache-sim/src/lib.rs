@@ -36,8 +36,6 @@ pub use store::SimStore;
 pub use sweep::{Sweep, shrink, sweep};
 pub use trace::{Event, Trace};
 
-use trace::Fault;
-
 /// Why a run could not be made (not a finding about the protocol).
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -86,7 +84,7 @@ pub struct Stats {
 }
 
 impl Stats {
-    fn count_fault(&mut self, store: bool, _fault: Fault) {
+    fn count_fault(&mut self, store: bool) {
         if store {
             self.store_faults += 1;
         } else {
