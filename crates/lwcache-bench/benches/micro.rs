@@ -128,7 +128,13 @@ fn changes() -> Vec<(&'static str, Change)> {
             },
         ),
         ("entity deleted", Change::EntityDeleted { entity }),
-        ("event added", Change::EventAdded { event }),
+        (
+            "event added",
+            Change::EventAdded {
+                recent: vec![event.clone(); 20],
+                event,
+            },
+        ),
     ]
 }
 

@@ -61,6 +61,15 @@ impl<S: CacheStore> CacheStore for Counting<S> {
         self.inner.get(key).await
     }
 
+    async fn get_many(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+    ) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        self.count();
+        self.inner.get_many(world, keys).await
+    }
+
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
         self.count();
         let outcome = self.inner.write(write).await?;

@@ -19,7 +19,9 @@ pub mod ports;
 
 pub use config::{DEFAULT_CACHE_TIMEOUT, DEFAULT_SOURCE_TIMEOUT, ManagerConfig, StaleReads};
 pub use error::Error;
-pub use manager::{Builder, CacheManager, CacheStep, Fields, Outcome, Read, WarmReport, Written};
+pub use manager::{
+    Builder, CacheManager, CacheStep, Fields, ItemRead, Outcome, Read, WarmReport, Written,
+};
 pub use metrics::{CounterSnapshot, Counters, MetricEvent, MetricsSink, NoMetrics, Stage};
 pub use ports::{
     CacheError, CacheStore, CacheWrite, Cause, Clock, Put, SourceError, SystemClock,

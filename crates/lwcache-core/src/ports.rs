@@ -230,6 +230,23 @@ pub trait CacheStore: Send + Sync {
     /// The entry under `key`, if any. Reading the version key is an error.
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError>;
 
+    /// The entries under `keys`, all of `world`, in order: one round trip
+    /// where the store can make it one (all keys of a world share one Redis
+    /// Cluster slot). A key of another world, or the version key, is an
+    /// error and nothing is read. This default asks for each key in turn.
+    async fn get_many(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+    ) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        check_keys(world, keys)?;
+        let mut entries = Vec::with_capacity(keys.len());
+        for key in keys {
+            entries.push(self.get(key).await?);
+        }
+        Ok(entries)
+    }
+
     /// Applies a versioned write atomically; see [`WriteKind`].
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError>;
 
@@ -299,6 +316,40 @@ pub trait WorldRepository: Send + Sync {
         key: &CacheKey,
         limit: usize,
     ) -> Result<Versioned<CachedValue>, SourceError>;
+
+    /// What `keys`, all of `world`, hold in the source, in order, labelled
+    /// with a version they were all read at or after: one statement where
+    /// the source can make it one. An absent entity fails its own item
+    /// only; an absent world, a key of another world or the version key
+    /// fails the call. This default reads each key in turn and labels the
+    /// batch with the lowest version it saw.
+    async fn read_many(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        limit: usize,
+    ) -> Result<Versioned<Vec<Result<CachedValue, WorldError>>>, SourceError> {
+        check_keys(world, keys).map_err(|e| SourceError::Invalid(e.to_string()))?;
+        let mut version = None::<u64>;
+        let mut items = Vec::with_capacity(keys.len());
+        for key in keys {
+            match self.read(key, limit).await {
+                Ok(read) => {
+                    version = Some(version.map_or(read.version, |v| v.min(read.version)));
+                    items.push(Ok(read.value));
+                }
+                Err(SourceError::Rejected(e @ WorldError::UnknownEntity { .. })) => {
+                    items.push(Err(e));
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let version = match version {
+            Some(v) => v,
+            None => self.version(world).await?,
+        };
+        Ok(Versioned::new(version, items))
+    }
 
     /// Everything warming prefills, read at one version, with the `top_k`
     /// newest events of each entity.
@@ -391,6 +442,13 @@ impl<T: CacheStore + ?Sized> CacheStore for Arc<T> {
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
         (**self).get(key).await
     }
+    async fn get_many(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+    ) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        (**self).get_many(world, keys).await
+    }
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
         (**self).write(write).await
     }
@@ -428,6 +486,14 @@ impl<T: WorldRepository + ?Sized> WorldRepository for Arc<T> {
         limit: usize,
     ) -> Result<Versioned<CachedValue>, SourceError> {
         (**self).read(key, limit).await
+    }
+    async fn read_many(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        limit: usize,
+    ) -> Result<Versioned<Vec<Result<CachedValue, WorldError>>>, SourceError> {
+        (**self).read_many(world, keys, limit).await
     }
     async fn image(
         &self,

@@ -122,6 +122,7 @@ impl Simulation {
                         "at",
                         text(self.spec.location(self.player_locations[player]).id_str()),
                     ),
+                    top_k: lwcache_domain::DEFAULT_TOP_K,
                 })
             }
         }

@@ -233,6 +233,7 @@ impl DemoSpec {
                         rng.below(self.locations) + 1
                     )),
                 ),
+            top_k: lwcache_domain::DEFAULT_TOP_K,
         }
     }
 }

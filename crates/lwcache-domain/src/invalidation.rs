@@ -65,11 +65,10 @@ pub enum Timing {
 /// What to do with one key.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
-    /// Put a new value: the one given, or, when `None`, the value re-read
-    /// from the source.
+    /// Put the key's new value, which the committed change carries.
     Put {
-        /// The value, when the change carries it.
-        value: Option<CachedValue>,
+        /// The value.
+        value: CachedValue,
         /// When.
         timing: Timing,
     },
@@ -104,7 +103,7 @@ pub struct CachePlan {
 pub fn plan(committed: &Committed, policy: &CachePolicy) -> CachePlan {
     let world = &committed.world;
     let mut steps = Vec::with_capacity(2);
-    let mut put = |key: CacheKey, value: Option<CachedValue>, cause| {
+    let mut put = |key: CacheKey, value: CachedValue, cause| {
         let mode = policy
             .for_kind(key.kind())
             .map_or(WriteMode::Invalidate, |p| p.mode);
@@ -124,17 +123,17 @@ pub fn plan(committed: &Committed, policy: &CachePolicy) -> CachePlan {
     match &committed.change {
         Change::SnapshotReplaced { snapshot, .. } => put(
             CacheKey::state(world),
-            Some(CachedValue::Snapshot(snapshot.clone())),
+            CachedValue::Snapshot(snapshot.clone()),
             InvalidationCause::SnapshotReplaced,
         ),
         Change::FlagChanged { flags, .. } => put(
             CacheKey::flags(world),
-            Some(CachedValue::Flags(flags.clone())),
+            CachedValue::Flags(flags.clone()),
             InvalidationCause::FlagChanged,
         ),
         Change::EntityCreated { entity, state } | Change::EntityUpdated { entity, state } => put(
             CacheKey::entity(world, entity),
-            Some(CachedValue::Entity(state.clone())),
+            CachedValue::Entity(state.clone()),
             InvalidationCause::EntityMutated,
         ),
         Change::EntityDeleted { entity } => {
@@ -149,11 +148,11 @@ pub fn plan(committed: &Committed, policy: &CachePolicy) -> CachePlan {
                 });
             }
         }
-        // The change carries the new event, not the new top-k list: the list
-        // is re-read from the source.
-        Change::EventAdded { event } => put(
+        // The change carries the new top-k list, read in the write's own
+        // transaction.
+        Change::EventAdded { event, recent } => put(
             CacheKey::timeline(world, &event.entity),
-            None,
+            CachedValue::Timeline(recent.clone()),
             InvalidationCause::EventAdded,
         ),
     }
@@ -179,14 +178,14 @@ impl CachePlan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::document::{Document, EventKind, Value};
+    use crate::document::{Document, EventKind, TimelineEvent, Value};
     use crate::id::{EntityId, EntityKind, EntityRef, FlagName, WorldId};
     use crate::key::KeyTarget;
     use crate::key::strategies::{entity_ref, id_string, world_id};
     use crate::world::{Mutation, NewEvent, Op, WorldModel, apply_to};
     use proptest::prelude::*;
 
-    fn op(ids: Vec<String>) -> impl Strategy<Value = Op> {
+    fn op(ids: Vec<String>, top_k: usize) -> impl Strategy<Value = Op> {
         let pick = prop::sample::select(ids);
         let kind = (0usize..3).prop_map(|k| EntityKind::ALL[k]);
         let entity = (kind, pick.clone()).prop_map(|(k, id)| EntityRef::parse(k, &id).unwrap());
@@ -205,11 +204,12 @@ mod tests {
             (entity.clone(), doc.clone()).prop_map(|(e, d)| Op::UpdateEntity(e, d)),
             (entity.clone(), doc.clone()).prop_map(|(e, d)| Op::PutEntity(e, d)),
             entity.prop_map(Op::DeleteEntity),
-            (pick, doc, any::<i32>()).prop_map(|(id, d, at)| Op::AddEvent(NewEvent {
+            (pick, doc, any::<i32>()).prop_map(move |(id, d, at)| Op::AddEvent(NewEvent {
                 entity: EntityId::new(id).unwrap(),
                 kind: EventKind::new("moved").unwrap(),
                 at_ms: i64::from(at),
                 data: d,
+                top_k,
             })),
         ]
     }
@@ -226,8 +226,8 @@ mod tests {
             .prop_flat_map(|(world, ids, top_k)| {
                 (
                     Just(world),
-                    prop::collection::vec(op(ids.clone()), 0..20),
-                    op(ids.clone()),
+                    prop::collection::vec(op(ids.clone(), top_k), 0..20),
+                    op(ids.clone(), top_k),
                     Just(ids),
                     Just(top_k),
                 )
@@ -316,13 +316,10 @@ mod tests {
                 let model = slot.unwrap();
                 for step in plan(&committed, &CachePolicy::default()).steps {
                     match step.action {
-                        Action::Put { value: Some(v), .. } => {
-                            prop_assert_eq!(Some(v), model.read(&step.key, top_k));
+                        Action::Put { value, .. } => {
+                            prop_assert_eq!(Some(value), model.read(&step.key, top_k));
                         }
                         Action::Invalidate => prop_assert_eq!(model.read(&step.key, top_k), None),
-                        Action::Put { value: None, .. } => {
-                            prop_assert_eq!(step.key.kind(), KeyKind::Timeline);
-                        }
                     }
                 }
             }
@@ -345,7 +342,7 @@ mod tests {
     }
 
     #[test]
-    fn an_added_event_refreshes_the_timeline_behind() {
+    fn an_added_event_puts_the_new_timeline_behind() {
         let world = WorldId::new("w").unwrap();
         let mut slot = Some(WorldModel::created(Document::new()));
         let e = EntityRef::parse(EntityKind::Character, "c1").unwrap();
@@ -366,18 +363,26 @@ mod tests {
                     kind: EventKind::new("spoke").unwrap(),
                     at_ms: 5,
                     data: Document::new(),
+                    top_k: 20,
                 }),
             },
         )
         .unwrap();
         let p = plan(&committed, &CachePolicy::default());
+        let event = TimelineEvent {
+            seq: 3,
+            entity: e.entity_id(),
+            kind: EventKind::new("spoke").unwrap(),
+            at_ms: 5,
+            data: Document::new(),
+        };
         assert_eq!(p.version, 3);
         assert_eq!(
             p.steps,
             vec![Step {
                 key: CacheKey::timeline(&world, &e.entity_id()),
                 action: Action::Put {
-                    value: None,
+                    value: CachedValue::Timeline(vec![event]),
                     timing: Timing::Behind
                 },
                 cause: InvalidationCause::EventAdded,

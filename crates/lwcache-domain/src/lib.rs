@@ -39,7 +39,7 @@ pub use id::{
 pub use invalidation::{Action, CachePlan, InvalidationCause, Step, Timing, plan};
 pub use key::{CacheKey, KeyKind, KeyParseError, KeyTarget};
 pub use outbox::{Owed, OwedId, stale_keys};
-pub use policy::{CachePolicy, KeyPolicy, PolicyError, WarmPolicy, WriteMode};
+pub use policy::{CachePolicy, DEFAULT_TOP_K, KeyPolicy, PolicyError, WarmPolicy, WriteMode};
 pub use privacy::{Redaction, SensitivityPolicy};
 pub use warming::WarmPlan;
 pub use world::{

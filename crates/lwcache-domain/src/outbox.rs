@@ -64,7 +64,7 @@ pub fn stale_keys(committed: &Committed) -> Vec<CacheKey> {
             CacheKey::entity(world, entity),
             CacheKey::timeline(world, &entity.entity_id()),
         ],
-        Change::EventAdded { event } => vec![CacheKey::timeline(world, &event.entity)],
+        Change::EventAdded { event, .. } => vec![CacheKey::timeline(world, &event.entity)],
     }
 }
 

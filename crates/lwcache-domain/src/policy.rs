@@ -10,6 +10,10 @@ use crate::document::DocumentLimits;
 use crate::key::KeyKind;
 use crate::privacy::SensitivityPolicy;
 
+/// How many events a recent-timeline entry holds unless the policy says
+/// otherwise.
+pub const DEFAULT_TOP_K: usize = 20;
+
 /// What happens to a key's cached value after the source commits a write
 /// that changes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,7 +94,7 @@ impl Default for CachePolicy {
                 mode: WriteMode::WriteThrough,
                 ttl: Some(Duration::from_secs(3600)),
             },
-            timeline_top_k: 20,
+            timeline_top_k: DEFAULT_TOP_K,
             limits: DocumentLimits::default(),
             privacy: SensitivityPolicy::default(),
             warm: WarmPolicy::default(),

@@ -109,7 +109,7 @@ mod tests {
                 if refs.is_empty() { break; }
                 let e = &refs[j % refs.len()];
                 apply_to(&mut slot, Mutation { world: world.clone(), op: Op::AddEvent(NewEvent {
-                    entity: e.entity_id(), kind: EventKind::new("tick").unwrap(), at_ms: j as i64, data: Document::new(),
+                    entity: e.entity_id(), kind: EventKind::new("tick").unwrap(), at_ms: j as i64, data: Document::new(), top_k,
                 })}).unwrap();
             }
             let model = slot.unwrap();

@@ -168,6 +168,11 @@ pub struct NewEvent {
     pub at_ms: i64,
     /// Its details.
     pub data: Document,
+    /// How many of the entity's newest events, this one included, the
+    /// commit returns in [`Change::EventAdded`]'s `recent`: the cache's
+    /// top-k, so that the write can put the timeline it changed instead of
+    /// invalidating it. The cache manager sets it from its policy.
+    pub top_k: usize,
 }
 
 /// What a committed write changed: plain data, the input of the invalidation
@@ -211,6 +216,10 @@ pub enum Change {
     EventAdded {
         /// The event, with its assigned `seq`.
         event: TimelineEvent,
+        /// The entity's newest events after this one, newest first, at most
+        /// [`NewEvent::top_k`] of them: what a read of the timeline at this
+        /// version answers, read in the write's own transaction.
+        recent: Vec<TimelineEvent>,
     },
 }
 
@@ -377,11 +386,11 @@ impl WorldModel {
                     at_ms: new.at_ms,
                     data: new.data,
                 };
-                self.events
-                    .entry(event.entity.clone())
-                    .or_default()
-                    .push(event.clone());
-                Change::EventAdded { event }
+                let events = self.events.entry(event.entity.clone()).or_default();
+                events.push(event.clone());
+                // Events are appended in seq order, so the newest are last.
+                let recent = events.iter().rev().take(new.top_k).cloned().collect();
+                Change::EventAdded { event, recent }
             }
         };
         self.version += 1;
@@ -609,6 +618,7 @@ mod tests {
                 kind: EventKind::new("k").unwrap(),
                 at_ms: 0,
                 data: Document::new(),
+                top_k: 1,
             })
             .key_kind(),
             KeyKind::Timeline

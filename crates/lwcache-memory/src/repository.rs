@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use async_trait::async_trait;
-use lwcache_core::ports::{Claim, SourceError, WorldRepository};
+use lwcache_core::ports::{Claim, SourceError, WorldRepository, check_keys};
 use lwcache_domain::world::apply_to;
 use lwcache_domain::{
     CacheKey, CachedValue, Committed, EntityRef, KeyTarget, Mutation, Owed, OwedId, Versioned,
@@ -77,27 +77,29 @@ impl WorldRepository for MemoryRepository {
         key: &CacheKey,
         limit: usize,
     ) -> Result<Versioned<CachedValue>, SourceError> {
-        let world = key.world();
+        self.with_world(key.world(), |m| {
+            Ok(Versioned::new(m.version(), read_in(m, key, limit)?))
+        })
+    }
+
+    /// Every key under one lock: at one version.
+    async fn read_many(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        limit: usize,
+    ) -> Result<Versioned<Vec<Result<CachedValue, WorldError>>>, SourceError> {
+        check_keys(world, keys).map_err(|e| SourceError::Invalid(e.to_string()))?;
         self.with_world(world, |m| {
-            let value = match key.target() {
-                KeyTarget::State => CachedValue::Snapshot(m.snapshot().clone()),
-                KeyTarget::Flags => CachedValue::Flags(m.flags().clone()),
-                KeyTarget::Version => {
-                    return Err(SourceError::Invalid(format!("{key} is not a readable key")));
-                }
-                KeyTarget::Timeline(e) => {
-                    CachedValue::Timeline(m.recent(e, limit).ok_or_else(|| {
-                        WorldError::UnknownEntity {
-                            world: world.clone(),
-                            entity: format!("entity {e}"),
-                        }
-                    })?)
-                }
-                KeyTarget::Entity(e) => {
-                    CachedValue::Entity(m.entity(e).cloned().ok_or_else(|| unknown(world, e))?)
-                }
-            };
-            Ok(Versioned::new(m.version(), value))
+            let items = keys
+                .iter()
+                .map(|key| match read_in(m, key, limit) {
+                    Ok(value) => Ok(Ok(value)),
+                    Err(SourceError::Rejected(e)) => Ok(Err(e)),
+                    Err(e) => Err(e),
+                })
+                .collect::<Result<Vec<_>, SourceError>>()?;
+            Ok(Versioned::new(m.version(), items))
         })
     }
 
@@ -192,4 +194,28 @@ fn unknown(world: &WorldId, entity: &EntityRef) -> WorldError {
         world: world.clone(),
         entity: entity.to_string(),
     }
+}
+
+/// What `key` holds in a world's model.
+fn read_in(m: &WorldModel, key: &CacheKey, limit: usize) -> Result<CachedValue, SourceError> {
+    let world = key.world();
+    Ok(match key.target() {
+        KeyTarget::State => CachedValue::Snapshot(m.snapshot().clone()),
+        KeyTarget::Flags => CachedValue::Flags(m.flags().clone()),
+        KeyTarget::Version => {
+            return Err(SourceError::Invalid(format!("{key} is not a readable key")));
+        }
+        KeyTarget::Timeline(e) => {
+            CachedValue::Timeline(
+                m.recent(e, limit)
+                    .ok_or_else(|| WorldError::UnknownEntity {
+                        world: world.clone(),
+                        entity: format!("entity {e}"),
+                    })?,
+            )
+        }
+        KeyTarget::Entity(e) => {
+            CachedValue::Entity(m.entity(e).cloned().ok_or_else(|| unknown(world, e))?)
+        }
+    })
 }

@@ -137,6 +137,16 @@ impl CacheStore for MemoryStore {
         Ok(self.state().live(key).cloned())
     }
 
+    async fn get_many(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+    ) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        check_keys(world, keys)?;
+        let mut state = self.state();
+        Ok(keys.iter().map(|k| state.live(k).cloned()).collect())
+    }
+
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
         write.check()?;
         let mut state = self.state();

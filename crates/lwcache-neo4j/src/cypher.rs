@@ -85,11 +85,22 @@ MATCH (e:Entity {world_id: $w, id: $id})
 CALL (e) { MATCH (v:Event {world_id: $w, entity_id: $id}) DETACH DELETE v }
 DETACH DELETE e";
 
-/// Appends an event, its `seq` being the write's version. Params: `w`,
-/// `id`, `seq`, `kind`, `at_ms`, `data`.
+/// Appends an event, its `seq` being the write's version, and returns the
+/// entity's `k` newest events after it, as [`RECENT`] reads them: the
+/// timeline the cache keeps, read under the world's write lock, so that it
+/// holds every event of a lower version. No row when the entity does not
+/// exist. Params: `w`, `id`, `seq`, `kind`, `at_ms`, `data`, `k`.
 pub const ADD_EVENT: &str = "\
 MATCH (e:Entity {world_id: $w, id: $id})
-CREATE (e)-[:HAS_EVENT]->(:Event {world_id: $w, entity_id: $id, seq: $seq, kind: $kind, at_ms: $at_ms, data: $data})";
+CREATE (e)-[:HAS_EVENT]->(:Event {world_id: $w, entity_id: $id, seq: $seq, kind: $kind, at_ms: $at_ms, data: $data})
+WITH DISTINCT e
+RETURN COLLECT {
+  MATCH (v:Event {world_id: $w, entity_id: $id})
+  WHERE v.seq IS NOT NULL
+  RETURN v {.seq, .kind, .at_ms, .data} AS event
+  ORDER BY v.seq DESC
+  LIMIT $k
+} AS events";
 
 /// The snapshot, read after the version. Params: `w`.
 pub const READ_SNAPSHOT: &str = "\
@@ -126,6 +137,35 @@ RETURN version, e IS NOT NULL AS found, COLLECT {
   ORDER BY v.seq DESC
   LIMIT $k
 } AS events";
+
+/// Several keys of one world in one statement, read after the version:
+/// the snapshot and the flags when asked for, the entities named in
+/// `entities`, and the `k` newest events of the entities named in
+/// `timelines`; an absent entity is absent from its list. Params: `w`,
+/// `state`, `flags` (booleans), `entities`, `timelines` (lists of ids),
+/// `k`.
+pub const READ_MANY: &str = "\
+MATCH (w:World {id: $w})
+WITH w, w.version AS version
+RETURN version,
+  CASE WHEN $state THEN w.snapshot END AS snapshot,
+  CASE WHEN $flags THEN [(w)-[:HAS_FLAG]->(g) | [g.name, g.value]] END AS flags,
+  COLLECT {
+    UNWIND $entities AS id
+    MATCH (e:Entity {world_id: $w, id: id})
+    RETURN e {.id, .kind, .state} AS entity
+  } AS entities,
+  COLLECT {
+    UNWIND $timelines AS id
+    MATCH (:Entity {world_id: $w, id: id})
+    RETURN {id: id, events: COLLECT {
+      MATCH (v:Event {world_id: $w, entity_id: id})
+      WHERE v.seq IS NOT NULL
+      RETURN v {.seq, .kind, .at_ms, .data} AS event
+      ORDER BY v.seq DESC
+      LIMIT $k
+    }} AS timeline
+  } AS timelines";
 
 /// Everything warming prefills, read after the version: the snapshot, the
 /// flags, every entity with its `k` newest events. Params: `w`, `k`.

@@ -308,6 +308,29 @@ impl CacheStore for RedisStore {
         .await
     }
 
+    /// One `MGET`: every key of a world shares its hash tag, so one Cluster
+    /// node serves them all.
+    async fn get_many(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+    ) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        check_keys(world, keys)?;
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
+        self.call(|mut conn| {
+            let names = &names;
+            async move {
+                let entries: Vec<Option<Vec<u8>>> =
+                    redis::cmd("MGET").arg(names).query_async(&mut conn).await?;
+                Ok(entries)
+            }
+        })
+        .await
+    }
+
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
         write.check()?;
         let ver_key = Self::version_key(&write.world);

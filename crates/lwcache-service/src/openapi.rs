@@ -177,10 +177,22 @@ pub(crate) fn document() -> Value {
             "get": op("Read an entity's newest events, newest first", "get_recent",
                 vec![world(), entity(), json!({
                     "name": "limit", "in": "query", "required": false,
-                    "description": "How many events (default: the cached top-k, 10).",
+                    "description": "How many events (default: the cached top-k, 20).",
                     "schema": { "type": "integer", "minimum": 1, "maximum": crate::routes::table::MAX_RECENT_LIMIT },
                 })],
                 None, vec![("200", read_ok("The events.", "Timeline"))]),
+        }),
+    );
+    paths.insert(
+        "/v1/worlds/{world_id}/read".into(),
+        json!({
+            "post": op("Read a turn's keys at once: the snapshot, the flags, entities and timelines", "read_turn",
+                vec![world()], Some(body("TurnRequest", "What the turn reads.")),
+                vec![("200", json!({
+                    "description": "Each item with its cache outcome and version, or its own error (an unknown entity); 400 too_many_items past the limit of items.",
+                    "headers": { "x-world-version": { "$ref": "#/components/headers/XWorldVersion" } },
+                    "content": { "application/json": { "schema": { "$ref": "#/components/schemas/TurnAnswer" } } },
+                }))]),
         }),
     );
     paths.insert(
@@ -256,6 +268,31 @@ pub(crate) fn document() -> Value {
                     "version": { "type": "integer" },
                     "cache": { "type": "string", "enum": ["applied", "superseded", "deferred", "failed"] },
                     "seq": { "type": "integer" } } },
+                "TurnRequest": { "type": "object", "additionalProperties": false,
+                    "description": format!("At most {} items in all.", crate::routes::MAX_TURN_ITEMS),
+                    "properties": {
+                    "snapshot": { "type": "boolean" }, "flags": { "type": "boolean" },
+                    "characters": { "type": "array", "items": { "$ref": "#/components/schemas/Id" } },
+                    "locations": { "type": "array", "items": { "$ref": "#/components/schemas/Id" } },
+                    "objects": { "type": "array", "items": { "$ref": "#/components/schemas/Id" } },
+                    "timelines": { "type": "array", "items": { "type": "object", "required": ["entity_id"],
+                        "additionalProperties": false, "properties": {
+                        "entity_id": { "$ref": "#/components/schemas/Id" },
+                        "limit": { "type": "integer", "minimum": 1, "maximum": crate::routes::table::MAX_RECENT_LIMIT } } } } } },
+                "TurnItem": { "type": "object", "description": "A value with how it was served (cache: hit, miss, stale or fallback) and its version, or error.",
+                    "properties": {
+                    "cache": { "type": "string", "enum": ["hit", "miss", "stale", "fallback"] },
+                    "version": { "type": "integer" }, "value": { "$ref": "#/components/schemas/Value" },
+                    "events": { "$ref": "#/components/schemas/Timeline" },
+                    "error": { "type": "object" } } },
+                "TurnAnswer": { "type": "object", "properties": {
+                    "version": { "type": "integer", "description": "The highest version among the items." },
+                    "snapshot": { "$ref": "#/components/schemas/TurnItem" },
+                    "flags": { "$ref": "#/components/schemas/TurnItem" },
+                    "characters": { "type": "object", "additionalProperties": { "$ref": "#/components/schemas/TurnItem" } },
+                    "locations": { "type": "object", "additionalProperties": { "$ref": "#/components/schemas/TurnItem" } },
+                    "objects": { "type": "object", "additionalProperties": { "$ref": "#/components/schemas/TurnItem" } },
+                    "timelines": { "type": "object", "additionalProperties": { "$ref": "#/components/schemas/TurnItem" } } } },
                 "WarmReport": { "type": "object", "properties": {
                     "version": { "type": "integer" }, "keys": { "type": "integer" },
                     "batches": { "type": "integer" }, "skipped": { "type": "integer" } } },

@@ -2,7 +2,7 @@
 //! itself an adapter of that port, so faults can be injected into a real
 //! Redis or Neo4j as easily as into the in-memory adapters.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -17,10 +17,12 @@ use lwcache_domain::{
 };
 use tokio::sync::Notify;
 
-/// Records the bytes of every value handed to the store.
+/// Records the bytes of every value handed to the store, and counts the
+/// calls (each one round trip to a real store).
 pub struct Recording<S> {
     inner: S,
     written: Mutex<Vec<Vec<u8>>>,
+    calls: AtomicUsize,
 }
 
 impl<S> Recording<S> {
@@ -29,7 +31,17 @@ impl<S> Recording<S> {
         Self {
             inner,
             written: Mutex::new(Vec::new()),
+            calls: AtomicUsize::new(0),
         }
+    }
+
+    /// How many calls reached the store so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
     }
 
     /// Every value written so far.
@@ -44,9 +56,19 @@ impl<S> Recording<S> {
 #[async_trait]
 impl<S: CacheStore> CacheStore for Recording<S> {
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
+        self.count();
         self.inner.get(key).await
     }
+    async fn get_many(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+    ) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        self.count();
+        self.inner.get_many(world, keys).await
+    }
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
+        self.count();
         self.written
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -60,18 +82,23 @@ impl<S: CacheStore> CacheStore for Recording<S> {
         lease: Lease,
         ttl: Duration,
     ) -> Result<Vec<bool>, CacheError> {
+        self.count();
         self.inner.lease(world, keys, lease, ttl).await
     }
     async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
+        self.count();
         self.inner.version(world).await
     }
     async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {
+        self.count();
         self.inner.remove(keys).await
     }
     async fn drop_world(&self, world: &WorldId) -> Result<usize, CacheError> {
+        self.count();
         self.inner.drop_world(world).await
     }
     async fn ping(&self) -> Result<(), CacheError> {
+        self.count();
         self.inner.ping().await
     }
 }
@@ -110,6 +137,14 @@ impl<S: CacheStore> CacheStore for Faulty<S> {
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
         self.check()?;
         self.inner.get(key).await
+    }
+    async fn get_many(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+    ) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        self.check()?;
+        self.inner.get_many(world, keys).await
     }
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
         self.check()?;

@@ -134,12 +134,14 @@ macro_rules! conformance_tests {
             store::dropping_a_world_leaves_nothing_of_it,
             store::ttls_expire_and_flags_persist,
             store::foreign_keys_are_refused,
+            store::batched_gets_answer_each_key_in_order,
             repository::unknown_worlds_are_refused,
             repository::a_new_world_reads_back,
             repository::every_write_bumps_the_version_by_one,
             repository::concurrent_writers_get_distinct_versions,
             repository::entities_share_one_id_namespace,
             repository::timelines_are_newest_first_and_bounded,
+            repository::concurrent_events_return_the_timeline_at_their_version,
             repository::deleting_an_entity_drops_its_timeline,
             repository::refused_writes_change_nothing,
             repository::agrees_with_the_reference_model,
@@ -147,6 +149,7 @@ macro_rules! conformance_tests {
             repository::writes_record_what_they_owe_until_settled,
             repository::young_entries_are_left_to_their_writer,
             repository::loads_owe_nothing,
+            repository::batched_reads_agree_with_single_reads,
             stack::misses_populate_the_cache,
             stack::every_change_invalidates_what_it_makes_stale,
             stack::entries_expire_after_their_ttl,
@@ -160,6 +163,8 @@ macro_rules! conformance_tests {
             stack::an_acknowledged_write_is_read_by_every_instance,
             stack::a_crash_between_commit_and_cache_step_is_replayed,
             stack::a_world_restored_to_an_older_version_is_dropped,
+            stack::batched_manager_reads_agree_with_single_reads,
+            stack::batched_reads_see_every_acknowledged_write,
         );
     };
     (@cases $harness:expr, $flavor:tt, $($module:ident :: $case:ident),* $(,)?) => {

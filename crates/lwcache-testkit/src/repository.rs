@@ -48,6 +48,7 @@ fn event(entity: &EntityRef, n: i64) -> Op {
         kind: event_kind("tick"),
         at_ms: 1_700_000_000_000 + n,
         data: Document::new().with("n", Value::Int(n)),
+        top_k: lwcache_domain::DEFAULT_TOP_K,
     })
 }
 
@@ -249,12 +250,17 @@ pub async fn timelines_are_newest_first_and_bounded(h: &Harness) {
         .unwrap();
     let mut seqs = Vec::new();
     for n in 0..12 {
-        let committed = apply(h, &world, event(&c, n)).await.unwrap();
-        let Change::EventAdded { event } = committed.change else {
+        let committed = apply(h, &world, event_with_top_k(&c, n, 5)).await.unwrap();
+        let Change::EventAdded { event, recent } = committed.change else {
             panic!("not an event")
         };
         assert_eq!(event.seq, committed.version);
         seqs.push(event.seq);
+        // The commit returns what a read at its version answers.
+        let key = CacheKey::timeline(&world, &c.entity_id());
+        let read = h.repo.read(&key, 5).await.unwrap();
+        assert_eq!(read.version, committed.version);
+        assert_eq!(CachedValue::Timeline(recent), read.value, "after event {n}");
         apply(h, &world, event_op_for(&other, n)).await.unwrap();
     }
     let key = CacheKey::timeline(&world, &c.entity_id());
@@ -276,6 +282,60 @@ pub async fn timelines_are_newest_first_and_bounded(h: &Harness) {
 
 fn event_op_for(e: &EntityRef, n: i64) -> Op {
     event(e, n + 1000)
+}
+
+fn event_with_top_k(entity: &EntityRef, n: i64, top_k: usize) -> Op {
+    let Op::AddEvent(mut new) = event(entity, n) else {
+        unreachable!("event builds an event")
+    };
+    new.top_k = top_k;
+    Op::AddEvent(new)
+}
+
+/// Events added concurrently to one timeline each return every event of a
+/// lower version: the list a write returns is the timeline at its version,
+/// whatever the other writers do, so that the cache may keep it.
+pub async fn concurrent_events_return_the_timeline_at_their_version(h: &Harness) {
+    let world = create_world(h).await;
+    let c = character("c1");
+    apply(h, &world, Op::CreateEntity(c.clone(), Document::new()))
+        .await
+        .unwrap();
+    let mut tasks = Vec::new();
+    for t in 0..6 {
+        let (repo, world, c) = (Arc::clone(&h.repo), world.clone(), c.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut commits = Vec::new();
+            for i in 0..8 {
+                let op = event_with_top_k(&c, t * 100 + i, 1000);
+                let mutation = Mutation {
+                    world: world.clone(),
+                    op,
+                };
+                commits.push(repo.apply(&mutation).await.expect("write"));
+            }
+            commits
+        }));
+    }
+    let mut commits = Vec::new();
+    for task in tasks {
+        commits.extend(task.await.expect("task"));
+    }
+    let all: BTreeSet<u64> = commits.iter().map(|c| c.version).collect();
+    assert_eq!(all.len(), 48);
+    for committed in &commits {
+        let Change::EventAdded { recent, .. } = &committed.change else {
+            panic!("not an event")
+        };
+        let got: Vec<u64> = recent.iter().map(|e| e.seq).collect();
+        let want: Vec<u64> = all
+            .iter()
+            .rev()
+            .copied()
+            .filter(|&v| v <= committed.version)
+            .collect();
+        assert_eq!(got, want, "the timeline at version {}", committed.version);
+    }
 }
 
 /// Deleting an entity deletes its timeline.
@@ -442,6 +502,7 @@ pub async fn loading_a_seed_equals_applying_it(h: &Harness) {
         kind: event_kind("tick"),
         at_ms: 0,
         data: Document::new(),
+        top_k: lwcache_domain::DEFAULT_TOP_K,
     });
     let other = fresh_world();
     assert!(matches!(
@@ -539,4 +600,79 @@ pub async fn loads_owe_nothing(h: &Harness) {
         h.repo.owed(&claim("owner-a", &world)).await.unwrap(),
         Vec::new()
     );
+}
+
+/// A batched read answers each key in order with what a single read of it
+/// answers, at a version no older than the world's when it started; an
+/// absent entity fails its own item only; an unknown world, a key of
+/// another world and the version key fail the call.
+pub async fn batched_reads_agree_with_single_reads(h: &Harness) {
+    let world = create_world(h).await;
+    let c = character("c1");
+    let l = entity(EntityKind::Location, "l1");
+    apply(h, &world, Op::CreateEntity(c.clone(), doc("mood", "calm")))
+        .await
+        .unwrap();
+    apply(h, &world, Op::CreateEntity(l.clone(), doc("name", "Dock")))
+        .await
+        .unwrap();
+    apply(h, &world, Op::SetFlag(flag("door"), Value::Bool(true)))
+        .await
+        .unwrap();
+    for n in 0..4 {
+        apply(h, &world, event(&c, n)).await.unwrap();
+    }
+    let keys = vec![
+        CacheKey::state(&world),
+        CacheKey::flags(&world),
+        CacheKey::entity(&world, &c),
+        CacheKey::entity(&world, &l),
+        // The id is a location's: no object holds it.
+        CacheKey::entity(&world, &entity(EntityKind::Object, "l1")),
+        CacheKey::entity(&world, &character("nobody")),
+        CacheKey::timeline(&world, &c.entity_id()),
+        CacheKey::timeline(&world, &l.entity_id()),
+        CacheKey::timeline(&world, &lwcache_domain::EntityId::new("nobody").unwrap()),
+        CacheKey::entity(&world, &c),
+    ];
+    let version = h.repo.version(&world).await.unwrap();
+    let many = h.repo.read_many(&world, &keys, 3).await.expect("read_many");
+    assert!(many.version >= version);
+    assert_eq!(many.value.len(), keys.len());
+    for (key, item) in keys.iter().zip(&many.value) {
+        match h.repo.read(key, 3).await {
+            Ok(single) => assert_eq!(item.as_ref(), Ok(&single.value), "{key}"),
+            Err(SourceError::Rejected(e)) => assert_eq!(item.as_ref(), Err(&e), "{key}"),
+            Err(other) => panic!("{key}: {other}"),
+        }
+    }
+    let CachedValue::Timeline(events) = many.value[6].clone().unwrap() else {
+        panic!("not a timeline")
+    };
+    assert_eq!(events.len(), 3, "bounded by the limit");
+    assert!(matches!(
+        many.value[5],
+        Err(WorldError::UnknownEntity { .. })
+    ));
+
+    let unknown = fresh_world();
+    assert_eq!(
+        h.repo
+            .read_many(&unknown, &[CacheKey::state(&unknown)], 3)
+            .await,
+        Err(SourceError::Rejected(WorldError::UnknownWorld(
+            unknown.clone()
+        )))
+    );
+    let foreign = [CacheKey::state(&world), CacheKey::state(&unknown)];
+    assert!(matches!(
+        h.repo.read_many(&world, &foreign, 3).await,
+        Err(SourceError::Invalid(_))
+    ));
+    assert!(matches!(
+        h.repo
+            .read_many(&world, &[CacheKey::version(&world)], 3)
+            .await,
+        Err(SourceError::Invalid(_))
+    ));
 }

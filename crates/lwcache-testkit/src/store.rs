@@ -369,3 +369,60 @@ pub async fn foreign_keys_are_refused(h: &Harness) {
     assert!(matches!(l, Err(CacheError::Refused(_))));
     assert!(h.store.get(&CacheKey::version(&world)).await.is_err());
 }
+
+/// A batched get answers each key in order, as single gets do, tombstones
+/// and absent keys included; keys of another world and the version key are
+/// refused.
+pub async fn batched_gets_answer_each_key_in_order(h: &Harness) {
+    let world = fresh_world();
+    let a = CacheKey::state(&world);
+    let b = CacheKey::entity(&world, &character("c1"));
+    let gone = CacheKey::timeline(&world, &EntityId::new("c2").unwrap());
+    let absent = CacheKey::flags(&world);
+    must(
+        h,
+        &commit(
+            &world,
+            4,
+            vec![
+                put(&a, entry(4, "a")),
+                put(&b, entry(4, "b")),
+                put(&gone, codec::tombstone(4)),
+            ],
+        ),
+    )
+    .await;
+    let keys = [
+        a.clone(),
+        absent.clone(),
+        b.clone(),
+        gone.clone(),
+        a.clone(),
+    ];
+    let many = h
+        .store
+        .get_many(&world, &keys)
+        .await
+        .expect("the store answers");
+    let mut single = Vec::new();
+    for key in &keys {
+        single.push(get(h, key).await);
+    }
+    assert_eq!(many, single);
+    assert_eq!(many[0], Some(entry(4, "a")));
+    assert_eq!(many[1], None);
+    assert!(many[3].as_deref().is_some_and(codec::is_tombstone));
+    assert_eq!(h.store.get_many(&world, &[]).await, Ok(Vec::new()));
+
+    let other = CacheKey::state(&fresh_world());
+    assert!(matches!(
+        h.store.get_many(&world, &[a.clone(), other]).await,
+        Err(CacheError::Refused(_))
+    ));
+    assert!(matches!(
+        h.store
+            .get_many(&world, &[a, CacheKey::version(&world)])
+            .await,
+        Err(CacheError::Refused(_))
+    ));
+}

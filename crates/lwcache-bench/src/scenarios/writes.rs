@@ -59,6 +59,7 @@ where
                 kind: kind.clone(),
                 at_ms: lwcache_demo::EPOCH_MS,
                 data: event(i),
+                top_k: lwcache_domain::DEFAULT_TOP_K,
             }),
         };
         async move {
@@ -97,7 +98,7 @@ where
             "CacheManager::add_event",
             source,
             (&add_subject, &add_baseline),
-            "timelines are write-behind: the caller waits for the source commit and the queueing; the background refresh runs after the acknowledgement and is let finish, untimed, between samples",
+            "the commit returns the new recent timeline, which the caller waits to see put in the cache (one EVALSHA) instead of a tombstone and a second source read",
         ),
         write_comparison(
             "write_set_flag",

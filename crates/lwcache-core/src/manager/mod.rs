@@ -5,7 +5,7 @@
 //! what every mechanism shares (bounded port calls, encoding entries);
 //! [`Builder`] is in `builder.rs`, reads and fills in `read.rs`, writes and
 //! their cache plans in `write.rs`, the write-behind queue and worker in
-//! `write_behind.rs`, activation in `warm.rs`.
+//! `write_behind.rs`, activation in `warm.rs`, batched reads in `batch.rs`.
 //!
 //! # The consistency protocol
 //!
@@ -27,6 +27,7 @@
 //!
 //! [`WriteKind`]: crate::ports::WriteKind
 
+mod batch;
 mod builder;
 mod outbox;
 mod read;
@@ -44,6 +45,7 @@ use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+pub use batch::ItemRead;
 pub use builder::Builder;
 
 use crate::codec::{self, Entry};

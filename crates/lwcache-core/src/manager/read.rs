@@ -348,33 +348,9 @@ where
         }
     }
 
-    /// Refills a key from the source as a miss would, under a lease of its
-    /// own; does nothing when another read is filling it already, or the
-    /// source no longer has it (a tombstone is then the right entry).
-    pub(super) async fn refill(&self, key: &CacheKey) {
-        let lease = self.next_lease();
-        let held = self
-            .cache_call(self.store.lease(
-                key.world(),
-                std::slice::from_ref(key),
-                lease,
-                self.config.lease_ttl,
-            ))
-            .await;
-        if !matches!(held.as_deref(), Ok([true])) {
-            return;
-        }
-        let top_k = self.config.policy.timeline_top_k;
-        if let Ok(read) = self.source_read(key, top_k).await {
-            let (redacted, redaction) = self.config.policy.privacy.redact(&read.value);
-            self.fill(key, read.version, lease, &redacted, redaction)
-                .await;
-        }
-    }
-
     /// Whether a write-behind update newer than `version` is queued for
     /// `key`: the cached entry is then known to be behind.
-    fn pending_newer(&self, key: &CacheKey, version: u64) -> bool {
+    pub(super) fn pending_newer(&self, key: &CacheKey, version: u64) -> bool {
         lock(&self.pending).get(key).is_some_and(|&v| v > version)
     }
 }

@@ -1,7 +1,7 @@
 //! Writes: durable in the source first (with what they owe the cache in the
 //! same transaction), acknowledged only then, after the cache step the
-//! domain's plan asks for: puts and tombstones in one versioned commit, then
-//! refills or work queued for the write-behind worker. Nothing after the
+//! domain's plan asks for: puts and tombstones in one versioned commit, or,
+//! with stale reads opted into, work queued for the write-behind worker. Nothing after the
 //! source commit can fail a write; a failed cache step stays owed in the
 //! outbox and is replayed.
 
@@ -128,6 +128,7 @@ where
             kind,
             at_ms,
             data,
+            top_k: self.inner.config.policy.timeline_top_k,
         };
         self.write_op(world, Op::AddEvent(event)).await
     }
@@ -138,8 +139,12 @@ where
     S: CacheStore + 'static,
     R: WorldRepository + 'static,
 {
-    async fn apply(&self, mutation: Mutation) -> Result<Written, Error> {
+    async fn apply(&self, mut mutation: Mutation) -> Result<Written, Error> {
         mutation.op.check(&self.config.policy.limits)?;
+        if let Op::AddEvent(event) = &mut mutation.op {
+            // The commit returns the timeline the cache keeps.
+            event.top_k = self.config.policy.timeline_top_k;
+        }
         let started = Instant::now();
         let committed = self.source_call(self.repo.apply(&mutation)).await?;
         self.metrics.record(MetricEvent::Latency(
@@ -154,17 +159,10 @@ where
     }
 
     /// Carries out a plan's cache steps: one versioned commit of puts and
-    /// tombstones, then the refills the plan asks for now. Once the commit
-    /// landed, the write's outbox entry is done.
+    /// tombstones, then the work the plan leaves for the write-behind
+    /// worker. Once the commit landed, the write's outbox entry is done.
     async fn run_plan(&self, plan: &CachePlan) -> CacheStep {
         let mut puts = Vec::new();
-        let mut refill_now = Vec::new();
-        // Write-behind work is queued only after the commit landed: a refill
-        // that ran first would take its lease before the commit and lose it
-        // to the commit, or fill at the write's version and keep the
-        // tombstone out. With stale reads opted into there is no tombstone,
-        // and the queue's answer decides whether there must be one.
-        let mut behind = Vec::new();
         let mut deferred = 0usize;
         for step in &plan.steps {
             self.metrics
@@ -172,44 +170,35 @@ where
             match &step.action {
                 Action::Invalidate => puts.push(self.tombstone(&step.key, plan.version)),
                 Action::Put {
-                    value: Some(v),
+                    value,
                     timing: Timing::Now,
-                } => puts.push(self.put_redacting(&step.key, plan.version, v)),
-                // The new value is not in the change (a timeline's top-k):
-                // the key goes now and is re-read once the step landed.
-                Action::Put {
-                    value: None,
-                    timing: Timing::Now,
-                } => {
-                    puts.push(self.tombstone(&step.key, plan.version));
-                    refill_now.push(step.key.clone());
-                }
+                } => puts.push(self.put_redacting(&step.key, plan.version, value)),
                 Action::Put {
                     value,
                     timing: Timing::Behind,
-                } => {
-                    let task = Task::Put {
-                        key: step.key.clone(),
-                        version: plan.version,
-                        value: value.clone(),
-                    };
-                    match self.config.stale_reads {
-                        // No instance may serve the old value once the write
-                        // is acknowledged.
-                        StaleReads::Never => {
+                } => match self.config.stale_reads {
+                    // No instance may serve the old value once the write is
+                    // acknowledged, and the change carries the new one: it
+                    // goes in the same round trip a tombstone would take.
+                    StaleReads::Never => {
+                        puts.push(self.put_redacting(&step.key, plan.version, value));
+                    }
+                    StaleReads::WhileQueued => {
+                        let task = Task::Put {
+                            key: step.key.clone(),
+                            version: plan.version,
+                            value: value.clone(),
+                        };
+                        if self.enqueue(task) {
+                            deferred += 1;
+                        } else {
+                            // The queue is full: the key goes now and its
+                            // next read fills it.
+                            self.overflowed(&step.key);
                             puts.push(self.tombstone(&step.key, plan.version));
-                            behind.push(task);
-                        }
-                        StaleReads::WhileQueued => {
-                            if self.enqueue(task) {
-                                deferred += 1;
-                            } else {
-                                self.overflowed(&step.key);
-                                puts.push(self.tombstone(&step.key, plan.version));
-                            }
                         }
                     }
-                }
+                },
             }
         }
         let mut step = if deferred > 0 {
@@ -217,7 +206,6 @@ where
         } else {
             CacheStep::Applied
         };
-        let queued_before = deferred;
         if !puts.is_empty() {
             let write = CacheWrite::commit(plan.world.clone(), plan.version, puts);
             match self.cache_call(self.store.write(&write)).await {
@@ -239,32 +227,13 @@ where
                 }
             }
         }
-        for task in behind {
-            let key = match &task {
-                Task::Put { key, .. } => key.clone(),
-            };
-            if self.enqueue(task) {
-                deferred += 1;
-            } else {
-                // The key stays tombstoned: its next read fills it.
-                self.overflowed(&key);
-            }
-        }
-        if deferred > 0 && step == CacheStep::Applied {
-            step = CacheStep::Deferred;
-        }
-        // With stale reads opted into, a deferred put is the only step that
-        // replaces the old value: the entry stays owed until the replay loop
-        // has made sure of it.
-        let owes_later = queued_before > 0;
-        if !owes_later {
+        // A deferred put is the only step that replaces the old value: the
+        // entry stays owed until the replay loop has made sure of it.
+        if deferred == 0 {
             self.mark_done(OwedId {
                 world: plan.world.clone(),
                 version: plan.version,
             });
-        }
-        for key in refill_now {
-            self.refill(&key).await;
         }
         step
     }

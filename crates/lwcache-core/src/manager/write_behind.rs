@@ -1,8 +1,8 @@
-//! Write-behind: cache updates that run after the write was acknowledged
-//! (the write's own step has already tombstoned their keys, unless stale
-//! reads were opted into). A bounded queue feeds one worker task, which
-//! retries a failed cache write a few times; a full queue never blocks a
-//! caller (the key stays tombstoned instead). `pending` remembers the newest
+//! Write-behind: cache updates that run after the write was acknowledged,
+//! for write-behind keys when stale reads are opted into (otherwise the
+//! write's own step puts them before the acknowledgement). A bounded queue
+//! feeds one worker task, which retries a failed cache write a few times; a
+//! full queue never blocks a caller (the write tombstones the key instead). `pending` remembers the newest
 //! version queued per key, so that reads know a cached entry is behind and
 //! the worker skips superseded work.
 
@@ -20,11 +20,11 @@ use crate::ports::{CacheStore, CacheWrite, WorldRepository};
 /// One unit of write-behind work.
 #[derive(Debug)]
 pub(super) enum Task {
-    /// Put a key's new value (re-read from the source when `None`).
+    /// Put a key's new value.
     Put {
         key: CacheKey,
         version: u64,
-        value: Option<CachedValue>,
+        value: CachedValue,
     },
 }
 
@@ -144,17 +144,12 @@ where
                     // A later update of the same key is queued: it will do.
                     return;
                 }
-                match value {
-                    Some(value) => {
-                        let write = CacheWrite::commit(
-                            key.world().clone(),
-                            version,
-                            vec![self.put_redacting(&key, version, &value)],
-                        );
-                        self.write_with_retries(&write).await;
-                    }
-                    None => self.refill(&key).await,
-                }
+                let write = CacheWrite::commit(
+                    key.world().clone(),
+                    version,
+                    vec![self.put_redacting(&key, version, &value)],
+                );
+                self.write_with_retries(&write).await;
                 self.clear_pending(&key, version);
             }
         }

@@ -16,7 +16,7 @@ use lwcache_core::ports::{
     CacheError, CacheStore, CacheWrite, Claim, Lease, SourceError, WorldRepository, WriteKind,
     WriteOutcome,
 };
-use lwcache_core::{CacheManager, CacheStep, Counters, Error, ManagerConfig};
+use lwcache_core::{CacheManager, CacheStep, Counters, Error, ManagerConfig, StaleReads};
 use lwcache_domain::{
     CacheKey, CachedValue, Change, Committed, Document, DocumentError, EntityId, EventKind,
     FlagName, Flags, Mutation, Owed, OwedId, TimelineEvent, Value, Versioned, WorldId, WorldImage,
@@ -194,8 +194,8 @@ async fn a_cache_read_failure_falls_back_without_a_fill() {
     assert_eq!((c.fallbacks, c.cache_errors, c.misses), (1, 1, 0));
 }
 
-/// A store whose fills wait until released: it holds the write-behind
-/// worker on its first refill, while writes' own steps go through.
+/// A store whose writes of values wait until released: it holds the
+/// write-behind worker on its first put, while tombstones go through.
 struct StuckStore {
     release: Notify,
 }
@@ -206,7 +206,7 @@ impl CacheStore for StuckStore {
         Ok(None)
     }
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
-        if let WriteKind::Fill { .. } = write.kind {
+        if write.puts.iter().any(|p| !codec::is_tombstone(&p.bytes)) {
             self.release.notified().await;
         }
         Ok(landed(write.puts.len()))
@@ -245,14 +245,18 @@ async fn write_behind_never_blocks_the_caller_and_overflows_into_invalidation() 
         Ok(Committed {
             world: world(),
             version,
-            change: Change::EventAdded {
-                event: TimelineEvent {
+            change: {
+                let event = TimelineEvent {
                     seq: version,
                     entity: e.clone(),
                     kind: EventKind::new("spoke").unwrap(),
                     at_ms: 0,
                     data: Document::new(),
-                },
+                };
+                Change::EventAdded {
+                    recent: vec![event.clone()],
+                    event,
+                }
             },
         })
     });
@@ -265,6 +269,9 @@ async fn write_behind_never_blocks_the_caller_and_overflows_into_invalidation() 
     let mut config = ManagerConfig::default();
     config.write_behind_capacity = 1;
     config.cache_timeout = Duration::from_secs(3600);
+    // Only with stale reads opted into does a write leave its put to the
+    // worker.
+    config.stale_reads = StaleReads::WhileQueued;
     let m = CacheManager::builder(store.clone(), repo)
         .config(config)
         .metrics(counters.clone())
@@ -280,7 +287,7 @@ async fn write_behind_never_blocks_the_caller_and_overflows_into_invalidation() 
         )
     };
 
-    // The worker takes the first task and is stuck in the store, filling.
+    // The worker takes the first task and is stuck in the store, putting.
     assert_eq!(add().await.unwrap().cache, CacheStep::Deferred);
     tokio::task::yield_now().await;
     // The second waits in the queue, which is now full.
@@ -360,30 +367,37 @@ mod privacy {
 }
 
 fn event_committed(version: u64) -> Committed {
+    let event = TimelineEvent {
+        seq: version,
+        entity: EntityId::new("c1").unwrap(),
+        kind: EventKind::new("spoke").unwrap(),
+        at_ms: 0,
+        data: Document::new(),
+    };
     Committed {
         world: world(),
         version,
         change: Change::EventAdded {
-            event: TimelineEvent {
-                seq: version,
-                entity: EntityId::new("c1").unwrap(),
-                kind: EventKind::new("spoke").unwrap(),
-                at_ms: 0,
-                data: Document::new(),
-            },
+            recent: vec![event.clone()],
+            event,
         },
     }
 }
 
 #[tokio::test]
-async fn an_added_event_tombstones_its_timeline_before_the_ack() {
+async fn an_added_event_puts_its_new_timeline_before_the_ack() {
     let timeline = CacheKey::timeline(&world(), &EntityId::new("c1").unwrap());
+    let committed = event_committed(9);
+    let Change::EventAdded { recent, .. } = committed.change.clone() else {
+        unreachable!("an event")
+    };
     let mut repo = repo_with_outbox();
-    repo.expect_apply().returning(|_| Ok(event_committed(9)));
-    repo.expect_read()
-        .returning(|_, _| Ok(Versioned::new(9, CachedValue::Timeline(Vec::new()))));
-    let tombstoned = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let seen = tombstoned.clone();
+    repo.expect_apply()
+        .returning(move |_| Ok(committed.clone()));
+    // The new timeline comes with the commit: nothing is re-read.
+    repo.expect_read().times(0);
+    let put = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = put.clone();
     let key = timeline.clone();
     let mut store = MockStore::new();
     // The replay loop pings the store before each round.
@@ -394,22 +408,16 @@ async fn an_added_event_tombstones_its_timeline_before_the_ack() {
             w.kind == WriteKind::Commit
                 && w.puts.len() == 1
                 && w.puts[0].key == key
-                && codec::is_tombstone(&w.puts[0].bytes)
-                && codec::peek_version(&w.puts[0].bytes) == Ok(9)
+                && codec::decode(&w.puts[0].bytes).is_ok_and(|e| {
+                    e.version == 9 && e.value == CachedValue::Timeline(recent.clone())
+                })
         })
         .times(1)
         .returning(move |w| {
             seen.store(true, std::sync::atomic::Ordering::SeqCst);
             Ok(landed(w.puts.len()))
         });
-    // The write-behind refill that follows: a lease, then a fill under it.
-    store
-        .expect_lease()
-        .returning(|_, keys, _, _| Ok(vec![true; keys.len()]));
-    store
-        .expect_write()
-        .withf(|w| matches!(w.kind, WriteKind::Fill { .. }))
-        .returning(|w| Ok(landed(w.puts.len())));
+    store.expect_lease().times(0);
     let m = CacheManager::builder(store, repo).build().unwrap();
     let w = m
         .add_event(
@@ -421,10 +429,10 @@ async fn an_added_event_tombstones_its_timeline_before_the_ack() {
         .await
         .unwrap();
     assert!(
-        tombstoned.load(std::sync::atomic::Ordering::SeqCst),
-        "the timeline was tombstoned before the write was acknowledged"
+        put.load(std::sync::atomic::Ordering::SeqCst),
+        "the new timeline was put before the write was acknowledged"
     );
-    assert_eq!(w.cache, CacheStep::Deferred);
+    assert_eq!(w.cache, CacheStep::Applied);
     m.shutdown().await;
 }
 

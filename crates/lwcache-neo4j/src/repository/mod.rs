@@ -139,6 +139,15 @@ impl WorldRepository for Neo4jRepository {
         self.read_key(key, limit).await
     }
 
+    async fn read_many(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        limit: usize,
+    ) -> Result<Versioned<Vec<Result<CachedValue, WorldError>>>, SourceError> {
+        self.read_keys(world, keys, limit).await
+    }
+
     async fn image(
         &self,
         world: &WorldId,

@@ -2,9 +2,9 @@
 //! data, so every answer carries the version it was read at; and the
 //! decoding of what those statements return.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use lwcache_core::ports::SourceError;
+use lwcache_core::ports::{SourceError, check_keys};
 use lwcache_domain::{
     CacheKey, CachedValue, EntityId, EntityRef, EventKind, FlagName, Flags, KeyTarget,
     TimelineEvent, Versioned, WorldError, WorldId, WorldImage,
@@ -95,6 +95,88 @@ impl Neo4jRepository {
         Ok(Versioned::new(version, value))
     }
 
+    /// Many keys in one statement ([`cypher::READ_MANY`]), answered in
+    /// the order asked.
+    pub(super) async fn read_keys(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        limit: usize,
+    ) -> Result<Versioned<Vec<Result<CachedValue, WorldError>>>, SourceError> {
+        check_keys(world, keys).map_err(|e| SourceError::Invalid(e.to_string()))?;
+        let (mut state, mut flags) = (false, false);
+        let (mut entities, mut timelines) = (Vec::new(), Vec::new());
+        for key in keys {
+            match key.target() {
+                KeyTarget::State => state = true,
+                KeyTarget::Flags => flags = true,
+                KeyTarget::Entity(e) => entities.push(e.id_str().to_owned()),
+                KeyTarget::Timeline(e) => timelines.push(e.as_str().to_owned()),
+                KeyTarget::Version => unreachable!("refused by check_keys"),
+            }
+        }
+        let q = query(cypher::READ_MANY)
+            .param("w", world.as_str())
+            .param("state", state)
+            .param("flags", flags)
+            .param("entities", entities)
+            .param("timelines", timelines)
+            .param("k", i64::try_from(limit).unwrap_or(i64::MAX));
+        let rows = self.read_rows(q).await?;
+        let Some(row) = rows.first() else {
+            return Err(WorldError::UnknownWorld(world.clone()).into());
+        };
+        let version = get_version(row)?;
+        let snapshot = match get::<Option<String>>(row, "snapshot")? {
+            Some(s) => Some(json::decode(&s)?),
+            None => None,
+        };
+        let flags = if flags {
+            Some(flags_of(Some(row))?)
+        } else {
+            None
+        };
+        let found: HashMap<String, StateRow> = get::<Vec<StateRow>>(row, "entities")?
+            .into_iter()
+            .map(|e| (e.id.clone(), e))
+            .collect();
+        let recent: HashMap<String, Vec<EventRow>> = get::<Vec<TimelineRow>>(row, "timelines")?
+            .into_iter()
+            .map(|t| (t.id, t.events))
+            .collect();
+        let items = keys
+            .iter()
+            .map(|key| {
+                let unknown = |entity: String| WorldError::UnknownEntity {
+                    world: world.clone(),
+                    entity,
+                };
+                Ok(match key.target() {
+                    KeyTarget::State => match &snapshot {
+                        Some(s) => Ok(CachedValue::Snapshot(s.clone())),
+                        None => return Err(corrupt_err("no snapshot in the answer".to_owned())),
+                    },
+                    KeyTarget::Flags => match &flags {
+                        Some(f) => Ok(CachedValue::Flags(f.clone())),
+                        None => return Err(corrupt_err("no flags in the answer".to_owned())),
+                    },
+                    KeyTarget::Entity(e) => match found.get(e.id_str()) {
+                        Some(row) if parse_kind(&row.kind)? == e.kind() => {
+                            Ok(CachedValue::Entity(json::decode(&row.state)?))
+                        }
+                        _ => Err(unknown(e.to_string())),
+                    },
+                    KeyTarget::Timeline(e) => match recent.get(e.as_str()) {
+                        Some(events) => Ok(CachedValue::Timeline(events_of(e, events.clone())?)),
+                        None => Err(unknown(format!("entity {e}"))),
+                    },
+                    KeyTarget::Version => unreachable!("refused by check_keys"),
+                })
+            })
+            .collect::<Result<Vec<_>, Neo4jError>>()?;
+        Ok(Versioned::new(version, items))
+    }
+
     pub(super) async fn read_image(
         &self,
         world: &WorldId,
@@ -146,7 +228,20 @@ struct EntityRow {
 }
 
 #[derive(Deserialize)]
-struct EventRow {
+struct StateRow {
+    id: String,
+    kind: String,
+    state: String,
+}
+
+#[derive(Deserialize)]
+struct TimelineRow {
+    id: String,
+    events: Vec<EventRow>,
+}
+
+#[derive(Clone, Deserialize)]
+pub(super) struct EventRow {
     seq: i64,
     kind: String,
     at_ms: i64,
@@ -166,7 +261,10 @@ pub(super) fn flags_of(row: Option<&Row>) -> Result<Flags, Neo4jError> {
         .collect()
 }
 
-fn events_of(entity: &EntityId, rows: Vec<EventRow>) -> Result<Vec<TimelineEvent>, Neo4jError> {
+pub(super) fn events_of(
+    entity: &EntityId,
+    rows: Vec<EventRow>,
+) -> Result<Vec<TimelineEvent>, Neo4jError> {
     rows.into_iter()
         .map(|r| {
             Ok(TimelineEvent {

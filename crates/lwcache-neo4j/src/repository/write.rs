@@ -13,7 +13,7 @@ use lwcache_domain::{
 };
 use neo4rs::{Query, Row, Txn, query};
 
-use super::read::flags_of;
+use super::read::{events_of, flags_of};
 use super::{
     Fail, Neo4jRepository, WRITE_ATTEMPTS, corrupt, get, get_version, label, parse_kind, to_i64,
 };
@@ -191,24 +191,23 @@ impl Neo4jRepository {
                 }
             }
             Op::AddEvent(new) => {
-                if self
-                    .kind_of(txn, world, new.entity.as_str())
-                    .await?
-                    .is_none()
-                {
+                let rows = self
+                    .tx_rows(
+                        txn,
+                        query(cypher::ADD_EVENT)
+                            .param("w", w)
+                            .param("id", new.entity.as_str())
+                            .param("seq", to_i64(version)?)
+                            .param("kind", new.kind.as_str())
+                            .param("at_ms", new.at_ms)
+                            .param("data", json::encode(&new.data))
+                            // More than Neo4j's integers hold is as good as no limit.
+                            .param("k", i64::try_from(new.top_k).unwrap_or(i64::MAX)),
+                    )
+                    .await?;
+                let Some(row) = rows.first() else {
                     return Err(unknown(format!("entity {}", new.entity)));
-                }
-                self.tx_rows(
-                    txn,
-                    query(cypher::ADD_EVENT)
-                        .param("w", w)
-                        .param("id", new.entity.as_str())
-                        .param("seq", to_i64(version)?)
-                        .param("kind", new.kind.as_str())
-                        .param("at_ms", new.at_ms)
-                        .param("data", json::encode(&new.data)),
-                )
-                .await?;
+                };
                 Change::EventAdded {
                     event: TimelineEvent {
                         seq: version,
@@ -217,6 +216,7 @@ impl Neo4jRepository {
                         at_ms: new.at_ms,
                         data: new.data.clone(),
                     },
+                    recent: events_of(&new.entity, get(row, "events")?)?,
                 }
             }
         };

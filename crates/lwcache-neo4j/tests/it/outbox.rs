@@ -102,6 +102,7 @@ async fn a_write_records_its_stale_keys_at_its_version_in_its_transaction() {
             kind: EventKind::new("hit").unwrap(),
             at_ms: 5,
             data: doc("by", "d"),
+            top_k: lwcache_domain::DEFAULT_TOP_K,
         }),
         Op::UpdateEntity(c.clone(), doc("hp", "9")),
         Op::DeleteEntity(c.clone()),
@@ -170,6 +171,7 @@ async fn a_refused_write_records_nothing() {
             kind: EventKind::new("hit").unwrap(),
             at_ms: 1,
             data: doc("a", "b"),
+            top_k: lwcache_domain::DEFAULT_TOP_K,
         }),
     ];
     for op in refused {

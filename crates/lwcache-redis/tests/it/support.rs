@@ -293,6 +293,7 @@ pub(crate) async fn seed_world(repo: &dyn WorldRepository, characters: usize) ->
             kind: event_kind("spoke"),
             at_ms: n as i64,
             data: Document::new().with("n", Value::Int(n as i64)),
+            top_k: lwcache_domain::DEFAULT_TOP_K,
         }));
     }
     seed_ops(repo, ops).await

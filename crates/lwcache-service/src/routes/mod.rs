@@ -8,14 +8,15 @@
 //! - Errors answer `{ "error": { "code", "message" } }` (see `ApiError`).
 //!
 //! `table` holds the endpoints as data, `extract` reads requests,
-//! `respond` writes answers, `handlers` does the work between them and
-//! `auth` checks the bearer token.
+//! `respond` writes answers, `handlers` does the work between them (`turn`
+//! for the batched turn read) and `auth` checks the bearer token.
 
 mod auth;
 mod extract;
 mod handlers;
 mod respond;
 pub(crate) mod table;
+mod turn;
 
 use std::sync::Arc;
 
@@ -28,7 +29,7 @@ use crate::backend::{CacheKind, Manager, SourceKind};
 use crate::config::Secret;
 use extract::{Body, Params};
 pub use respond::{X_CACHE, X_CACHE_DEGRADED, X_WORLD_VERSION};
-pub use table::{ENDPOINTS, Endpoint, MAX_RECENT_LIMIT, Operation, Verb};
+pub use table::{ENDPOINTS, Endpoint, MAX_RECENT_LIMIT, MAX_TURN_ITEMS, Operation, Verb};
 
 use Operation as Op;
 
@@ -119,6 +120,7 @@ fn method_router(endpoint: &Endpoint) -> MethodRouter<AppState> {
         }),
         Op::AddEvent => on(f, handlers::add_event),
         Op::GetRecent => on(f, handlers::get_recent),
+        Op::ReadTurn => on(f, turn::read_turn),
         Op::Activate => on(f, handlers::activate),
         Op::Metrics => on(f, handlers::metrics),
         Op::Healthz => on(f, handlers::healthz),

@@ -63,7 +63,7 @@ pub(super) fn written_response(written: &Written) -> Response {
         "version": written.committed.version,
         "cache": step_name(written.cache),
     });
-    if let Change::EventAdded { event } = &written.committed.change {
+    if let Change::EventAdded { event, .. } = &written.committed.change {
         body["seq"] = json!(event.seq);
     }
     let mut response = (status, Json(body)).into_response();

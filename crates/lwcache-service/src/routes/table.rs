@@ -8,6 +8,9 @@ use lwcache_domain::EntityKind;
 /// The most events one `recent` read returns.
 pub const MAX_RECENT_LIMIT: usize = 1000;
 
+/// The most items one turn read names.
+pub const MAX_TURN_ITEMS: usize = 256;
+
 /// An HTTP method the API uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Verb {
@@ -77,6 +80,8 @@ pub enum Operation {
     AddEvent,
     /// Read an entity's newest events.
     GetRecent,
+    /// Read a turn's keys at once.
+    ReadTurn,
     /// Warm a world.
     Activate,
     /// The Prometheus text.
@@ -177,6 +182,7 @@ pub const ENDPOINTS: &[Endpoint] = &[
         "/v1/worlds/{world_id}/timeline/{entity_id}/recent",
         Op::GetRecent,
     ),
+    ep(Post, "/v1/worlds/{world_id}/read", Op::ReadTurn),
     ep(Post, "/v1/worlds/{world_id}/activate", Op::Activate),
     ep(Get, "/metrics", Op::Metrics),
     ep(Get, "/healthz", Op::Healthz),

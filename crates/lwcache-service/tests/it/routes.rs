@@ -182,8 +182,111 @@ pub(crate) async fn every_route(s: &Server) -> String {
         .await
         .expect(404, Some("unknown_world"));
 
+    turn_read(s, &w).await;
+
     bad_inputs(s, &w).await;
     w
+}
+
+/// A turn in one request: each item agrees with its single read, unknown
+/// entities fail their own item, the limits are named.
+async fn turn_read(s: &Server, w: &str) {
+    let path = format!("/v1/worlds/{w}/read");
+    let body = json!({
+        "snapshot": true,
+        "flags": true,
+        "characters": ["hero", "nobody"],
+        "locations": ["hero"],
+        "timelines": [{"entity_id": "hero", "limit": 2}, {"entity_id": "hero2"}, {"entity_id": "ghost"}],
+    });
+    s.call(
+        Method::PUT,
+        &format!("/v1/worlds/{w}/characters/hero2"),
+        Some(&json!({"name": "Bo"})),
+    )
+    .await
+    .expect(201, None);
+    let r = s
+        .call(Method::POST, &path, Some(&body))
+        .await
+        .expect(200, None);
+    let t = &r.json;
+    let single = |rest: &str| format!("/v1/worlds/{w}{rest}");
+    assert_eq!(t["snapshot"]["value"], s.get(&single("/state")).await.json);
+    assert_eq!(
+        t["snapshot"]["cache"], "hit",
+        "warmed by the activation: {t}"
+    );
+    assert_eq!(t["flags"]["value"], s.get(&single("/flags")).await.json);
+    assert_eq!(
+        t["characters"]["hero"]["value"],
+        s.get(&single("/characters/hero")).await.json
+    );
+    assert_eq!(t["characters"]["nobody"]["error"]["code"], "unknown_entity");
+    assert_eq!(
+        t["locations"]["hero"]["error"]["code"], "unknown_entity",
+        "hero is no location"
+    );
+    let recent = s.get(&single("/timeline/hero/recent?limit=2")).await.json;
+    assert_eq!(t["timelines"]["hero"]["events"], recent);
+    assert_eq!(t["timelines"]["hero2"]["events"], json!([]));
+    assert_eq!(t["timelines"]["ghost"]["error"]["code"], "unknown_entity");
+    let newest = t["version"].as_u64().unwrap();
+    assert_eq!(r.version(), newest);
+    assert!(newest >= t["characters"]["hero"]["version"].as_u64().unwrap());
+
+    // A second read of the same turn hits on every known item.
+    let again = s
+        .call(Method::POST, &path, Some(&body))
+        .await
+        .expect(200, None);
+    for item in [
+        &again.json["snapshot"],
+        &again.json["flags"],
+        &again.json["characters"]["hero"],
+        &again.json["timelines"]["hero"],
+    ] {
+        assert_eq!(item["cache"], "hit", "{}", again.json);
+    }
+
+    // Refusals name the problem.
+    let many: Vec<String> = (0..300).map(|i| format!("c{i}")).collect();
+    let r = s
+        .call(Method::POST, &path, Some(&json!({ "characters": many })))
+        .await
+        .expect(400, Some("too_many_items"));
+    assert!(r.message().contains("256"), "{r:?}");
+    s.call(
+        Method::POST,
+        &path,
+        Some(&json!({ "timelines": [{"entity_id": "hero", "limit": 0}] })),
+    )
+    .await
+    .expect(400, Some("invalid_limit"));
+    s.call(
+        Method::POST,
+        &path,
+        Some(&json!({ "snapshot": true, "extra": 1 })),
+    )
+    .await
+    .expect(422, Some("invalid_body"));
+    s.call(Method::POST, &path, Some(&json!({})))
+        .await
+        .expect(422, Some("invalid_body"));
+    s.call(
+        Method::POST,
+        &path,
+        Some(&json!({ "characters": ["no spaces"] })),
+    )
+    .await
+    .expect(400, None);
+    s.call(
+        Method::POST,
+        "/v1/worlds/no-such-world/read",
+        Some(&json!({ "snapshot": true })),
+    )
+    .await
+    .expect(404, Some("unknown_world"));
 }
 
 /// Refused requests: each answers a 4xx naming the problem, and none

@@ -3,8 +3,10 @@
 //! around faults (a failing store, a crash, two instances, a restored
 //! world) in `recovery.rs`.
 
+mod batch;
 mod recovery;
 
+pub use batch::*;
 pub use recovery::*;
 
 use std::sync::Arc;
@@ -68,6 +70,7 @@ fn event_op(id: &str, n: i64) -> Op {
         kind: event_kind("spoke"),
         at_ms: n,
         data: Document::new().with("n", Value::Int(n)),
+        top_k: lwcache_domain::DEFAULT_TOP_K,
     })
 }
 
@@ -146,7 +149,7 @@ pub async fn misses_populate_the_cache(h: &Harness) {
 
 /// After each kind of change, the cache answers what the source holds:
 /// write-through keys hit with the new value, deleted keys are gone, and a
-/// write-behind timeline catches up once the worker has run.
+/// timeline hits with the list its event's commit returned.
 pub async fn every_change_invalidates_what_it_makes_stale(h: &Harness) {
     let world = seed_world(h.repo.as_ref()).await;
     let (m, counters) = manager(h);
@@ -207,10 +210,9 @@ pub async fn every_change_invalidates_what_it_makes_stale(h: &Harness) {
         .unwrap();
     assert_eq!(
         w.cache,
-        CacheStep::Deferred,
-        "recent timelines are write-behind by default"
+        CacheStep::Applied,
+        "the write puts the timeline its commit returned, before the ack"
     );
-    m.settle().await;
     let r = m.recent(&world, &c1.entity_id(), top_k).await.unwrap();
     assert_eq!(r.outcome, Outcome::Hit);
     assert_eq!(r.value.first().map(|e| e.seq), Some(w.committed.version));

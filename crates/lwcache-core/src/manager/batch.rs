@@ -1,0 +1,294 @@
+//! Batched reads: many keys of one world at once, as a player's turn needs
+//! them. The hits come in one round trip to the store; the misses are
+//! leased in one call, read from the source in one batched read and filled
+//! in one versioned write; every item keeps its own outcome. The rules are
+//! those of a single read (`read.rs`): a tombstone or an entry known to be
+//! behind is a miss, a redacted entry cannot serve [`Fields::All`], and
+//! while the cache is in trouble or failing the source serves everything.
+
+use lwcache_domain::{CacheKey, CachedValue, KeyKind, Redaction, WorldId};
+use tracing::Instrument;
+
+use super::{CacheManager, Fields, Inner, Outcome, Read};
+use crate::codec::{self, Slot};
+use crate::config::StaleReads;
+use crate::error::Error;
+use crate::metrics::MetricEvent;
+use crate::ports::{CacheStore, CacheWrite, Lease, SourceError, WorldRepository};
+
+/// What a batched read answers for one key: its read, or why that key
+/// alone could not be served (an unknown entity, the source failing for a
+/// key the cache could not serve).
+pub type ItemRead = Result<Read<CachedValue>, Error>;
+
+/// A key the cache could not serve, on its way to the source.
+struct Pending {
+    /// Its place in the answer.
+    at: usize,
+    /// Whether its fill may land: the read holds its lease.
+    fill: bool,
+    /// How the answer is marked.
+    outcome: Outcome,
+}
+
+impl<S, R> CacheManager<S, R>
+where
+    S: CacheStore + 'static,
+    R: WorldRepository + 'static,
+{
+    /// Reads many keys of one world at once, answering each in order. Hits
+    /// cost one round trip to the cache store in all; misses one lease
+    /// call, one batched source read and one fill. Timelines hold the
+    /// policy's top-k. A key of another world or the version key fails the
+    /// whole call, before anything is read.
+    pub async fn read_many(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        fields: Fields,
+    ) -> Result<Vec<ItemRead>, Error> {
+        if let Some(key) = keys
+            .iter()
+            .find(|k| k.world() != world || k.kind() == KeyKind::Version)
+        {
+            return Err(Error::Unreadable(key.clone()));
+        }
+        let span = tracing::info_span!(
+            "lwcache.read_many",
+            world = %world,
+            keys = keys.len(),
+            hits = tracing::field::Empty,
+        );
+        let items = self
+            .inner
+            .read_many(world, keys, fields)
+            .instrument(span.clone())
+            .await;
+        let hits = items
+            .iter()
+            .filter(|i| matches!(i, Ok(r) if r.outcome == Outcome::Hit))
+            .count();
+        span.record("hits", hits);
+        Ok(items)
+    }
+}
+
+impl<S, R> Inner<S, R>
+where
+    S: CacheStore + 'static,
+    R: WorldRepository + 'static,
+{
+    async fn read_many(&self, world: &WorldId, keys: &[CacheKey], fields: Fields) -> Vec<ItemRead> {
+        let mut items: Vec<Option<ItemRead>> = vec![None; keys.len()];
+        let mut pending = Vec::new();
+        let trouble = self.trouble.load(std::sync::atomic::Ordering::SeqCst) != 0;
+        let cached = if trouble || keys.is_empty() {
+            None
+        } else {
+            self.cache_call(self.store.get_many(world, keys)).await.ok()
+        };
+        let Some(cached) = cached else {
+            // In trouble, or the store failed: the source answers it all.
+            for (at, key) in keys.iter().enumerate() {
+                self.metrics.record(MetricEvent::Fallback(key.kind()));
+                pending.push(Pending {
+                    at,
+                    fill: false,
+                    outcome: Outcome::Fallback,
+                });
+            }
+            self.from_source(world, keys, fields, pending, &mut items)
+                .await;
+            return items.into_iter().flatten().collect();
+        };
+        let mut misses = Vec::new();
+        for (at, (key, bytes)) in keys.iter().zip(cached).enumerate() {
+            match self.classify(key, bytes, fields) {
+                Classified::Serve(read) => items[at] = Some(Ok(read)),
+                Classified::Miss => misses.push(at),
+                Classified::Source => pending.push(Pending {
+                    at,
+                    fill: false,
+                    outcome: Outcome::Miss,
+                }),
+            }
+        }
+        if !misses.is_empty() {
+            let lease = self.next_lease();
+            let miss_keys: Vec<CacheKey> = misses.iter().map(|&at| keys[at].clone()).collect();
+            let held = self
+                .cache_call(
+                    self.store
+                        .lease(world, &miss_keys, lease, self.config.lease_ttl),
+                )
+                .await
+                .ok()
+                .filter(|held| held.len() == miss_keys.len());
+            for (i, &at) in misses.iter().enumerate() {
+                self.metrics.record(MetricEvent::Miss(keys[at].kind()));
+                pending.push(Pending {
+                    at,
+                    fill: held.as_ref().is_some_and(|h| h[i]),
+                    outcome: Outcome::Miss,
+                });
+            }
+            if !pending.is_empty() {
+                let filled = self
+                    .from_source(world, keys, fields, pending, &mut items)
+                    .await;
+                self.fill_many(world, lease, filled).await;
+            }
+        } else if !pending.is_empty() {
+            self.from_source(world, keys, fields, pending, &mut items)
+                .await;
+        }
+        items
+            .into_iter()
+            .map(|item| {
+                item.unwrap_or_else(|| {
+                    Err(Error::Source(SourceError::Other(
+                        "the batched read left an item unanswered".into(),
+                    )))
+                })
+            })
+            .collect()
+    }
+
+    /// What a cached entry of a batch does: serve, miss (fill it), or go to
+    /// the source without filling (it is not known to be wrong).
+    fn classify(&self, key: &CacheKey, bytes: Option<Vec<u8>>, fields: Fields) -> Classified {
+        let kind = key.kind();
+        let Some(bytes) = bytes else {
+            return Classified::Miss;
+        };
+        let entry = match codec::decode_slot(&bytes) {
+            Ok(Slot::Value(entry)) => entry,
+            Ok(Slot::Tombstone { .. }) => return Classified::Miss,
+            Err(e) => {
+                // Left for the fill to replace: a put of the source's value
+                // at its version overwrites what cannot be decoded.
+                tracing::warn!(key = %key, error = %e, "cache entry failed to decode; treating it as a miss");
+                self.metrics.record(MetricEvent::Invalidation(
+                    kind,
+                    lwcache_domain::InvalidationCause::DecodeFailure,
+                ));
+                return Classified::Miss;
+            }
+        };
+        if fields == Fields::All && entry.redaction == Redaction::Redacted {
+            self.metrics.record(MetricEvent::Miss(kind));
+            return Classified::Source;
+        }
+        if self.pending_newer(key, entry.version) {
+            if self.config.stale_reads == StaleReads::WhileQueued {
+                self.metrics.record(MetricEvent::Stale(kind));
+                return Classified::Serve(Read {
+                    value: entry.value,
+                    version: entry.version,
+                    outcome: Outcome::Stale,
+                });
+            }
+            self.metrics.record(MetricEvent::Miss(kind));
+            return Classified::Source;
+        }
+        self.metrics.record(MetricEvent::Hit(kind));
+        Classified::Serve(Read {
+            value: entry.value,
+            version: entry.version,
+            outcome: Outcome::Hit,
+        })
+    }
+
+    /// Reads the pending keys from the source in one batched read and
+    /// answers their items; returns what may be filled, at the version
+    /// read: `(key, value, redaction)` of each key whose lease is held.
+    async fn from_source(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        fields: Fields,
+        pending: Vec<Pending>,
+        items: &mut [Option<ItemRead>],
+    ) -> Option<(u64, Vec<(CacheKey, CachedValue, Redaction)>)> {
+        let wanted: Vec<CacheKey> = pending.iter().map(|p| keys[p.at].clone()).collect();
+        let top_k = self.config.policy.timeline_top_k;
+        let read = self
+            .source_call(self.repo.read_many(world, &wanted, top_k))
+            .await;
+        let read = match read.and_then(|r| {
+            if r.value.len() == wanted.len() {
+                Ok(r)
+            } else {
+                Err(SourceError::Other(
+                    "the source answered a batched read with another number of items".into(),
+                ))
+            }
+        }) {
+            Ok(read) => read,
+            Err(e) => {
+                for p in &pending {
+                    items[p.at] = Some(Err(Error::Source(e.clone())));
+                }
+                return None;
+            }
+        };
+        let version = read.version;
+        let mut fills = Vec::new();
+        for (p, value) in pending.into_iter().zip(read.value) {
+            let value = match value {
+                Ok(value) => value,
+                Err(rejected) => {
+                    items[p.at] = Some(Err(Error::Source(SourceError::Rejected(rejected))));
+                    continue;
+                }
+            };
+            let (redacted, redaction) = self.config.policy.privacy.redact(&value);
+            if p.fill {
+                fills.push((keys[p.at].clone(), redacted.clone(), redaction));
+            }
+            let value = match fields {
+                Fields::Cacheable => redacted,
+                Fields::All => value,
+            };
+            items[p.at] = Some(Ok(Read {
+                value,
+                version,
+                outcome: p.outcome,
+            }));
+        }
+        Some((version, fills))
+    }
+
+    /// Fills a batch's misses in one versioned write under its lease.
+    async fn fill_many(
+        &self,
+        world: &WorldId,
+        lease: Lease,
+        filled: Option<(u64, Vec<(CacheKey, CachedValue, Redaction)>)>,
+    ) {
+        let Some((version, fills)) = filled.filter(|(_, f)| !f.is_empty()) else {
+            return;
+        };
+        let kind = fills[0].0.kind();
+        let puts = fills
+            .into_iter()
+            .map(|(key, value, redaction)| self.put(&key, version, value, redaction))
+            .collect();
+        let write = CacheWrite::fill(world.clone(), version, lease, puts);
+        if let Ok(outcome) = self.cache_call(self.store.write(&write)).await
+            && outcome.skipped > 0
+        {
+            self.metrics.record(MetricEvent::FillRejected(kind));
+        }
+    }
+}
+
+/// What a batch does with one cached entry.
+enum Classified {
+    /// Served from the cache.
+    Serve(Read<CachedValue>),
+    /// A miss: leased, read from the source and filled.
+    Miss,
+    /// Read from the source without filling.
+    Source,
+}
