@@ -65,6 +65,9 @@ pub(crate) fn seed() -> WorldSeed {
     }
 }
 
+/// How many keys [`keys`] names.
+const KEYS: usize = 2 + 2 * ENTITIES.len();
+
 /// Every key the workload can touch.
 pub(crate) fn keys(world: &WorldId) -> Vec<CacheKey> {
     let mut keys = vec![CacheKey::state(world), CacheKey::flags(world)];
@@ -83,6 +86,8 @@ pub(crate) enum Op {
     Flags,
     Entity(usize),
     Recent(usize, usize),
+    /// A batched read of some of the keys (a bit mask over [`keys`]).
+    Batch(u32),
     Snapshot,
     SetFlag(usize),
     ClearFlag(usize),
@@ -103,8 +108,9 @@ impl Op {
         match rng.below(100) {
             0..=9 => Op::State,
             10..=19 => Op::Flags,
-            20..=44 => Op::Entity(e),
-            45..=59 => Op::Recent(e, 1 + rng.below(TOP_K)),
+            20..=39 => Op::Entity(e),
+            40..=51 => Op::Recent(e, 1 + rng.below(TOP_K)),
+            52..=59 => Op::Batch(rng.next_u64() as u32 & ((1 << KEYS) - 1)),
             60..=63 => Op::Snapshot,
             64..=69 => Op::SetFlag(rng.below(FLAGS.len())),
             70..=71 => Op::ClearFlag(rng.below(FLAGS.len())),
@@ -123,6 +129,7 @@ impl Op {
             Op::Flags => "read flags".to_owned(),
             Op::Entity(e) => format!("read {}", entity(*e)),
             Op::Recent(e, n) => format!("read recent {} limit {n}", entity(*e)),
+            Op::Batch(mask) => format!("read many {mask:#06x}"),
             Op::Snapshot => "replace snapshot".to_owned(),
             Op::SetFlag(f) => format!("set flag {}", flag(*f)),
             Op::ClearFlag(f) => format!("clear flag {}", flag(*f)),
@@ -191,6 +198,44 @@ pub(crate) async fn run(ctx: Arc<Ctx>, manager: Manager, slot: usize, life: u32,
         };
         (start, value)
     };
+    if let Op::Batch(mask) = op {
+        let keys: Vec<CacheKey> = keys(&world)
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| mask & (1 << i) != 0)
+            .map(|(_, k)| k)
+            .collect();
+        let answer = manager.read_many(&world, &keys, Fields::Cacheable).await;
+        let mut shared = ctx.shared();
+        shared.stats.reads += 1;
+        let result = match &answer {
+            Ok(items) => {
+                let parts: Vec<String> = items
+                    .iter()
+                    .map(|item| match item {
+                        Ok(r) => format!("{} v{}", r.outcome.as_str(), r.version),
+                        Err(e) if e.rejection().is_some() => "absent".to_owned(),
+                        Err(_) => "error".to_owned(),
+                    })
+                    .collect();
+                parts.join(", ")
+            }
+            Err(e) => format!("error: {e}"),
+        };
+        let tick = ctx.log(&mut shared, What::End { op: n, result });
+        match answer {
+            Ok(items) => {
+                for (key, item) in keys.iter().zip(items) {
+                    match seen(item, |v| v) {
+                        Ok(result) => shared.oracle.check_read(key, TOP_K, start, result, tick),
+                        Err(_) => shared.stats.failed_reads += 1,
+                    }
+                }
+            }
+            Err(_) => shared.stats.failed_reads += 1,
+        }
+        return;
+    }
     if let Some((key, limit)) = op.key(&world) {
         let read = match &op {
             Op::State => seen(manager.world_state(&world).await, CachedValue::Snapshot),

@@ -15,7 +15,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lwcache_core::ports::{Claim, SourceError, WorldRepository};
 use lwcache_domain::{
-    CacheKey, CachedValue, Committed, Mutation, Owed, OwedId, Versioned, WorldId, WorldImage,
+    CacheKey, CachedValue, Committed, Mutation, Owed, OwedId, Versioned, WorldError, WorldId,
+    WorldImage,
 };
 
 use crate::config::Variant;
@@ -147,6 +148,20 @@ impl<R: WorldRepository + 'static> WorldRepository for SimRepo<R> {
         self.call(Port::Read, Some(key.to_string()), || {
             self.inner.read(key, limit)
         })
+        .await
+    }
+
+    async fn read_many(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        limit: usize,
+    ) -> Result<Versioned<Vec<Result<CachedValue, WorldError>>>, SourceError> {
+        self.call(
+            Port::ReadMany,
+            keys.first().map(ToString::to_string),
+            || self.inner.read_many(world, keys, limit),
+        )
         .await
     }
 

@@ -128,6 +128,17 @@ impl<S: CacheStore + 'static> CacheStore for SimStore<S> {
             .await
     }
 
+    async fn get_many(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+    ) -> Result<Vec<Option<Vec<u8>>>, CacheError> {
+        self.call(Port::GetMany, keys.first(), || {
+            self.inner.get_many(world, keys)
+        })
+        .await
+    }
+
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
         let port = match write.kind {
             WriteKind::Fill { .. } => Port::Fill,

@@ -11,6 +11,8 @@ use std::hash::{Hash, Hasher};
 pub enum Port {
     /// `CacheStore::get`.
     Get,
+    /// `CacheStore::get_many`.
+    GetMany,
     /// `CacheStore::write`, a fill.
     Fill,
     /// `CacheStore::write`, a commit.
@@ -29,6 +31,8 @@ pub enum Port {
     SourceVersion,
     /// `WorldRepository::read`.
     Read,
+    /// `WorldRepository::read_many`.
+    ReadMany,
     /// `WorldRepository::image`.
     Image,
     /// `WorldRepository::apply`.
