@@ -45,3 +45,20 @@ fn an_instance_that_saw_an_outage_never_serves_its_failed_steps() {
 fn a_restart_never_lets_an_older_commit_stay() {
     passes(KnownIssue::CommitAcrossRestart);
 }
+
+/// Found by the full run (seed 8145, 1,775 operations, default rates): an
+/// instance whose own step failed ends its trouble after a round that
+/// claims nothing, because another instance's claim (whose replay write
+/// failed) holds the entry for 2 s; it then serves the value its own
+/// failed step should have replaced. The same root as the outage issue,
+/// with per-call faults only. The run is replayed exactly, so it shows the
+/// issue only while the manager's code, and the simulation's, stay as they
+/// are.
+#[test]
+#[ignore = "known issue: trouble ends while another instance's claim holds the failed step's entry"]
+fn a_writer_never_serves_what_its_failed_step_replaces() {
+    let mut config = SimConfig::new(8145);
+    config.ops = 1775;
+    let report = lwcache_sim::run(&config).expect("the simulation runs");
+    assert!(!report.failed(), "{:#?}", report.violations);
+}
