@@ -7,6 +7,7 @@ mod coverage;
 mod deps;
 mod neo4j;
 mod redis;
+mod sim;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -21,6 +22,7 @@ fn main() -> Result<()> {
         Some("servers") => servers(&root),
         Some("bench") => bench::run(&root, &args[1..]),
         Some("chaos") => chaos::run(&root, &args[1..]),
+        Some("sim") => sim::run(&root, &args[1..]),
         Some("deps") => deps::run(&root),
         Some("coverage") => coverage::run(&root, &args[1..]),
         Some("help") | None => {
@@ -34,15 +36,16 @@ fn main() -> Result<()> {
 const USAGE: &str = "usage: cargo xtask <task>
 
 tasks:
-  ci     [--no-bench] [--no-chaos]: fmt --check, the dependency rules (deps),
+  ci     [--no-bench] [--no-chaos] [--no-sim]: fmt --check, the dependency rules (deps),
          clippy with warnings denied, the
          API docs with warnings denied, every test, with real Redis
          servers (standalone, TLS and a 3-master cluster) and a real
          Neo4j 5.26 started on free loopback ports and stopped at the end,
          then the consistency checker in quick mode on standalone Redis
          and on a 3-master Cluster (chaos --quick: no violation outside
-         the declared windows, full convergence), then
-         the benchmarks in quick mode (no timing is asserted: they must
+         the declared windows, full convergence), then the deterministic
+         simulation in quick mode (sim --quick: a million operations,
+         no violation), then the benchmarks in quick mode (no timing is asserted: they must
          run and write their report)
   servers  start the same servers, print the variables that point the
          tests at them (for `cargo test` by hand), and keep them running
@@ -60,6 +63,15 @@ tasks:
          target/chaos/report.json and report.md (target/chaos-cluster/ for
          the Cluster) and fails
          on a read-your-writes violation or a cache that does not converge
+  sim    [--quick|--full] [--seeds N] [--seed S] [--ops N] [--variant NAME]
+         [--expose KNOWN,...]: builds lwcache-sim in release and runs the
+         deterministic simulation of the protocol (several managers over
+         one in-memory store and repository, seeded interleavings and
+         faults on the paused clock): --quick 500 seeds (1,000,000
+         operations), --full 50,000 seeds (100,000,000); prints operations,
+         reads checked, faults, violations and simulated ops/s; a violation
+         prints its seed and shortest trace (target/sim/), which --seed S
+         --ops N replays exactly
 
   deps   checks every crate's dependencies (normal, build and dev, with
          their features) against docs/dependencies.toml, the allow-list
@@ -80,12 +92,15 @@ fn workspace_root() -> PathBuf {
 }
 
 fn ci(root: &Path, args: &[String]) -> Result<()> {
-    let (mut bench, mut chaos) = (true, true);
+    let (mut bench, mut chaos, mut sim) = (true, true, true);
     for arg in args {
         match arg.as_str() {
             "--no-bench" => bench = false,
             "--no-chaos" => chaos = false,
-            other => bail!("unknown ci option {other:?}: use --no-bench, --no-chaos or nothing"),
+            "--no-sim" => sim = false,
+            other => bail!(
+                "unknown ci option {other:?}: use --no-bench, --no-chaos, --no-sim or nothing"
+            ),
         }
     }
     cargo(root, &["fmt", "--all", "--", "--check"])?;
@@ -127,6 +142,11 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
                 "cluster".to_owned(),
             ],
         )?;
+    }
+    if sim {
+        // The protocol under a million seeded interleavings with faults, no
+        // server needed: it must find no violation.
+        sim::run(root, &["--quick".to_owned()])?;
     }
     if bench {
         // Its own servers, with the benchmark tuning, and nothing else running.
