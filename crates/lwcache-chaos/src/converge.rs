@@ -205,6 +205,17 @@ impl Comparer {
                     .await?
                     .map(|_| "a negative entry, but the source has the entity".to_owned()));
             }
+            // A tombstone is never served: it agrees with any source that
+            // has reached its version.
+            Err(codec::DecodeError::Tombstone { version }) => {
+                let source = self.world_version(w).await?;
+                return Ok(match source {
+                    Some(s) if version <= s => None,
+                    s => Some(format!(
+                        "a tombstone of version {version} beyond the source's {s:?}"
+                    )),
+                });
+            }
             Err(e) => return Ok(Some(format!("undecodable entry: {e}"))),
         };
         let (cached, source) = match (key.target(), &entry.value) {
