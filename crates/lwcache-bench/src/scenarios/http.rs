@@ -70,6 +70,9 @@ impl Service {
                 }
             }
         };
+        // The service prints after it listens too: its stdout is drained
+        // until it exits, so that it never writes into a closed pipe.
+        std::thread::spawn(move || for _ in lines {});
         Ok(Self { child, addr })
     }
 }
@@ -118,10 +121,14 @@ fn parse_wrk(text: &str) -> Result<WrkResult> {
             requests = n.trim().parse::<u64>().ok();
         } else if line.starts_with("Non-2xx or 3xx responses:") {
             bail!("wrk saw answers that were not 200: {line}");
+        } else if line.starts_with("Socket errors:") {
+            bail!("wrk could not read through every connection: {line}");
         }
     }
+    let requests = requests.context("wrk printed no request count")?;
+    ensure!(requests > 0, "wrk completed no request");
     Ok(WrkResult {
-        requests: requests.context("wrk printed no request count")?,
+        requests,
         per_s: per_s.context("wrk printed no Requests/sec")?,
         p50_us: p50.context("wrk printed no 50% latency")?,
         p99_us: p99.context("wrk printed no 99% latency")?,

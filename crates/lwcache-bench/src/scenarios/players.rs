@@ -177,7 +177,6 @@ where
                 (CacheKey::timeline(&world, &e), (r.outcome, r.version))
             }
             Action::Write(op) => {
-                let keys = op.stale_keys(&world);
                 let written = manager
                     .apply(Mutation {
                         world: world.clone(),
@@ -185,6 +184,9 @@ where
                     })
                     .await?;
                 let acked = Instant::now();
+                // The keys the commit changed (a put that replaced an
+                // entity owes its timeline too, but did not change it).
+                let keys = lwcache_domain::stale_keys(&written.committed);
                 let mut record = record.lock().unwrap_or_else(PoisonError::into_inner);
                 for key in keys {
                     record.acknowledged(key, acked, written.committed.version);
