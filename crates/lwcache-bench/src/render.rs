@@ -4,6 +4,7 @@
 //! a logarithmic time axis, dark up to p50 and light from p50 to p99, so
 //! that a cached read and a Neo4j read fit on the same chart.
 
+mod http;
 mod players;
 
 use std::fmt::Write as _;
@@ -11,8 +12,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::report::{
-    ActivationRow, HitRatioRow, HttpRow, LatencyComparison, MemoryRow, Report, TargetCheck,
-    ThroughputRow,
+    ActivationRow, HitRatioRow, LatencyComparison, MemoryRow, Report, TargetCheck, ThroughputRow,
 };
 use crate::stats::Summary;
 
@@ -31,7 +31,7 @@ pub fn to_json(report: &Report) -> Value {
         "environment": environment,
         "latency": report.latency.iter().map(latency_json).collect::<Vec<_>>(),
         "throughput": report.throughput.iter().map(throughput_json).collect::<Vec<_>>(),
-        "http": report.http.iter().map(http_json).collect::<Vec<_>>(),
+        "http": http::json(&report.http),
         "activation": report.activation.iter().map(activation_json).collect::<Vec<_>>(),
         "memory": report.memory.as_ref().map(memory_json),
         "hit_ratio": report.hit_ratio.iter().map(hit_ratio_json).collect::<Vec<_>>(),
@@ -80,18 +80,6 @@ fn throughput_json(t: &ThroughputRow) -> Value {
         "redis_benchmark_ops_per_s": t.redis_benchmark_ops_per_s.map(round),
         "ratio_to_redis_benchmark": t.ratio_to_redis_benchmark().map(round),
         "ratio_to_redis_rs": t.ratio_to_redis_rs().map(round),
-    })
-}
-
-fn http_json(h: &HttpRow) -> Value {
-    json!({
-        "connections": h.connections,
-        "requests": h.requests,
-        "http_ops_per_s": round(h.http_ops_per_s),
-        "http_p50_us": round(h.http_p50_us),
-        "http_p99_us": round(h.http_p99_us),
-        "redis_benchmark_ops_per_s": h.redis_benchmark_ops_per_s.map(round),
-        "ratio_to_redis_benchmark": h.ratio_to_redis_benchmark().map(round),
     })
 }
 
@@ -302,33 +290,7 @@ pub fn to_markdown(report: &Report, json_path: &str) -> String {
         }
     }
 
-    if !report.http.is_empty() {
-        let _ = writeln!(md, "## The service's HTTP read path\n");
-        let _ = writeln!(
-            md,
-            "`wrk` reading one character state through `lwcache serve` (near cache off), and `redis-benchmark` GETs of the same cache key, at the same numbers of connections, in the same run.\n"
-        );
-        let _ = writeln!(
-            md,
-            "| connections | requests | HTTP reads/s | HTTP p50 | HTTP p99 | redis-benchmark GET/s | HTTP / redis-benchmark |"
-        );
-        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
-        for h in &report.http {
-            let _ = writeln!(
-                md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
-                h.connections,
-                h.requests,
-                fmt_rate(h.http_ops_per_s),
-                fmt_us(h.http_p50_us),
-                fmt_us(h.http_p99_us),
-                h.redis_benchmark_ops_per_s
-                    .map_or_else(|| "not run".to_owned(), fmt_rate),
-                fmt_ratio(h.ratio_to_redis_benchmark()),
-            );
-        }
-        md.push('\n');
-    }
+    http::markdown(&mut md, &report.http);
 
     if !report.activation.is_empty() {
         let _ = writeln!(md, "## Activation\n");

@@ -1,0 +1,54 @@
+//! The HTTP read path's rows as JSON and as a markdown section.
+
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use super::{fmt_rate, fmt_ratio, fmt_us, round};
+use crate::report::HttpRow;
+
+pub(super) fn json(rows: &[HttpRow]) -> Vec<Value> {
+    rows.iter().map(row_json).collect()
+}
+
+fn row_json(h: &HttpRow) -> Value {
+    json!({
+        "connections": h.connections,
+        "requests": h.requests,
+        "http_ops_per_s": round(h.http_ops_per_s),
+        "http_p50_us": round(h.http_p50_us),
+        "http_p99_us": round(h.http_p99_us),
+        "redis_benchmark_ops_per_s": h.redis_benchmark_ops_per_s.map(round),
+        "ratio_to_redis_benchmark": h.ratio_to_redis_benchmark().map(round),
+    })
+}
+
+pub(super) fn markdown(md: &mut String, rows: &[HttpRow]) {
+    if !rows.is_empty() {
+        let _ = writeln!(md, "## The service's HTTP read path\n");
+        let _ = writeln!(
+            md,
+            "`wrk` reading one character state through `lwcache serve` (near cache off), and `redis-benchmark` GETs of the same cache key, at the same numbers of connections, in the same run.\n"
+        );
+        let _ = writeln!(
+            md,
+            "| connections | requests | HTTP reads/s | HTTP p50 | HTTP p99 | redis-benchmark GET/s | HTTP / redis-benchmark |"
+        );
+        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
+        for h in rows {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} | {} |",
+                h.connections,
+                h.requests,
+                fmt_rate(h.http_ops_per_s),
+                fmt_us(h.http_p50_us),
+                fmt_us(h.http_p99_us),
+                h.redis_benchmark_ops_per_s
+                    .map_or_else(|| "not run".to_owned(), fmt_rate),
+                fmt_ratio(h.ratio_to_redis_benchmark()),
+            );
+        }
+        md.push('\n');
+    }
+}
