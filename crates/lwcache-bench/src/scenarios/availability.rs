@@ -27,7 +27,7 @@ use lwcache_domain::{CacheKey, FlagName, Value};
 use lwcache_redis::{RedisConfig, RedisStore, Topology};
 use lwcache_testkit::proxy::{Fault, Proxy};
 
-use super::{Plan, compare, nothing, world_id};
+use super::{Plan, against_source_read, compare, nothing, world_id};
 
 /// The delay the proxy adds to each chunk, each way, in the slow-Redis
 /// comparisons: one at half the cache timeout (a round trip of 200 ms
@@ -131,22 +131,7 @@ where
         }
     };
     let key = CacheKey::entity(world, &entity);
-    let top_k = manager.config().policy.timeline_top_k;
-    let bare = |_| {
-        let (r, k) = (Arc::clone(repo), key.clone());
-        async move {
-            r.read(&k, top_k).await?;
-            Ok(())
-        }
-    };
-    let (subject, baseline) = compare(
-        plan.source_latency,
-        plan.warmup.min(plan.source_latency),
-        read,
-        bare,
-        nothing,
-    )
-    .await?;
+    let (subject, baseline) = against_source_read(&manager, repo, &key, plan, read).await?;
     let still_open = manager.breaker();
     proxy.set_fault(Fault::None);
     manager.shutdown().await;

@@ -165,6 +165,39 @@ where
 
 pub(super) async fn nothing() {}
 
+/// Times `subject` against a bare `WorldRepository::read` of `key` (with
+/// the manager's top-k), interleaved, at the plan's source-latency counts.
+pub(super) async fn against_source_read<S, R, A, FA>(
+    manager: &lwcache_core::CacheManager<S, std::sync::Arc<R>>,
+    repo: &std::sync::Arc<R>,
+    key: &lwcache_domain::CacheKey,
+    plan: &Plan,
+    subject: A,
+) -> Result<(Samples, Samples)>
+where
+    S: lwcache_core::ports::CacheStore + 'static,
+    R: lwcache_core::ports::WorldRepository + 'static,
+    A: FnMut(usize) -> FA,
+    FA: Future<Output = Result<()>>,
+{
+    let top_k = manager.config().policy.timeline_top_k;
+    let bare = |_| {
+        let (r, k) = (std::sync::Arc::clone(repo), key.clone());
+        async move {
+            r.read(&k, top_k).await?;
+            Ok(())
+        }
+    };
+    compare(
+        plan.source_latency,
+        plan.warmup.min(plan.source_latency),
+        subject,
+        bare,
+        nothing,
+    )
+    .await
+}
+
 /// How long the benchmark's Redis clients and cache calls wait for a reply.
 pub(crate) const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
 

@@ -16,7 +16,7 @@ use lwcache_demo::{Action, DemoSpec, Simulation};
 use lwcache_domain::{CacheKey, EntityRef, Mutation, WorldId};
 use redis::aio::ConnectionManager;
 
-use super::{Plan, RECENT_LIMIT, compare, config, nothing, world_id};
+use super::{Plan, RECENT_LIMIT, against_source_read, compare, config, nothing, world_id};
 
 /// A cached read of a warm character state against a raw GET of the very
 /// same key, each over its own `ConnectionManager` to the same server.
@@ -124,23 +124,8 @@ where
     R: WorldRepository + 'static,
 {
     let key = CacheKey::entity(world, entity);
-    let top_k = manager.config().policy.timeline_top_k;
     let hit = |_| cached_read(manager, world, entity, None);
-    let direct = |_| {
-        let (r, k) = (Arc::clone(repo), key.clone());
-        async move {
-            r.read(&k, top_k).await?;
-            Ok(())
-        }
-    };
-    let (subject, baseline) = compare(
-        plan.source_latency,
-        plan.warmup.min(plan.source_latency),
-        hit,
-        direct,
-        nothing,
-    )
-    .await?;
+    let (subject, baseline) = against_source_read(manager, repo, &key, plan, hit).await?;
     let (subject, baseline) = (subject.summary(), baseline.summary());
     Ok(LatencyComparison {
         id: "read_hit_vs_source_read".to_owned(),
