@@ -72,8 +72,8 @@ impl Tally {
                 self.cache_errors += 1;
                 self.duration("source_read", kind);
             }
-            Outcome::Stale | Outcome::FailSafe(_) => {
-                unreachable!("the script serves nothing stale")
+            Outcome::Stale | Outcome::FailSafe(_) | Outcome::NearHit => {
+                unreachable!("the script serves nothing stale and has no near cache")
             }
         }
         self.reads.push((

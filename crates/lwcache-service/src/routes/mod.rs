@@ -29,7 +29,7 @@ use crate::backend::{CacheKind, Manager, SourceKind};
 use crate::config::Secret;
 use extract::{Body, Params};
 pub use respond::{
-    X_CACHE, X_CACHE_AGE_MS, X_CACHE_DEGRADED, X_CACHE_STALE_REASON, X_WORLD_VERSION,
+    X_CACHE, X_CACHE_AGE_MS, X_CACHE_DEGRADED, X_CACHE_STALE_REASON, X_CACHE_TIER, X_WORLD_VERSION,
 };
 pub use table::{ENDPOINTS, Endpoint, MAX_RECENT_LIMIT, MAX_TURN_ITEMS, Operation, Verb};
 
