@@ -323,7 +323,7 @@ impl Layer {
             neo4j_password: get(env::NEO4J_PASSWORD).map(Secret),
             auth_token: get(env::AUTH_TOKEN).map(Secret),
             admin_token: get(env::ADMIN_TOKEN).map(Secret),
-            privacy: privacy::PrivacyLayer::from_env(&get),
+            privacy: privacy::PrivacyLayer::from_env(get),
             max_body_bytes,
             breaker_failures,
             breaker_open_ms,
