@@ -265,7 +265,8 @@ where
                     continue;
                 }
             };
-            let (redacted, redaction) = self.config.policy.privacy.redact(&value);
+            let (redacted, redaction) =
+                self.config.policy.privacy.redact(keys[p.at].kind(), &value);
             if p.fill {
                 fills.push((keys[p.at].clone(), redacted.clone(), redaction));
             }

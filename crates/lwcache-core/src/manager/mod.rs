@@ -465,7 +465,7 @@ where
     /// Redacts and encodes a value for the cache: the single place where
     /// values become bytes, so nothing sensitive can reach the store.
     fn put_redacting(&self, key: &CacheKey, version: u64, value: &CachedValue) -> Put {
-        let (value, redaction) = self.config.policy.privacy.redact(value);
+        let (value, redaction) = self.config.policy.privacy.redact(key.kind(), value);
         self.put(key, version, value, redaction)
     }
 

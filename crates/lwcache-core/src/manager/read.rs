@@ -107,7 +107,12 @@ where
             self.inner
                 .metrics
                 .record(MetricEvent::Miss(KeyKind::Timeline));
-            let (value, _) = self.inner.config.policy.privacy.redact(&v.value);
+            let (value, _) = self
+                .inner
+                .config
+                .policy
+                .privacy
+                .redact(KeyKind::Timeline, &v.value);
             return Ok(Read {
                 value: as_timeline(value).unwrap_or_default(),
                 version: v.version,
@@ -437,7 +442,7 @@ where
                 };
             }
         };
-        let (redacted, redaction) = self.config.policy.privacy.redact(&read.value);
+        let (redacted, redaction) = self.config.policy.privacy.redact(key.kind(), &read.value);
         let mut current_from = read_started;
         if let Some(lease) = fill {
             let started = Instant::now();
@@ -556,7 +561,7 @@ where
         let limit = self.config.policy.timeline_top_k;
         let read = self.source_read(key, limit).await?;
         let value = match fields {
-            Fields::Cacheable => self.config.policy.privacy.redact(&read.value).0,
+            Fields::Cacheable => self.config.policy.privacy.redact(key.kind(), &read.value).0,
             Fields::All => read.value,
         };
         Ok(Read {
