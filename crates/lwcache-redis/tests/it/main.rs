@@ -20,6 +20,7 @@ mod near;
 mod restart;
 mod specific;
 mod support;
+mod upgrade;
 
 mod standalone {
     use crate::support::standalone_harness;
