@@ -145,6 +145,35 @@ where
         }
     }
 
+    /// Reads any key as [`read`](Self::read) does, answering a shared value:
+    /// a near-cache hit hands out the near cache's own decoded value, with
+    /// no copy (the other tiers wrap their answer).
+    pub async fn read_shared(
+        &self,
+        key: &CacheKey,
+        fields: Fields,
+    ) -> Result<Read<std::sync::Arc<CachedValue>>, Error> {
+        let inner = &self.inner;
+        if let Some(near) = &inner.near
+            && key.kind() != KeyKind::Version
+            && inner.trouble.load(std::sync::atomic::Ordering::SeqCst) == 0
+            && let Some(entry) = inner.near_entry(near, key, fields)
+        {
+            inner.metrics.record(MetricEvent::NearHit(key.kind()));
+            return Ok(Read {
+                value: std::sync::Arc::clone(&entry.value),
+                version: entry.version,
+                outcome: Outcome::NearHit,
+            });
+        }
+        let read = self.read(key, fields).await?;
+        Ok(Read {
+            value: std::sync::Arc::new(read.value),
+            version: read.version,
+            outcome: read.outcome,
+        })
+    }
+
     /// Reads any key: from the cache when it holds a usable entry, otherwise
     /// from the source, filling the cache.
     pub async fn read(&self, key: &CacheKey, fields: Fields) -> Result<Read<CachedValue>, Error> {

@@ -117,6 +117,12 @@ async fn a_batch_of_near_hits_asks_nothing_of_the_store() {
         "{items:?}"
     );
     assert_eq!(recording.calls(), before, "no store call for near hits");
+    // A shared read hands out the near cache's own value, every time.
+    let first = b.read_shared(&keys[0], Fields::Cacheable).await.unwrap();
+    let second = b.read_shared(&keys[0], Fields::Cacheable).await.unwrap();
+    assert_eq!(first.outcome, Outcome::NearHit);
+    assert!(Arc::ptr_eq(&first.value, &second.value), "no copy");
+    assert_eq!(recording.calls(), before);
 }
 
 #[tokio::test(start_paused = true)]
