@@ -209,7 +209,7 @@ impl<K: Hash + Eq + Clone> Popularity<K> {
             .filter(|(_, c)| c.estimate >= min_estimate)
             .map(|(k, c)| (k.clone(), *c))
             .collect();
-        top.sort_by(|a, b| b.1.estimate.cmp(&a.1.estimate));
+        top.sort_by_key(|(_, c)| std::cmp::Reverse(c.estimate));
         top
     }
 

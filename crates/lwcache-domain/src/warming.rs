@@ -34,11 +34,7 @@ impl WarmPlan {
     /// Plans the warming of `world` from an image read at `version`: every
     /// entity, up to the policy's `max_entities`, in id order.
     pub fn new(world: &WorldId, version: u64, image: &WorldImage, policy: &CachePolicy) -> Self {
-        let entities = image
-            .entities
-            .iter()
-            .take(policy.warm.max_entities)
-            .map(|(e, state)| (e, state));
+        let entities = image.entities.iter().take(policy.warm.max_entities);
         Self::of(world, version, image, policy, entities, usize::MAX)
     }
 
@@ -89,7 +85,7 @@ impl WarmPlan {
             .collect();
         // Newest event first; entities without events (None) last, in id
         // order, which the stable sort keeps.
-        rest.sort_by(|a, b| b.0.cmp(&a.0));
+        rest.sort_by_key(|(newest, _, _)| std::cmp::Reverse(*newest));
         chosen.extend(rest.into_iter().map(|(_, _, entry)| entry));
         let entities = chosen.into_iter().take(policy.warm.max_entities);
         Self::of(world, version, image, policy, entities, max_keys)
@@ -237,7 +233,7 @@ mod tests {
             let mut policy = CachePolicy::default();
             policy.timeline_top_k = 3;
             let image = model.image(3);
-            let active: Vec<EntityId> = active_of.iter().map(|i| EntityId::new(&format!("e{i:02}")).unwrap()).collect();
+            let active: Vec<EntityId> = active_of.iter().map(|i| EntityId::new(format!("e{i:02}")).unwrap()).collect();
             let plan = WarmPlan::active(&world, image.version, &image.value, &policy, &active, budget);
             let keys: Vec<CacheKey> = plan.batches.iter().flatten().map(|(k, _)| k.clone()).collect();
             prop_assert!(keys.len() <= budget);

@@ -35,6 +35,7 @@ mod builder;
 mod flight;
 mod outbox;
 mod read;
+mod refresh;
 mod warm;
 mod write;
 mod write_behind;
@@ -267,6 +268,8 @@ struct Inner<S, R> {
     epoch: (i64, Instant),
     /// Decides whether a cache call is made at all (`breaker.rs`).
     breaker: breaker::Breaker,
+    /// Popular keys, the refresher and deactivated worlds (`refresh.rs`).
+    refresh: refresh::Refresh,
 }
 
 /// How long a tombstone lives when its key kind has no TTL: longer than any
