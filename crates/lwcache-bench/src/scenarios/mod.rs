@@ -18,14 +18,20 @@
 //!   writes with Redis slow, through the testkit's fault-injecting proxy.
 //! - `turn`: a 14-key turn read as one batch, against raw `MGET` and 14
 //!   single reads, warm and cold.
+//! - `refresh`: the hit ratio of the popular keys under Zipf reads with
+//!   short TTLs, the background refresher off and on.
+//! - `warming`: a 10,000-entity world activated within a budget of keys
+//!   against warm-everything.
 
 mod availability;
 mod http;
 mod memory;
 mod players;
 mod reads;
+mod refresh;
 mod throughput;
 mod turn;
+mod warming;
 mod writes;
 
 use std::future::Future;
@@ -44,8 +50,10 @@ pub(crate) use http::http_reads;
 pub(crate) use memory::{activation, memory_per_entity};
 pub(crate) use players::players;
 pub(crate) use reads::{decode_cost_us, hit_ratio, read_hit_vs_get, read_hit_vs_source};
+pub(crate) use refresh::refresh_and_warming;
 pub(crate) use throughput::throughput;
 pub(crate) use turn::{turn_cold, turn_warm};
+pub(crate) use warming::active_warming;
 pub(crate) use writes::write_path;
 
 /// How many calls each scenario makes in a mode.
