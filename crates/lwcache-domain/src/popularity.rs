@@ -173,6 +173,10 @@ impl<K: Hash + Eq + Clone> Popularity<K> {
         if let Some(c) = self.candidates.get_mut(key) {
             c.estimate = estimate;
             c.reads = c.reads.saturating_add(1);
+            if self.floor.as_ref().is_some_and(|(low, _)| low == key) {
+                // The floor rose: find it again when it is next needed.
+                self.floor = None;
+            }
             return estimate;
         }
         if self.capacity == 0 {
