@@ -24,10 +24,12 @@
 //! the adapter relies on.
 
 mod config;
+mod feed;
 mod link;
 mod store;
 
 pub use config::{
     ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, Node, RedisConfig, Topology,
 };
+pub use feed::{CHANNEL, DEFAULT_HEARTBEAT, RedisFeed};
 pub use store::{ConnectError, RedisStore};

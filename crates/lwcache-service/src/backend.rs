@@ -81,6 +81,8 @@ pub struct Backends {
     pub reads: ReadSettings,
     /// The circuit breaker around the cache store.
     pub breaker: BreakerSettings,
+    /// What never reaches the cache.
+    pub privacy: lwcache_domain::SensitivityPolicy,
 }
 
 impl std::fmt::Debug for Backends {
@@ -224,6 +226,7 @@ impl Backends {
             write_mode: settings.write_mode,
             reads: settings.reads,
             breaker: settings.breaker,
+            privacy: settings.privacy.clone(),
         })
     }
 
@@ -255,6 +258,7 @@ impl Backends {
         expiry.jitter_percent = self.reads.ttl_jitter_percent;
         expiry.negative_ttl = self.reads.negative_ttl;
         config.lease_wait = self.reads.lease_wait;
+        config.policy.privacy = self.privacy.clone();
         CacheManager::builder(self.store.clone(), self.repository.clone())
             .config(config)
             .metrics(metrics)

@@ -32,7 +32,9 @@ or LWCACHE_CONFIG); flags beat the environment, which beats the file:
   LWCACHE_NEO4J_URI, LWCACHE_NEO4J_USER, LWCACHE_NEO4J_PASSWORD, LWCACHE_WRITE_MODE,
   LWCACHE_AUTH_TOKEN, LWCACHE_MAX_BODY_BYTES, LWCACHE_FAIL_SAFE_GRACE_MS,
   LWCACHE_TTL_JITTER_PERCENT, LWCACHE_NEGATIVE_TTL_MS, LWCACHE_LEASE_WAIT_MS,
-  LWCACHE_BREAKER_FAILURES, LWCACHE_BREAKER_OPEN_MS.
+  LWCACHE_BREAKER_FAILURES, LWCACHE_BREAKER_OPEN_MS, LWCACHE_ADMIN_TOKEN,
+  LWCACHE_PRIVACY_SENSITIVE_NAMES, LWCACHE_PRIVACY_SENSITIVE_PREFIXES,
+  LWCACHE_PRIVACY_PRIVATE_EVENT_KINDS, LWCACHE_PRIVACY_ALLOW_<KIND> (a [privacy] table in the file).
 The file uses the same names in lower case without the prefix
 (listen, redis_url, redis_cluster (an array of URLs), neo4j_uri, neo4j_user,
 neo4j_password, write_mode, auth_token, max_body_bytes, fail_safe_grace_ms,
@@ -87,11 +89,13 @@ struct BackendArgs {
     /// timelines) or `invalidate` (delete, refill on the next read).
     #[arg(long, value_name = "MODE")]
     write_mode: Option<WriteModes>,
+    #[command(flatten)]
+    privacy: config::privacy::PrivacyArgs,
 }
 
 impl BackendArgs {
-    fn layer(&self) -> Layer {
-        Layer {
+    fn layer(&self) -> Result<Layer, config::ConfigError> {
+        Ok(Layer {
             redis_url: self.redis_url.clone(),
             redis_cluster: (!self.redis_cluster.is_empty())
                 .then(|| ClusterUrls::new(self.redis_cluster.iter().cloned())),
@@ -99,8 +103,9 @@ impl BackendArgs {
             neo4j_user: self.neo4j_user.clone(),
             neo4j_password: self.neo4j_password.clone().map(Secret::new),
             write_mode: self.write_mode,
+            privacy: self.privacy.layer()?,
             ..Layer::default()
-        }
+        })
     }
 }
 
@@ -114,6 +119,9 @@ struct ServeArgs {
     /// Require `Authorization: Bearer <TOKEN>` on every /v1 route.
     #[arg(long, value_name = "TOKEN")]
     auth_token: Option<String>,
+    /// Require this token, not the --auth-token, on the admin routes.
+    #[arg(long, value_name = "TOKEN")]
+    admin_token: Option<String>,
     /// The largest request body, in bytes [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<usize>,
@@ -246,6 +254,7 @@ fn run(cli: Cli) -> Result<()> {
                 Layer {
                     listen: a.listen,
                     auth_token: a.auth_token.clone().map(Secret::new),
+                    admin_token: a.admin_token.clone().map(Secret::new),
                     max_body_bytes: a.max_body_bytes,
                     fail_safe_grace_ms: a.reads.fail_safe_grace_ms,
                     ttl_jitter_percent: a.reads.ttl_jitter_percent,
@@ -253,12 +262,12 @@ fn run(cli: Cli) -> Result<()> {
                     lease_wait_ms: a.reads.lease_wait_ms,
                     breaker_failures: a.breaker_failures,
                     breaker_open_ms: a.breaker_open_ms,
-                    ..a.backends.layer()
+                    ..a.backends.layer()?
                 },
                 cli.config.clone(),
             ),
-            Command::Demo(a) => (a.backends.layer(), cli.config.clone()),
-            Command::Seed(a) => (a.backends.layer(), cli.config.clone()),
+            Command::Demo(a) => (a.backends.layer()?, cli.config.clone()),
+            Command::Seed(a) => (a.backends.layer()?, cli.config.clone()),
         };
         let settings = settings(&flags, config_path)?;
         let telemetry =

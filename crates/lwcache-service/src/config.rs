@@ -14,6 +14,7 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// The default largest request body, in bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+pub mod privacy;
 mod reads;
 
 use reads::read_settings;
@@ -35,6 +36,8 @@ pub mod env {
     pub const NEO4J_PASSWORD: &str = "LWCACHE_NEO4J_PASSWORD";
     /// The bearer token every `/v1` route requires.
     pub const AUTH_TOKEN: &str = "LWCACHE_AUTH_TOKEN";
+    /// The bearer token the admin routes require instead, if set.
+    pub const ADMIN_TOKEN: &str = "LWCACHE_ADMIN_TOKEN";
     /// The largest request body, in bytes.
     pub const MAX_BODY_BYTES: &str = "LWCACHE_MAX_BODY_BYTES";
     /// How writes update the cache: `spec` or `invalidate`.
@@ -182,10 +185,15 @@ pub struct Layer {
     pub neo4j_password: Option<Secret>,
     /// The bearer token every `/v1` route requires.
     pub auth_token: Option<Secret>,
+    /// The bearer token the admin routes require instead, if set.
+    pub admin_token: Option<Secret>,
     /// The largest request body, in bytes.
     pub max_body_bytes: Option<usize>,
     /// How writes update the cache.
     pub write_mode: Option<WriteModes>,
+    /// What else never reaches the cache (`[privacy]` in the file).
+    #[serde(default)]
+    pub privacy: privacy::PrivacyLayer,
     // Fail-safe reads and stampede control.
     /// How long an entry is kept past its TTL for fail-safe reads, in ms.
     pub fail_safe_grace_ms: Option<u64>,
@@ -314,6 +322,8 @@ impl Layer {
             neo4j_user: get(env::NEO4J_USER),
             neo4j_password: get(env::NEO4J_PASSWORD).map(Secret),
             auth_token: get(env::AUTH_TOKEN).map(Secret),
+            admin_token: get(env::ADMIN_TOKEN).map(Secret),
+            privacy: privacy::PrivacyLayer::from_env(get),
             max_body_bytes,
             breaker_failures,
             breaker_open_ms,
@@ -380,6 +390,8 @@ pub struct BackendSettings {
     pub breaker: BreakerSettings,
     /// Fail-safe reads and stampede control.
     pub reads: ReadSettings,
+    /// What never reaches the cache.
+    pub privacy: lwcache_domain::SensitivityPolicy,
 }
 
 /// The service's settings, resolved.
@@ -391,6 +403,8 @@ pub struct Settings {
     pub backends: BackendSettings,
     /// The bearer token every `/v1` route requires, if any.
     pub auth_token: Option<Secret>,
+    /// The bearer token the admin routes require instead of `auth_token`.
+    pub admin_token: Option<Secret>,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
 }
@@ -447,6 +461,13 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
             "max_body_bytes must be at least 1".into(),
         ));
     }
+    let admin_token = pick(&flags.admin_token, &env.admin_token, &file.admin_token);
+    if admin_token
+        .as_ref()
+        .is_some_and(|t| t.expose().trim().is_empty())
+    {
+        return Err(ConfigError::Invalid("the admin token is empty".into()));
+    }
     let (redis_url, redis_cluster) = redis_target(flags, env, file)?;
     let breaker = breaker(flags, env, file)?;
     Ok(Settings {
@@ -459,8 +480,10 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
                 .unwrap_or_default(),
             reads: read_settings(flags, env, file)?,
             breaker,
+            privacy: privacy::resolve(&flags.privacy, &env.privacy, &file.privacy)?,
         },
         auth_token,
+        admin_token,
         max_body_bytes,
     })
 }

@@ -18,6 +18,8 @@
 //!   writes with Redis slow, through the testkit's fault-injecting proxy.
 //! - `turn`: a 14-key turn read as one batch, against raw `MGET` and 14
 //!   single reads, warm and cold.
+//! - `near`: a near-cache hit against a Redis-tier hit, and how long
+//!   another instance's write takes to reach a near cache.
 //! - `refresh`: the hit ratio of the popular keys under Zipf reads with
 //!   short TTLs, the background refresher off and on.
 //! - `warming`: a 10,000-entity world activated within a budget of keys
@@ -26,6 +28,7 @@
 mod availability;
 mod http;
 mod memory;
+mod near;
 mod players;
 mod reads;
 mod refresh;
@@ -48,6 +51,7 @@ use crate::args::Mode;
 pub(crate) use availability::availability;
 pub(crate) use http::http_reads;
 pub(crate) use memory::{activation, memory_per_entity};
+pub(crate) use near::near_reads;
 pub(crate) use players::players;
 pub(crate) use reads::{decode_cost_us, hit_ratio, read_hit_vs_get, read_hit_vs_source};
 pub(crate) use refresh::refresh_and_warming;

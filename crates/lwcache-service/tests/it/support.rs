@@ -63,9 +63,14 @@ impl Server {
 
     /// Like [`Server::start`], with environment variables for the process.
     pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_on("127.0.0.1:0", args, env)
+    }
+
+    /// Like [`Server::start_with_env`], listening on `listen`.
+    pub(crate) fn start_on(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = command()
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
