@@ -294,6 +294,15 @@ async fn run(args: &Args) -> Result<Report> {
         }),
     }
 
+    eprintln!(
+        "[{:>5.1} s] the refresher off and on; activation within a budget",
+        started.elapsed().as_secs_f64()
+    );
+    notes.extend(
+        scenarios::refresh_and_warming(&mut report, store.clone(), &plan, args.mode, run_id)
+            .await?,
+    );
+
     report.not_measured.push(NotMeasured {
         scenario: "near-cache hit".to_owned(),
         why: "not measured: no near cache yet".to_owned(),

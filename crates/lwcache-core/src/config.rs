@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use lwcache_domain::CachePolicy;
+use lwcache_domain::{CachePolicy, KeyKind, PolicyError};
 
 /// The default deadline of one cache store call made by the manager
 /// ([`ManagerConfig::cache_timeout`]). The manager owns this deadline;
@@ -89,6 +89,174 @@ pub struct ManagerConfig {
     /// How long an open breaker fails calls before it lets one through as a
     /// probe; the probe's answer closes it, its failure opens it again.
     pub breaker_open: Duration,
+
+    // Refreshing and warming what is popular (`manager/refresh.rs`,
+    // `manager/warm.rs`).
+    /// The background refresher: popular state and timeline keys are read
+    /// again from the source and filled shortly before their TTL ends, so
+    /// that their readers do not miss. `None` (the default): off, and reads
+    /// are not counted.
+    pub refresh: Option<RefreshConfig>,
+    /// At most this many keys per activation: the flags, the snapshot,
+    /// then the most active entities (read lately, then with the newest
+    /// events), two keys each. `None` (the default): every entity, up to
+    /// the policy's `warm.max_entities`. At least 2.
+    pub warm_budget: Option<usize>,
+}
+
+/// The background refresher's settings (`manager/refresh.rs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RefreshConfig {
+    /// An entry is refreshed once less than this share of its TTL is left,
+    /// in percent: 1 to 90.
+    pub lead_percent: u32,
+    /// How often the refresher looks at its candidates. Shorter than the
+    /// lead window (`lead_percent` of the shortest TTL it refreshes), so
+    /// that every entry is looked at inside its window.
+    pub interval: Duration,
+    /// Only keys whose read count (as the sketch estimates it, halved after
+    /// each sample) is at least this are refreshed. At least 1.
+    pub min_reads: u32,
+    /// How many popular keys are kept as candidates: the memory of the
+    /// refresher, whatever the number of keys read. At least 1.
+    pub candidates: usize,
+    /// Counters per row of the frequency sketch (4 rows of 4 bytes each).
+    /// At least 16; rounded up to a power of two.
+    pub sketch_width: usize,
+    /// Reads between two agings of the sketch, which halve every count.
+    /// At least 1.
+    pub sample: u64,
+    /// At most this many refreshes per round, the most popular first.
+    /// At least 1.
+    pub per_round: usize,
+}
+
+impl RefreshConfig {
+    /// The key kinds the refresher refreshes when their policy gives them a
+    /// TTL: the world snapshot, entities' states and recent timelines.
+    pub const KINDS: [KeyKind; 5] = [
+        KeyKind::State,
+        KeyKind::Timeline,
+        KeyKind::Character,
+        KeyKind::Location,
+        KeyKind::Object,
+    ];
+
+    /// Checks the settings, against the TTLs of `policy`.
+    pub fn validate(&self, policy: &CachePolicy) -> Result<(), RefreshError> {
+        if !(1..=90).contains(&self.lead_percent) {
+            return Err(RefreshError::LeadPercent(self.lead_percent));
+        }
+        if self.interval.is_zero() {
+            return Err(RefreshError::ZeroInterval);
+        }
+        if self.min_reads == 0 {
+            return Err(RefreshError::Zero("min_reads"));
+        }
+        if self.candidates == 0 {
+            return Err(RefreshError::Zero("candidates"));
+        }
+        if self.sketch_width == 0 {
+            return Err(RefreshError::Zero("sketch_width"));
+        }
+        if self.sample == 0 {
+            return Err(RefreshError::Zero("sample"));
+        }
+        if self.per_round == 0 {
+            return Err(RefreshError::Zero("per_round"));
+        }
+        for kind in Self::KINDS {
+            let Some(ttl) = policy.ttl(kind) else {
+                continue;
+            };
+            let window = self.window(ttl);
+            if self.interval >= window {
+                return Err(RefreshError::IntervalPastWindow {
+                    kind,
+                    interval: self.interval,
+                    window,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// How long before the end of a TTL of `ttl` an entry is refreshed.
+    pub fn window(&self, ttl: Duration) -> Duration {
+        ttl * self.lead_percent.min(100) / 100
+    }
+}
+
+impl Default for RefreshConfig {
+    fn default() -> Self {
+        Self {
+            lead_percent: 20,
+            interval: Duration::from_millis(250),
+            min_reads: 4,
+            candidates: 1024,
+            sketch_width: 4096,
+            sample: 40_960,
+            per_round: 256,
+        }
+    }
+}
+
+/// Why a refresher configuration is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RefreshError {
+    /// `lead_percent` outside 1..=90.
+    #[error("refresh.lead_percent is {0}; it must be between 1 and 90")]
+    LeadPercent(u32),
+    /// A zero interval.
+    #[error("refresh.interval is zero")]
+    ZeroInterval,
+    /// A setting that must be at least 1 is 0.
+    #[error("refresh.{0} is zero")]
+    Zero(&'static str),
+    /// Rounds further apart than the lead window: an entry could end its
+    /// TTL between two looks.
+    #[error(
+        "refresh.interval ({interval:?}) is not shorter than the lead window of {kind} keys ({window:?})"
+    )]
+    IntervalPastWindow {
+        /// The key kind with the shortest window.
+        kind: KeyKind,
+        /// The interval.
+        interval: Duration,
+        /// Its window.
+        window: Duration,
+    },
+}
+
+/// Why a manager configuration is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// The domain policy is invalid.
+    #[error("invalid cache policy")]
+    Policy(#[from] PolicyError),
+    /// The refresher's settings are invalid.
+    #[error("invalid refresher settings")]
+    Refresh(#[from] RefreshError),
+    /// A warming budget under the flags and the snapshot.
+    #[error("warm_budget is {0}; it must be at least 2 (the flags and the snapshot)")]
+    WarmBudget(usize),
+}
+
+impl ManagerConfig {
+    /// Checks the whole configuration: the policy, the refresher's
+    /// settings against its TTLs, the warming budget.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.policy.validate()?;
+        if let Some(refresh) = &self.refresh {
+            refresh.validate(&self.policy)?;
+        }
+        if let Some(budget) = self.warm_budget
+            && budget < 2
+        {
+            return Err(ConfigError::WarmBudget(budget));
+        }
+        Ok(())
+    }
 }
 
 impl Default for ManagerConfig {
@@ -110,6 +278,90 @@ impl Default for ManagerConfig {
 
             breaker_failures: DEFAULT_BREAKER_FAILURES,
             breaker_open: DEFAULT_BREAKER_OPEN,
+
+            refresh: None,
+            warm_budget: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_default_configuration_is_valid_with_the_refresher_on_too() {
+        let mut config = ManagerConfig::default();
+        assert_eq!(config.validate(), Ok(()));
+        config.refresh = Some(RefreshConfig::default());
+        config.warm_budget = Some(2);
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn refresher_settings_outside_their_ranges_are_refused() {
+        let policy = CachePolicy::default();
+        let bad = [
+            RefreshConfig {
+                lead_percent: 0,
+                ..RefreshConfig::default()
+            },
+            RefreshConfig {
+                lead_percent: 91,
+                ..RefreshConfig::default()
+            },
+            RefreshConfig {
+                interval: Duration::ZERO,
+                ..RefreshConfig::default()
+            },
+            RefreshConfig {
+                candidates: 0,
+                ..RefreshConfig::default()
+            },
+            RefreshConfig {
+                min_reads: 0,
+                ..RefreshConfig::default()
+            },
+            RefreshConfig {
+                per_round: 0,
+                ..RefreshConfig::default()
+            },
+        ];
+        for refresh in bad {
+            assert!(refresh.validate(&policy).is_err(), "{refresh:?}");
+        }
+    }
+
+    #[test]
+    fn an_interval_past_the_shortest_lead_window_is_refused() {
+        let mut config = ManagerConfig::default();
+        config.policy.timeline.ttl = Some(Duration::from_secs(1));
+        config.refresh = Some(RefreshConfig {
+            lead_percent: 20,
+            interval: Duration::from_millis(200),
+            ..RefreshConfig::default()
+        });
+        assert!(matches!(
+            config.validate(),
+            Err(ConfigError::Refresh(RefreshError::IntervalPastWindow {
+                kind: KeyKind::Timeline,
+                ..
+            }))
+        ));
+        config.refresh = Some(RefreshConfig {
+            lead_percent: 20,
+            interval: Duration::from_millis(100),
+            ..RefreshConfig::default()
+        });
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn a_warm_budget_under_two_keys_is_refused() {
+        let config = ManagerConfig {
+            warm_budget: Some(1),
+            ..ManagerConfig::default()
+        };
+        assert_eq!(config.validate(), Err(ConfigError::WarmBudget(1)));
     }
 }

@@ -22,8 +22,8 @@ pub mod near;
 pub mod ports;
 
 pub use config::{
-    DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN, DEFAULT_CACHE_TIMEOUT, DEFAULT_SOURCE_TIMEOUT,
-    ManagerConfig, StaleReads,
+    ConfigError, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN, DEFAULT_CACHE_TIMEOUT,
+    DEFAULT_SOURCE_TIMEOUT, ManagerConfig, RefreshConfig, RefreshError, StaleReads,
 };
 pub use error::Error;
 pub use manager::{

@@ -89,6 +89,11 @@ pub enum MetricEvent {
     /// A read found a negative entry: the source has no such entity
     /// (`negative_hits`).
     NegativeHit(KeyKind),
+    /// The background refresher read a popular key from the source before
+    /// its TTL ended, to fill it under its lease (`refreshes`); a fill that
+    /// lost to a newer write counts as [`FillRejected`](Self::FillRejected)
+    /// too.
+    Refreshed(KeyKind),
 
     // The circuit breaker around the cache store.
     /// The circuit breaker moved to this state.
@@ -150,6 +155,7 @@ pub struct Counters {
     lease_waits_filled: AtomicU64,
     negative_hits: AtomicU64,
     near_hits: AtomicU64,
+    refreshes: AtomicU64,
 
     breaker_opened: AtomicU64,
     breaker_rejected: AtomicU64,
@@ -194,6 +200,8 @@ pub struct CounterSnapshot {
     pub lease_waits_filled: u64,
     /// Reads answered by a negative entry.
     pub negative_hits: u64,
+    /// Popular keys refreshed before their TTL ended.
+    pub refreshes: u64,
 
     /// Times the circuit breaker opened (after a run of failures or a
     /// failed probe).
@@ -230,6 +238,7 @@ impl Counters {
             lease_waits: get(&self.lease_waits),
             lease_waits_filled: get(&self.lease_waits_filled),
             negative_hits: get(&self.negative_hits),
+            refreshes: get(&self.refreshes),
 
             breaker_opened: get(&self.breaker_opened),
             breaker_rejected: get(&self.breaker_rejected),
@@ -272,6 +281,7 @@ impl MetricsSink for Counters {
                 }
             }
             MetricEvent::NegativeHit(_) => add(&self.negative_hits, 1),
+            MetricEvent::Refreshed(_) => add(&self.refreshes, 1),
             MetricEvent::Breaker(BreakerState::Open) => add(&self.breaker_opened, 1),
             MetricEvent::BreakerRejected => add(&self.breaker_rejected, 1),
             MetricEvent::Breaker(_) => {}

@@ -14,6 +14,7 @@
 //! - [`invalidation`]: the pure rules from a committed change to cache steps.
 //! - [`outbox`]: what a committed write owes the cache, recorded with it.
 //! - [`seed`]: a whole world as data, for bulk loads.
+//! - [`popularity`]: how often keys are read, in bounded memory.
 //! - [`warming`]: what a world's activation prefills.
 //! - [`privacy`]: the fields that never reach the cache.
 
@@ -23,6 +24,7 @@ pub mod invalidation;
 pub mod key;
 pub mod outbox;
 pub mod policy;
+pub mod popularity;
 pub mod privacy;
 pub mod seed;
 pub mod warming;
@@ -43,6 +45,7 @@ pub use policy::{
     CachePolicy, DEFAULT_TOP_K, ExpiryPolicy, KeyPolicy, MAX_JITTER_PERCENT, PolicyError,
     WarmPolicy, WriteMode,
 };
+pub use popularity::{Candidate, FrequencySketch, Popularity};
 pub use privacy::{Redaction, SensitivityPolicy};
 pub use warming::WarmPlan;
 pub use world::{

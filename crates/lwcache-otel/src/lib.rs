@@ -475,6 +475,7 @@ impl MetricsSink for OtelMetrics {
                 &self.by_kind_wait[kind_index(kind) * 2 + usize::from(filled)],
             ),
             MetricEvent::NegativeHit(kind) => self.negative_hits.add(1, self.kind(kind)),
+            MetricEvent::Refreshed(_) => {}
             MetricEvent::Breaker(state) => {
                 self.breaker_state.record(state.level(), &[]);
                 let to = usize::try_from(state.level()).unwrap_or(0);

@@ -20,6 +20,10 @@
 //!   single reads, warm and cold.
 //! - `near`: a near-cache hit against a Redis-tier hit, and how long
 //!   another instance's write takes to reach a near cache.
+//! - `refresh`: the hit ratio of the popular keys under Zipf reads with
+//!   short TTLs, the background refresher off and on.
+//! - `warming`: a 10,000-entity world activated within a budget of keys
+//!   against warm-everything.
 
 mod availability;
 mod http;
@@ -27,8 +31,10 @@ mod memory;
 mod near;
 mod players;
 mod reads;
+mod refresh;
 mod throughput;
 mod turn;
+mod warming;
 mod writes;
 
 use std::future::Future;
@@ -48,8 +54,10 @@ pub(crate) use memory::{activation, memory_per_entity};
 pub(crate) use near::near_reads;
 pub(crate) use players::players;
 pub(crate) use reads::{decode_cost_us, hit_ratio, read_hit_vs_get, read_hit_vs_source};
+pub(crate) use refresh::refresh_and_warming;
 pub(crate) use throughput::throughput;
 pub(crate) use turn::{turn_cold, turn_warm};
+pub(crate) use warming::active_warming;
 pub(crate) use writes::write_path;
 
 /// How many calls each scenario makes in a mode.

@@ -84,6 +84,7 @@ where
     R: WorldRepository + 'static,
 {
     async fn read_many(&self, world: &WorldId, keys: &[CacheKey], fields: Fields) -> Vec<ItemRead> {
+        keys.iter().for_each(|key| self.note_read(key));
         let mut items: Vec<Option<ItemRead>> = vec![None; keys.len()];
         let mut pending = Vec::new();
         let trouble = self.trouble.load(std::sync::atomic::Ordering::SeqCst) != 0;

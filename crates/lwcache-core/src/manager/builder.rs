@@ -8,8 +8,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc};
 
-use super::{CacheManager, Inner, lock, outbox, write_behind};
-use crate::config::ManagerConfig;
+use super::{CacheManager, Inner, lock, outbox, refresh, write_behind};
+use crate::config::{ConfigError, ManagerConfig};
 use crate::metrics::{MetricsSink, NoMetrics};
 use crate::near::{InvalidationFeed, InvalidationSink, NearCache, NearConfig, NearConfigError};
 use crate::ports::{CacheStore, Clock, SystemClock, WorldRepository};
@@ -77,10 +77,20 @@ where
         Ok(self)
     }
 
-    /// Validates the configuration and starts the write-behind worker on the
-    /// current tokio runtime.
+    /// Validates the whole configuration ([`ManagerConfig::validate`]) and
+    /// starts the manager as [`build`](Self::build) does.
+    pub fn try_build(self) -> Result<CacheManager<S, R>, ConfigError> {
+        self.config.validate()?;
+        Ok(self.build()?)
+    }
+
+    /// Validates the policy and starts the write-behind worker, the
+    /// outbox's tasks and, when configured, the refresher on the current
+    /// tokio runtime. Invalid refresher settings leave the refresher off
+    /// (logged); [`try_build`](Self::try_build) refuses them.
     pub fn build(self) -> Result<CacheManager<S, R>, lwcache_domain::PolicyError> {
         self.config.policy.validate()?;
+        let refresh = refresh::Refresh::new(&self.config);
         let (tx, rx) = mpsc::channel(self.config.write_behind_capacity.max(1));
         let (done_tx, done_rx) = mpsc::channel(self.config.settle_batch.max(1) * 16);
         let epoch = (self.clock.now_ms(), tokio::time::Instant::now());
@@ -119,6 +129,7 @@ where
             breaker,
             near,
             _feed: feed,
+            refresh,
         });
         // The tasks hold weak references, so that dropping the last manager
         // drops the queues' senders and ends them.
@@ -127,6 +138,7 @@ where
         let settler = tokio::spawn(outbox::settler(Arc::downgrade(&inner), done_rx));
         let replay = tokio::spawn(outbox::replayer(Arc::downgrade(&inner)));
         *lock(&inner.housekeeping) = Some((settler, replay));
+        refresh::start(&inner);
         Ok(CacheManager { inner })
     }
 }

@@ -35,6 +35,7 @@ mod builder;
 mod flight;
 mod outbox;
 mod read;
+mod refresh;
 mod warm;
 mod write;
 mod write_behind;
@@ -275,6 +276,8 @@ struct Inner<S, R> {
     /// coherent (stopped with the manager).
     near: Option<Arc<crate::near::NearCache>>,
     _feed: Option<crate::near::FeedGuard>,
+    /// Popular keys, the refresher and deactivated worlds (`refresh.rs`).
+    refresh: refresh::Refresh,
 }
 
 /// How long a tombstone lives when its key kind has no TTL: longer than any

@@ -205,6 +205,7 @@ where
         if kind == KeyKind::Version {
             return Err(Error::Unreadable(key.clone()));
         }
+        self.note_read(key);
         if self.trouble.load(std::sync::atomic::Ordering::SeqCst) != 0 {
             // The cache may lack steps that failed: the source answers until
             // the replay loop has carried them out.

@@ -4,6 +4,13 @@
 //! the image read; the source's version is read again once the lease is
 //! held, and the image is read anew if a write committed in between. Any
 //! write after that deletes its keys' leases, so it wins over the warming.
+//!
+//! With a warming budget (`ManagerConfig::warm_budget`) only the active
+//! entities are prefilled, within that many keys: the world's entities
+//! read lately (the popular keys of `refresh.rs`), then those with the
+//! newest events in the image ([`WarmPlan::active`]). An activation makes
+//! a deactivated world active again; deactivating a world stops its
+//! activation after the batch under way.
 
 use lwcache_domain::{WarmPlan, WorldId};
 use tracing::Instrument;
@@ -23,7 +30,9 @@ where
     R: WorldRepository + 'static,
 {
     /// Activates a world: prefills its flags, snapshot, and each entity's
-    /// state and top-k recent events, in batches of one round trip each.
+    /// state and top-k recent events, in batches of one round trip each;
+    /// with a warming budget, only the most active entities' within it.
+    /// Makes the world active again if it was deactivated.
     pub async fn activate(&self, world: &WorldId) -> Result<WarmReport, Error> {
         let span =
             tracing::info_span!("lwcache.activate", world = %world, keys = tracing::field::Empty);
@@ -42,6 +51,8 @@ where
 {
     async fn activate(&self, world: &WorldId) -> Result<WarmReport, Error> {
         let policy = &self.config.policy;
+        self.refresh.reactivate(world);
+        let active = self.refresh.active_entities(world);
         let mut attempt = 0;
         // One lease for every attempt: a later attempt holds what an earlier
         // one took.
@@ -51,7 +62,12 @@ where
             let image = self
                 .source_call(self.repo.image(world, policy.timeline_top_k))
                 .await?;
-            let plan = WarmPlan::new(world, image.version, &image.value, policy);
+            let plan = match self.config.warm_budget {
+                Some(budget) => {
+                    WarmPlan::active(world, image.version, &image.value, policy, &active, budget)
+                }
+                None => WarmPlan::new(world, image.version, &image.value, policy),
+            };
             let keys: Vec<_> = plan
                 .batches
                 .iter()
@@ -84,6 +100,12 @@ where
             skipped: 0,
         };
         for batch in &plan.batches {
+            if self.refresh.deactivated(world) {
+                // Deactivated meanwhile: what is not warmed fills on its
+                // first read.
+                report.skipped += batch.len();
+                continue;
+            }
             let write = CacheWrite::fill(
                 world.clone(),
                 plan.version,

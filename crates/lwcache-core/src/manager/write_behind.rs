@@ -56,10 +56,12 @@ where
     }
 
     /// Stops taking write-behind work, waits until the queue is drained,
-    /// removes the outbox entries already done and stops the replay loop.
+    /// removes the outbox entries already done and stops the replay loop
+    /// and the refresher.
     /// Writes made after this invalidate synchronously and leave their
     /// outbox entries to another process's replay.
     pub async fn shutdown(&self) {
+        self.inner.refresh.stop();
         drop(lock(&self.inner.queue).take());
         let handle = lock(&self.inner.worker).take();
         if let Some(handle) = handle {

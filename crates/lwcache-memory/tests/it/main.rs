@@ -17,6 +17,8 @@ async fn harness() -> Option<Harness> {
     ))
 }
 
+mod refresh;
+
 mod conformance {
     use super::harness;
     lwcache_testkit::conformance_tests!(harness(), (start_paused = true));
