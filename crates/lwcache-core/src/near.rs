@@ -31,7 +31,7 @@
 //! sweep spares a set entry once. Every shard keeps its own byte budget.
 
 use std::collections::{HashMap, VecDeque};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -162,6 +162,19 @@ pub struct NearEntry {
     bytes: usize,
 }
 
+/// A value read from the store, offered to the near cache.
+#[derive(Debug)]
+pub(crate) struct Fill {
+    /// The decoded value.
+    pub(crate) value: Arc<CachedValue>,
+    /// Its version.
+    pub(crate) version: u64,
+    /// Whether sensitive fields were left out.
+    pub(crate) redaction: Redaction,
+    /// The store entry's own freshness, if it has one.
+    pub(crate) fresh_until_ms: Option<i64>,
+}
+
 /// What a reader saw before asking the store: its fill is admitted only if
 /// nothing invalidated the key since.
 #[derive(Debug, Clone, Copy)]
@@ -261,9 +274,7 @@ impl NearCache {
     }
 
     fn hash(&self, key: &CacheKey) -> u64 {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        h.finish()
+        self.hasher.hash_one(key)
     }
 
     fn shard(&self, hash: u64) -> &Mutex<Shard> {
@@ -323,16 +334,13 @@ impl NearCache {
     /// invalidation of its stripe or a clear came since, the feed is not
     /// live, or a newer entry is held. `fresh_until_ms` is the store
     /// entry's own freshness, if it has one.
-    pub(crate) fn admit(
-        &self,
-        key: &CacheKey,
-        ticket: Ticket,
-        value: Arc<CachedValue>,
-        version: u64,
-        redaction: Redaction,
-        now_ms: i64,
-        fresh_until_ms: Option<i64>,
-    ) -> bool {
+    pub(crate) fn admit(&self, key: &CacheKey, ticket: Ticket, fill: Fill, now_ms: i64) -> bool {
+        let Fill {
+            value,
+            version,
+            redaction,
+            fresh_until_ms,
+        } = fill;
         if !self.coherent() {
             return false;
         }
@@ -568,7 +576,17 @@ mod tests {
 
     fn admit(near: &NearCache, k: &CacheKey, text: &str, version: u64) -> bool {
         let t = near.ticket(k);
-        near.admit(k, t, doc(text), version, Redaction::Complete, 0, None)
+        near.admit(
+            k,
+            t,
+            Fill {
+                value: doc(text),
+                version,
+                redaction: Redaction::Complete,
+                fresh_until_ms: None,
+            },
+            0,
+        )
     }
 
     #[test]
@@ -579,7 +597,17 @@ mod tests {
         // write's invalidation arrives before the old value's fill.
         let ticket = near.ticket(&k);
         near.invalidate(std::slice::from_ref(&k), 5);
-        assert!(!near.admit(&k, ticket, doc("old"), 4, Redaction::Complete, 0, None));
+        assert!(!near.admit(
+            &k,
+            ticket,
+            Fill {
+                value: doc("old"),
+                version: 4,
+                redaction: Redaction::Complete,
+                fresh_until_ms: None
+            },
+            0
+        ));
         assert!(near.get(&k, 0).is_none());
         assert_eq!(near.stats().refused, 1);
         // A fill that began after the invalidation is kept.
@@ -588,7 +616,17 @@ mod tests {
         // A clear refuses every fill that began before it, too.
         let ticket = near.ticket(&key(2));
         near.clear();
-        assert!(!near.admit(&key(2), ticket, doc("x"), 1, Redaction::Complete, 0, None));
+        assert!(!near.admit(
+            &key(2),
+            ticket,
+            Fill {
+                value: doc("x"),
+                version: 1,
+                redaction: Redaction::Complete,
+                fresh_until_ms: None
+            },
+            0
+        ));
     }
 
     #[test]
@@ -653,11 +691,31 @@ mod tests {
         let near = live(NearConfig::default());
         let k = key(1);
         let t = near.ticket(&k);
-        assert!(near.admit(&k, t, doc("a"), 1, Redaction::Complete, 1_000, Some(1_500)));
+        assert!(near.admit(
+            &k,
+            t,
+            Fill {
+                value: doc("a"),
+                version: 1,
+                redaction: Redaction::Complete,
+                fresh_until_ms: Some(1_500)
+            },
+            1_000
+        ));
         assert!(near.get(&k, 1_499).is_some());
         assert!(near.get(&k, 1_500).is_none());
         let t = near.ticket(&k);
-        assert!(!near.admit(&k, t, doc("a"), 1, Redaction::Complete, 2_000, Some(1_500)));
+        assert!(!near.admit(
+            &k,
+            t,
+            Fill {
+                value: doc("a"),
+                version: 1,
+                redaction: Redaction::Complete,
+                fresh_until_ms: Some(1_500)
+            },
+            2_000
+        ));
     }
 
     #[test]
@@ -691,11 +749,13 @@ mod tests {
         assert!(near.admit(
             &theirs,
             t,
-            Arc::new(CachedValue::Flags(Default::default())),
-            1,
-            Redaction::Complete,
-            0,
-            None
+            Fill {
+                value: Arc::new(CachedValue::Flags(Default::default())),
+                version: 1,
+                redaction: Redaction::Complete,
+                fresh_until_ms: None
+            },
+            0
         ));
         near.invalidate_world(&WorldId::new("w").unwrap());
         assert!(near.get(&key(1), 0).is_none());

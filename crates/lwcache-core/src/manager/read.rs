@@ -27,7 +27,7 @@ use crate::codec::{self, Entry, Freshness, Slot};
 use crate::config::StaleReads;
 use crate::error::Error;
 use crate::metrics::{MetricEvent, Stage};
-use crate::near::{NearCache, NearEntry, Ticket};
+use crate::near::{Fill, NearCache, NearEntry, Ticket};
 use crate::ports::{CacheStore, CacheWrite, Lease, SourceError, WorldRepository};
 
 impl<S, R> CacheManager<S, R>
@@ -332,15 +332,13 @@ where
         {
             return;
         }
-        near.admit(
-            key,
-            ticket,
-            std::sync::Arc::new(entry.value.clone()),
-            entry.version,
-            entry.redaction,
-            self.now_ms(),
-            freshness.map(|f| f.fresh_until_ms),
-        );
+        let fill = Fill {
+            value: std::sync::Arc::new(entry.value.clone()),
+            version: entry.version,
+            redaction: entry.redaction,
+            fresh_until_ms: freshness.map(|f| f.fresh_until_ms),
+        };
+        near.admit(key, ticket, fill, self.now_ms());
     }
 
     /// Drops this process's near copies of keys a write has just changed,

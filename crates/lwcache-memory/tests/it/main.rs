@@ -1,6 +1,11 @@
 //! The conformance suite against the in-memory adapters, on tokio's paused
 //! clock.
 
+#![allow(
+    clippy::unwrap_used,
+    reason = "a failed unwrap in a test is a failed test, with its message"
+)]
+
 use std::sync::Arc;
 
 use lwcache_memory::MemoryRepository;
