@@ -380,17 +380,24 @@ pub enum AdminOperation {
     DropWorld,
     /// One key deleted.
     EvictKey,
+    /// A world's refreshing and warming stopped.
+    DeactivateWorld,
 }
 
 impl AdminOperation {
     /// Every operation, in the order of their attribute sets.
-    pub const ALL: [AdminOperation; 2] = [AdminOperation::DropWorld, AdminOperation::EvictKey];
+    pub const ALL: [AdminOperation; 3] = [
+        AdminOperation::DropWorld,
+        AdminOperation::EvictKey,
+        AdminOperation::DeactivateWorld,
+    ];
 
-    /// The label: `drop_world`, `evict_key`.
+    /// The label: `drop_world`, `evict_key`, `deactivate_world`.
     pub fn as_str(self) -> &'static str {
         match self {
             AdminOperation::DropWorld => "drop_world",
             AdminOperation::EvictKey => "evict_key",
+            AdminOperation::DeactivateWorld => "deactivate_world",
         }
     }
 
@@ -398,6 +405,7 @@ impl AdminOperation {
         match self {
             AdminOperation::DropWorld => 0,
             AdminOperation::EvictKey => 1,
+            AdminOperation::DeactivateWorld => 2,
         }
     }
 }

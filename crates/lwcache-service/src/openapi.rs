@@ -169,6 +169,15 @@ fn admin_paths(paths: &mut Map<String, Value>) {
                     "key": { "type": "string" } } } } },
             })) }),
     );
+    paths.insert(
+        "/admin/worlds/{world_id}/deactivate".into(),
+        json!({ "post": admin_op("Deactivate a world: this instance stops refreshing and warming it (activate makes it active again); its keys stay cached", "deactivate_world",
+            vec![world()], json!({
+                "description": "The world is inactive here.",
+                "content": { "application/json": { "schema": { "type": "object", "properties": {
+                    "world": { "type": "string" }, "active": { "type": "boolean" } } } } },
+            })) }),
+    );
 }
 
 /// The document.

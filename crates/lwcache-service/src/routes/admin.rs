@@ -100,3 +100,18 @@ pub(super) async fn evict_key(State(s): State<AppState>, p: Params) -> Answer {
     tracing::info!(key = %key, "admin: evicted a key");
     Ok(Json(json!({ "key": key.to_string() })).into_response())
 }
+
+/// `POST /admin/worlds/{world_id}/deactivate`: this instance stops
+/// refreshing and warming the world; its cached keys stay and are read as
+/// before. `POST /v1/worlds/{world_id}/activate` makes it active again.
+pub(super) async fn deactivate_world(State(s): State<AppState>, p: Params) -> Answer {
+    let world = p.world()?;
+    s.manager().deactivate(&world);
+    s.config()
+        .admin
+        .metrics
+        .record(AdminOperation::DeactivateWorld, true);
+    tracing::info!(world = %world, "admin: deactivated the world");
+    let active = s.manager().is_active(&world);
+    Ok(Json(json!({ "world": world.as_str(), "active": active })).into_response())
+}

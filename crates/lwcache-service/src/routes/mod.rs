@@ -138,5 +138,6 @@ fn method_router(endpoint: &Endpoint) -> MethodRouter<AppState> {
         Op::OpenApi => on(f, handlers::openapi),
         Op::DropWorld => on(f, admin::drop_world),
         Op::EvictKey => on(f, admin::evict_key),
+        Op::DeactivateWorld => on(f, admin::deactivate_world),
     }
 }

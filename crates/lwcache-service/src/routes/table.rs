@@ -96,12 +96,17 @@ pub enum Operation {
     DropWorld,
     /// Delete one cached key (admin).
     EvictKey,
+    /// Stop refreshing and warming a world (admin).
+    DeactivateWorld,
 }
 
 impl Operation {
     /// Whether the route is an admin route, behind `auth::require_admin`.
     pub fn is_admin(self) -> bool {
-        matches!(self, Operation::DropWorld | Operation::EvictKey)
+        matches!(
+            self,
+            Operation::DropWorld | Operation::EvictKey | Operation::DeactivateWorld
+        )
     }
 }
 
@@ -201,6 +206,11 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep(Get, "/openapi.json", Op::OpenApi),
     ep(Delete, "/admin/worlds/{world_id}/cache", Op::DropWorld),
     ep(Delete, "/admin/keys/{key}", Op::EvictKey),
+    ep(
+        Post,
+        "/admin/worlds/{world_id}/deactivate",
+        Op::DeactivateWorld,
+    ),
 ];
 
 #[cfg(test)]

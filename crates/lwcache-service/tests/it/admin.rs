@@ -61,7 +61,7 @@ async fn admin_routes_take_the_admin_token_and_delete_what_they_name() {
         assert_eq!(r.cache(), "hit", "{path}");
     }
     let metrics = s.get("/metrics").await.expect(200, None).text;
-    for op in ["drop_world", "evict_key"] {
+    for op in ["drop_world", "evict_key", "deactivate_world"] {
         for result in ["done", "failed"] {
             assert_eq!(admin_count(&metrics, op, result), Some(0.0), "{metrics}");
         }
@@ -131,7 +131,28 @@ async fn admin_routes_take_the_admin_token_and_delete_what_they_name() {
     .await
     .expect(400, Some("invalid_id"));
 
+    // Deactivate: behind the admin token; the world stays readable, and
+    // activation makes it active again.
+    let deactivate = format!("/admin/worlds/{w}/deactivate");
+    with_token(&s, Method::POST, &deactivate, "v1-token")
+        .await
+        .expect(401, Some("unauthorized"));
+    let r = with_token(&s, Method::POST, &deactivate, "adm-token")
+        .await
+        .expect(200, None);
+    assert_eq!(r.json["world"], w.as_str());
+    assert_eq!(r.json["active"], false);
+    let r = with_token(&s, Method::GET, &hero, "v1-token")
+        .await
+        .expect(200, None);
+    assert_eq!(
+        r.cache(),
+        "hit",
+        "a deactivated world's keys are read as before"
+    );
+
     let metrics = s.get("/metrics").await.expect(200, None).text;
+    assert_eq!(admin_count(&metrics, "deactivate_world", "done"), Some(1.0));
     assert_eq!(admin_count(&metrics, "evict_key", "done"), Some(1.0));
     assert_eq!(admin_count(&metrics, "drop_world", "done"), Some(1.0));
     assert_eq!(admin_count(&metrics, "drop_world", "failed"), Some(0.0));
