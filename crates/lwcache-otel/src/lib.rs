@@ -64,6 +64,10 @@ pub mod name {
     pub const CACHE_LEASE_WAITS: &str = "cache_lease_waits";
     /// Reads answered by a negative entry (no such entity).
     pub const CACHE_NEGATIVE_HITS: &str = "cache_negative_hits";
+    /// Reads answered by the near cache (also counted in `cache_hits`).
+    pub const CACHE_NEAR_HITS: &str = "cache_near_hits";
+    /// Popular keys refreshed before their TTL ended.
+    pub const CACHE_REFRESHES: &str = "cache_refreshes";
 
     // The circuit breaker around the cache store.
     /// The breaker's state: 0 closed, 1 half-open, 2 open.
@@ -166,6 +170,8 @@ pub struct OtelMetrics {
     coalesced: Counter<u64>,
     lease_waits: Counter<u64>,
     negative_hits: Counter<u64>,
+    near_hits: Counter<u64>,
+    refreshes: Counter<u64>,
     /// `[key_kind, result]`, indexed by `kind_index * 2 + filled`.
     by_kind_wait: Vec<[KeyValue; 2]>,
     /// `[key_kind]`, indexed by [`kind_index`].
@@ -238,6 +244,16 @@ impl OtelMetrics {
                 name::CACHE_NEGATIVE_HITS,
                 "{read}",
                 "Reads answered by a cached 'no such entity'.",
+            ),
+            near_hits: counter(
+                name::CACHE_NEAR_HITS,
+                "{read}",
+                "Reads answered by the near cache, without a round trip (also in cache_hits).",
+            ),
+            refreshes: counter(
+                name::CACHE_REFRESHES,
+                "{refresh}",
+                "Popular keys refreshed from the source shortly before their TTL ended.",
             ),
             by_kind_wait,
             hits: counter(name::CACHE_HITS, "{read}", "Reads served by the cache."),
@@ -341,6 +357,8 @@ impl OtelMetrics {
             &self.fail_safe,
             &self.coalesced,
             &self.negative_hits,
+            &self.near_hits,
+            &self.refreshes,
         ];
         for counter in by_kind {
             for attrs in &self.by_kind {
@@ -483,7 +501,7 @@ impl MetricsSink for OtelMetrics {
                 &self.by_kind_wait[kind_index(kind) * 2 + usize::from(filled)],
             ),
             MetricEvent::NegativeHit(kind) => self.negative_hits.add(1, self.kind(kind)),
-            MetricEvent::Refreshed(_) => {}
+            MetricEvent::Refreshed(kind) => self.refreshes.add(1, self.kind(kind)),
             MetricEvent::Breaker(state) => {
                 self.breaker_state.record(state.level(), &[]);
                 let to = usize::try_from(state.level()).unwrap_or(0);
