@@ -342,6 +342,8 @@ pub(crate) struct ServiceConfig {
     pub(crate) neo4j_password: String,
     /// Where its stderr goes.
     pub(crate) log: PathBuf,
+    /// More `serve` flags (the near cache's).
+    pub(crate) extra_args: Vec<String>,
 }
 
 /// One `lwcache serve` process on a fixed port.
@@ -389,6 +391,7 @@ impl ServiceProc {
             .args(["--neo4j-uri", &c.neo4j_uri])
             .args(["--neo4j-user", &c.neo4j_user])
             .args(["--neo4j-password", &c.neo4j_password])
+            .args(&c.extra_args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

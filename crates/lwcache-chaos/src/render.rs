@@ -105,6 +105,14 @@ pub fn to_markdown(r: &Report) -> String {
         t.max_behind_ms,
         t.max_behind_versions,
     );
+    let near = &r.analysis.near;
+    if let Some(bound) = near.bound_ms {
+        let _ = writeln!(
+            s,
+            "Near caches on (max_lag {bound} ms): {} checked reads answered near, {} of them behind an acknowledged write, by p50 {} ms, p99 {} ms, max {} ms (the broadcast delay as readers saw it; declared up to {bound} ms in every window).\n",
+            near.reads, near.stale, near.behind_p50_ms, near.behind_p99_ms, near.behind_max_ms,
+        );
+    }
     s.push_str("## Per fault window\n\n");
     s.push_str("A window runs from the fault's start until the next fault starts, so the recovery after the heal counts as the fault's.\n\n");
     s.push_str("| window | start s | heal s | checked | violations | state | flag | entity | timeline | failed | availability | max behind ms | max behind versions | converged after heal |\n");
@@ -221,6 +229,7 @@ mod tests {
             end_us: 300,
         }];
         let reads = vec![ReadRecord {
+            near: false,
             key: 0,
             instance: 1,
             start_us: 150,
@@ -235,7 +244,7 @@ mod tests {
             duration_ms: 1,
             writes: WriteCounts::default(),
             reads: 1,
-            analysis: analyse(&keys, &[h], &reads, &windows, 300, &[]),
+            analysis: analyse(&keys, &[h], &reads, &windows, 300, &[], None),
             convergence: Convergence {
                 converged: true,
                 ..Convergence::default()

@@ -47,6 +47,8 @@ pub struct ReadRecord {
     pub end_us: u64,
     /// What it returned.
     pub result: ReadResult,
+    /// Whether the instance's near cache answered (`x-cache-tier: near`).
+    pub near: bool,
 }
 
 /// One violation, for the report's examples.
@@ -169,6 +171,28 @@ pub struct Analysis {
     pub windows: Vec<WindowReport>,
     /// Violations in windows not declared as allowed to have them.
     pub undeclared_violations: u64,
+    /// The reads the instances' near caches answered, when they had one.
+    pub near: NearReport,
+}
+
+/// What the near caches answered: how many reads, and of those that were
+/// behind an acknowledged write, how far (the broadcast delay as readers
+/// saw it). A near read behind by at most `bound_ms` is declared in every
+/// window; one further behind counts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NearReport {
+    /// The declared bound (the near cache's `max_lag`), when near caches ran.
+    pub bound_ms: Option<u64>,
+    /// Checked reads the near caches answered.
+    pub reads: u64,
+    /// Of those, the reads behind an acknowledged write.
+    pub stale: u64,
+    /// How far those were behind, in milliseconds: p50, p99, max.
+    pub behind_p50_ms: u64,
+    /// p99 of the same.
+    pub behind_p99_ms: u64,
+    /// The most.
+    pub behind_max_ms: u64,
 }
 
 /// A window the consistency model declares: in the fault window `window`,
@@ -203,7 +227,13 @@ pub fn analyse(
     windows: &[Window],
     run_end_us: u64,
     declared: &[Declared],
+    near_bound_ms: Option<u64>,
 ) -> Analysis {
+    let mut near = NearReport {
+        bound_ms: near_bound_ms,
+        ..NearReport::default()
+    };
+    let mut near_behind: Vec<u64> = Vec::new();
     let first = windows.first().map_or(run_end_us, |w| w.start_us);
     let mut total = WindowReport::new("whole run", 0, 0, run_end_us);
     let mut groups = vec![WindowReport::new(BASELINE, 0, 0, first)];
@@ -236,12 +266,19 @@ pub fn analyse(
         let verdict = history.check(read.start_us, read.end_us, observed);
         verdicts[g].push(verdict);
         all.push(verdict);
+        near.reads += u64::from(read.near);
         if verdict != Verdict::Consistent {
             let behind_ms = example(spec, read, &verdict).behind_ms;
-            let allowed = matches!(verdict, Verdict::Stale(_))
-                && declared
+            let stale = matches!(verdict, Verdict::Stale(_));
+            if read.near && stale {
+                near.stale += 1;
+                near_behind.push(behind_ms);
+            }
+            let allowed = stale
+                && (declared
                     .iter()
-                    .any(|d| d.covers(&groups[g].name) && behind_ms <= d.within_ms);
+                    .any(|d| d.covers(&groups[g].name) && behind_ms <= d.within_ms)
+                    || (read.near && near_bound_ms.is_some_and(|b| behind_ms <= b)));
             undeclared_violations += u64::from(!allowed);
         }
         for r in [&mut total, &mut groups[g]] {
@@ -267,10 +304,21 @@ pub fn analyse(
     for (r, v) in groups.iter_mut().zip(&verdicts) {
         finish(r, v);
     }
+    near_behind.sort_unstable();
+    let at = |q: f64| {
+        near_behind
+            .get(((near_behind.len().saturating_sub(1)) as f64 * q) as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    near.behind_p50_ms = at(0.5);
+    near.behind_p99_ms = at(0.99);
+    near.behind_max_ms = near_behind.last().copied().unwrap_or(0);
     Analysis {
         total,
         windows: groups,
         undeclared_violations,
+        near,
     }
 }
 
@@ -346,6 +394,7 @@ mod tests {
             end_us: 3_000,
         }];
         let read = |start_us, result| ReadRecord {
+            near: false,
             key: 0,
             instance: 0,
             start_us,
@@ -358,7 +407,7 @@ mod tests {
             read(1_600, ReadResult::Failed(503)),
         ];
         let histories = [h];
-        let a = analyse(&keys, &histories, &reads, &windows, 3_000, &[]);
+        let a = analyse(&keys, &histories, &reads, &windows, 3_000, &[], None);
         assert_eq!(
             (a.total.checked, a.total.violations, a.total.failed),
             (2, 1, 1)
@@ -377,7 +426,15 @@ mod tests {
             }]
         };
         let behind = a.windows[1].examples[0].behind_ms;
-        let a = analyse(&keys, &histories, &reads, &windows, 3_000, &declare(behind));
+        let a = analyse(
+            &keys,
+            &histories,
+            &reads,
+            &windows,
+            3_000,
+            &declare(behind),
+            None,
+        );
         assert_eq!(a.total.violations, 1);
         assert_eq!(a.undeclared_violations, 0, "within the declared bound");
         let a = analyse(
@@ -387,8 +444,45 @@ mod tests {
             &windows,
             3_000,
             &declare(behind.saturating_sub(1)),
+            None,
         );
         assert_eq!(a.undeclared_violations, 1, "staler than the bound allows");
+        // A near cache's stale read is declared in any window, within its
+        // bound, and counted apart; another tier's is not.
+        let mut near_reads = reads.clone();
+        near_reads[1].near = true;
+        let a = analyse(
+            &keys,
+            &histories,
+            &near_reads,
+            &windows,
+            3_000,
+            &[],
+            Some(behind),
+        );
+        assert_eq!(a.undeclared_violations, 0);
+        assert_eq!((a.near.reads, a.near.stale), (1, 1));
+        assert_eq!(a.near.behind_max_ms, behind);
+        let a = analyse(
+            &keys,
+            &histories,
+            &near_reads,
+            &windows,
+            3_000,
+            &[],
+            Some(behind.saturating_sub(1)),
+        );
+        assert_eq!(a.undeclared_violations, 1, "staler than the near bound");
+        let a = analyse(
+            &keys,
+            &histories,
+            &reads,
+            &windows,
+            3_000,
+            &[],
+            Some(behind),
+        );
+        assert_eq!(a.undeclared_violations, 1, "not a near read");
     }
 
     #[test]

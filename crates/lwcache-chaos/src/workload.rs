@@ -221,7 +221,7 @@ pub(crate) async fn reader(shared: Arc<Shared>, seed: u64) -> Vec<ReadRecord> {
         let k = &shared.keys[key];
         let url = format!("{}/v1/worlds/{}", shared.bases[instance], k.read_path);
         let start_us = shared.now_us();
-        let result = read_one(&shared.http, &url, k.spec.kind).await;
+        let (result, near) = read_one(&shared.http, &url, k.spec.kind).await;
         let end_us = shared.now_us();
         if matches!(result, ReadResult::Ok(_)) {
             shared.reads_ok.fetch_add(1, Ordering::Relaxed);
@@ -235,6 +235,7 @@ pub(crate) async fn reader(shared: Arc<Shared>, seed: u64) -> Vec<ReadRecord> {
             start_us,
             end_us,
             result,
+            near,
         });
     }
     records
@@ -243,11 +244,20 @@ pub(crate) async fn reader(shared: Arc<Shared>, seed: u64) -> Vec<ReadRecord> {
 /// Status used for an answer that arrived but could not be understood.
 pub(crate) const UNREADABLE: u16 = 1;
 
-async fn read_one(http: &reqwest::Client, url: &str, kind: Kind) -> ReadResult {
+/// One read, and whether the near cache answered it.
+async fn read_one(http: &reqwest::Client, url: &str, kind: Kind) -> (ReadResult, bool) {
     let response = match http.get(url).send().await {
         Ok(r) => r,
-        Err(_) => return ReadResult::Failed(0),
+        Err(_) => return (ReadResult::Failed(0), false),
     };
+    let near = response
+        .headers()
+        .get("x-cache-tier")
+        .is_some_and(|v| v.as_bytes() == b"near");
+    (parse(response, kind).await, near)
+}
+
+async fn parse(response: reqwest::Response, kind: Kind) -> ReadResult {
     let status = response.status().as_u16();
     let Ok(body) = response.json::<Value>().await else {
         return ReadResult::Failed(if status >= 400 { status } else { UNREADABLE });
