@@ -1,0 +1,117 @@
+//! The `LWCACHE_*` environment variables: their names, and the layer read
+//! from them.
+
+use super::{ClusterUrls, ConfigError, Layer, Secret};
+
+/// The listen address.
+pub const LISTEN: &str = "LWCACHE_LISTEN";
+/// The Redis URL.
+pub const REDIS_URL: &str = "LWCACHE_REDIS_URL";
+/// The Redis Cluster's seed node URLs, comma-separated.
+pub const REDIS_CLUSTER: &str = "LWCACHE_REDIS_CLUSTER";
+/// The Neo4j URI.
+pub const NEO4J_URI: &str = "LWCACHE_NEO4J_URI";
+/// The Neo4j user.
+pub const NEO4J_USER: &str = "LWCACHE_NEO4J_USER";
+/// The Neo4j password.
+pub const NEO4J_PASSWORD: &str = "LWCACHE_NEO4J_PASSWORD";
+/// The bearer token every `/v1` route requires.
+pub const AUTH_TOKEN: &str = "LWCACHE_AUTH_TOKEN";
+/// The largest request body, in bytes.
+pub const MAX_BODY_BYTES: &str = "LWCACHE_MAX_BODY_BYTES";
+/// How writes update the cache: `spec` or `invalidate`.
+pub const WRITE_MODE: &str = "LWCACHE_WRITE_MODE";
+/// The path of a TOML configuration file.
+pub const CONFIG: &str = "LWCACHE_CONFIG";
+// Fail-safe reads and stampede control.
+/// How long an entry is kept past its TTL for fail-safe reads, in ms.
+pub const FAIL_SAFE_GRACE_MS: &str = "LWCACHE_FAIL_SAFE_GRACE_MS";
+/// How far TTLs are spread, in percent either way.
+pub const TTL_JITTER_PERCENT: &str = "LWCACHE_TTL_JITTER_PERCENT";
+/// How long an unknown entity is remembered, in ms (0: never).
+pub const NEGATIVE_TTL_MS: &str = "LWCACHE_NEGATIVE_TTL_MS";
+/// How long a miss waits for another process's fill, in ms.
+pub const LEASE_WAIT_MS: &str = "LWCACHE_LEASE_WAIT_MS";
+
+// The circuit breaker around the cache store.
+/// How many failed cache calls in a row open the breaker.
+pub const BREAKER_FAILURES: &str = "LWCACHE_BREAKER_FAILURES";
+/// How long an open breaker waits before its probe, in milliseconds.
+pub const BREAKER_OPEN_MS: &str = "LWCACHE_BREAKER_OPEN_MS";
+
+impl Layer {
+    /// Reads the `LWCACHE_*` variables through `lookup` (the process
+    /// environment in the binary, a map in tests). Empty values count as
+    /// unset.
+    pub fn from_env(lookup: impl Fn(&str) -> Option<String>) -> Result<Layer, ConfigError> {
+        let get = |var: &str| lookup(var).filter(|v| !v.trim().is_empty());
+        let listen = match get(LISTEN) {
+            Some(v) => Some(v.trim().parse().map_err(|e| ConfigError::Env {
+                var: LISTEN,
+                problem: format!("{v:?} is not a socket address ({e})"),
+            })?),
+            None => None,
+        };
+        let max_body_bytes = match get(MAX_BODY_BYTES) {
+            Some(v) => Some(v.trim().parse().map_err(|e| ConfigError::Env {
+                var: MAX_BODY_BYTES,
+                problem: format!("{v:?} is not a number of bytes ({e})"),
+            })?),
+            None => None,
+        };
+        let write_mode = match get(WRITE_MODE) {
+            Some(v) => Some(v.parse().map_err(|problem| ConfigError::Env {
+                var: WRITE_MODE,
+                problem,
+            })?),
+            None => None,
+        };
+        let number = |var: &'static str| -> Result<Option<u64>, ConfigError> {
+            match get(var) {
+                Some(v) => v.trim().parse().map(Some).map_err(|e| ConfigError::Env {
+                    var,
+                    problem: format!("{v:?} is not a whole number ({e})"),
+                }),
+                None => Ok(None),
+            }
+        };
+        let ttl_jitter_percent = match number(TTL_JITTER_PERCENT)? {
+            Some(n) => Some(u32::try_from(n).map_err(|_| ConfigError::Env {
+                var: TTL_JITTER_PERCENT,
+                problem: format!("{n} is not a percentage"),
+            })?),
+            None => None,
+        };
+        let breaker_failures = match get(BREAKER_FAILURES) {
+            Some(v) => Some(v.trim().parse().map_err(|e| ConfigError::Env {
+                var: BREAKER_FAILURES,
+                problem: format!("{v:?} is not a number of calls ({e})"),
+            })?),
+            None => None,
+        };
+        let breaker_open_ms = match get(BREAKER_OPEN_MS) {
+            Some(v) => Some(v.trim().parse().map_err(|e| ConfigError::Env {
+                var: BREAKER_OPEN_MS,
+                problem: format!("{v:?} is not a number of milliseconds ({e})"),
+            })?),
+            None => None,
+        };
+        Ok(Layer {
+            listen,
+            write_mode,
+            fail_safe_grace_ms: number(FAIL_SAFE_GRACE_MS)?,
+            ttl_jitter_percent,
+            negative_ttl_ms: number(NEGATIVE_TTL_MS)?,
+            lease_wait_ms: number(LEASE_WAIT_MS)?,
+            redis_url: get(REDIS_URL),
+            redis_cluster: get(REDIS_CLUSTER).map(|v| ClusterUrls::parse_list(&v)),
+            neo4j_uri: get(NEO4J_URI),
+            neo4j_user: get(NEO4J_USER),
+            neo4j_password: get(NEO4J_PASSWORD).map(Secret::new),
+            auth_token: get(AUTH_TOKEN).map(Secret::new),
+            max_body_bytes,
+            breaker_failures,
+            breaker_open_ms,
+        })
+    }
+}
