@@ -28,6 +28,7 @@ mod link;
 mod store;
 
 pub use config::{
-    ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, Node, RedisConfig, Topology,
+    ClientCert, ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, Node, RedisConfig,
+    Topology,
 };
 pub use store::{ConnectError, RedisStore};

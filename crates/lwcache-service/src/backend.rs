@@ -12,7 +12,9 @@ use lwcache_memory::{MemoryRepository, MemoryStore};
 use lwcache_neo4j::{Neo4jConfig, Neo4jError, Neo4jRepository};
 use lwcache_redis::{RedisConfig, RedisStore};
 
-use crate::config::{BackendSettings, BreakerSettings, ReadSettings, WriteModes};
+use crate::config::{
+    self, BackendSettings, BreakerSettings, PolicySettings, ReadSettings, RedisTls, WriteModes,
+};
 
 /// A cache store chosen at run time.
 pub type DynStore = Arc<dyn CacheStore>;
@@ -81,6 +83,11 @@ pub struct Backends {
     pub reads: ReadSettings,
     /// The circuit breaker around the cache store.
     pub breaker: BreakerSettings,
+    /// TTLs, top-k, deadlines and the write-behind queue.
+    pub policy: PolicySettings,
+    /// How Redis is reached, when it is the store: for the server checks
+    /// of `redis_check`.
+    pub redis: Option<RedisConfig>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -118,6 +125,42 @@ pub enum BackendError {
     /// The manager's configuration is invalid.
     #[error("invalid cache policy")]
     Policy(#[source] PolicyError),
+    /// A file a setting names could not be read.
+    #[error("{setting}: cannot read {path}")]
+    File {
+        /// The setting, in every source's spelling.
+        setting: String,
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Reads the file `path` that the setting `names` names.
+pub(crate) fn read_setting_file(
+    path: &std::path::Path,
+    names: crate::config::Names,
+) -> Result<Vec<u8>, BackendError> {
+    std::fs::read(path).map_err(|source| BackendError::File {
+        setting: names.spelled(),
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Adds the CA and client certificate the settings name to `config`.
+fn with_tls_files(mut config: RedisConfig, tls: &RedisTls) -> Result<RedisConfig, BackendError> {
+    if let Some(path) = &tls.ca_file {
+        config = config.with_ca_cert_pem(read_setting_file(path, config::tls::REDIS_CA_FILE)?);
+    }
+    if let Some(files) = &tls.client {
+        config = config.with_client_cert_pem(
+            read_setting_file(&files.cert, config::tls::REDIS_CLIENT_CERT)?,
+            read_setting_file(&files.key, config::tls::REDIS_CLIENT_KEY)?,
+        );
+    }
+    Ok(config)
 }
 
 /// A URL with any password replaced by `***`, for messages and banners.
@@ -169,9 +212,9 @@ impl Backends {
     pub async fn open(settings: &BackendSettings) -> Result<Backends, BackendError> {
         let redis = match (&settings.redis_url, &settings.redis_cluster) {
             (Some(url), _) => Some((
-                redact_url(url),
-                RedisConfig::from_url(url),
-                CacheKind::Redis(redact_url(url)),
+                url.redacted(),
+                RedisConfig::from_url(url.expose()),
+                CacheKind::Redis(url.redacted()),
             )),
             (None, Some(urls)) => Some((
                 urls.redacted(),
@@ -180,6 +223,7 @@ impl Backends {
             )),
             (None, None) => None,
         };
+        let mut redis_config = None;
         let (store, cache): (DynStore, CacheKind) = match redis {
             None => (Arc::new(MemoryStore::new()), CacheKind::Memory),
             Some((shown, config, kind)) => {
@@ -187,8 +231,15 @@ impl Backends {
                     url: shown.clone(),
                     source,
                 };
-                let config = config.map_err(|e| err(e.into()))?;
+                // The manager's cache timeout owns the deadline; the
+                // connection's backstop stays above it.
+                let config = config.map_err(|e| err(e.into()))?.with_response_timeout(
+                    lwcache_redis::DEFAULT_RESPONSE_TIMEOUT
+                        .max(settings.policy.cache_timeout.saturating_mul(2)),
+                );
+                let config = with_tls_files(config, &settings.redis_tls)?;
                 let store = open_redis(&config).await.map_err(|e| err(e.into()))?;
+                redis_config = Some(config);
                 (Arc::new(store), kind)
             }
         };
@@ -197,6 +248,10 @@ impl Backends {
             Some(neo4j) => {
                 let shown = redact_url(&neo4j.uri);
                 let mut config = Neo4jConfig::new(neo4j.uri.clone());
+                // What runs without the manager (bulk loads, the schema
+                // step) is bounded by the same source timeout.
+                let connect = config.connect_timeout();
+                config = config.with_timeouts(connect, settings.policy.source_timeout);
                 if neo4j.user.is_some() || neo4j.password.is_some() {
                     config = config.with_credentials(
                         neo4j.user.clone().unwrap_or_else(|| "neo4j".to_owned()),
@@ -224,6 +279,8 @@ impl Backends {
             write_mode: settings.write_mode,
             reads: settings.reads,
             breaker: settings.breaker,
+            policy: settings.policy,
+            redis: redis_config,
         })
     }
 
@@ -239,6 +296,7 @@ impl Backends {
             breaker_open: self.breaker.open,
             ..ManagerConfig::default()
         };
+        self.policy.apply(&mut config);
         if self.write_mode == WriteModes::Invalidate {
             let policy = &mut config.policy;
             for key in [

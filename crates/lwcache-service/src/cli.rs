@@ -20,7 +20,9 @@ use lwcache_core::{Counters, SourceError};
 use lwcache_demo::DemoSpec;
 use lwcache_domain::{WorldError, WorldId};
 use lwcache_service::backend::{Backends, DEMO_WORLD};
-use lwcache_service::config::{self, ClusterUrls, Layer, Secret, Settings, WriteModes, resolve};
+use lwcache_service::config::{
+    self, ClusterUrls, Layer, RedisUrl, Secret, Settings, WriteModes, resolve,
+};
 use lwcache_service::demo::{self, DemoOptions, DemoReport, Stop};
 use lwcache_service::server::{self, Ready};
 use lwcache_service::telemetry::{Telemetry, TelemetryConfig};
@@ -87,18 +89,72 @@ struct BackendArgs {
     /// timelines) or `invalidate` (delete, refill on the next read).
     #[arg(long, value_name = "MODE")]
     write_mode: Option<WriteModes>,
+    /// The CA certificate(s) to trust for rediss://, a PEM file [default:
+    /// the system's roots].
+    #[arg(long, value_name = "FILE")]
+    redis_ca_file: Option<PathBuf>,
+    /// A client certificate chain to present to Redis (mutual TLS), a PEM
+    /// file; needs --redis-client-key.
+    #[arg(long, value_name = "FILE")]
+    redis_client_cert: Option<PathBuf>,
+    /// The client certificate's private key, a PEM file.
+    #[arg(long, value_name = "FILE")]
+    redis_client_key: Option<PathBuf>,
+    #[command(flatten)]
+    policy: PolicyArgs,
+}
+
+/// The cache policy and the manager's deadlines.
+#[derive(Debug, Args)]
+struct PolicyArgs {
+    /// The world snapshot's TTL in ms; 0 for none [default: 3600000].
+    #[arg(long, value_name = "MS")]
+    state_ttl_ms: Option<u64>,
+    /// The flags' TTL in ms; 0 for none [default: 0].
+    #[arg(long, value_name = "MS")]
+    flags_ttl_ms: Option<u64>,
+    /// An entity's TTL in ms; 0 for none [default: 3600000].
+    #[arg(long, value_name = "MS")]
+    entity_ttl_ms: Option<u64>,
+    /// A recent timeline's TTL in ms, at least 1 [default: 300000].
+    #[arg(long, value_name = "MS")]
+    timeline_ttl_ms: Option<u64>,
+    /// How many events a recent timeline caches, 1 to 1000 [default: 20].
+    #[arg(long, value_name = "K")]
+    timeline_top_k: Option<u64>,
+    /// The deadline of every cache call, in ms [default: 250].
+    #[arg(long, value_name = "MS")]
+    cache_timeout_ms: Option<u64>,
+    /// The deadline of every source call, in ms [default: 5000].
+    #[arg(long, value_name = "MS")]
+    source_timeout_ms: Option<u64>,
+    /// How many write-behind updates may wait before they become
+    /// invalidations [default: 1024].
+    #[arg(long, value_name = "N")]
+    write_behind_capacity: Option<u64>,
 }
 
 impl BackendArgs {
     fn layer(&self) -> Layer {
         Layer {
-            redis_url: self.redis_url.clone(),
+            redis_url: self.redis_url.clone().map(RedisUrl::from),
             redis_cluster: (!self.redis_cluster.is_empty())
                 .then(|| ClusterUrls::new(self.redis_cluster.iter().cloned())),
             neo4j_uri: self.neo4j_uri.clone(),
             neo4j_user: self.neo4j_user.clone(),
             neo4j_password: self.neo4j_password.clone().map(Secret::new),
             write_mode: self.write_mode,
+            redis_ca_file: self.redis_ca_file.clone(),
+            redis_client_cert: self.redis_client_cert.clone(),
+            redis_client_key: self.redis_client_key.clone(),
+            state_ttl_ms: self.policy.state_ttl_ms,
+            flags_ttl_ms: self.policy.flags_ttl_ms,
+            entity_ttl_ms: self.policy.entity_ttl_ms,
+            timeline_ttl_ms: self.policy.timeline_ttl_ms,
+            timeline_top_k: self.policy.timeline_top_k,
+            cache_timeout_ms: self.policy.cache_timeout_ms,
+            source_timeout_ms: self.policy.source_timeout_ms,
+            write_behind_capacity: self.policy.write_behind_capacity,
             ..Layer::default()
         }
     }
@@ -125,6 +181,15 @@ struct ServeArgs {
     /// again, in milliseconds [default: 1000].
     #[arg(long, value_name = "MS")]
     breaker_open_ms: Option<u64>,
+    /// Serve HTTPS with this PEM certificate chain; needs --tls-key.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The HTTPS certificate's private key, a PEM file.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Print the resolved configuration as TOML, secrets masked, and exit.
+    #[arg(long)]
+    print_config: bool,
     #[command(flatten)]
     reads: ReadArgs,
 }
@@ -253,6 +318,8 @@ fn run(cli: Cli) -> Result<()> {
                     lease_wait_ms: a.reads.lease_wait_ms,
                     breaker_failures: a.breaker_failures,
                     breaker_open_ms: a.breaker_open_ms,
+                    tls_cert: a.tls_cert.clone(),
+                    tls_key: a.tls_key.clone(),
                     ..a.backends.layer()
                 },
                 cli.config.clone(),
@@ -261,6 +328,13 @@ fn run(cli: Cli) -> Result<()> {
             Command::Seed(a) => (a.backends.layer(), cli.config.clone()),
         };
         let settings = settings(&flags, config_path)?;
+        if let Command::Serve(ServeArgs {
+            print_config: true, ..
+        }) = &cli.command
+        {
+            print!("{}", config::print::to_toml(&settings));
+            return Ok(());
+        }
         let telemetry =
             Telemetry::install(&TelemetryConfig::from_env()).context("installing telemetry")?;
         match cli.command {

@@ -1,7 +1,9 @@
 //! The `LWCACHE_*` environment variables: their names, and the layer read
 //! from them.
 
-use super::{ClusterUrls, ConfigError, Layer, Secret};
+use std::path::PathBuf;
+
+use super::{ClusterUrls, ConfigError, Layer, RedisUrl, Secret};
 
 /// The listen address.
 pub const LISTEN: &str = "LWCACHE_LISTEN";
@@ -9,6 +11,16 @@ pub const LISTEN: &str = "LWCACHE_LISTEN";
 pub const REDIS_URL: &str = "LWCACHE_REDIS_URL";
 /// The Redis Cluster's seed node URLs, comma-separated.
 pub const REDIS_CLUSTER: &str = "LWCACHE_REDIS_CLUSTER";
+/// The CA certificate(s) to trust for `rediss://`, a PEM file.
+pub const REDIS_CA_FILE: &str = "LWCACHE_REDIS_CA_FILE";
+/// The client certificate chain presented to Redis, a PEM file.
+pub const REDIS_CLIENT_CERT: &str = "LWCACHE_REDIS_CLIENT_CERT";
+/// The client certificate's private key, a PEM file.
+pub const REDIS_CLIENT_KEY: &str = "LWCACHE_REDIS_CLIENT_KEY";
+/// The certificate chain the listener serves HTTPS with, a PEM file.
+pub const TLS_CERT: &str = "LWCACHE_TLS_CERT";
+/// Its private key, a PEM file.
+pub const TLS_KEY: &str = "LWCACHE_TLS_KEY";
 /// The Neo4j URI.
 pub const NEO4J_URI: &str = "LWCACHE_NEO4J_URI";
 /// The Neo4j user.
@@ -32,6 +44,24 @@ pub const TTL_JITTER_PERCENT: &str = "LWCACHE_TTL_JITTER_PERCENT";
 pub const NEGATIVE_TTL_MS: &str = "LWCACHE_NEGATIVE_TTL_MS";
 /// How long a miss waits for another process's fill, in ms.
 pub const LEASE_WAIT_MS: &str = "LWCACHE_LEASE_WAIT_MS";
+
+// The cache policy and the manager's deadlines.
+/// The world snapshot's TTL, in ms; 0 for none.
+pub const STATE_TTL_MS: &str = "LWCACHE_STATE_TTL_MS";
+/// The flags' TTL, in ms; 0 for none.
+pub const FLAGS_TTL_MS: &str = "LWCACHE_FLAGS_TTL_MS";
+/// An entity's TTL, in ms; 0 for none.
+pub const ENTITY_TTL_MS: &str = "LWCACHE_ENTITY_TTL_MS";
+/// A recent timeline's TTL, in ms.
+pub const TIMELINE_TTL_MS: &str = "LWCACHE_TIMELINE_TTL_MS";
+/// How many events a recent timeline caches.
+pub const TIMELINE_TOP_K: &str = "LWCACHE_TIMELINE_TOP_K";
+/// The deadline of every cache call, in ms.
+pub const CACHE_TIMEOUT_MS: &str = "LWCACHE_CACHE_TIMEOUT_MS";
+/// The deadline of every source call, in ms.
+pub const SOURCE_TIMEOUT_MS: &str = "LWCACHE_SOURCE_TIMEOUT_MS";
+/// How many write-behind updates may wait.
+pub const WRITE_BEHIND_CAPACITY: &str = "LWCACHE_WRITE_BEHIND_CAPACITY";
 
 // The circuit breaker around the cache store.
 /// How many failed cache calls in a row open the breaker.
@@ -103,7 +133,12 @@ impl Layer {
             ttl_jitter_percent,
             negative_ttl_ms: number(NEGATIVE_TTL_MS)?,
             lease_wait_ms: number(LEASE_WAIT_MS)?,
-            redis_url: get(REDIS_URL),
+            redis_url: get(REDIS_URL).map(RedisUrl::from),
+            redis_ca_file: get(REDIS_CA_FILE).map(PathBuf::from),
+            redis_client_cert: get(REDIS_CLIENT_CERT).map(PathBuf::from),
+            redis_client_key: get(REDIS_CLIENT_KEY).map(PathBuf::from),
+            tls_cert: get(TLS_CERT).map(PathBuf::from),
+            tls_key: get(TLS_KEY).map(PathBuf::from),
             redis_cluster: get(REDIS_CLUSTER).map(|v| ClusterUrls::parse_list(&v)),
             neo4j_uri: get(NEO4J_URI),
             neo4j_user: get(NEO4J_USER),
@@ -112,6 +147,14 @@ impl Layer {
             max_body_bytes,
             breaker_failures,
             breaker_open_ms,
+            state_ttl_ms: number(STATE_TTL_MS)?,
+            flags_ttl_ms: number(FLAGS_TTL_MS)?,
+            entity_ttl_ms: number(ENTITY_TTL_MS)?,
+            timeline_ttl_ms: number(TIMELINE_TTL_MS)?,
+            timeline_top_k: number(TIMELINE_TOP_K)?,
+            cache_timeout_ms: number(CACHE_TIMEOUT_MS)?,
+            source_timeout_ms: number(SOURCE_TIMEOUT_MS)?,
+            write_behind_capacity: number(WRITE_BEHIND_CAPACITY)?,
         })
     }
 }

@@ -5,7 +5,7 @@
 //! the one pure function that merges three layers into [`Settings`].
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
@@ -15,12 +15,53 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 
 pub mod env;
+mod policy;
+pub mod print;
 mod reads;
+pub mod tls;
 mod values;
 
+pub use policy::{
+    MAX_CACHE_TIMEOUT_MS, MAX_SOURCE_TIMEOUT_MS, MAX_TIMELINE_TOP_K, MAX_TTL_MS,
+    MAX_WRITE_BEHIND_CAPACITY, PolicySettings,
+};
 use reads::read_settings;
 pub use reads::{MAX_FAIL_SAFE_GRACE_MS, MAX_LEASE_WAIT_MS, MAX_NEGATIVE_TTL_MS, ReadSettings};
-pub use values::{ClusterUrls, Secret, WriteModes};
+pub use tls::{ClientFiles, HttpsSettings, RedisTls};
+pub use values::{ClusterUrls, RedisUrl, Secret, WriteModes};
+
+/// How each source spells one setting, for the errors that name it.
+#[derive(Debug, Clone, Copy)]
+pub struct Names {
+    flag: &'static str,
+    var: &'static str,
+    key: &'static str,
+}
+
+impl Names {
+    const fn new(flag: &'static str, var: &'static str, key: &'static str) -> Self {
+        Self { flag, var, key }
+    }
+
+    /// `--flag (VAR, key in the file)`.
+    pub fn spelled(self) -> String {
+        format!("{} ({}, {} in the file)", self.flag, self.var, self.key)
+    }
+
+    /// `value` breaks `rule` (what it must be), in every source's spelling.
+    fn invalid(self, value: impl std::fmt::Display, rule: &str) -> ConfigError {
+        ConfigError::Invalid(format!("{} is {value}; it must be {rule}", self.spelled()))
+    }
+
+    /// This setting needs `other`, which no source gives.
+    fn missing(self, other: Names) -> ConfigError {
+        ConfigError::Invalid(format!(
+            "{} is set without {}: give both",
+            other.spelled(),
+            self.spelled()
+        ))
+    }
+}
 
 /// The largest `breaker_failures`: a run longer than this would leave the
 /// breaker all but off.
@@ -35,10 +76,16 @@ pub struct Layer {
     /// The address to listen on.
     pub listen: Option<SocketAddr>,
     /// The Redis URL (`redis://`, `rediss://`).
-    pub redis_url: Option<String>,
+    pub redis_url: Option<RedisUrl>,
     /// The Redis Cluster's seed node URLs; exclusive with `redis_url`.
     pub redis_cluster: Option<ClusterUrls>,
-    /// The Neo4j URI (`bolt://`, `neo4j://`).
+    /// The CA certificate(s) to trust for `rediss://`, a PEM file.
+    pub redis_ca_file: Option<PathBuf>,
+    /// The client certificate chain presented to Redis, a PEM file.
+    pub redis_client_cert: Option<PathBuf>,
+    /// The client certificate's private key, a PEM file.
+    pub redis_client_key: Option<PathBuf>,
+    /// The Neo4j URI (`bolt://`, `neo4j://`, with `+s` or `+ssc` for TLS).
     pub neo4j_uri: Option<String>,
     /// The Neo4j user.
     pub neo4j_user: Option<String>,
@@ -48,6 +95,10 @@ pub struct Layer {
     pub auth_token: Option<Secret>,
     /// The largest request body, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// The certificate chain the listener serves HTTPS with, a PEM file.
+    pub tls_cert: Option<PathBuf>,
+    /// Its private key, a PEM file.
+    pub tls_key: Option<PathBuf>,
     /// How writes update the cache.
     pub write_mode: Option<WriteModes>,
     // Fail-safe reads and stampede control.
@@ -65,6 +116,24 @@ pub struct Layer {
     pub breaker_failures: Option<u32>,
     /// How long an open breaker waits before its probe, in milliseconds.
     pub breaker_open_ms: Option<u64>,
+
+    // The cache policy and the manager's deadlines.
+    /// The world snapshot's TTL, in ms; 0 for none.
+    pub state_ttl_ms: Option<u64>,
+    /// The flags' TTL, in ms; 0 for none.
+    pub flags_ttl_ms: Option<u64>,
+    /// An entity's TTL, in ms; 0 for none.
+    pub entity_ttl_ms: Option<u64>,
+    /// A recent timeline's TTL, in ms.
+    pub timeline_ttl_ms: Option<u64>,
+    /// How many events a recent timeline caches.
+    pub timeline_top_k: Option<u64>,
+    /// The deadline of every cache call, in ms.
+    pub cache_timeout_ms: Option<u64>,
+    /// The deadline of every source call, in ms.
+    pub source_timeout_ms: Option<u64>,
+    /// How many write-behind updates may wait.
+    pub write_behind_capacity: Option<u64>,
 }
 
 /// Why the configuration is unusable.
@@ -158,9 +227,11 @@ impl Default for BreakerSettings {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BackendSettings {
     /// The Redis URL; `None` for the in-memory cache or a Cluster.
-    pub redis_url: Option<String>,
+    pub redis_url: Option<RedisUrl>,
     /// The Redis Cluster's seed URLs; never set with `redis_url`.
     pub redis_cluster: Option<ClusterUrls>,
+    /// The CA and client certificate files of TLS to Redis.
+    pub redis_tls: RedisTls,
     /// Neo4j; `None` for the in-memory repository.
     pub neo4j: Option<Neo4jSettings>,
     /// How writes update the cache.
@@ -169,6 +240,8 @@ pub struct BackendSettings {
     pub breaker: BreakerSettings,
     /// Fail-safe reads and stampede control.
     pub reads: ReadSettings,
+    /// TTLs, top-k, deadlines and the write-behind queue.
+    pub policy: PolicySettings,
 }
 
 /// The service's settings, resolved.
@@ -182,6 +255,8 @@ pub struct Settings {
     pub auth_token: Option<Secret>,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// HTTPS on the listener; `None` serves plain HTTP.
+    pub https: Option<HttpsSettings>,
 }
 
 /// Merges the three sources: for each setting the flag wins over the
@@ -205,6 +280,9 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
         &env.neo4j_password,
         &file.neo4j_password,
     );
+    if let Some(uri) = &neo4j_uri {
+        check_neo4j_scheme(uri)?;
+    }
     let neo4j = match neo4j_uri {
         Some(uri) => Some(Neo4jSettings {
             uri,
@@ -238,20 +316,47 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
     }
     let (redis_url, redis_cluster) = redis_target(flags, env, file)?;
     let breaker = breaker(flags, env, file)?;
+    let redis_tls = tls::redis_tls(flags, env, file, (&redis_url, &redis_cluster))?;
     Ok(Settings {
         listen,
         backends: BackendSettings {
             redis_url,
             redis_cluster,
+            redis_tls,
             neo4j,
             write_mode: pick(&flags.write_mode, &env.write_mode, &file.write_mode)
                 .unwrap_or_default(),
             reads: read_settings(flags, env, file)?,
+            policy: policy::policy_settings(flags, env, file)?,
             breaker,
         },
         auth_token,
         max_body_bytes,
+        https: tls::https(flags, env, file)?,
     })
+}
+
+/// The Neo4j URI's names.
+const NEO4J_URI: Names = Names::new("--neo4j-uri", env::NEO4J_URI, "neo4j_uri");
+
+/// Refuses a Neo4j URI whose scheme the driver does not speak, naming the
+/// setting and the schemes it does (TLS included: `+s`, `+ssc`).
+fn check_neo4j_scheme(uri: &str) -> Result<(), ConfigError> {
+    let scheme = uri.split_once("://").map(|(s, _)| s);
+    match scheme {
+        Some(s) if lwcache_neo4j::config::SCHEMES.contains(&s) => Ok(()),
+        _ => Err(ConfigError::Invalid(format!(
+            "{} has the scheme {:?}; use one of {} (+s: TLS with a verified certificate, \
+             +ssc: TLS accepting a self-signed one)",
+            NEO4J_URI.spelled(),
+            scheme.unwrap_or(""),
+            lwcache_neo4j::config::SCHEMES
+                .iter()
+                .map(|s| format!("{s}://"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))),
+    }
 }
 
 /// The breaker's settings, each within its bounds.
@@ -295,7 +400,7 @@ fn redis_target(
     flags: &Layer,
     env: &Layer,
     file: &Layer,
-) -> Result<(Option<String>, Option<ClusterUrls>), ConfigError> {
+) -> Result<(Option<RedisUrl>, Option<ClusterUrls>), ConfigError> {
     for (layer, (url_name, cluster_name)) in [flags, env, file].into_iter().zip(REDIS_NAMES) {
         match (&layer.redis_url, &layer.redis_cluster) {
             (Some(_), Some(_)) => {
