@@ -363,7 +363,8 @@ fn settings(flags: &Layer, config_path: Option<PathBuf>) -> Result<Settings> {
 
 async fn serve(settings: Settings, telemetry: Telemetry) -> Result<()> {
     server::serve(settings, telemetry, |ready: &Ready| {
-        println!("lwcache: listening on http://{}", ready.addr);
+        let scheme = if ready.https { "https" } else { "http" };
+        println!("lwcache: listening on {scheme}://{}", ready.addr);
         println!("  cache:  {}", ready.cache);
         println!("  source: {}", ready.source);
         if let Some(version) = ready.demo_loaded {
@@ -371,14 +372,14 @@ async fn serve(settings: Settings, telemetry: Telemetry) -> Result<()> {
                 "  NOTHING PERSISTS: the repository lives in this process and is lost when it exits."
             );
             println!(
-                "  the demo world is loaded (version {version}): curl http://{}/v1/worlds/{DEMO_WORLD}/state",
+                "  the demo world is loaded (version {version}): curl {scheme}://{}/v1/worlds/{DEMO_WORLD}/state",
                 ready.addr
             );
         }
         if ready.auth {
             println!("  every /v1 route requires Authorization: Bearer <token>");
         }
-        println!("  API: http://{}/openapi.json; stop with Ctrl-C or SIGTERM", ready.addr);
+        println!("  API: {scheme}://{}/openapi.json; stop with Ctrl-C or SIGTERM", ready.addr);
     })
     .await?;
     println!("lwcache: stopped");

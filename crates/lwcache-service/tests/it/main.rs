@@ -26,6 +26,8 @@ mod openapi;
 mod otlp;
 mod prometheus;
 mod routes;
+mod settings;
 mod stampede;
 mod support;
+mod tls;
 mod workload;
