@@ -22,6 +22,7 @@ use lwcache_domain::WorldId;
 
 use crate::backend::{BackendError, Backends, CacheKind, DEMO_WORLD, SourceKind};
 use crate::config::{HttpsSettings, Names, Settings, tls};
+use crate::readiness::EvictionCheck;
 use crate::routes::{ApiConfig, router};
 use crate::telemetry::Telemetry;
 
@@ -85,6 +86,10 @@ pub async fn serve(
     on_ready: impl FnOnce(&Ready),
 ) -> Result<(), ServeError> {
     let backends = Backends::open(&settings.backends).await?;
+    let eviction = backends.redis.as_ref().map(EvictionCheck::new);
+    if let Some(check) = &eviction {
+        check.log().await;
+    }
     let telemetry = Arc::new(telemetry);
     let manager = backends.manager(telemetry.metrics())?;
     let demo_loaded = if backends.persistent() {
@@ -117,6 +122,7 @@ pub async fn serve(
             cache: backends.cache.clone(),
             source: backends.source.clone(),
             metrics_text: Box::new(move || text_source.prometheus_text()),
+            eviction,
         },
     );
     on_ready(&Ready {

@@ -21,6 +21,7 @@
 mod cli;
 mod cluster;
 mod config;
+mod eviction;
 mod neo4j;
 mod openapi;
 mod otlp;

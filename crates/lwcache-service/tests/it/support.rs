@@ -63,13 +63,19 @@ impl Server {
 
     /// Like [`Server::start`], with environment variables for the process.
     pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_logging_to(args, env, Stdio::inherit())
+    }
+
+    /// Like [`Server::start_with_env`], with the log (stderr) sent to
+    /// `stderr`.
+    pub(crate) fn start_logging_to(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut child = command()
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("the binary starts");
         let stdout = child.stdout.take().expect("piped stdout");
