@@ -17,6 +17,7 @@ mod background;
 mod config;
 mod faults;
 mod restart;
+mod server_info;
 mod specific;
 mod support;
 
