@@ -33,7 +33,8 @@ subjectKeyIdentifier = hash
 [server_ext]
 basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature
-extendedKeyUsage = serverAuth
+# clientAuth too: Cluster nodes present it to each other on the bus.
+extendedKeyUsage = serverAuth, clientAuth
 subjectAltName = IP:127.0.0.1, DNS:localhost
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
@@ -316,14 +317,24 @@ impl Drop for MutualTlsRedis {
 
 impl MutualTlsRedis {
     fn start(pki: &Pki) -> MutualTlsRedis {
+        Self::start_node(pki, false)
+    }
+
+    /// A server, or with `cluster` a Cluster node whose bus is TLS too.
+    fn start_node(pki: &Pki, cluster: bool) -> MutualTlsRedis {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let dir = pki.dir.join("redis");
+        let dir = pki.dir.join(format!("redis-{port}"));
         std::fs::create_dir_all(&dir).unwrap();
-        let child = Command::new("redis-server")
+        let mut cmd = Command::new("redis-server");
+        if cluster {
+            cmd.args(["--cluster-enabled", "yes", "--tls-cluster", "yes"])
+                .args(["--cluster-config-file", "nodes.conf"]);
+        }
+        let child = cmd
             .args(["--bind", "127.0.0.1", "--port", "0"])
             .args(["--tls-port", &port.to_string()])
             .arg("--tls-cert-file")
@@ -364,6 +375,105 @@ impl MutualTlsRedis {
             .expect("redis-cli runs");
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+}
+
+/// Three Cluster masters of the test's own, TLS only (the bus too), each
+/// asking every client for a certificate.
+struct MutualTlsCluster {
+    nodes: Vec<MutualTlsRedis>,
+}
+
+impl MutualTlsCluster {
+    fn start(pki: &Pki) -> MutualTlsCluster {
+        let nodes: Vec<MutualTlsRedis> = (0..3)
+            .map(|_| MutualTlsRedis::start_node(pki, true))
+            .collect();
+        let mut create = vec!["--cluster".to_owned(), "create".to_owned()];
+        create.extend(nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)));
+        create.extend(["--cluster-replicas", "0", "--cluster-yes"].map(str::to_owned));
+        let create: Vec<&str> = create.iter().map(String::as_str).collect();
+        let out = nodes[0].cli(pki, &create);
+        assert!(out.contains("[OK]"), "redis-cli --cluster create: {out}");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for node in &nodes {
+            while !node
+                .cli(pki, &["CLUSTER", "INFO"])
+                .contains("cluster_state:ok")
+            {
+                assert!(Instant::now() < deadline, "the Cluster never became ok");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        MutualTlsCluster { nodes }
+    }
+
+    fn urls(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|n| format!("rediss://127.0.0.1:{}", n.port))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+#[tokio::test]
+async fn a_redis_cluster_with_client_certificates() {
+    let test = "a_redis_cluster_with_client_certificates";
+    if !tools(test, &["openssl", "redis-server", "redis-cli"]) {
+        return;
+    }
+    let pki = Pki::make("mtls-cluster");
+    let cluster = MutualTlsCluster::start(&pki);
+    let limit = LIMIT.to_string();
+    let path = |p: &PathBuf| p.to_str().unwrap().to_owned();
+    let s = Server::start_with_env(
+        &[
+            "--write-mode",
+            "invalidate",
+            "--max-body-bytes",
+            &limit,
+            "--redis-cluster",
+            &cluster.urls(),
+        ],
+        &[
+            ("LWCACHE_REDIS_CA_FILE", &path(&pki.ca_cert)),
+            ("LWCACHE_REDIS_CLIENT_CERT", &path(&pki.client_cert)),
+            ("LWCACHE_REDIS_CLIENT_KEY", &path(&pki.client_key)),
+        ],
+    );
+    let r = s.get("/readyz").await.expect(200, None);
+    assert_eq!(r.json["status"], "ready", "{r:?}");
+    assert_eq!(
+        r.json["cache"]["eviction"]["nodes"]
+            .as_array()
+            .map(Vec::len),
+        Some(3),
+        "every master answered over mutual TLS: {r:?}"
+    );
+    every_route(&s).await;
+    let keys: usize = cluster
+        .nodes
+        .iter()
+        .map(|n| {
+            n.cli(&pki, &["--scan", "--pattern", "lw:*"])
+                .lines()
+                .filter(|k| k.starts_with("lw:"))
+                .count()
+        })
+        .sum();
+    assert!(keys > 0, "the service wrote its keys to the Cluster");
+    let (status, out) = s.terminate();
+    assert_eq!(status.code(), Some(0), "{out}");
+
+    // Without the client certificate no node lets the service in.
+    let s = Server::start(&[
+        "--redis-cluster",
+        &cluster.urls(),
+        "--redis-ca-file",
+        &path(&pki.ca_cert),
+    ]);
+    let r = s.get("/readyz").await.expect(200, None);
+    assert_eq!(r.json["cache"]["ok"], json!(false), "{r:?}");
 }
 
 #[tokio::test]
