@@ -310,9 +310,10 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
     )
     .unwrap_or(DEFAULT_MAX_BODY_BYTES);
     if max_body_bytes == 0 {
-        return Err(ConfigError::Invalid(
-            "max_body_bytes must be at least 1".into(),
-        ));
+        return Err(
+            Names::new("--max-body-bytes", env::MAX_BODY_BYTES, "max_body_bytes")
+                .invalid(0, "at least 1"),
+        );
     }
     let (redis_url, redis_cluster) = redis_target(flags, env, file)?;
     let breaker = breaker(flags, env, file)?;
@@ -366,18 +367,22 @@ fn breaker(flags: &Layer, env: &Layer, file: &Layer) -> Result<BreakerSettings, 
         None => defaults.failures,
         Some(n) if (1..=MAX_BREAKER_FAILURES).contains(&n) => n,
         Some(n) => {
-            return Err(ConfigError::Invalid(format!(
-                "breaker_failures must be from 1 to {MAX_BREAKER_FAILURES}, not {n}"
-            )));
+            return Err(Names::new(
+                "--breaker-failures",
+                env::BREAKER_FAILURES,
+                "breaker_failures",
+            )
+            .invalid(n, &format!("from 1 to {MAX_BREAKER_FAILURES}")));
         }
     };
     let open = match [flags, env, file].iter().find_map(|l| l.breaker_open_ms) {
         None => defaults.open,
         Some(ms) if (1..=MAX_BREAKER_OPEN_MS).contains(&ms) => std::time::Duration::from_millis(ms),
         Some(ms) => {
-            return Err(ConfigError::Invalid(format!(
-                "breaker_open_ms must be from 1 to {MAX_BREAKER_OPEN_MS}, not {ms}"
-            )));
+            return Err(
+                Names::new("--breaker-open-ms", env::BREAKER_OPEN_MS, "breaker_open_ms")
+                    .invalid(ms, &format!("from 1 to {MAX_BREAKER_OPEN_MS}")),
+            );
         }
     };
     Ok(BreakerSettings { failures, open })

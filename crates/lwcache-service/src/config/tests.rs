@@ -225,6 +225,9 @@ fn the_breaker_comes_from_flags_env_or_file_within_bounds() {
     ] {
         let err = resolve(&bad, &Layer::default(), &Layer::default()).unwrap_err();
         assert!(err.to_string().contains("breaker_"), "{err}");
+        for name in ["--breaker-", "LWCACHE_BREAKER_"] {
+            assert!(err.to_string().contains(name), "every spelling: {err}");
+        }
     }
     let err =
         Layer::from_env(|k| (k == env::BREAKER_OPEN_MS).then(|| "1s".to_owned())).unwrap_err();
