@@ -149,6 +149,28 @@ pub(crate) fn read_setting_file(
     })
 }
 
+/// Checks that the file a setting names holds PEM certificates: the driver
+/// that reads it later skips what it cannot parse.
+fn check_pem_certificates(
+    path: &std::path::Path,
+    names: config::Names,
+) -> Result<(), BackendError> {
+    let pem = read_setting_file(path, names)?;
+    let text = String::from_utf8_lossy(&pem);
+    if text.contains("-----BEGIN CERTIFICATE-----") {
+        Ok(())
+    } else {
+        Err(BackendError::File {
+            setting: names.spelled(),
+            path: path.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "no PEM certificate in the file",
+            ),
+        })
+    }
+}
+
 /// Adds the CA and client certificate the settings name to `config`.
 fn with_tls_files(mut config: RedisConfig, tls: &RedisTls) -> Result<RedisConfig, BackendError> {
     if let Some(path) = &tls.ca_file {
@@ -252,6 +274,10 @@ impl Backends {
                 // step) is bounded by the same source timeout.
                 let connect = config.connect_timeout();
                 config = config.with_timeouts(connect, settings.policy.source_timeout);
+                if let Some(ca) = &neo4j.ca_file {
+                    check_pem_certificates(ca, config::tls::NEO4J_CA_FILE)?;
+                    config = config.with_ca_file(ca.clone());
+                }
                 if neo4j.user.is_some() || neo4j.password.is_some() {
                     config = config.with_credentials(
                         neo4j.user.clone().unwrap_or_else(|| "neo4j".to_owned()),

@@ -76,6 +76,10 @@ struct BackendArgs {
     /// The Neo4j password.
     #[arg(long, value_name = "PASSWORD")]
     neo4j_password: Option<String>,
+    /// The CA certificate(s) to trust for bolt+s:// and neo4j+s://, a PEM
+    /// file [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    neo4j_ca_file: Option<PathBuf>,
     /// How writes update the cache: `spec` (write-through, write-behind for
     /// timelines) or `invalidate` (delete, refill on the next read).
     #[arg(long, value_name = "MODE")]
@@ -134,6 +138,7 @@ impl BackendArgs {
             neo4j_uri: self.neo4j_uri.clone(),
             neo4j_user: self.neo4j_user.clone(),
             neo4j_password: self.neo4j_password.clone().map(Secret::new),
+            neo4j_ca_file: self.neo4j_ca_file.clone(),
             write_mode: self.write_mode,
             redis_ca_file: self.redis_ca_file.clone(),
             redis_client_cert: self.redis_client_cert.clone(),

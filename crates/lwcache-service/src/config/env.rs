@@ -17,6 +17,8 @@ pub const REDIS_CA_FILE: &str = "LWCACHE_REDIS_CA_FILE";
 pub const REDIS_CLIENT_CERT: &str = "LWCACHE_REDIS_CLIENT_CERT";
 /// The client certificate's private key, a PEM file.
 pub const REDIS_CLIENT_KEY: &str = "LWCACHE_REDIS_CLIENT_KEY";
+/// The CA certificate(s) to trust for `bolt+s://`/`neo4j+s://`, a PEM file.
+pub const NEO4J_CA_FILE: &str = "LWCACHE_NEO4J_CA_FILE";
 /// The certificate chain the listener serves HTTPS with, a PEM file.
 pub const TLS_CERT: &str = "LWCACHE_TLS_CERT";
 /// Its private key, a PEM file.
@@ -137,6 +139,7 @@ impl Layer {
             redis_ca_file: get(REDIS_CA_FILE).map(PathBuf::from),
             redis_client_cert: get(REDIS_CLIENT_CERT).map(PathBuf::from),
             redis_client_key: get(REDIS_CLIENT_KEY).map(PathBuf::from),
+            neo4j_ca_file: get(NEO4J_CA_FILE).map(PathBuf::from),
             tls_cert: get(TLS_CERT).map(PathBuf::from),
             tls_key: get(TLS_KEY).map(PathBuf::from),
             redis_cluster: get(REDIS_CLUSTER).map(|v| ClusterUrls::parse_list(&v)),

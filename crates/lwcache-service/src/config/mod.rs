@@ -91,6 +91,9 @@ pub struct Layer {
     pub neo4j_user: Option<String>,
     /// The Neo4j password.
     pub neo4j_password: Option<Secret>,
+    /// The CA certificate(s) to trust for `bolt+s://`/`neo4j+s://`, a PEM
+    /// file.
+    pub neo4j_ca_file: Option<PathBuf>,
     /// The bearer token every `/v1` route requires.
     pub auth_token: Option<Secret>,
     /// The largest request body, in bytes.
@@ -203,6 +206,8 @@ pub struct Neo4jSettings {
     pub user: Option<String>,
     /// The password.
     pub password: Option<Secret>,
+    /// The CA file to trust instead of the system's roots (`+s` schemes).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The circuit breaker around the cache store.
@@ -280,14 +285,21 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
         &env.neo4j_password,
         &file.neo4j_password,
     );
+    let neo4j_ca_file = pick(
+        &flags.neo4j_ca_file,
+        &env.neo4j_ca_file,
+        &file.neo4j_ca_file,
+    );
     if let Some(uri) = &neo4j_uri {
         check_neo4j_scheme(uri)?;
     }
+    tls::neo4j_ca(neo4j_uri.as_deref(), neo4j_ca_file.is_some())?;
     let neo4j = match neo4j_uri {
         Some(uri) => Some(Neo4jSettings {
             uri,
             user: neo4j_user,
             password: neo4j_password,
+            ca_file: neo4j_ca_file,
         }),
         None if neo4j_user.is_some() || neo4j_password.is_some() => {
             return Err(ConfigError::Invalid(

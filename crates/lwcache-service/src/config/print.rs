@@ -109,6 +109,7 @@ pub fn to_toml(s: &Settings) -> String {
             if n.password.is_some() {
                 o.text("neo4j_password", MASK);
             }
+            o.path("neo4j_ca_file", n.ca_file.as_deref(), "the system's roots");
         }
         None => o.unset("neo4j_uri", "the in-memory repository"),
     }

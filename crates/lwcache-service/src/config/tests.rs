@@ -650,6 +650,7 @@ fn everything() -> Settings {
          neo4j_uri = \"neo4j+s://graph:7687\"\n\
          neo4j_user = \"neo4j\"\n\
          neo4j_password = \"neo4j-pw-2\"\n\
+         neo4j_ca_file = \"/etc/lw/neo4j-ca.pem\"\n\
          auth_token = \"token-3\"\n\
          tls_cert = \"/etc/lw/https \\\"cert\\\".pem\"\n\
          tls_key = \"/etc/lw/https-key.pem\"\n\
@@ -711,4 +712,34 @@ fn the_printed_cluster_masks_every_password() {
         "{text}"
     );
     assert!(Layer::from_toml(&text).is_ok(), "{text}");
+}
+
+#[test]
+fn a_neo4j_ca_file_needs_a_verifying_tls_scheme() {
+    let vars: HashMap<&str, &str> = [
+        (env::NEO4J_URI, "neo4j+s://graph:7687"),
+        (env::NEO4J_CA_FILE, "/etc/ca.pem"),
+    ]
+    .into();
+    let env_layer = Layer::from_env(|k| vars.get(k).map(|v| (*v).to_owned())).unwrap();
+    let s = resolve(&Layer::default(), &env_layer, &Layer::default()).unwrap();
+    assert_eq!(
+        s.backends.neo4j.unwrap().ca_file,
+        Some(PathBuf::from("/etc/ca.pem"))
+    );
+    for uri in [
+        Some("bolt://graph:7687"),
+        Some("bolt+ssc://graph:7687"),
+        None,
+    ] {
+        let flags = Layer {
+            neo4j_uri: uri.map(str::to_owned),
+            neo4j_ca_file: Some("/etc/ca.pem".into()),
+            ..Layer::default()
+        };
+        let err = resolve(&flags, &Layer::default(), &Layer::default()).unwrap_err();
+        for name in ["--neo4j-ca-file", env::NEO4J_CA_FILE, "neo4j_ca_file"] {
+            assert!(err.to_string().contains(name), "{uri:?}: {err}");
+        }
+    }
 }

@@ -24,6 +24,8 @@ pub const REDIS_CLIENT_KEY: Names = Names::new(
     env::REDIS_CLIENT_KEY,
     "redis_client_key",
 );
+/// The Neo4j CA file's names.
+pub const NEO4J_CA_FILE: Names = Names::new("--neo4j-ca-file", env::NEO4J_CA_FILE, "neo4j_ca_file");
 /// The HTTPS certificate's names.
 pub const TLS_CERT: Names = Names::new("--tls-cert", env::TLS_CERT, "tls_cert");
 /// The HTTPS key's names.
@@ -124,6 +126,25 @@ pub(super) fn redis_tls(
         }
     }
     Ok(RedisTls { ca_file, client })
+}
+
+/// A Neo4j CA file needs a scheme that verifies certificates: `+s`.
+pub(super) fn neo4j_ca(uri: Option<&str>, ca_file: bool) -> Result<(), ConfigError> {
+    if !ca_file {
+        return Ok(());
+    }
+    match uri.and_then(|u| u.split_once("://")).map(|(s, _)| s) {
+        Some(scheme) if scheme.ends_with("+s") => Ok(()),
+        Some(scheme) => Err(ConfigError::Invalid(format!(
+            "{} is set but the Neo4j URI's scheme is {scheme}://: a CA is used by \
+             bolt+s:// and neo4j+s:// only",
+            NEO4J_CA_FILE.spelled()
+        ))),
+        None => Err(ConfigError::Invalid(format!(
+            "{} is set but no Neo4j URI is",
+            NEO4J_CA_FILE.spelled()
+        ))),
+    }
 }
 
 /// HTTPS on the listener, when a certificate and key are given.

@@ -573,3 +573,50 @@ async fn redis_with_client_certificates_by_flag_and_by_file() {
         "{text}"
     );
 }
+
+/// Neo4j's `+s` schemes trust `--neo4j-ca-file`: against a TLS server that
+/// is not Neo4j (the service itself over HTTPS), the handshake passes with
+/// the CA, so the start fails further on, and without it the certificate
+/// is refused.
+#[test]
+fn neo4j_over_tls_trusts_the_given_ca() {
+    if !tools("neo4j_over_tls_trusts_the_given_ca", &["openssl"]) {
+        return;
+    }
+    let pki = Pki::make("neo4j-ca");
+    let https = Server::start(&[
+        "--tls-cert",
+        pki.server_cert.to_str().unwrap(),
+        "--tls-key",
+        pki.server_key.to_str().unwrap(),
+    ]);
+    let addr = https.base.strip_prefix("https://").unwrap().to_owned();
+    let uri = format!("bolt+s://{addr}");
+    let with_ca = serve_refused(
+        &[
+            "--neo4j-uri",
+            &uri,
+            "--neo4j-ca-file",
+            pki.ca_cert.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let without = serve_refused(&["--neo4j-uri", &uri], &[]);
+    eprintln!("with the CA: {with_ca}\nwithout: {without}");
+    assert!(without.to_lowercase().contains("certificate"), "{without}");
+    assert!(!with_ca.to_lowercase().contains("certificate"), "{with_ca}");
+    assert!(
+        with_ca.contains("Bolt"),
+        "past TLS, at Bolt's handshake: {with_ca}"
+    );
+    let not_pem = serve_refused(
+        &[
+            "--neo4j-uri",
+            &uri,
+            "--neo4j-ca-file",
+            pki.server_key.to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert!(not_pem.contains("--neo4j-ca-file"), "{not_pem}");
+}
