@@ -157,8 +157,7 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
 
 /// The ACL rules of the restricted test user: only `lw:*` keys and only
 /// the commands the Redis adapter sends.
-const ACL_RULES: &str =
-    "on >lwcache-test ~lw:* resetchannels -@all +get +set +del +evalsha +script|load +ping +scan";
+const ACL_RULES: &str = "on >lwcache-test ~lw:* resetchannels &lw:invalidate -@all +get +set +del +evalsha +script|load +ping +scan +publish +subscribe";
 
 #[allow(
     clippy::print_stdout,

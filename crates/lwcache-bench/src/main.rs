@@ -182,6 +182,14 @@ async fn run(args: &Args) -> Result<Report> {
     }
 
     eprintln!(
+        "[{:>5.1} s] the near cache: hits and the broadcast delay",
+        started.elapsed().as_secs_f64()
+    );
+    let (near, near_checks) = scenarios::near_reads(&store, &args.redis_url, &plan, run_id).await?;
+    report.targets.extend(near_checks);
+    report.latency.extend(near);
+
+    eprintln!(
         "[{:>5.1} s] the service's HTTP read path (wrk, Python)",
         started.elapsed().as_secs_f64()
     );

@@ -529,13 +529,15 @@ impl Reader<'_> {
             return Err(DecodeError::TooDeep);
         }
         let n = self.len()?;
-        let mut map = BTreeMap::new();
+        // Entries are encoded in key order: collected first, the map is
+        // built in bulk, in one pass, rather than by one search per insert.
+        let mut entries = Vec::with_capacity(n);
         for _ in 0..n {
             let k = self.str()?.to_owned();
             let v = self.value(depth + 1)?;
-            map.insert(k, v);
+            entries.push((k, v));
         }
-        Ok(map)
+        Ok(entries.into_iter().collect())
     }
 
     fn value(&mut self, depth: usize) -> Result<Value, DecodeError> {

@@ -6,6 +6,9 @@
 //! - [`codec`]: the versioned binary format of a cache entry.
 //! - [`manager`]: [`CacheManager`], generic over its ports: read-through,
 //!   write-through, write-behind, invalidation, versions and warming.
+//! - [`near`]: the optional in-process tier in front of the store, and the
+//!   [`InvalidationFeed`](near::InvalidationFeed) port that keeps it
+//!   coherent across processes.
 //!
 //! Cache store failures never fail a caller: reads fall back to the source
 //! and writes are acknowledged once durable in the source.
@@ -15,6 +18,7 @@ mod config;
 mod error;
 pub mod manager;
 pub mod metrics;
+pub mod near;
 pub mod ports;
 
 pub use config::{
@@ -27,6 +31,7 @@ pub use manager::{
     Staleness, WarmReport, Written,
 };
 pub use metrics::{CounterSnapshot, Counters, MetricEvent, MetricsSink, NoMetrics, Stage};
+pub use near::{InvalidationFeed, InvalidationSink, NearCache, NearConfig};
 pub use ports::{
     CacheError, CacheStore, CacheWrite, Cause, Clock, Put, SourceError, SystemClock,
     WorldRepository, WriteKind, WriteOutcome,

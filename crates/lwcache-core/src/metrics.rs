@@ -43,6 +43,9 @@ impl Stage {
 pub enum MetricEvent {
     /// A read was served from the cache (`cache_hits`).
     Hit(KeyKind),
+    /// A read was served from the near cache, without a round trip
+    /// (`cache_hits` with `tier="near"`).
+    NearHit(KeyKind),
     /// A read missed and was served by the source (`cache_misses`).
     Miss(KeyKind),
     /// A read was served from a cache entry known to be older than a pending
@@ -146,6 +149,7 @@ pub struct Counters {
     lease_waits: AtomicU64,
     lease_waits_filled: AtomicU64,
     negative_hits: AtomicU64,
+    near_hits: AtomicU64,
 
     breaker_opened: AtomicU64,
     breaker_rejected: AtomicU64,
@@ -156,6 +160,8 @@ pub struct Counters {
 pub struct CounterSnapshot {
     /// `cache_hits`
     pub hits: u64,
+    /// Reads served from the near cache (also in `cache_hits`).
+    pub near_hits: u64,
     /// `cache_misses`
     pub misses: u64,
     /// Reads served stale.
@@ -207,6 +213,7 @@ impl Counters {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         CounterSnapshot {
             hits: get(&self.hits),
+            near_hits: get(&self.near_hits),
             misses: get(&self.misses),
             stale: get(&self.stale),
             fallbacks: get(&self.fallbacks),
@@ -237,6 +244,10 @@ impl MetricsSink for Counters {
         };
         match event {
             MetricEvent::Hit(_) => add(&self.hits, 1),
+            MetricEvent::NearHit(_) => {
+                add(&self.hits, 1);
+                add(&self.near_hits, 1);
+            }
             MetricEvent::Miss(_) => add(&self.misses, 1),
             MetricEvent::Stale(_) => add(&self.stale, 1),
             MetricEvent::Fallback(_) => add(&self.fallbacks, 1),

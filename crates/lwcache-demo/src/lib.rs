@@ -75,8 +75,10 @@ mod tests {
         let (_, model) = load(&spec);
         let player = model.entity(&spec.character(0)).unwrap().clone();
         assert!(player.get("journal").is_some());
-        let (redacted, redaction) =
-            SensitivityPolicy::default().redact(&CachedValue::Entity(player));
+        let (redacted, redaction) = SensitivityPolicy::default().redact(
+            lwcache_domain::KeyKind::Character,
+            &CachedValue::Entity(player),
+        );
         assert_eq!(redaction, Redaction::Redacted);
         let CachedValue::Entity(redacted) = redacted else {
             panic!("redaction changed the value's kind")

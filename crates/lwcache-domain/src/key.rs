@@ -214,16 +214,47 @@ pub fn world_prefix(world: &WorldId) -> String {
     format!("{PREFIX}{{{world}}}:")
 }
 
+impl CacheKey {
+    /// The key's text in pieces: the one spelling that [`fmt::Display`] and
+    /// [`CacheKey::render`] both write.
+    fn pieces(&self) -> [&str; 6] {
+        let world = self.world.as_str();
+        let [a, b, c] = match &self.target {
+            KeyTarget::State => ["state", "", ""],
+            KeyTarget::Flags => ["flags", "", ""],
+            KeyTarget::Version => ["ver", "", ""],
+            KeyTarget::Timeline(e) => ["timeline:", e.as_str(), ":recent"],
+            KeyTarget::Entity(e) => [e.kind().as_str(), ":", e.id_str()],
+        };
+        let tail = if matches!(self.target, KeyTarget::Entity(_)) {
+            ":state"
+        } else {
+            ""
+        };
+        [world, "}:", a, b, c, tail]
+    }
+
+    /// The key's text, as [`ToString::to_string`] gives it, built in one
+    /// allocation of the exact size: every cache call names its key, and
+    /// the formatting machinery costs more than the copy.
+    pub fn render(&self) -> String {
+        let pieces = self.pieces();
+        let len = PREFIX.len() + 1 + pieces.iter().map(|p| p.len()).sum::<usize>();
+        let mut out = String::with_capacity(len);
+        out.push_str(PREFIX);
+        out.push('{');
+        for p in pieces {
+            out.push_str(p);
+        }
+        out
+    }
+}
+
 impl fmt::Display for CacheKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{PREFIX}{{{}}}:", self.world)?;
-        match &self.target {
-            KeyTarget::State => f.write_str("state"),
-            KeyTarget::Flags => f.write_str("flags"),
-            KeyTarget::Version => f.write_str("ver"),
-            KeyTarget::Timeline(e) => write!(f, "timeline:{e}:recent"),
-            KeyTarget::Entity(e) => write!(f, "{}:{}:state", e.kind(), e.id_str()),
-        }
+        f.write_str(PREFIX)?;
+        f.write_str("{")?;
+        self.pieces().iter().try_for_each(|p| f.write_str(p))
     }
 }
 
@@ -345,6 +376,12 @@ mod tests {
         #[test]
         fn parse_inverts_format(key in key()) {
             prop_assert_eq!(CacheKey::parse(&key.to_string()).unwrap(), key);
+        }
+
+        #[test]
+        fn render_spells_what_display_writes(key in key()) {
+            let rendered = key.render();
+            prop_assert_eq!(rendered, key.to_string());
         }
 
         #[test]

@@ -6,6 +6,7 @@
 //! Neo4j adapters, which is what makes them fit to stand in for those in
 //! tests and in the embedded mode of the service.
 
+mod feed;
 mod repository;
 mod store;
 

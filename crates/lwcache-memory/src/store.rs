@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lwcache_core::codec;
+use lwcache_core::near::{FeedGuard, InvalidationFeed, InvalidationSink};
 use lwcache_core::ports::{
     CacheError, CacheStore, CacheWrite, Lease, WriteKind, WriteOutcome, check_keys,
 };
@@ -21,6 +22,7 @@ use tokio::time::Instant;
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    followers: std::sync::Arc<crate::feed::Followers>,
 }
 
 #[derive(Debug, Default)]
@@ -107,22 +109,36 @@ impl MemoryStore {
         self.state().entries.insert(key.clone(), (bytes, None));
     }
 
-    /// Forgets everything, as a restarted cache server without persistence.
+    /// Forgets everything, as a restarted cache server without persistence;
+    /// its feed's followers hear that the connection was lost.
     pub fn flush(&self) {
-        let mut state = self.state();
-        state.entries.clear();
-        state.leases.clear();
-        state.versions.clear();
+        {
+            let mut state = self.state();
+            state.entries.clear();
+            state.leases.clear();
+            state.versions.clear();
+        }
+        self.followers.lost();
     }
 
     /// Forgets every key of one world, its version and leases included.
     pub fn forget(&self, world: &WorldId) -> usize {
-        let mut state = self.state();
-        let before = state.entries.len() + state.leases.len();
-        state.entries.retain(|k, _| k.world() != world);
-        state.leases.retain(|k, _| k.world() != world);
-        let version = usize::from(state.versions.remove(world).is_some());
-        before - state.entries.len() - state.leases.len() + version
+        let forgotten = {
+            let mut state = self.state();
+            let before = state.entries.len() + state.leases.len();
+            state.entries.retain(|k, _| k.world() != world);
+            state.leases.retain(|k, _| k.world() != world);
+            let version = usize::from(state.versions.remove(world).is_some());
+            before - state.entries.len() - state.leases.len() + version
+        };
+        self.followers.invalidate_world(world);
+        forgotten
+    }
+}
+
+impl InvalidationFeed for MemoryStore {
+    fn follow(&self, sink: std::sync::Arc<dyn InvalidationSink>) -> FeedGuard {
+        self.followers.follow(sink)
     }
 }
 
@@ -155,6 +171,7 @@ impl CacheStore for MemoryStore {
             ..WriteOutcome::default()
         };
         let now = Instant::now();
+        let mut landed = Vec::new();
         for put in &write.puts {
             let lands = match write.kind {
                 WriteKind::Fill { lease } => {
@@ -170,6 +187,9 @@ impl CacheStore for MemoryStore {
                 }
             };
             if lands {
+                if write.kind == WriteKind::Commit {
+                    landed.push(put.key.clone());
+                }
                 let expires = put.ttl.map(|ttl| now + ttl);
                 state
                     .entries
@@ -182,6 +202,10 @@ impl CacheStore for MemoryStore {
         if write.kind == WriteKind::Commit {
             let ver = state.versions.entry(write.world.clone()).or_insert(0);
             *ver = (*ver).max(write.version);
+            drop(state);
+            // As the Redis script publishes: the commit's keys that landed,
+            // before the write returns.
+            self.followers.invalidate(&landed, write.version);
         }
         Ok(outcome)
     }

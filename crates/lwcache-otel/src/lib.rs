@@ -9,6 +9,13 @@
 //! Recording is on the hot path of every read, so the attribute sets are
 //! built once, at construction, for every key kind, cause and stage: an
 //! event only picks a prebuilt slice.
+//!
+//! Every counter and gauge is recorded at construction, at 0, for each of
+//! its attribute sets, so that an exporter shows every series from the
+//! start (a dashboard's rate is then 0, not "no data"). Histograms are not:
+//! an observation at construction would be a false one.
+//!
+//! [`AdminMetrics`] counts the service's admin operations.
 
 use lwcache_core::{BreakerState, MetricEvent, MetricsSink, Stage};
 use lwcache_domain::{InvalidationCause, KeyKind};
@@ -65,6 +72,9 @@ pub mod name {
     pub const CACHE_BREAKER_TRANSITIONS: &str = "cache_breaker_transitions";
     /// Cache calls failed at once by the open breaker.
     pub const CACHE_BREAKER_REJECTED: &str = "cache_breaker_rejected";
+
+    /// The service's admin operations, by operation and result.
+    pub const ADMIN_OPERATIONS: &str = "admin_operations";
 }
 
 /// The attribute keys.
@@ -78,8 +88,11 @@ pub mod attr {
     pub const TO: &str = "to";
     /// The measured stage (`Stage::as_str`).
     pub const STAGE: &str = "stage";
-    /// How a lease wait ended: `filled` or `timed_out`.
+    /// How a lease wait ended (`filled` or `timed_out`), or an admin
+    /// operation (`done` or `failed`).
     pub const RESULT: &str = "result";
+    /// The admin operation (`AdminOperation::as_str`).
+    pub const OPERATION: &str = "operation";
 }
 
 /// Every stage, in the order of [`stage_index`].
@@ -309,17 +322,131 @@ impl OtelMetrics {
             ),
             by_breaker: BREAKER_STATES.map(|s| [KeyValue::new(attr::TO, s.as_str())]),
         }
+        .start_at_zero()
     }
 
     fn kind(&self, kind: KeyKind) -> &[KeyValue] {
         &self.by_kind[kind_index(kind)]
+    }
+
+    /// Records every counter at 0 and every gauge at its starting value,
+    /// for each attribute set.
+    fn start_at_zero(self) -> Self {
+        let by_kind = [
+            &self.hits,
+            &self.misses,
+            &self.stale,
+            &self.fallbacks,
+            &self.fills_rejected,
+            &self.fail_safe,
+            &self.coalesced,
+            &self.negative_hits,
+        ];
+        for counter in by_kind {
+            for attrs in &self.by_kind {
+                counter.add(0, attrs);
+            }
+        }
+        for attrs in &self.by_kind_cause {
+            self.invalidations.add(0, attrs);
+        }
+        for attrs in &self.by_kind_wait {
+            self.lease_waits.add(0, attrs);
+        }
+        for attrs in &self.by_breaker {
+            self.breaker_transitions.add(0, attrs);
+        }
+        for counter in [
+            &self.warm_count,
+            &self.cache_errors,
+            &self.write_behind_drops,
+            &self.replayed,
+            &self.worlds_dropped,
+            &self.breaker_rejected,
+        ] {
+            counter.add(0, &[]);
+        }
+        self.write_behind_depth.record(0, &[]);
+        self.trouble.record(0, &[]);
+        self.breaker_state.record(BreakerState::Closed.level(), &[]);
+        self
+    }
+}
+
+/// An admin operation of the service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminOperation {
+    /// Every key of one world deleted.
+    DropWorld,
+    /// One key deleted.
+    EvictKey,
+}
+
+impl AdminOperation {
+    /// Every operation, in the order of their attribute sets.
+    pub const ALL: [AdminOperation; 2] = [AdminOperation::DropWorld, AdminOperation::EvictKey];
+
+    /// The label: `drop_world`, `evict_key`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AdminOperation::DropWorld => "drop_world",
+            AdminOperation::EvictKey => "evict_key",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            AdminOperation::DropWorld => 0,
+            AdminOperation::EvictKey => 1,
+        }
+    }
+}
+
+/// Counts admin operations on `admin_operations{operation, result}`, every
+/// series from 0.
+#[derive(Debug, Clone)]
+pub struct AdminMetrics {
+    operations: Counter<u64>,
+    /// `[operation, result]`, indexed by `index * 2 + done`.
+    by_op: Vec<[KeyValue; 2]>,
+}
+
+impl AdminMetrics {
+    /// Creates the counter on `meter`, each series at 0.
+    pub fn new(meter: &Meter) -> Self {
+        let operations = meter
+            .u64_counter(name::ADMIN_OPERATIONS)
+            .with_unit("{operation}")
+            .with_description("Admin operations of the service, by operation and result.")
+            .build();
+        let mut by_op = Vec::with_capacity(AdminOperation::ALL.len() * 2);
+        for op in AdminOperation::ALL {
+            for result in ["failed", "done"] {
+                by_op.push([
+                    KeyValue::new(attr::OPERATION, op.as_str()),
+                    KeyValue::new(attr::RESULT, result),
+                ]);
+            }
+        }
+        for attrs in &by_op {
+            operations.add(0, attrs);
+        }
+        AdminMetrics { operations, by_op }
+    }
+
+    /// Counts one operation: `done` or `failed`.
+    pub fn record(&self, op: AdminOperation, done: bool) {
+        self.operations
+            .add(1, &self.by_op[op.index() * 2 + usize::from(done)]);
     }
 }
 
 impl MetricsSink for OtelMetrics {
     fn record(&self, event: MetricEvent) {
         match event {
-            MetricEvent::Hit(kind) => self.hits.add(1, self.kind(kind)),
+            MetricEvent::Hit(kind) | MetricEvent::NearHit(kind) => {
+                self.hits.add(1, self.kind(kind))
+            }
             MetricEvent::Miss(kind) => self.misses.add(1, self.kind(kind)),
             MetricEvent::Stale(kind) => self.stale.add(1, self.kind(kind)),
             MetricEvent::Fallback(kind) => self.fallbacks.add(1, self.kind(kind)),
@@ -385,6 +512,14 @@ mod tests {
                 let kv = &m.by_stage_kind[stage_index(stage) * KINDS + kind_index(kind)];
                 assert_eq!(kv[0].value.as_str(), stage.as_str());
                 assert_eq!(kv[1].value.as_str(), kind.as_str());
+            }
+        }
+        let admin = AdminMetrics::new(&opentelemetry::global::meter("lwcache-test"));
+        for op in AdminOperation::ALL {
+            for (done, result) in [(false, "failed"), (true, "done")] {
+                let kv = &admin.by_op[op.index() * 2 + usize::from(done)];
+                assert_eq!(kv[0].value.as_str(), op.as_str());
+                assert_eq!(kv[1].value.as_str(), result);
             }
         }
     }

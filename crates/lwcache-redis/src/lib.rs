@@ -27,6 +27,7 @@
 //! the adapter relies on.
 
 mod config;
+mod feed;
 mod link;
 mod server_info;
 mod store;
@@ -35,5 +36,6 @@ pub use config::{
     ClientCert, ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, Node, RedisConfig,
     Topology,
 };
+pub use feed::{CHANNEL, DEFAULT_HEARTBEAT, RedisFeed};
 pub use server_info::{Eviction, NEARLY_FULL_PERCENT, NodeMemory, ServerProbe};
 pub use store::{ConnectError, RedisStore};

@@ -223,6 +223,22 @@ impl RedisStore {
         self.link.is_made()
     }
 
+    /// Runs one command on a clone of the connection and converts its
+    /// failure. A standalone connection bounds a single request by the
+    /// response timeout itself, so a read of one round trip needs no second
+    /// timer on the hit path; a Cluster's request may be retried on another
+    /// node, so it keeps the call's bound.
+    async fn call_once<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T, CacheError>
+    where
+        F: Future<Output = Result<T, Failure>>,
+    {
+        if self.cluster {
+            return self.call(f).await;
+        }
+        let conn = self.link.conn()?;
+        f(conn).await.map_err(|e| e.into_cache_error(self.timeout))
+    }
+
     /// Runs one call on a clone of the connection (they share the socket),
     /// bounded by the response timeout, and converts its failure.
     async fn call<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T, CacheError>
@@ -237,7 +253,7 @@ impl RedisStore {
     }
 
     fn version_key(world: &WorldId) -> String {
-        CacheKey::version(world).to_string()
+        CacheKey::version(world).render()
     }
 
     fn lease_key(key: &CacheKey) -> String {
@@ -336,8 +352,8 @@ impl CacheStore for RedisStore {
                 format!("{key} is the version key").into(),
             ));
         }
-        let key = key.to_string();
-        self.call(|mut conn| async move {
+        let key = key.render();
+        self.call_once(|mut conn| async move {
             let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
             Ok(bytes)
         })
@@ -355,8 +371,8 @@ impl CacheStore for RedisStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let names: Vec<String> = keys.iter().map(ToString::to_string).collect();
-        self.call(|mut conn| {
+        let names: Vec<String> = keys.iter().map(CacheKey::render).collect();
+        self.call_once(|mut conn| {
             let names = &names;
             async move {
                 let entries: Vec<Option<Vec<u8>>> =
@@ -373,7 +389,7 @@ impl CacheStore for RedisStore {
         let mut invocation = self.write_script.prepare_invoke();
         invocation.key(&ver_key);
         for put in &write.puts {
-            invocation.key(put.key.to_string());
+            invocation.key(put.key.render());
         }
         for put in &write.puts {
             invocation.key(Self::lease_key(&put.key));
@@ -458,10 +474,7 @@ impl CacheStore for RedisStore {
         // Cluster slot.
         let mut by_world: BTreeMap<&WorldId, Vec<String>> = BTreeMap::new();
         for key in keys.iter().filter(|k| k.kind() != KeyKind::Version) {
-            by_world
-                .entry(key.world())
-                .or_default()
-                .push(key.to_string());
+            by_world.entry(key.world()).or_default().push(key.render());
         }
         if by_world.is_empty() {
             return Ok(());
@@ -502,6 +515,18 @@ impl CacheStore for RedisStore {
                     .await?;
             }
             if next == 0 {
+                // Near caches drop the world too: what they hold may be
+                // newer than the source now is.
+                let message = crate::feed::world_message(world);
+                self.call(|mut conn| async move {
+                    let _: i64 = redis::cmd("PUBLISH")
+                        .arg(crate::feed::CHANNEL)
+                        .arg(&message)
+                        .query_async(&mut conn)
+                        .await?;
+                    Ok(())
+                })
+                .await?;
                 return Ok(dropped);
             }
             cursor = next;

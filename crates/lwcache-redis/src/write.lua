@@ -9,6 +9,8 @@
 -- ARGV[2+2i]       put i's bytes
 -- ARGV[3+2i]       put i's TTL in milliseconds, "0" for none
 --
+-- Publishes a commit's version and landed keys on lw:invalidate.
+--
 -- Returns {landed, skipped, previous}: how many puts landed and how many
 -- did not, and the world's highest version before the write ("" when none).
 --
@@ -96,6 +98,7 @@ if previous and not canonical(previous) then
 end
 
 local landed, skipped = 0, 0
+local landed_keys = {}
 for i = 1, puts do
   local key, lease = KEYS[1 + i], KEYS[1 + puts + i]
   local bytes, ttl = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
@@ -111,6 +114,7 @@ for i = 1, puts do
     lands = replaces(redis.call('GET', key), bytes)
   end
   if lands then
+    landed_keys[#landed_keys + 1] = key
     if ttl == '0' then
       redis.call('SET', key, bytes)
     else
@@ -125,6 +129,13 @@ end
 -- A plain SET: the version key never carries a TTL.
 if kind == 'commit' and (not previous or newer(version, previous)) then
   redis.call('SET', KEYS[1], version)
+end
+
+-- Near caches drop what a commit changed: its version and the keys that
+-- landed, one per line, published in the same atomic step as the write.
+-- A fill publishes nothing: it never changes what a key means.
+if kind == 'commit' and #landed_keys > 0 then
+  redis.call('PUBLISH', 'lw:invalidate', version .. '\n' .. table.concat(landed_keys, '\n'))
 end
 
 return {landed, skipped, previous or ''}

@@ -88,6 +88,8 @@ pub struct Backends {
     /// How Redis is reached, when it is the store: for the server checks
     /// of `redis_check`.
     pub redis: Option<RedisConfig>,
+    /// What never reaches the cache.
+    pub privacy: lwcache_domain::SensitivityPolicy,
 }
 
 impl std::fmt::Debug for Backends {
@@ -307,6 +309,7 @@ impl Backends {
             breaker: settings.breaker,
             policy: settings.policy,
             redis: redis_config,
+            privacy: settings.privacy.clone(),
         })
     }
 
@@ -339,6 +342,7 @@ impl Backends {
         expiry.jitter_percent = self.reads.ttl_jitter_percent;
         expiry.negative_ttl = self.reads.negative_ttl;
         config.lease_wait = self.reads.lease_wait;
+        config.policy.privacy = self.privacy.clone();
         CacheManager::builder(self.store.clone(), self.repository.clone())
             .config(config)
             .metrics(metrics)

@@ -30,7 +30,9 @@ case: --redis-ca-file is LWCACHE_REDIS_CA_FILE) or a TOML file (--config FILE or
 LWCACHE_CONFIG; the flag's name in lower case with underscores: redis_ca_file); flags
 beat the environment, which beats the file. LWCACHE_REDIS_CLUSTER is comma-separated,
 redis_cluster an array of URLs. serve --print-config prints the resolved settings as
-such a file, secrets masked.
+such a file, secrets masked. Privacy: LWCACHE_PRIVACY_SENSITIVE_NAMES,
+LWCACHE_PRIVACY_SENSITIVE_PREFIXES, LWCACHE_PRIVACY_PRIVATE_EVENT_KINDS,
+LWCACHE_PRIVACY_ALLOW_<KIND> (a [privacy] table in the file).
 Logs go to stderr, filtered by RUST_LOG (default info). Metrics are served at /metrics;
 OTEL_EXPORTER_OTLP_ENDPOINT (and the other OTEL_* variables) also export metrics and
 traces by OTLP/HTTP.";
@@ -97,6 +99,8 @@ struct BackendArgs {
     redis_client_key: Option<PathBuf>,
     #[command(flatten)]
     policy: PolicyArgs,
+    #[command(flatten)]
+    privacy: config::privacy::PrivacyArgs,
 }
 
 /// The cache policy and the manager's deadlines.
@@ -130,8 +134,8 @@ struct PolicyArgs {
 }
 
 impl BackendArgs {
-    fn layer(&self) -> Layer {
-        Layer {
+    fn layer(&self) -> Result<Layer, config::ConfigError> {
+        Ok(Layer {
             redis_url: self.redis_url.clone().map(RedisUrl::from),
             redis_cluster: (!self.redis_cluster.is_empty())
                 .then(|| ClusterUrls::new(self.redis_cluster.iter().cloned())),
@@ -151,8 +155,9 @@ impl BackendArgs {
             cache_timeout_ms: self.policy.cache_timeout_ms,
             source_timeout_ms: self.policy.source_timeout_ms,
             write_behind_capacity: self.policy.write_behind_capacity,
+            privacy: self.privacy.layer()?,
             ..Layer::default()
-        }
+        })
     }
 }
 
@@ -166,6 +171,9 @@ struct ServeArgs {
     /// Require `Authorization: Bearer <TOKEN>` on every /v1 route.
     #[arg(long, value_name = "TOKEN")]
     auth_token: Option<String>,
+    /// Require this token, not the --auth-token, on the admin routes.
+    #[arg(long, value_name = "TOKEN")]
+    admin_token: Option<String>,
     /// The largest request body, in bytes [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<usize>,
@@ -307,6 +315,7 @@ fn run(cli: Cli) -> Result<()> {
                 Layer {
                     listen: a.listen,
                     auth_token: a.auth_token.clone().map(Secret::new),
+                    admin_token: a.admin_token.clone().map(Secret::new),
                     max_body_bytes: a.max_body_bytes,
                     fail_safe_grace_ms: a.reads.fail_safe_grace_ms,
                     ttl_jitter_percent: a.reads.ttl_jitter_percent,
@@ -316,12 +325,12 @@ fn run(cli: Cli) -> Result<()> {
                     breaker_open_ms: a.breaker_open_ms,
                     tls_cert: a.tls_cert.clone(),
                     tls_key: a.tls_key.clone(),
-                    ..a.backends.layer()
+                    ..a.backends.layer()?
                 },
                 cli.config.clone(),
             ),
-            Command::Demo(a) => (a.backends.layer(), cli.config.clone()),
-            Command::Seed(a) => (a.backends.layer(), cli.config.clone()),
+            Command::Demo(a) => (a.backends.layer()?, cli.config.clone()),
+            Command::Seed(a) => (a.backends.layer()?, cli.config.clone()),
         };
         let settings = settings(&flags, config_path)?;
         if let Command::Serve(ServeArgs {

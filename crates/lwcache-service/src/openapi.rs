@@ -131,6 +131,46 @@ fn entity_paths(paths: &mut Map<String, Value>, plural: &str, singular: &str) {
     );
 }
 
+/// An admin operation: the bearer token only (the admin token when one is
+/// set), or nothing on a loopback-only listener without tokens.
+fn admin_op(summary: &str, id: &str, params: Vec<Value>, ok: Value) -> Value {
+    json!({
+        "summary": summary,
+        "operationId": id,
+        "parameters": params,
+        "security": [ { "bearer": [] }, {} ],
+        "responses": {
+            "200": ok,
+            "400": error("A malformed world id or key, or the version key."),
+            "401": error("A token is configured and the request lacks it or has another (the admin token when one is set)."),
+            "403": error("No token is configured and the listener is not loopback-only: the admin routes are off."),
+            "503": error("The cache store failed."),
+        },
+    })
+}
+
+fn admin_paths(paths: &mut Map<String, Value>) {
+    paths.insert(
+        "/admin/worlds/{world_id}/cache".into(),
+        json!({ "delete": admin_op("Drop a world's cache: every key of it, its version and leases included", "drop_world",
+            vec![world()], json!({
+                "description": "How many keys went.",
+                "content": { "application/json": { "schema": { "type": "object", "properties": {
+                    "world": { "type": "string" }, "keys": { "type": "integer" } } } } },
+            })) }),
+    );
+    paths.insert(
+        "/admin/keys/{key}".into(),
+        json!({ "delete": admin_op("Evict one cached key", "evict_key",
+            vec![param("key", "The key as the store holds it, e.g. lw:world:{w}:character:hero:state (percent-encoded).")],
+            json!({
+                "description": "The key is gone from the cache (whether or not it was there).",
+                "content": { "application/json": { "schema": { "type": "object", "properties": {
+                    "key": { "type": "string" } } } } },
+            })) }),
+    );
+}
+
 /// The document.
 pub(crate) fn document() -> Value {
     let mut paths = Map::new();
@@ -235,6 +275,8 @@ pub(crate) fn document() -> Value {
         json!({ "get": plain("This document", "openapi", "The OpenAPI document.",
             "application/json", json!({ "type": "object" })) }),
     );
+
+    admin_paths(&mut paths);
 
     json!({
         "openapi": "3.0.3",

@@ -122,6 +122,15 @@ pub async fn serve(
             cache: backends.cache.clone(),
             source: backends.source.clone(),
             metrics_text: Box::new(move || text_source.prometheus_text()),
+            admin: crate::routes::AdminConfig::new(
+                settings.admin_token.clone(),
+                settings.auth_token.clone(),
+                addr,
+                &opentelemetry::metrics::MeterProvider::meter(
+                    telemetry.meter_provider(),
+                    crate::telemetry::SCOPE,
+                ),
+            ),
             eviction,
         },
     );

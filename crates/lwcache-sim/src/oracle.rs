@@ -245,7 +245,7 @@ impl Oracle {
         let model = self.model.as_ref()?;
         model
             .read(key, self.top_k)
-            .map(|v| self.privacy.redact(&v).0)
+            .map(|v| self.privacy.redact(key.kind(), &v).0)
     }
 
     fn record_values(&mut self) {

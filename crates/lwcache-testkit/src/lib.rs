@@ -161,6 +161,7 @@ macro_rules! conformance_tests {
             stack::activation_warms_every_expected_key,
             stack::recent_timelines_keep_order_and_top_k,
             stack::sensitive_values_never_reach_the_store,
+            stack::configured_privacy_keeps_data_out_and_serves_it_from_the_source,
             stack::a_failing_store_never_fails_the_caller,
             stack::undecodable_entries_are_misses,
             stack::an_acknowledged_write_is_read_by_every_instance,

@@ -18,10 +18,13 @@
 //!   writes with Redis slow, through the testkit's fault-injecting proxy.
 //! - `turn`: a 14-key turn read as one batch, against raw `MGET` and 14
 //!   single reads, warm and cold.
+//! - `near`: a near-cache hit against a Redis-tier hit, and how long
+//!   another instance's write takes to reach a near cache.
 
 mod availability;
 mod http;
 mod memory;
+mod near;
 mod players;
 mod reads;
 mod throughput;
@@ -42,6 +45,7 @@ use crate::args::Mode;
 pub(crate) use availability::availability;
 pub(crate) use http::http_reads;
 pub(crate) use memory::{activation, memory_per_entity};
+pub(crate) use near::near_reads;
 pub(crate) use players::players;
 pub(crate) use reads::{decode_cost_us, hit_ratio, read_hit_vs_get, read_hit_vs_source};
 pub(crate) use throughput::throughput;

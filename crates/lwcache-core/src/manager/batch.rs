@@ -14,6 +14,7 @@ use crate::codec::{self, Slot};
 use crate::config::StaleReads;
 use crate::error::Error;
 use crate::metrics::MetricEvent;
+use crate::near::Ticket;
 use crate::ports::{CacheStore, CacheWrite, Lease, SourceError, WorldRepository};
 
 /// What a batched read answers for one key: its read, or why that key
@@ -70,7 +71,7 @@ where
             .await;
         let hits = items
             .iter()
-            .filter(|i| matches!(i, Ok(r) if r.outcome == Outcome::Hit))
+            .filter(|i| matches!(i, Ok(r) if matches!(r.outcome, Outcome::Hit | Outcome::NearHit)))
             .count();
         span.record("hits", hits);
         Ok(items)
@@ -86,14 +87,43 @@ where
         let mut items: Vec<Option<ItemRead>> = vec![None; keys.len()];
         let mut pending = Vec::new();
         let trouble = self.trouble.load(std::sync::atomic::Ordering::SeqCst) != 0;
-        let cached = if trouble || keys.is_empty() {
+        // The near cache answers what it can; the rest is asked of the
+        // store, each with the ticket its near fill needs.
+        let mut tickets: Vec<Option<Ticket>> = vec![None; keys.len()];
+        let mut rest: Vec<usize> = Vec::with_capacity(keys.len());
+        for (at, key) in keys.iter().enumerate() {
+            match &self.near {
+                Some(near) if !trouble => {
+                    if let Some(entry) = self.near_entry(near, key, fields) {
+                        self.metrics.record(MetricEvent::NearHit(key.kind()));
+                        items[at] = Some(Ok(Read {
+                            value: entry.value.as_ref().clone(),
+                            version: entry.version,
+                            outcome: Outcome::NearHit,
+                        }));
+                        continue;
+                    }
+                    tickets[at] = Some(near.ticket(key));
+                }
+                _ => {}
+            }
+            rest.push(at);
+        }
+        if rest.is_empty() {
+            return items.into_iter().flatten().collect();
+        }
+        let asked: Vec<CacheKey> = rest.iter().map(|&at| keys[at].clone()).collect();
+        let cached = if trouble {
             None
         } else {
-            self.cache_call(self.store.get_many(world, keys)).await.ok()
+            self.cache_call(self.store.get_many(world, &asked))
+                .await
+                .ok()
         };
         let Some(cached) = cached else {
-            // In trouble, or the store failed: the source answers it all.
-            for (at, key) in keys.iter().enumerate() {
+            // In trouble, or the store failed: the source answers the rest.
+            for &at in &rest {
+                let key = &keys[at];
                 self.metrics.record(MetricEvent::Fallback(key.kind()));
                 pending.push(Pending {
                     at,
@@ -107,8 +137,9 @@ where
         };
         let mut misses = Vec::new();
         let mut singles = Vec::new();
-        for (at, (key, bytes)) in keys.iter().zip(cached).enumerate() {
-            match self.classify(key, bytes, fields) {
+        for (&at, bytes) in rest.iter().zip(cached) {
+            let key = &keys[at];
+            match self.classify(key, bytes, fields, tickets[at]) {
                 Classified::Serve(read) => items[at] = Some(Ok(read)),
                 Classified::Fail(e) => items[at] = Some(Err(e)),
                 Classified::Single => singles.push(at),
@@ -168,7 +199,13 @@ where
     /// the source without filling (it is not known to be wrong), or take
     /// the single read's path (an entry past its TTL, which may become a
     /// fail-safe answer).
-    fn classify(&self, key: &CacheKey, bytes: Option<Vec<u8>>, fields: Fields) -> Classified {
+    fn classify(
+        &self,
+        key: &CacheKey,
+        bytes: Option<Vec<u8>>,
+        fields: Fields,
+        ticket: Option<Ticket>,
+    ) -> Classified {
         let kind = key.kind();
         let Some(bytes) = bytes else {
             return Classified::Miss;
@@ -215,6 +252,9 @@ where
             return Classified::Single;
         }
         self.metrics.record(MetricEvent::Hit(kind));
+        if let (Some(near), Some(ticket)) = (&self.near, ticket) {
+            self.near_admit(near, key, ticket, &entry, freshness);
+        }
         Classified::Serve(Read {
             value: entry.value,
             version: entry.version,
@@ -265,7 +305,8 @@ where
                     continue;
                 }
             };
-            let (redacted, redaction) = self.config.policy.privacy.redact(&value);
+            let (redacted, redaction) =
+                self.config.policy.privacy.redact(keys[p.at].kind(), &value);
             if p.fill {
                 fills.push((keys[p.at].clone(), redacted.clone(), redaction));
             }

@@ -11,6 +11,7 @@ use tokio::sync::{Notify, mpsc};
 use super::{CacheManager, Inner, lock, outbox, write_behind};
 use crate::config::ManagerConfig;
 use crate::metrics::{MetricsSink, NoMetrics};
+use crate::near::{InvalidationFeed, InvalidationSink, NearCache, NearConfig, NearConfigError};
 use crate::ports::{CacheStore, Clock, SystemClock, WorldRepository};
 
 /// Builds a [`CacheManager`].
@@ -20,6 +21,7 @@ pub struct Builder<S, R> {
     config: ManagerConfig,
     metrics: Arc<dyn MetricsSink>,
     clock: Arc<dyn Clock>,
+    near: Option<(NearConfig, Arc<dyn InvalidationFeed>)>,
 }
 
 impl<S, R> CacheManager<S, R>
@@ -35,6 +37,7 @@ where
             config: ManagerConfig::default(),
             metrics: Arc::new(NoMetrics),
             clock: Arc::new(SystemClock),
+            near: None,
         }
     }
 }
@@ -62,6 +65,18 @@ where
         self
     }
 
+    /// Puts a near cache in front of the store, kept coherent by `feed`
+    /// (the store's broadcast of committed writes). Off unless called.
+    pub fn near_cache(
+        mut self,
+        config: NearConfig,
+        feed: Arc<dyn InvalidationFeed>,
+    ) -> Result<Self, NearConfigError> {
+        config.validate()?;
+        self.near = Some((config, feed));
+        Ok(self)
+    }
+
     /// Validates the configuration and starts the write-behind worker on the
     /// current tokio runtime.
     pub fn build(self) -> Result<CacheManager<S, R>, lwcache_domain::PolicyError> {
@@ -71,6 +86,14 @@ where
         let epoch = (self.clock.now_ms(), tokio::time::Instant::now());
         let breaker =
             super::breaker::Breaker::new(self.config.breaker_failures, self.config.breaker_open);
+        let (near, feed) = match self.near {
+            Some((config, feed)) => {
+                let near = Arc::new(NearCache::new(config));
+                let sink: Arc<dyn InvalidationSink> = near.clone();
+                (Some(near), Some(feed.follow(sink)))
+            }
+            None => (None, None),
+        };
         let inner = Arc::new(Inner {
             store: self.store,
             repo: self.repo,
@@ -94,6 +117,8 @@ where
             flights: Mutex::new(HashMap::new()),
             epoch,
             breaker,
+            near,
+            _feed: feed,
         });
         // The tasks hold weak references, so that dropping the last manager
         // drops the queues' senders and ends them.

@@ -64,6 +64,9 @@ use write_behind::Task;
 pub enum Outcome {
     /// From the cache.
     Hit,
+    /// From the near cache, this process's own tier in front of the cache
+    /// store (`near.rs`), without a round trip.
+    NearHit,
     /// From the source, after the cache had no usable entry.
     Miss,
     /// From a cache entry older than a write-behind update still queued
@@ -81,6 +84,7 @@ impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
             Outcome::Hit => "hit",
+            Outcome::NearHit => "near_hit",
             Outcome::Miss => "miss",
             Outcome::Stale => "stale",
             Outcome::Fallback => "fallback",
@@ -267,6 +271,10 @@ struct Inner<S, R> {
     epoch: (i64, Instant),
     /// Decides whether a cache call is made at all (`breaker.rs`).
     breaker: breaker::Breaker,
+    /// The near cache, when configured, and the feed task that keeps it
+    /// coherent (stopped with the manager).
+    near: Option<Arc<crate::near::NearCache>>,
+    _feed: Option<crate::near::FeedGuard>,
 }
 
 /// How long a tombstone lives when its key kind has no TTL: longer than any
@@ -297,6 +305,11 @@ where
     /// The repository.
     pub fn repository(&self) -> &R {
         &self.inner.repo
+    }
+
+    /// The near cache, when one is configured.
+    pub fn near_cache(&self) -> Option<&crate::near::NearCache> {
+        self.inner.near.as_deref()
     }
 
     /// Where the circuit breaker around the cache store stands: while it
@@ -358,6 +371,10 @@ where
     /// waking the replay loop) when it is the first.
     fn in_trouble(&self) {
         if self.trouble.fetch_add(1, Ordering::SeqCst) == 0 {
+            // Steps are owed from here on: nothing near may outlive them.
+            if let Some(near) = &self.near {
+                near.clear();
+            }
             self.metrics.record(MetricEvent::Trouble(true));
             self.wake.notify_one();
         }
@@ -448,7 +465,7 @@ where
     /// Redacts and encodes a value for the cache: the single place where
     /// values become bytes, so nothing sensitive can reach the store.
     fn put_redacting(&self, key: &CacheKey, version: u64, value: &CachedValue) -> Put {
-        let (value, redaction) = self.config.policy.privacy.redact(value);
+        let (value, redaction) = self.config.policy.privacy.redact(key.kind(), value);
         self.put(key, version, value, redaction)
     }
 

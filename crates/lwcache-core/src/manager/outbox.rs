@@ -89,6 +89,9 @@ where
             if current >= seen {
                 continue;
             }
+            if let Some(near) = &self.near {
+                crate::near::InvalidationSink::invalidate_world(near.as_ref(), &world);
+            }
             match self.cache_call(self.store.drop_world(&world)).await {
                 Ok(keys) => {
                     self.metrics.record(MetricEvent::WorldDropped);
@@ -156,6 +159,7 @@ where
             let write = CacheWrite::commit(world.clone(), version, puts);
             match self.cache_call(self.store.write(&write)).await {
                 Ok(_) => {
+                    self.near_forget(write.puts.iter().map(|p| &p.key), version);
                     self.metrics
                         .record(MetricEvent::Replayed(entries.len() as u64));
                     tracing::info!(world = %world, entries = entries.len(), "replayed owed cache steps");

@@ -27,6 +27,7 @@ use crate::codec::{self, Entry, Freshness, Slot};
 use crate::config::StaleReads;
 use crate::error::Error;
 use crate::metrics::{MetricEvent, Stage};
+use crate::near::{NearCache, NearEntry, Ticket};
 use crate::ports::{CacheStore, CacheWrite, Lease, SourceError, WorldRepository};
 
 impl<S, R> CacheManager<S, R>
@@ -106,7 +107,12 @@ where
             self.inner
                 .metrics
                 .record(MetricEvent::Miss(KeyKind::Timeline));
-            let (value, _) = self.inner.config.policy.privacy.redact(&v.value);
+            let (value, _) = self
+                .inner
+                .config
+                .policy
+                .privacy
+                .redact(KeyKind::Timeline, &v.value);
             return Ok(Read {
                 value: as_timeline(value).unwrap_or_default(),
                 version: v.version,
@@ -176,6 +182,20 @@ where
             self.metrics.record(MetricEvent::Fallback(kind));
             return self.serve_from_source(key, fields, Outcome::Fallback).await;
         }
+        let ticket = match &self.near {
+            Some(near) => {
+                if let Some(entry) = self.near_entry(near, key, fields) {
+                    self.metrics.record(MetricEvent::NearHit(kind));
+                    return Ok(Read {
+                        value: entry.value.as_ref().clone(),
+                        version: entry.version,
+                        outcome: Outcome::NearHit,
+                    });
+                }
+                Some(near.ticket(key))
+            }
+            None => None,
+        };
         let started = Instant::now();
         let cached = self.cache_call(self.store.get(key)).await;
         self.metrics.record(MetricEvent::Latency(
@@ -238,11 +258,74 @@ where
             return self.refresh(key, fields, entry, f).await;
         }
         self.metrics.record(MetricEvent::Hit(kind));
+        if let (Some(near), Some(ticket)) = (&self.near, ticket) {
+            self.near_admit(near, key, ticket, &entry, freshness);
+        }
         Ok(Read {
             value: entry.value,
             version: entry.version,
             outcome: Outcome::Hit,
         })
+    }
+
+    /// The near cache's entry of `key`, if it may answer this read: with
+    /// every field asked for, and not behind a queued write-behind update.
+    pub(super) fn near_entry(
+        &self,
+        near: &NearCache,
+        key: &CacheKey,
+        fields: Fields,
+    ) -> Option<std::sync::Arc<NearEntry>> {
+        let entry = near.get(key, self.now_ms())?;
+        if fields == Fields::All && entry.redaction == Redaction::Redacted {
+            return None;
+        }
+        if self.pending_newer(key, entry.version) {
+            return None;
+        }
+        Some(entry)
+    }
+
+    /// Keeps an entry just read from the store near, under the ticket taken
+    /// before the store was asked (`near.rs`): not while the cache is in
+    /// trouble, nor behind a queued write-behind update.
+    pub(super) fn near_admit(
+        &self,
+        near: &NearCache,
+        key: &CacheKey,
+        ticket: Ticket,
+        entry: &Entry,
+        freshness: Option<Freshness>,
+    ) {
+        if self.trouble.load(std::sync::atomic::Ordering::SeqCst) != 0
+            || self.pending_newer(key, entry.version)
+        {
+            return;
+        }
+        near.admit(
+            key,
+            ticket,
+            std::sync::Arc::new(entry.value.clone()),
+            entry.version,
+            entry.redaction,
+            self.now_ms(),
+            freshness.map(|f| f.fresh_until_ms),
+        );
+    }
+
+    /// Drops this process's near copies of keys a write has just changed,
+    /// before the write is acknowledged, and refuses every near fill of
+    /// them that began before.
+    pub(super) fn near_forget<'a>(
+        &self,
+        keys: impl IntoIterator<Item = &'a CacheKey>,
+        version: u64,
+    ) {
+        if let Some(near) = &self.near {
+            for key in keys {
+                near.drop_key(key, version);
+            }
+        }
     }
 
     /// A miss: one flight per key in this process (`flight.rs`).
@@ -359,7 +442,7 @@ where
                 };
             }
         };
-        let (redacted, redaction) = self.config.policy.privacy.redact(&read.value);
+        let (redacted, redaction) = self.config.policy.privacy.redact(key.kind(), &read.value);
         let mut current_from = read_started;
         if let Some(lease) = fill {
             let started = Instant::now();
@@ -478,7 +561,7 @@ where
         let limit = self.config.policy.timeline_top_k;
         let read = self.source_read(key, limit).await?;
         let value = match fields {
-            Fields::Cacheable => self.config.policy.privacy.redact(&read.value).0,
+            Fields::Cacheable => self.config.policy.privacy.redact(key.kind(), &read.value).0,
             Fields::All => read.value,
         };
         Ok(Read {

@@ -223,10 +223,12 @@ where
                 // thing while the cache is in trouble.
                 Err(_) => {
                     super::lock(&self.failed_worlds).insert(plan.world.clone());
+                    self.near_forget(plan.steps.iter().map(|s| &s.key), plan.version);
                     return CacheStep::Failed;
                 }
             }
         }
+        self.near_forget(plan.steps.iter().map(|s| &s.key), plan.version);
         // A deferred put is the only step that replaces the old value: the
         // entry stays owed until the replay loop has made sure of it.
         if deferred == 0 {

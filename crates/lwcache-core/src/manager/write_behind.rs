@@ -150,6 +150,9 @@ where
                     vec![self.put_redacting(&key, version, &value)],
                 );
                 self.write_with_retries(&write).await;
+                // Before the key stops being pending: a near fill read from
+                // the store before this put landed must not be kept.
+                self.near_forget([&key], version);
                 self.clear_pending(&key, version);
             }
         }

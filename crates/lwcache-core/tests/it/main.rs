@@ -361,7 +361,7 @@ mod privacy {
         #[test]
         fn encoded_entries_hold_no_sensitive_value(doc in doc()) {
             let policy = SensitivityPolicy::default();
-            let (value, redaction) = policy.redact(&CachedValue::Entity(doc));
+            let (value, redaction) = policy.redact(lwcache_domain::KeyKind::Character, &CachedValue::Entity(doc));
             let bytes = codec::encode(&Entry { version: 1, redaction, value });
             prop_assert!(!bytes.windows(6).any(|w| w == b"SECRET"));
         }

@@ -8,6 +8,8 @@ use lwcache_testkit::{Harness, PausedClock};
 
 lwcache_testkit::memory_harness!();
 
+mod near;
+
 async fn harness() -> Option<Harness> {
     Some(memory_harness(
         Arc::new(MemoryRepository::new()),

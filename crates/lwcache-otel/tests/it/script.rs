@@ -72,8 +72,8 @@ impl Tally {
                 self.cache_errors += 1;
                 self.duration("source_read", kind);
             }
-            Outcome::Stale | Outcome::FailSafe(_) => {
-                unreachable!("the script serves nothing stale")
+            Outcome::Stale | Outcome::FailSafe(_) | Outcome::NearHit => {
+                unreachable!("the script serves nothing stale and has no near cache")
             }
         }
         self.reads.push((
@@ -216,10 +216,27 @@ async fn a_scripted_sequence_is_counted_exactly_and_traced_without_content() {
     meter_provider.force_flush().unwrap();
     let collected = metric_exporter.get_finished_metrics().unwrap();
     let got = metrics(collected.last().expect("one collection"));
-    let counter = |name: &str| match got.get(name) {
+    // Every label set is exported from 0: the series the script moved are
+    // compared below, the others must be there at 0.
+    let every = |name: &str| match got.get(name) {
         Some((_, Series::Counter(series))) => series.clone(),
-        None => BTreeMap::new(),
+        None => panic!("{name} is not exported"),
         Some(other) => panic!("{name} is not a counter: {other:?}"),
+    };
+    for name in [
+        "cache_hits",
+        "cache_misses",
+        "cache_fallbacks",
+        "cache_stale_reads",
+    ] {
+        assert_eq!(every(name).len(), KeyKind::ALL.len(), "{name}");
+    }
+    assert_eq!(
+        every("invalidations").len(),
+        KeyKind::ALL.len() * lwcache_domain::InvalidationCause::ALL.len()
+    );
+    let counter = |name: &str| -> BTreeMap<Labels, u64> {
+        every(name).into_iter().filter(|(_, n)| *n > 0).collect()
     };
     let total = |series: &BTreeMap<Labels, u64>| series.values().sum::<u64>();
     let reference = counters.snapshot();

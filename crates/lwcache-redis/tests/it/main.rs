@@ -16,6 +16,7 @@
 mod background;
 mod config;
 mod faults;
+mod near;
 mod restart;
 mod server_info;
 mod specific;

@@ -503,8 +503,9 @@ mod standalone {
         );
     }
 
-    /// A user limited to `~lw:*` and GET, SET, DEL, EVALSHA, SCRIPT LOAD,
-    /// PING and SCAN can do everything the port needs.
+    /// A user limited to `~lw:*`, the channel `lw:invalidate` and GET, SET,
+    /// DEL, EVALSHA, SCRIPT LOAD, PING, SCAN, PUBLISH and SUBSCRIBE can do
+    /// everything the port needs, and follow the invalidation feed.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_acl_user_limited_to_lw_keys_suffices() {
         let Some(url) = server_env(ACL_VAR) else {
@@ -532,6 +533,20 @@ mod standalone {
             .unwrap();
         assert_eq!(r.value, doc("mood", "brave"));
         assert_eq!(counters.snapshot().cache_errors, 0, "no call was refused");
+        // The feed subscribes and beats as this user too.
+        let near = Arc::new(lwcache_core::NearCache::new(Default::default()));
+        let _guard = lwcache_core::InvalidationFeed::follow(
+            &lwcache_redis::RedisFeed::new(&config).unwrap(),
+            near.clone(),
+        );
+        let started = std::time::Instant::now();
+        while !near.coherent() {
+            assert!(
+                started.elapsed() < Duration::from_secs(5),
+                "the ACL user's feed never confirmed"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Every port operation once, checked.

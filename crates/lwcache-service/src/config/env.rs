@@ -31,6 +31,8 @@ pub const NEO4J_USER: &str = "LWCACHE_NEO4J_USER";
 pub const NEO4J_PASSWORD: &str = "LWCACHE_NEO4J_PASSWORD";
 /// The bearer token every `/v1` route requires.
 pub const AUTH_TOKEN: &str = "LWCACHE_AUTH_TOKEN";
+/// The bearer token the admin routes require instead, if set.
+pub const ADMIN_TOKEN: &str = "LWCACHE_ADMIN_TOKEN";
 /// The largest request body, in bytes.
 pub const MAX_BODY_BYTES: &str = "LWCACHE_MAX_BODY_BYTES";
 /// How writes update the cache: `spec` or `invalidate`.
@@ -147,6 +149,8 @@ impl Layer {
             neo4j_user: get(NEO4J_USER),
             neo4j_password: get(NEO4J_PASSWORD).map(Secret::new),
             auth_token: get(AUTH_TOKEN).map(Secret::new),
+            admin_token: get(ADMIN_TOKEN).map(Secret::new),
+            privacy: super::privacy::PrivacyLayer::from_env(get),
             max_body_bytes,
             breaker_failures,
             breaker_open_ms,

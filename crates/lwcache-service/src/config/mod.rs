@@ -17,6 +17,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
 pub mod env;
 mod policy;
 pub mod print;
+pub mod privacy;
 mod reads;
 pub mod tls;
 mod values;
@@ -96,6 +97,8 @@ pub struct Layer {
     pub neo4j_ca_file: Option<PathBuf>,
     /// The bearer token every `/v1` route requires.
     pub auth_token: Option<Secret>,
+    /// The bearer token the admin routes require instead, if set.
+    pub admin_token: Option<Secret>,
     /// The largest request body, in bytes.
     pub max_body_bytes: Option<usize>,
     /// The certificate chain the listener serves HTTPS with, a PEM file.
@@ -104,6 +107,9 @@ pub struct Layer {
     pub tls_key: Option<PathBuf>,
     /// How writes update the cache.
     pub write_mode: Option<WriteModes>,
+    /// What else never reaches the cache (`[privacy]` in the file).
+    #[serde(default)]
+    pub privacy: privacy::PrivacyLayer,
     // Fail-safe reads and stampede control.
     /// How long an entry is kept past its TTL for fail-safe reads, in ms.
     pub fail_safe_grace_ms: Option<u64>,
@@ -247,6 +253,8 @@ pub struct BackendSettings {
     pub reads: ReadSettings,
     /// TTLs, top-k, deadlines and the write-behind queue.
     pub policy: PolicySettings,
+    /// What never reaches the cache.
+    pub privacy: lwcache_domain::SensitivityPolicy,
 }
 
 /// The service's settings, resolved.
@@ -258,10 +266,16 @@ pub struct Settings {
     pub backends: BackendSettings,
     /// The bearer token every `/v1` route requires, if any.
     pub auth_token: Option<Secret>,
+    /// The bearer token the admin routes require instead of `auth_token`.
+    pub admin_token: Option<Secret>,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
     /// HTTPS on the listener; `None` serves plain HTTP.
     pub https: Option<HttpsSettings>,
+    /// The privacy settings the sources gave, merged as `resolve` merges
+    /// them (the policy itself is `backends.privacy`): what
+    /// `--print-config` writes as `[privacy]`.
+    pub privacy_given: privacy::PrivacyLayer,
 }
 
 /// Merges the three sources: for each setting the flag wins over the
@@ -327,6 +341,13 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
                 .invalid(0, "at least 1"),
         );
     }
+    let admin_token = pick(&flags.admin_token, &env.admin_token, &file.admin_token);
+    if admin_token
+        .as_ref()
+        .is_some_and(|t| t.expose().trim().is_empty())
+    {
+        return Err(ConfigError::Invalid("the admin token is empty".into()));
+    }
     let (redis_url, redis_cluster) = redis_target(flags, env, file)?;
     let breaker = breaker(flags, env, file)?;
     let redis_tls = tls::redis_tls(flags, env, file, (&redis_url, &redis_cluster))?;
@@ -341,12 +362,40 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
                 .unwrap_or_default(),
             reads: read_settings(flags, env, file)?,
             policy: policy::policy_settings(flags, env, file)?,
+            privacy: privacy::resolve(&flags.privacy, &env.privacy, &file.privacy)?,
             breaker,
         },
         auth_token,
+        admin_token,
         max_body_bytes,
         https: tls::https(flags, env, file)?,
+        privacy_given: merged_privacy([&flags.privacy, &env.privacy, &file.privacy]),
     })
+}
+
+/// The privacy layers as one: names, prefixes and event kinds of every
+/// source (sorted, once each), each kind's allow-list from the highest
+/// source that gives one. Resolving it alone gives the same policy.
+fn merged_privacy(layers: [&privacy::PrivacyLayer; 3]) -> privacy::PrivacyLayer {
+    let union = |get: fn(&privacy::PrivacyLayer) -> &Vec<String>| {
+        let all: std::collections::BTreeSet<String> = layers
+            .iter()
+            .flat_map(|l| get(l).iter().map(|s| s.trim().to_owned()))
+            .collect();
+        all.into_iter().collect()
+    };
+    let mut allow = std::collections::BTreeMap::new();
+    for layer in layers.iter().rev() {
+        for (kind, fields) in &layer.allow {
+            allow.insert(kind.trim().to_ascii_lowercase(), fields.clone());
+        }
+    }
+    privacy::PrivacyLayer {
+        sensitive_names: union(|l| &l.sensitive_names),
+        sensitive_prefixes: union(|l| &l.sensitive_prefixes),
+        private_event_kinds: union(|l| &l.private_event_kinds),
+        allow,
+    }
 }
 
 /// The Neo4j URI's names.

@@ -69,6 +69,10 @@ pub fn to_toml(s: &Settings) -> String {
         Some(_) => o.text("auth_token", MASK),
         None => o.unset("auth_token", "/v1 is open"),
     }
+    match &s.admin_token {
+        Some(_) => o.text("admin_token", MASK),
+        None => o.unset("admin_token", "the admin routes take the auth token"),
+    }
     o.raw("max_body_bytes", s.max_body_bytes);
 
     let b = &s.backends;
@@ -141,5 +145,23 @@ pub fn to_toml(s: &Settings) -> String {
     o.section("the circuit breaker");
     o.raw("breaker_failures", b.breaker.failures);
     o.raw("breaker_open_ms", ms(b.breaker.open));
+
+    // A table comes after every top-level key.
+    let p = &s.privacy_given;
+    let list = |items: &[String]| {
+        let quoted: Vec<String> = items.iter().map(|i| quoted(i)).collect();
+        format!("[{}]", quoted.join(", "))
+    };
+    o.section("privacy: added to the built-in sensitive names, never replacing them");
+    let _ = writeln!(o.0, "[privacy]");
+    o.raw("sensitive_names", list(&p.sensitive_names));
+    o.raw("sensitive_prefixes", list(&p.sensitive_prefixes));
+    o.raw("private_event_kinds", list(&p.private_event_kinds));
+    if !p.allow.is_empty() {
+        let _ = writeln!(o.0, "\n[privacy.allow]");
+        for (kind, fields) in &p.allow {
+            o.raw(&quoted(kind), list(fields));
+        }
+    }
     o.0
 }

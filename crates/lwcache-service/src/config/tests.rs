@@ -659,7 +659,13 @@ fn everything() -> Settings {
          timeline_top_k = 12\n\
          cache_timeout_ms = 400\n\
          negative_ttl_ms = 0\n\
-         breaker_failures = 3\n",
+         breaker_failures = 3\n\
+         admin_token = \"admin-4\"\n\
+         [privacy]\n\
+         sensitive_names = [\"trauma_history\"]\n\
+         private_event_kinds = [\"confided\"]\n\
+         [privacy.allow]\n\
+         character = [\"name\", \"hp\"]\n",
     )
     .unwrap();
     resolve(&Layer::default(), &Layer::default(), &file).unwrap()
@@ -669,7 +675,7 @@ fn everything() -> Settings {
 fn the_printed_configuration_masks_secrets_and_reads_back() {
     let s = everything();
     let text = print::to_toml(&s);
-    for secret in ["redis-pw-1", "neo4j-pw-2", "token-3"] {
+    for secret in ["redis-pw-1", "neo4j-pw-2", "token-3", "admin-4"] {
         assert!(!text.contains(secret), "{secret} in\n{text}");
     }
     assert!(
@@ -682,6 +688,7 @@ fn the_printed_configuration_masks_secrets_and_reads_back() {
     let mut expected = s.clone();
     expected.backends.redis_url = Some("rediss://lwcache:***@cache:6380/2".into());
     expected.auth_token = Some(Secret::new(print::MASK));
+    expected.admin_token = Some(Secret::new(print::MASK));
     if let Some(n) = &mut expected.backends.neo4j {
         n.password = Some(Secret::new(print::MASK));
     }

@@ -29,7 +29,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 }
 
 impl Params {
-    fn text(&self, name: &str) -> Result<&str, ApiError> {
+    pub(super) fn text(&self, name: &str) -> Result<&str, ApiError> {
         self.0.get(name).map(String::as_str).ok_or_else(|| {
             ApiError::bad_request("invalid_path", format!("missing path parameter {name}"))
         })

@@ -11,6 +11,7 @@
 //! `respond` writes answers, `handlers` does the work between them (`turn`
 //! for the batched turn read) and `auth` checks the bearer token.
 
+mod admin;
 mod auth;
 mod extract;
 mod handlers;
@@ -27,9 +28,10 @@ use axum::routing::{MethodRouter, on};
 
 use crate::backend::{CacheKind, Manager, SourceKind};
 use crate::config::Secret;
+pub use admin::AdminConfig;
 use extract::{Body, Params};
 pub use respond::{
-    X_CACHE, X_CACHE_AGE_MS, X_CACHE_DEGRADED, X_CACHE_STALE_REASON, X_WORLD_VERSION,
+    X_CACHE, X_CACHE_AGE_MS, X_CACHE_DEGRADED, X_CACHE_STALE_REASON, X_CACHE_TIER, X_WORLD_VERSION,
 };
 pub use table::{ENDPOINTS, Endpoint, MAX_RECENT_LIMIT, MAX_TURN_ITEMS, Operation, Verb};
 
@@ -49,6 +51,8 @@ pub struct ApiConfig {
     pub metrics_text: Box<dyn Fn() -> String + Send + Sync>,
     /// Redis's eviction check, for `/readyz`'s `cache.eviction`.
     pub eviction: Option<crate::readiness::EvictionCheck>,
+    /// Who may call the admin routes, and their counter.
+    pub admin: AdminConfig,
 }
 
 /// The handlers' shared state.
@@ -84,7 +88,11 @@ pub fn router(manager: Manager, config: ApiConfig) -> Router {
     let mut v1: Router<AppState> = Router::new();
     let mut open: Router<AppState> = Router::new();
     for endpoint in ENDPOINTS {
-        let route = method_router(endpoint);
+        let mut route = method_router(endpoint);
+        if endpoint.operation.is_admin() {
+            let admin = middleware::from_fn_with_state(state.clone(), auth::require_admin);
+            route = route.route_layer(admin);
+        }
         if endpoint.path.starts_with("/v1/") {
             v1 = v1.route(endpoint.path, route);
         } else {
@@ -130,5 +138,7 @@ fn method_router(endpoint: &Endpoint) -> MethodRouter<AppState> {
         Op::Healthz => on(f, handlers::healthz),
         Op::Readyz => on(f, handlers::readyz),
         Op::OpenApi => on(f, handlers::openapi),
+        Op::DropWorld => on(f, admin::drop_world),
+        Op::EvictKey => on(f, admin::evict_key),
     }
 }

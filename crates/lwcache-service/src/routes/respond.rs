@@ -15,6 +15,8 @@ pub const X_CACHE: &str = "x-cache";
 /// The header that carries the world version a value was read at or
 /// written as.
 pub const X_WORLD_VERSION: &str = "x-world-version";
+/// Set to `near` when the near cache answered (no round trip to the store).
+pub const X_CACHE_TIER: &str = "x-cache-tier";
 /// The header set when the cache failed and the source answered.
 pub const X_CACHE_DEGRADED: &str = "x-cache-degraded";
 /// Why a read was served past its TTL (with `x-cache: stale`): how the
@@ -26,11 +28,15 @@ pub const X_CACHE_AGE_MS: &str = "x-cache-age-ms";
 
 pub(super) fn set_read_headers(headers: &mut HeaderMap, outcome: Outcome, version: u64) {
     let cache = match outcome {
-        Outcome::Hit => "hit",
+        // A hit either way; `x-cache-tier` says which tier answered.
+        Outcome::Hit | Outcome::NearHit => "hit",
         Outcome::Stale | Outcome::FailSafe(_) => "stale",
         Outcome::Miss | Outcome::Fallback => "miss",
     };
     headers.insert(X_CACHE, HeaderValue::from_static(cache));
+    if outcome == Outcome::NearHit {
+        headers.insert(X_CACHE_TIER, HeaderValue::from_static("near"));
+    }
     if outcome == Outcome::Fallback {
         headers.insert(
             X_CACHE_DEGRADED,

@@ -92,6 +92,17 @@ pub enum Operation {
     Readyz,
     /// The OpenAPI document.
     OpenApi,
+    /// Delete every cached key of a world (admin).
+    DropWorld,
+    /// Delete one cached key (admin).
+    EvictKey,
+}
+
+impl Operation {
+    /// Whether the route is an admin route, behind `auth::require_admin`.
+    pub fn is_admin(self) -> bool {
+        matches!(self, Operation::DropWorld | Operation::EvictKey)
+    }
 }
 
 /// One route: a method, a path template (`{name}` for parameters, as both
@@ -188,6 +199,8 @@ pub const ENDPOINTS: &[Endpoint] = &[
     ep(Get, "/healthz", Op::Healthz),
     ep(Get, "/readyz", Op::Readyz),
     ep(Get, "/openapi.json", Op::OpenApi),
+    ep(Delete, "/admin/worlds/{world_id}/cache", Op::DropWorld),
+    ep(Delete, "/admin/keys/{key}", Op::EvictKey),
 ];
 
 #[cfg(test)]
@@ -200,5 +213,16 @@ mod tests {
     fn the_table_has_no_duplicate_routes() {
         let pairs: BTreeSet<(Verb, &str)> = ENDPOINTS.iter().map(|e| (e.verb, e.path)).collect();
         assert_eq!(pairs.len(), ENDPOINTS.len());
+    }
+
+    #[test]
+    fn admin_routes_are_exactly_those_under_admin() {
+        for e in ENDPOINTS {
+            assert_eq!(
+                e.operation.is_admin(),
+                e.path.starts_with("/admin/"),
+                "{e:?}"
+            );
+        }
     }
 }

@@ -9,7 +9,9 @@
 //! is set, with `lwcache seed`. The telemetry tests check the Prometheus
 //! text with promtool and sample by sample, OTLP export to a local HTTP
 //! stub (and none without an endpoint), and configuration from the standard
-//! variables. The stampede test starts two processes over one Redis and
+//! variables, every documented series at 0 from the start. The admin
+//! routes are checked for who may call them and what they delete, and
+//! privacy by scanning every value of a real Redis after a workload. The stampede test starts two processes over one Redis and
 //! one Neo4j and counts, in Neo4j's own query log, the reads one cold key
 //! cost.
 
@@ -18,6 +20,7 @@
     reason = "a failed unwrap in a test is a failed test, with its message"
 )]
 
+mod admin;
 mod cli;
 mod cluster;
 mod config;
@@ -25,6 +28,7 @@ mod eviction;
 mod neo4j;
 mod openapi;
 mod otlp;
+mod privacy;
 mod prometheus;
 mod routes;
 mod settings;

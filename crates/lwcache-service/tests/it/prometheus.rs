@@ -140,13 +140,120 @@ pub(crate) fn promtool_check(text: &str) {
     assert_eq!(said.trim(), "", "promtool found problems\n{text}");
 }
 
+/// The counters and gauges `docs/metrics.md` lists: their Prometheus
+/// names and attributes.
+fn documented() -> Vec<(String, Vec<String>)> {
+    let doc = include_str!("../../../../docs/metrics.md");
+    let ticked = |cell: &str| -> Vec<String> {
+        // Backticked words outside parentheses: `to` (`closed`, ...) is `to`.
+        let mut depth = 0usize;
+        let mut out = Vec::new();
+        for (i, part) in cell.split('`').enumerate() {
+            if i % 2 == 1 {
+                if depth == 0 {
+                    out.push(part.to_owned());
+                }
+            } else {
+                depth += part.matches('(').count();
+                depth -= part.matches(')').count().min(depth);
+            }
+        }
+        out
+    };
+    let mut series = Vec::new();
+    for line in doc.lines().filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        if cells.len() < 7 {
+            continue; // another table: the variables
+        }
+        let (name_cell, kind, attrs) = (cells[1], cells[2], cells[4]);
+        if kind != "counter" && kind != "gauge" {
+            continue;
+        }
+        let names: Vec<String> = name_cell
+            .split('`')
+            .skip(1)
+            .step_by(2)
+            .map(str::to_owned)
+            .collect();
+        let name = names.last().unwrap().clone();
+        series.push((name, ticked(attrs)));
+    }
+    assert!(series.len() >= 20, "the table was read: {series:?}");
+    series
+}
+
+/// How many values each documented attribute takes.
+fn values(attr: &str) -> usize {
+    match attr {
+        "key_kind" => lwcache_domain::KeyKind::ALL.len(),
+        "cause" => lwcache_domain::InvalidationCause::ALL.len(),
+        "result" => 2,
+        "to" => 3,
+        "operation" => lwcache_otel::AdminOperation::ALL.len(),
+        other => panic!("an attribute the test does not know: {other}"),
+    }
+}
+
+/// Every sample of `name`, with its value.
+fn samples<'a>(text: &'a str, name: &str) -> Vec<(&'a str, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .map(|l| {
+            let (series, value) = l.rsplit_once(' ').unwrap();
+            (series, value.parse().unwrap())
+        })
+        .collect()
+}
+
+/// Checks that every documented series of `text` is there, at 0 unless
+/// `moved` names it; answers how many were checked.
+fn every_series_at_zero(text: &str, skip: &[&str], moved: &[&str]) -> usize {
+    let mut checked = 0;
+    for (name, attrs) in documented() {
+        if skip.iter().any(|s| name.starts_with(s)) {
+            continue;
+        }
+        let found = samples(text, &name);
+        let expected: usize = attrs.iter().map(|a| values(a)).product();
+        assert_eq!(found.len(), expected, "{name} {attrs:?}: {found:?}\n{text}");
+        if !moved.contains(&name.as_str()) {
+            for (series, value) in &found {
+                assert_eq!(*value, 0.0, "{series}");
+            }
+        }
+        assert!(text.contains(&format!("# TYPE {name} ")), "{name}");
+        checked += found.len();
+    }
+    checked
+}
+
 #[test]
-fn an_idle_service_exposes_only_its_target_info() {
+fn an_idle_telemetry_exposes_every_documented_series_at_zero() {
     let text = telemetry().prometheus_text();
     assert!(text.starts_with("# HELP target_info"), "{text}");
-    assert_eq!(
-        text.lines().filter(|l| !l.starts_with('#')).count(),
-        1,
+    // The admin counter is the service's, not the cache manager's.
+    let checked = every_series_at_zero(&text, &["admin_"], &[]);
+    assert!(checked > 100, "{checked}");
+    // No histogram sample before a measurement.
+    assert!(
+        !text.contains("cache_stage_duration_seconds_count"),
         "{text}"
     );
+    promtool_check(&text);
+}
+
+#[tokio::test]
+async fn a_fresh_service_exports_every_documented_series_before_any_request() {
+    let s = crate::support::Server::start(&[]);
+    let text = s.get("/metrics").await.expect(200, None).text;
+    // The start warmed the demo world: the one counter that moved.
+    let checked = every_series_at_zero(&text, &[], &["warm_count_total"]);
+    assert!(checked > 100, "{checked}");
+    assert!(samples(&text, "warm_count_total")[0].1 > 0.0, "{text}");
+    promtool_check(&text);
 }

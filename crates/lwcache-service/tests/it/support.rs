@@ -63,15 +63,24 @@ impl Server {
 
     /// Like [`Server::start`], with environment variables for the process.
     pub(crate) fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        Server::start_logging_to(args, env, Stdio::inherit())
+        Server::start_on("127.0.0.1:0", args, env)
+    }
+
+    /// Like [`Server::start_with_env`], listening on `listen`.
+    pub(crate) fn start_on(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_full(listen, args, env, Stdio::inherit())
     }
 
     /// Like [`Server::start_with_env`], with the log (stderr) sent to
     /// `stderr`.
     pub(crate) fn start_logging_to(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
+        Server::start_full("127.0.0.1:0", args, env, stderr)
+    }
+
+    fn start_full(listen: &str, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut child = command()
             .arg("serve")
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())

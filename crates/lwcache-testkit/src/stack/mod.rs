@@ -2,14 +2,17 @@
 //! service sees. Reads, writes, warming and privacy here; what happens
 //! around faults (a failing store, a crash, two instances, a restored
 //! world) in `recovery.rs`; shared misses, fail-safe answers, negative
-//! entries and TTL jitter in `expiry.rs`.
+//! entries and TTL jitter in `expiry.rs`; privacy by configuration in
+//! `privacy.rs`.
 
 mod batch;
 mod expiry;
+mod privacy;
 mod recovery;
 
 pub use batch::*;
 pub use expiry::*;
+pub use privacy::*;
 pub use recovery::*;
 
 use std::sync::Arc;
