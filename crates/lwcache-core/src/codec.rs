@@ -8,14 +8,20 @@
 //! b"LW"  format: u8  flags: u8  version: u64 (big endian)  value
 //! ```
 //!
-//! `flags` bit 0 says the value was redacted. An entry with a TTL ends with
+//! `flags` bit 0 says the value was redacted. Two formats are read, so that
+//! instances of two releases can share one Redis during a rolling upgrade
+//! ([`Format`]); both keep the header's first 12 bytes, so the version rule
+//! reads them alike. In format 1, an entry with a TTL ends with
 //! a freshness trailer after its value: the byte `0xF0`, then when it was
 //! written and until when it is fresh, both as i64 milliseconds since the
 //! Unix epoch (big endian); the store keeps it past that, for fail-safe
 //! reads ([`Freshness`]). The trailer keeps the header as it was, so every
 //! store's version rule ([`replaces`], `write.lua`) reads old and new
 //! entries alike; a reader that predates it sees trailing bytes and takes
-//! the entry for a miss, never for a wrong value. A negative entry (the
+//! the entry for a miss, never for a wrong value. In format 2 the stamps sit
+//! in the header instead, after the version, when `flags` bit 1 is set: a
+//! reader learns whether an entry is fresh without decoding its value, and
+//! the value runs to the end. A negative entry (the
 //! source has no such entity) is the header, the byte 6 and the entity's
 //! name, at version 0: older than any write, so any put of the key replaces
 //! it. The value is a compact tagged
@@ -31,11 +37,50 @@ use lwcache_domain::{
 };
 
 const MAGIC: &[u8; 2] = b"LW";
-/// The current format version.
+/// The format written unless configured otherwise ([`Format::V1`]).
 pub const FORMAT: u8 = 1;
 const HEADER_LEN: usize = 12;
 const MAX_DEPTH: usize = 64;
 const FLAG_REDACTED: u8 = 1;
+/// Format 2: the freshness stamps follow the version in the header.
+const FLAG_FRESH: u8 = 2;
+const STAMPS_LEN: usize = 16;
+
+/// The entry formats this release reads and may write.
+///
+/// A rolling upgrade to a new format takes two steps: first every instance
+/// runs a release that reads both formats while still writing the old one
+/// (the default); then writes switch to the new format. At no point does an
+/// instance meet an entry it cannot read, so none is served as a miss or
+/// deleted as garbage. A format this release does not know (a later one)
+/// reads as a miss and is left in place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    /// Freshness in a trailer after the value.
+    #[default]
+    V1,
+    /// Freshness in the header, before the value.
+    V2,
+}
+
+impl Format {
+    /// The format byte.
+    pub fn byte(self) -> u8 {
+        match self {
+            Format::V1 => 1,
+            Format::V2 => 2,
+        }
+    }
+
+    /// The format of a format byte, if this release reads it.
+    pub fn of(byte: u8) -> Option<Format> {
+        match byte {
+            1 => Some(Format::V1),
+            2 => Some(Format::V2),
+            _ => None,
+        }
+    }
+}
 
 const T_NULL: u8 = 0;
 const T_FALSE: u8 = 1;
@@ -103,8 +148,8 @@ pub enum DecodeError {
     /// The bytes do not start with the entry header.
     #[error("not an lwcache entry (bad magic)")]
     BadMagic,
-    /// The entry was written in another format version.
-    #[error("entry format {found} is not the supported format {FORMAT}")]
+    /// The entry was written in a format this release does not read.
+    #[error("entry format {found} is not one this release reads (1 or 2)")]
     UnsupportedFormat {
         /// The format found.
         found: u8,
@@ -145,55 +190,74 @@ pub enum DecodeError {
     Absent,
 }
 
-/// Encodes an entry.
+/// Encodes an entry in format 1, without freshness.
 pub fn encode(entry: &Entry) -> Vec<u8> {
+    encode_as(entry, None, Format::V1)
+}
+
+/// Encodes an entry in `format`, with its freshness if given.
+pub fn encode_as(entry: &Entry, freshness: Option<Freshness>, format: Format) -> Vec<u8> {
     let mut out = Vec::with_capacity(64);
     out.extend_from_slice(MAGIC);
-    out.push(FORMAT);
-    out.push(match entry.redaction {
+    out.push(format.byte());
+    let mut flags = match entry.redaction {
         Redaction::Complete => 0,
         Redaction::Redacted => FLAG_REDACTED,
-    });
+    };
+    let stamps_in_header = format == Format::V2 && freshness.is_some();
+    if stamps_in_header {
+        flags |= FLAG_FRESH;
+    }
+    out.push(flags);
     out.extend_from_slice(&entry.version.to_be_bytes());
-    match &entry.value {
-        CachedValue::Snapshot(d) => {
-            out.push(V_SNAPSHOT);
-            put_map(&mut out, &d.0);
-        }
-        CachedValue::Flags(flags) => {
-            out.push(V_FLAGS);
-            put_len(&mut out, flags.len());
-            for (name, v) in flags {
-                put_str(&mut out, name.as_str());
-                put_value(&mut out, v);
-            }
-        }
-        CachedValue::Entity(d) => {
-            out.push(V_ENTITY);
-            put_map(&mut out, &d.0);
-        }
-        CachedValue::Timeline(events) => {
-            out.push(V_TIMELINE);
-            put_len(&mut out, events.len());
-            for e in events {
-                put_uvarint(&mut out, e.seq);
-                put_str(&mut out, e.entity.as_str());
-                put_str(&mut out, e.kind.as_str());
-                put_uvarint(&mut out, zigzag(e.at_ms));
-                put_map(&mut out, &e.data.0);
-            }
-        }
+    if let (true, Some(f)) = (stamps_in_header, freshness) {
+        out.extend_from_slice(&f.written_ms.to_be_bytes());
+        out.extend_from_slice(&f.fresh_until_ms.to_be_bytes());
+    }
+    put_body(&mut out, &entry.value);
+    if let (Format::V1, Some(f)) = (format, freshness) {
+        out.push(T_FRESHNESS);
+        out.extend_from_slice(&f.written_ms.to_be_bytes());
+        out.extend_from_slice(&f.fresh_until_ms.to_be_bytes());
     }
     out
 }
 
-/// Encodes an entry with its freshness trailer.
+fn put_body(out: &mut Vec<u8>, value: &CachedValue) {
+    match value {
+        CachedValue::Snapshot(d) => {
+            out.push(V_SNAPSHOT);
+            put_map(out, &d.0);
+        }
+        CachedValue::Flags(flags) => {
+            out.push(V_FLAGS);
+            put_len(out, flags.len());
+            for (name, v) in flags {
+                put_str(out, name.as_str());
+                put_value(out, v);
+            }
+        }
+        CachedValue::Entity(d) => {
+            out.push(V_ENTITY);
+            put_map(out, &d.0);
+        }
+        CachedValue::Timeline(events) => {
+            out.push(V_TIMELINE);
+            put_len(out, events.len());
+            for e in events {
+                put_uvarint(out, e.seq);
+                put_str(out, e.entity.as_str());
+                put_str(out, e.kind.as_str());
+                put_uvarint(out, zigzag(e.at_ms));
+                put_map(out, &e.data.0);
+            }
+        }
+    }
+}
+
+/// Encodes an entry with its freshness, in format 1 (a trailer).
 pub fn encode_fresh(entry: &Entry, freshness: Freshness) -> Vec<u8> {
-    let mut out = encode(entry);
-    out.push(T_FRESHNESS);
-    out.extend_from_slice(&freshness.written_ms.to_be_bytes());
-    out.extend_from_slice(&freshness.fresh_until_ms.to_be_bytes());
-    out
+    encode_as(entry, Some(freshness), Format::V1)
 }
 
 /// Encodes a negative entry: the source has no `entity` (as it names it).
@@ -255,10 +319,12 @@ fn check_header(bytes: &[u8]) -> Result<(), DecodeError> {
     if bytes.len() < HEADER_LEN {
         return Err(DecodeError::Truncated { at: bytes.len() });
     }
-    if bytes[2] != FORMAT {
-        return Err(DecodeError::UnsupportedFormat { found: bytes[2] });
-    }
-    if bytes[3] & !FLAG_REDACTED != 0 {
+    let known = match Format::of(bytes[2]) {
+        Some(Format::V1) => FLAG_REDACTED,
+        Some(Format::V2) => FLAG_REDACTED | FLAG_FRESH,
+        None => return Err(DecodeError::UnsupportedFormat { found: bytes[2] }),
+    };
+    if bytes[3] & !known != 0 {
         return Err(DecodeError::Invalid {
             at: 3,
             what: format!("unknown flags {:#04x}", bytes[3]),
@@ -291,7 +357,9 @@ pub fn decode_slot(bytes: &[u8]) -> Result<Slot, DecodeError> {
 pub fn decode_fresh(bytes: &[u8]) -> Result<(Slot, Option<Freshness>), DecodeError> {
     check_header(bytes)?;
     let version = read_version(bytes);
-    if bytes.get(HEADER_LEN) == Some(&V_TOMBSTONE) {
+    // With format 2's stamps the byte after the header is a stamp's, never
+    // a tombstone's tag: tombstones carry no stamps.
+    if bytes[3] & FLAG_FRESH == 0 && bytes.get(HEADER_LEN) == Some(&V_TOMBSTONE) {
         if bytes.len() != HEADER_LEN + 1 {
             return Err(DecodeError::Invalid {
                 at: HEADER_LEN + 1,
@@ -305,9 +373,19 @@ pub fn decode_fresh(bytes: &[u8]) -> Result<(Slot, Option<Freshness>), DecodeErr
     } else {
         Redaction::Complete
     };
+    // Format 2 with its stamps in the header: read them, and the value
+    // runs to the end.
+    let header_stamps = if bytes[3] & FLAG_FRESH != 0 {
+        let stamps = bytes
+            .get(HEADER_LEN..HEADER_LEN + STAMPS_LEN)
+            .ok_or(DecodeError::Truncated { at: bytes.len() })?;
+        Some(stamps_of(stamps))
+    } else {
+        None
+    };
     let mut r = Reader {
         buf: bytes,
-        pos: HEADER_LEN,
+        pos: HEADER_LEN + header_stamps.map_or(0, |_| STAMPS_LEN),
     };
     let value = match r.byte()? {
         V_SNAPSHOT => CachedValue::Snapshot(Document(r.map(0)?)),
@@ -355,18 +433,11 @@ pub fn decode_fresh(bytes: &[u8]) -> Result<(Slot, Option<Freshness>), DecodeErr
             return Err(DecodeError::UnknownTag { tag, at: r.pos - 1 });
         }
     };
+    let trailer_allowed = Format::of(bytes[2]) == Some(Format::V1);
     let freshness = match &bytes[r.pos..] {
-        [] => None,
-        [T_FRESHNESS, rest @ ..] if rest.len() == TRAILER_LEN - 1 => {
-            let stamp = |at: usize| {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&rest[at..at + 8]);
-                i64::from_be_bytes(b)
-            };
-            Some(Freshness {
-                written_ms: stamp(0),
-                fresh_until_ms: stamp(8),
-            })
+        [] => header_stamps,
+        [T_FRESHNESS, rest @ ..] if trailer_allowed && rest.len() == TRAILER_LEN - 1 => {
+            Some(stamps_of(rest))
         }
         _ => {
             return Err(DecodeError::Invalid {
@@ -383,6 +454,19 @@ pub fn decode_fresh(bytes: &[u8]) -> Result<(Slot, Option<Freshness>), DecodeErr
         }),
         freshness,
     ))
+}
+
+/// Two big-endian i64 millisecond stamps: written, fresh until.
+fn stamps_of(bytes: &[u8]) -> Freshness {
+    let stamp = |at: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&bytes[at..at + 8]);
+        i64::from_be_bytes(b)
+    };
+    Freshness {
+        written_ms: stamp(0),
+        fresh_until_ms: stamp(8),
+    }
 }
 
 fn zigzag(n: i64) -> u64 {
@@ -743,6 +827,83 @@ mod tests {
         let mut t = tombstone(4);
         t.push(0);
         assert!(matches!(decode_slot(&t), Err(DecodeError::Invalid { .. })));
+    }
+
+    proptest! {
+        #[test]
+        fn both_formats_decode_to_the_same_entry_and_order_alike(
+            value in cached(),
+            version in any::<u64>(),
+            other in any::<u64>(),
+            redacted in any::<bool>(),
+            written in any::<i64>(),
+            until in any::<i64>(),
+        ) {
+            let entry = Entry {
+                version,
+                redaction: if redacted { Redaction::Redacted } else { Redaction::Complete },
+                value,
+            };
+            let fresh = Freshness { written_ms: written, fresh_until_ms: until };
+            for freshness in [None, Some(fresh)] {
+                let v1 = encode_as(&entry, freshness, Format::V1);
+                let v2 = encode_as(&entry, freshness, Format::V2);
+                prop_assert_eq!(v2[2], 2);
+                let (slot1, f1) = decode_fresh(&v1).unwrap();
+                let (slot2, f2) = decode_fresh(&v2).unwrap();
+                prop_assert_eq!(&slot1, &Slot::Value(entry.clone()));
+                prop_assert_eq!(slot2, slot1);
+                prop_assert_eq!(f1, freshness);
+                prop_assert_eq!(f2, freshness);
+                // The version rule reads the two formats alike, both ways.
+                let t = tombstone(other);
+                for (a, b) in [(&v1, &v2), (&v2, &v1)] {
+                    prop_assert_eq!(replaces(Some(a), b), replaces(Some(a), &v1));
+                    prop_assert_eq!(replaces(Some(&t), b), replaces(Some(&t), &v1));
+                    prop_assert_eq!(replaces(Some(b), &t), replaces(Some(&v1), &t));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_format_2_entry_takes_no_trailer_and_a_format_3_one_is_unknown() {
+        let entry = Entry {
+            version: 3,
+            redaction: Redaction::Complete,
+            value: CachedValue::Flags(Flags::new()),
+        };
+        let stamps = Freshness {
+            written_ms: 1,
+            fresh_until_ms: 2,
+        };
+        let mut v2 = encode_as(&entry, Some(stamps), Format::V2);
+        // A format-1 trailer after a format-2 value is garbage.
+        let mut trailer = vec![T_FRESHNESS];
+        trailer.extend_from_slice(&[0; TRAILER_LEN - 1]);
+        let mut with_trailer = encode_as(&entry, None, Format::V2);
+        with_trailer.extend_from_slice(&trailer);
+        assert!(matches!(
+            decode_fresh(&with_trailer),
+            Err(DecodeError::Invalid { .. })
+        ));
+        // The header's stamps cut short.
+        assert!(matches!(
+            decode_fresh(&v2[..HEADER_LEN + 4]),
+            Err(DecodeError::Truncated { .. })
+        ));
+        v2[2] = 3;
+        assert_eq!(
+            decode_fresh(&v2),
+            Err(DecodeError::UnsupportedFormat { found: 3 })
+        );
+        // Flag bit 1 means nothing in format 1.
+        let mut v1 = encode(&entry);
+        v1[3] = FLAG_FRESH;
+        assert!(matches!(
+            decode_fresh(&v1),
+            Err(DecodeError::Invalid { at: 3, .. })
+        ));
     }
 
     #[test]

@@ -58,6 +58,10 @@ pub struct ManagerConfig {
     pub write_behind_capacity: usize,
     /// Whether write-behind keys may be served older than a write.
     pub stale_reads: StaleReads,
+    /// The entry format written; every format of this release is read
+    /// ([`Format`](crate::codec::Format)). Changed only in the second step
+    /// of a rolling upgrade, once every instance reads the new one.
+    pub entry_format: crate::codec::Format,
     /// How long a miss's lease on its key lasts: the fill of a source read
     /// slower than this is dropped.
     pub lease_ttl: Duration,
@@ -95,6 +99,7 @@ impl Default for ManagerConfig {
             source_timeout: DEFAULT_SOURCE_TIMEOUT,
             write_behind_capacity: 1024,
             stale_reads: StaleReads::Never,
+            entry_format: crate::codec::Format::V1,
             lease_ttl: Duration::from_secs(5),
             lease_wait: Duration::from_millis(50),
             replay_interval: Duration::from_millis(500),

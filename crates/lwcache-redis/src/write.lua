@@ -33,14 +33,18 @@ local function newer(a, b)
   return #a > #b or (#a == #b and a > b)
 end
 
--- The codec's entry header: "LW", format 1, flags with no bit but
--- "redacted" (1), then the version in bytes 5..12.
+-- The codec's entry header: "LW", format 1 or 2, flags ("redacted" 1, and
+-- in format 2 "stamps in the header" 2), then the version in bytes 5..12,
+-- the same in both formats.
 local function is_entry(bytes)
-  if #bytes < 12 or string.sub(bytes, 1, 2) ~= 'LW' or string.byte(bytes, 3) ~= 1 then
+  if #bytes < 12 or string.sub(bytes, 1, 2) ~= 'LW' then
     return false
   end
-  local flags = string.byte(bytes, 4)
-  return flags == 0 or flags == 1
+  local format, flags = string.byte(bytes, 3), string.byte(bytes, 4)
+  if format == 1 then
+    return flags == 0 or flags == 1
+  end
+  return format == 2 and flags >= 0 and flags <= 3
 end
 
 -- A tombstone is the header followed by exactly one byte 5.

@@ -20,6 +20,16 @@ pub fn entry(version: u64, tag: &str) -> Vec<u8> {
     })
 }
 
+/// The same entry in format 2, with freshness stamps in its header.
+pub fn entry_v2(version: u64, tag: &str) -> Vec<u8> {
+    let entry = codec::decode(&entry(version, tag)).expect("a valid entry");
+    let stamps = codec::Freshness {
+        written_ms: 1,
+        fresh_until_ms: i64::MAX,
+    };
+    codec::encode_as(&entry, Some(stamps), codec::Format::V2)
+}
+
 fn put(key: &CacheKey, bytes: Vec<u8>) -> Put {
     Put {
         key: key.clone(),

@@ -438,7 +438,7 @@ where
             return Put {
                 ttl: None,
                 key: key.clone(),
-                bytes: codec::encode(&entry),
+                bytes: codec::encode_as(&entry, None, self.config.entry_format),
             };
         };
         let now = self.now_ms();
@@ -450,7 +450,7 @@ where
         Put {
             ttl: Some(ttl.saturating_add(expiry.grace)),
             key: key.clone(),
-            bytes: codec::encode_fresh(&entry, freshness),
+            bytes: codec::encode_as(&entry, Some(freshness), self.config.entry_format),
         }
     }
 

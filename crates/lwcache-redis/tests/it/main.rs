@@ -21,6 +21,7 @@ mod restart;
 mod server_info;
 mod specific;
 mod support;
+mod upgrade;
 
 mod standalone {
     use crate::support::standalone_harness;

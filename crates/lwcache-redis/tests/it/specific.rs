@@ -14,7 +14,7 @@ use lwcache_memory::MemoryRepository;
 use lwcache_redis::{RedisConfig, RedisStore, Topology};
 use lwcache_testkit::decorators::Gated;
 use lwcache_testkit::fixtures::{character, doc, fresh_world};
-use lwcache_testkit::store::entry;
+use lwcache_testkit::store::{entry, entry_v2};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 use tokio::sync::Mutex;
@@ -296,8 +296,9 @@ async fn lost_scripts_are_reloaded(t: &Target) {
 /// The script's replace rule on raw bytes is the codec's: for each pair of
 /// what a key holds and what a commit puts, the put lands exactly when
 /// `codec::replaces` says so. The pairs cover versions past 2^53 and ones
-/// that differ only in a low or a high byte, tombstones, and bytes that are
-/// not entries (no magic, short, another format, unknown flags).
+/// that differ only in a low or a high byte, tombstones, both entry formats,
+/// and bytes that are not entries (no magic, short, an unknown format,
+/// unknown flags).
 async fn the_script_replaces_as_the_codec_does(t: &Target) {
     let store = t.store().await;
     let probe = t.probe().await;
@@ -322,6 +323,13 @@ async fn the_script_replaces_as_the_codec_does(t: &Target) {
         with_byte(entry(2, "a"), 2, 9),
         with_byte(entry(2, "a"), 3, 0x80),
         with_byte(entry(2, "a"), 3, 1),
+        // Format 2, with its stamps in the header, and a format-2 tombstone;
+        // flag bit 1 is format 2's only, and format 3 is not read.
+        entry_v2(2, "b"),
+        entry_v2(256, "b"),
+        with_byte(codec::tombstone(256), 2, 2),
+        with_byte(entry(2, "a"), 3, 2),
+        with_byte(entry_v2(2, "b"), 2, 3),
     ];
     let mut n = 0;
     for current in samples.iter().map(Some).chain([None]) {
