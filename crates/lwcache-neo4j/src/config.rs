@@ -1,6 +1,7 @@
 //! How to reach Neo4j.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lwcache_core::DEFAULT_SOURCE_TIMEOUT;
@@ -32,6 +33,7 @@ pub struct Neo4jConfig {
     query_timeout: Duration,
     max_connections: usize,
     limits: DocumentLimits,
+    ca_file: Option<PathBuf>,
 }
 
 impl fmt::Debug for Neo4jConfig {
@@ -45,6 +47,7 @@ impl fmt::Debug for Neo4jConfig {
             .field("query_timeout", &self.query_timeout)
             .field("max_connections", &self.max_connections)
             .field("limits", &self.limits)
+            .field("ca_file", &self.ca_file)
             .finish()
     }
 }
@@ -66,7 +69,21 @@ impl Neo4jConfig {
             query_timeout: DEFAULT_SOURCE_TIMEOUT,
             max_connections: 16,
             limits: CachePolicy::default().limits,
+            ca_file: None,
         }
+    }
+
+    /// Trusts the CA certificate(s) in the PEM file `path` instead of the
+    /// system's roots, for `bolt+s://` and `neo4j+s://` (`+ssc` checks no
+    /// certificate, and the plain schemes have no TLS).
+    pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.ca_file = Some(path.into());
+        self
+    }
+
+    /// The CA file to trust, if any.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
     }
 
     /// Sets the user and password.
@@ -188,6 +205,11 @@ impl Neo4jConfig {
         if self.max_connections == 0 {
             return Err(invalid("the pool needs at least one connection".to_owned()));
         }
+        if self.ca_file.is_some() && !scheme.ends_with("+s") {
+            return Err(invalid(format!(
+                "a CA file is used by bolt+s:// and neo4j+s:// only, not {scheme}://"
+            )));
+        }
         Ok(())
     }
 
@@ -230,6 +252,22 @@ mod tests {
             let err = Neo4jConfig::new(uri).validate().unwrap_err();
             assert!(err.to_string().contains(needle), "{uri}: {err}");
             assert!(!err.to_string().contains("secret"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_ca_file_goes_with_a_verifying_tls_scheme_only() {
+        for uri in ["bolt+s://h:7687", "neo4j+s://h:7687"] {
+            let config = Neo4jConfig::new(uri).with_ca_file("/ca.pem");
+            assert_eq!(config.validate(), Ok(()), "{uri}");
+            assert_eq!(config.ca_file(), Some(Path::new("/ca.pem")));
+        }
+        for uri in ["bolt://h:7687", "neo4j://h:7687", "bolt+ssc://h:7687"] {
+            let err = Neo4jConfig::new(uri)
+                .with_ca_file("/ca.pem")
+                .validate()
+                .unwrap_err();
+            assert!(err.to_string().contains("CA file"), "{uri}: {err}");
         }
     }
 

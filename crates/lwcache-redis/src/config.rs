@@ -65,6 +65,9 @@ pub enum ConfigError {
     /// A CA certificate was given for a connection without TLS.
     #[error("a CA certificate was given but the URL is redis://, not rediss://")]
     CaWithoutTls,
+    /// A client certificate was given for a connection without TLS.
+    #[error("a client certificate was given but the URL is redis://, not rediss://")]
+    ClientCertWithoutTls,
 }
 
 /// One Redis server's address.
@@ -109,6 +112,9 @@ pub struct RedisConfig {
     /// The PEM certificate(s) of the CA to trust instead of the system's
     /// roots, for TLS only.
     pub ca_cert_pem: Option<Vec<u8>>,
+    /// The client's PEM certificate chain and private key, for servers that
+    /// authenticate clients by certificate (mutual TLS); TLS only.
+    pub client_cert_pem: Option<ClientCert>,
     /// The ACL user, if not `default`.
     pub username: Option<String>,
     /// The password.
@@ -130,12 +136,29 @@ impl fmt::Debug for RedisConfig {
             .field("topology", &self.topology)
             .field("tls", &self.tls)
             .field("ca_cert_pem", &self.ca_cert_pem.as_ref().map(|_| "<pem>"))
+            .field("client_cert_pem", &self.client_cert_pem)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("database", &self.database)
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .finish()
+    }
+}
+
+/// A client certificate chain and its private key, both PEM. `Debug`
+/// prints neither.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClientCert {
+    /// The certificate chain, the client's own certificate first.
+    pub cert_pem: Vec<u8>,
+    /// The private key of the first certificate.
+    pub key_pem: Vec<u8>,
+}
+
+impl fmt::Debug for ClientCert {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClientCert(<pem>)")
     }
 }
 
@@ -207,6 +230,7 @@ impl RedisConfig {
             topology: Topology::Standalone(p.node),
             tls: p.tls,
             ca_cert_pem: None,
+            client_cert_pem: None,
             username: p.username,
             password: p.password,
             database: p.database,
@@ -251,6 +275,7 @@ impl RedisConfig {
             topology: Topology::Cluster(nodes),
             tls: first.tls,
             ca_cert_pem: None,
+            client_cert_pem: None,
             username: first.username,
             password: first.password,
             database: 0,
@@ -290,6 +315,33 @@ impl RedisConfig {
         self
     }
 
+    /// Presents the PEM certificate chain `cert_pem` and its private key
+    /// `key_pem` to servers that ask for a client certificate (mutual TLS).
+    /// The PEM is parsed when the store connects.
+    pub fn with_client_cert_pem(mut self, cert_pem: Vec<u8>, key_pem: Vec<u8>) -> Self {
+        self.client_cert_pem = Some(ClientCert { cert_pem, key_pem });
+        self
+    }
+
+    /// The certificates redis-rs takes, `None` when neither a CA nor a
+    /// client certificate is given (the system's roots, no client
+    /// certificate).
+    pub(crate) fn tls_certificates(&self) -> Option<redis::TlsCertificates> {
+        if self.ca_cert_pem.is_none() && self.client_cert_pem.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self
+                .client_cert_pem
+                .as_ref()
+                .map(|c| redis::ClientTlsConfig {
+                    client_cert: c.cert_pem.clone(),
+                    client_key: c.key_pem.clone(),
+                }),
+            root_cert: self.ca_cert_pem.clone(),
+        })
+    }
+
     /// Checks what the constructors cannot see: settings changed afterwards.
     pub fn validate(&self) -> Result<(), ConfigError> {
         match &self.topology {
@@ -318,6 +370,9 @@ impl RedisConfig {
         }
         if self.ca_cert_pem.is_some() && !self.tls {
             return Err(ConfigError::CaWithoutTls);
+        }
+        if self.client_cert_pem.is_some() && !self.tls {
+            return Err(ConfigError::ClientCertWithoutTls);
         }
         Ok(())
     }

@@ -20,16 +20,22 @@
 //!   the background after [`RedisStore::connect_in_background`] returned,
 //!   so that a service can start while Redis is down (`link.rs`).
 //!
+//! - [`ServerProbe`] reads a server's eviction policy and memory use and
+//!   judges them against what the protocol keeps (`server_info.rs`).
+//!
 //! `docs/redis-adapter.md` explains each mapping and the server settings
 //! the adapter relies on.
 
 mod config;
 mod feed;
 mod link;
+mod server_info;
 mod store;
 
 pub use config::{
-    ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, Node, RedisConfig, Topology,
+    ClientCert, ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, Node, RedisConfig,
+    Topology,
 };
 pub use feed::{CHANNEL, DEFAULT_HEARTBEAT, RedisFeed};
+pub use server_info::{Eviction, NEARLY_FULL_PERCENT, NodeMemory, ServerProbe};
 pub use store::{ConnectError, RedisStore};

@@ -292,15 +292,11 @@ impl Conn {
 /// Opens the connection `config` names (not bounded: callers bound it by
 /// the connect timeout).
 pub(crate) async fn open(config: &RedisConfig) -> redis::RedisResult<Conn> {
-    let certs = |pem: &Vec<u8>| redis::TlsCertificates {
-        client_tls: None,
-        root_cert: Some(pem.clone()),
-    };
     match &config.topology {
         Topology::Standalone(node) => {
             let info = config.connection_info(node)?;
-            let client = match &config.ca_cert_pem {
-                Some(pem) => redis::Client::build_with_tls(info, certs(pem))?,
+            let client = match config.tls_certificates() {
+                Some(certs) => redis::Client::build_with_tls(info, certs)?,
                 None => redis::Client::open(info)?,
             };
             let manager = ConnectionManagerConfig::new()
@@ -325,8 +321,8 @@ pub(crate) async fn open(config: &RedisConfig) -> redis::RedisResult<Conn> {
             if let Some(password) = &config.password {
                 builder = builder.password(password);
             }
-            if let Some(pem) = &config.ca_cert_pem {
-                builder = builder.certs(certs(pem));
+            if let Some(certs) = config.tls_certificates() {
+                builder = builder.certs(certs);
             }
             let conn = builder.build()?.get_async_connection().await?;
             Ok(Conn::Cluster(conn))

@@ -12,7 +12,9 @@ use lwcache_memory::{MemoryRepository, MemoryStore};
 use lwcache_neo4j::{Neo4jConfig, Neo4jError, Neo4jRepository};
 use lwcache_redis::{RedisConfig, RedisStore};
 
-use crate::config::{BackendSettings, BreakerSettings, ReadSettings, WriteModes};
+use crate::config::{
+    self, BackendSettings, BreakerSettings, PolicySettings, ReadSettings, RedisTls, WriteModes,
+};
 
 /// A cache store chosen at run time.
 pub type DynStore = Arc<dyn CacheStore>;
@@ -81,6 +83,11 @@ pub struct Backends {
     pub reads: ReadSettings,
     /// The circuit breaker around the cache store.
     pub breaker: BreakerSettings,
+    /// TTLs, top-k, deadlines and the write-behind queue.
+    pub policy: PolicySettings,
+    /// How Redis is reached, when it is the store: for the server checks
+    /// of `redis_check`.
+    pub redis: Option<RedisConfig>,
     /// What never reaches the cache.
     pub privacy: lwcache_domain::SensitivityPolicy,
 }
@@ -120,6 +127,64 @@ pub enum BackendError {
     /// The manager's configuration is invalid.
     #[error("invalid cache policy")]
     Policy(#[source] PolicyError),
+    /// A file a setting names could not be read.
+    #[error("{setting}: cannot read {path}")]
+    File {
+        /// The setting, in every source's spelling.
+        setting: String,
+        /// The file.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// Reads the file `path` that the setting `names` names.
+pub(crate) fn read_setting_file(
+    path: &std::path::Path,
+    names: crate::config::Names,
+) -> Result<Vec<u8>, BackendError> {
+    std::fs::read(path).map_err(|source| BackendError::File {
+        setting: names.spelled(),
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Checks that the file a setting names holds PEM certificates: the driver
+/// that reads it later skips what it cannot parse.
+fn check_pem_certificates(
+    path: &std::path::Path,
+    names: config::Names,
+) -> Result<(), BackendError> {
+    let pem = read_setting_file(path, names)?;
+    let text = String::from_utf8_lossy(&pem);
+    if text.contains("-----BEGIN CERTIFICATE-----") {
+        Ok(())
+    } else {
+        Err(BackendError::File {
+            setting: names.spelled(),
+            path: path.display().to_string(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "no PEM certificate in the file",
+            ),
+        })
+    }
+}
+
+/// Adds the CA and client certificate the settings name to `config`.
+fn with_tls_files(mut config: RedisConfig, tls: &RedisTls) -> Result<RedisConfig, BackendError> {
+    if let Some(path) = &tls.ca_file {
+        config = config.with_ca_cert_pem(read_setting_file(path, config::tls::REDIS_CA_FILE)?);
+    }
+    if let Some(files) = &tls.client {
+        config = config.with_client_cert_pem(
+            read_setting_file(&files.cert, config::tls::REDIS_CLIENT_CERT)?,
+            read_setting_file(&files.key, config::tls::REDIS_CLIENT_KEY)?,
+        );
+    }
+    Ok(config)
 }
 
 /// A URL with any password replaced by `***`, for messages and banners.
@@ -171,9 +236,9 @@ impl Backends {
     pub async fn open(settings: &BackendSettings) -> Result<Backends, BackendError> {
         let redis = match (&settings.redis_url, &settings.redis_cluster) {
             (Some(url), _) => Some((
-                redact_url(url),
-                RedisConfig::from_url(url),
-                CacheKind::Redis(redact_url(url)),
+                url.redacted(),
+                RedisConfig::from_url(url.expose()),
+                CacheKind::Redis(url.redacted()),
             )),
             (None, Some(urls)) => Some((
                 urls.redacted(),
@@ -182,6 +247,7 @@ impl Backends {
             )),
             (None, None) => None,
         };
+        let mut redis_config = None;
         let (store, cache): (DynStore, CacheKind) = match redis {
             None => (Arc::new(MemoryStore::new()), CacheKind::Memory),
             Some((shown, config, kind)) => {
@@ -189,8 +255,15 @@ impl Backends {
                     url: shown.clone(),
                     source,
                 };
-                let config = config.map_err(|e| err(e.into()))?;
+                // The manager's cache timeout owns the deadline; the
+                // connection's backstop stays above it.
+                let config = config.map_err(|e| err(e.into()))?.with_response_timeout(
+                    lwcache_redis::DEFAULT_RESPONSE_TIMEOUT
+                        .max(settings.policy.cache_timeout.saturating_mul(2)),
+                );
+                let config = with_tls_files(config, &settings.redis_tls)?;
                 let store = open_redis(&config).await.map_err(|e| err(e.into()))?;
+                redis_config = Some(config);
                 (Arc::new(store), kind)
             }
         };
@@ -199,6 +272,14 @@ impl Backends {
             Some(neo4j) => {
                 let shown = redact_url(&neo4j.uri);
                 let mut config = Neo4jConfig::new(neo4j.uri.clone());
+                // What runs without the manager (bulk loads, the schema
+                // step) is bounded by the same source timeout.
+                let connect = config.connect_timeout();
+                config = config.with_timeouts(connect, settings.policy.source_timeout);
+                if let Some(ca) = &neo4j.ca_file {
+                    check_pem_certificates(ca, config::tls::NEO4J_CA_FILE)?;
+                    config = config.with_ca_file(ca.clone());
+                }
                 if neo4j.user.is_some() || neo4j.password.is_some() {
                     config = config.with_credentials(
                         neo4j.user.clone().unwrap_or_else(|| "neo4j".to_owned()),
@@ -226,6 +307,8 @@ impl Backends {
             write_mode: settings.write_mode,
             reads: settings.reads,
             breaker: settings.breaker,
+            policy: settings.policy,
+            redis: redis_config,
             privacy: settings.privacy.clone(),
         })
     }
@@ -242,6 +325,7 @@ impl Backends {
             breaker_open: self.breaker.open,
             ..ManagerConfig::default()
         };
+        self.policy.apply(&mut config);
         if self.write_mode == WriteModes::Invalidate {
             let policy = &mut config.policy;
             for key in [

@@ -5,41 +5,34 @@
     reason = "this module is the program's output: banners and summaries go to stdout"
 )]
 
-use std::io::{IsTerminal, Write as _};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
-use lwcache_core::metrics::Both;
-use lwcache_core::{Counters, SourceError};
+use lwcache_core::SourceError;
 use lwcache_demo::DemoSpec;
 use lwcache_domain::{WorldError, WorldId};
 use lwcache_service::backend::{Backends, DEMO_WORLD};
-use lwcache_service::config::{self, ClusterUrls, Layer, Secret, Settings, WriteModes, resolve};
-use lwcache_service::demo::{self, DemoOptions, DemoReport, Stop};
+use lwcache_service::config::{
+    self, ClusterUrls, Layer, RedisUrl, Secret, Settings, WriteModes, resolve,
+};
 use lwcache_service::server::{self, Ready};
 use lwcache_service::telemetry::{Telemetry, TelemetryConfig};
 
+mod players;
+
 const ENV_HELP: &str = "\
-Every backend flag can also come from the environment or a TOML file (--config FILE
-or LWCACHE_CONFIG); flags beat the environment, which beats the file:
-  LWCACHE_LISTEN, LWCACHE_REDIS_URL, LWCACHE_REDIS_CLUSTER (comma-separated),
-  LWCACHE_NEO4J_URI, LWCACHE_NEO4J_USER, LWCACHE_NEO4J_PASSWORD, LWCACHE_WRITE_MODE,
-  LWCACHE_AUTH_TOKEN, LWCACHE_MAX_BODY_BYTES, LWCACHE_FAIL_SAFE_GRACE_MS,
-  LWCACHE_TTL_JITTER_PERCENT, LWCACHE_NEGATIVE_TTL_MS, LWCACHE_LEASE_WAIT_MS,
-  LWCACHE_BREAKER_FAILURES, LWCACHE_BREAKER_OPEN_MS, LWCACHE_ADMIN_TOKEN,
-  LWCACHE_PRIVACY_SENSITIVE_NAMES, LWCACHE_PRIVACY_SENSITIVE_PREFIXES,
-  LWCACHE_PRIVACY_PRIVATE_EVENT_KINDS, LWCACHE_PRIVACY_ALLOW_<KIND> (a [privacy] table in the file).
-The file uses the same names in lower case without the prefix
-(listen, redis_url, redis_cluster (an array of URLs), neo4j_uri, neo4j_user,
-neo4j_password, write_mode, auth_token, max_body_bytes, fail_safe_grace_ms,
-ttl_jitter_percent, negative_ttl_ms, lease_wait_ms, breaker_failures,
-breaker_open_ms).
+Every flag can also come from the environment (LWCACHE_ and the flag's name in upper
+case: --redis-ca-file is LWCACHE_REDIS_CA_FILE) or a TOML file (--config FILE or
+LWCACHE_CONFIG; the flag's name in lower case with underscores: redis_ca_file); flags
+beat the environment, which beats the file. LWCACHE_REDIS_CLUSTER is comma-separated,
+redis_cluster an array of URLs. serve --print-config prints the resolved settings as
+such a file, secrets masked. Privacy: LWCACHE_PRIVACY_SENSITIVE_NAMES,
+LWCACHE_PRIVACY_SENSITIVE_PREFIXES, LWCACHE_PRIVACY_PRIVATE_EVENT_KINDS,
+LWCACHE_PRIVACY_ALLOW_<KIND> (a [privacy] table in the file).
 Logs go to stderr, filtered by RUST_LOG (default info). Metrics are served at /metrics;
 OTEL_EXPORTER_OTLP_ENDPOINT (and the other OTEL_* variables) also export metrics and
 traces by OTLP/HTTP.";
@@ -85,24 +78,83 @@ struct BackendArgs {
     /// The Neo4j password.
     #[arg(long, value_name = "PASSWORD")]
     neo4j_password: Option<String>,
+    /// The CA certificate(s) to trust for bolt+s:// and neo4j+s://, a PEM
+    /// file [default: the system's roots].
+    #[arg(long, value_name = "FILE")]
+    neo4j_ca_file: Option<PathBuf>,
     /// How writes update the cache: `spec` (write-through, write-behind for
     /// timelines) or `invalidate` (delete, refill on the next read).
     #[arg(long, value_name = "MODE")]
     write_mode: Option<WriteModes>,
+    /// The CA certificate(s) to trust for rediss://, a PEM file [default:
+    /// the system's roots].
+    #[arg(long, value_name = "FILE")]
+    redis_ca_file: Option<PathBuf>,
+    /// A client certificate chain to present to Redis (mutual TLS), a PEM
+    /// file; needs --redis-client-key.
+    #[arg(long, value_name = "FILE")]
+    redis_client_cert: Option<PathBuf>,
+    /// The client certificate's private key, a PEM file.
+    #[arg(long, value_name = "FILE")]
+    redis_client_key: Option<PathBuf>,
+    #[command(flatten)]
+    policy: PolicyArgs,
     #[command(flatten)]
     privacy: config::privacy::PrivacyArgs,
+}
+
+/// The cache policy and the manager's deadlines.
+#[derive(Debug, Args)]
+struct PolicyArgs {
+    /// The world snapshot's TTL in ms; 0 for none [default: 3600000].
+    #[arg(long, value_name = "MS")]
+    state_ttl_ms: Option<u64>,
+    /// The flags' TTL in ms; 0 for none [default: 0].
+    #[arg(long, value_name = "MS")]
+    flags_ttl_ms: Option<u64>,
+    /// An entity's TTL in ms; 0 for none [default: 3600000].
+    #[arg(long, value_name = "MS")]
+    entity_ttl_ms: Option<u64>,
+    /// A recent timeline's TTL in ms, at least 1 [default: 300000].
+    #[arg(long, value_name = "MS")]
+    timeline_ttl_ms: Option<u64>,
+    /// How many events a recent timeline caches, 1 to 1000 [default: 20].
+    #[arg(long, value_name = "K")]
+    timeline_top_k: Option<u64>,
+    /// The deadline of every cache call, in ms [default: 250].
+    #[arg(long, value_name = "MS")]
+    cache_timeout_ms: Option<u64>,
+    /// The deadline of every source call, in ms [default: 5000].
+    #[arg(long, value_name = "MS")]
+    source_timeout_ms: Option<u64>,
+    /// How many write-behind updates may wait before they become
+    /// invalidations [default: 1024].
+    #[arg(long, value_name = "N")]
+    write_behind_capacity: Option<u64>,
 }
 
 impl BackendArgs {
     fn layer(&self) -> Result<Layer, config::ConfigError> {
         Ok(Layer {
-            redis_url: self.redis_url.clone(),
+            redis_url: self.redis_url.clone().map(RedisUrl::from),
             redis_cluster: (!self.redis_cluster.is_empty())
                 .then(|| ClusterUrls::new(self.redis_cluster.iter().cloned())),
             neo4j_uri: self.neo4j_uri.clone(),
             neo4j_user: self.neo4j_user.clone(),
             neo4j_password: self.neo4j_password.clone().map(Secret::new),
+            neo4j_ca_file: self.neo4j_ca_file.clone(),
             write_mode: self.write_mode,
+            redis_ca_file: self.redis_ca_file.clone(),
+            redis_client_cert: self.redis_client_cert.clone(),
+            redis_client_key: self.redis_client_key.clone(),
+            state_ttl_ms: self.policy.state_ttl_ms,
+            flags_ttl_ms: self.policy.flags_ttl_ms,
+            entity_ttl_ms: self.policy.entity_ttl_ms,
+            timeline_ttl_ms: self.policy.timeline_ttl_ms,
+            timeline_top_k: self.policy.timeline_top_k,
+            cache_timeout_ms: self.policy.cache_timeout_ms,
+            source_timeout_ms: self.policy.source_timeout_ms,
+            write_behind_capacity: self.policy.write_behind_capacity,
             privacy: self.privacy.layer()?,
             ..Layer::default()
         })
@@ -133,6 +185,15 @@ struct ServeArgs {
     /// again, in milliseconds [default: 1000].
     #[arg(long, value_name = "MS")]
     breaker_open_ms: Option<u64>,
+    /// Serve HTTPS with this PEM certificate chain; needs --tls-key.
+    #[arg(long, value_name = "FILE")]
+    tls_cert: Option<PathBuf>,
+    /// The HTTPS certificate's private key, a PEM file.
+    #[arg(long, value_name = "FILE")]
+    tls_key: Option<PathBuf>,
+    /// Print the resolved configuration as TOML, secrets masked, and exit.
+    #[arg(long)]
+    print_config: bool,
     #[command(flatten)]
     reads: ReadArgs,
 }
@@ -262,6 +323,8 @@ fn run(cli: Cli) -> Result<()> {
                     lease_wait_ms: a.reads.lease_wait_ms,
                     breaker_failures: a.breaker_failures,
                     breaker_open_ms: a.breaker_open_ms,
+                    tls_cert: a.tls_cert.clone(),
+                    tls_key: a.tls_key.clone(),
                     ..a.backends.layer()?
                 },
                 cli.config.clone(),
@@ -270,11 +333,18 @@ fn run(cli: Cli) -> Result<()> {
             Command::Seed(a) => (a.backends.layer()?, cli.config.clone()),
         };
         let settings = settings(&flags, config_path)?;
+        if let Command::Serve(ServeArgs {
+            print_config: true, ..
+        }) = &cli.command
+        {
+            print!("{}", config::print::to_toml(&settings));
+            return Ok(());
+        }
         let telemetry =
             Telemetry::install(&TelemetryConfig::from_env()).context("installing telemetry")?;
         match cli.command {
             Command::Serve(_) => serve(settings, telemetry).await,
-            Command::Demo(args) => run_demo(settings, telemetry, args).await,
+            Command::Demo(args) => players::run_demo(settings, telemetry, args).await,
             Command::Seed(args) => seed(settings, telemetry, args).await,
         }
     })
@@ -298,7 +368,8 @@ fn settings(flags: &Layer, config_path: Option<PathBuf>) -> Result<Settings> {
 
 async fn serve(settings: Settings, telemetry: Telemetry) -> Result<()> {
     server::serve(settings, telemetry, |ready: &Ready| {
-        println!("lwcache: listening on http://{}", ready.addr);
+        let scheme = if ready.https { "https" } else { "http" };
+        println!("lwcache: listening on {scheme}://{}", ready.addr);
         println!("  cache:  {}", ready.cache);
         println!("  source: {}", ready.source);
         if let Some(version) = ready.demo_loaded {
@@ -306,166 +377,18 @@ async fn serve(settings: Settings, telemetry: Telemetry) -> Result<()> {
                 "  NOTHING PERSISTS: the repository lives in this process and is lost when it exits."
             );
             println!(
-                "  the demo world is loaded (version {version}): curl http://{}/v1/worlds/{DEMO_WORLD}/state",
+                "  the demo world is loaded (version {version}): curl {scheme}://{}/v1/worlds/{DEMO_WORLD}/state",
                 ready.addr
             );
         }
         if ready.auth {
             println!("  every /v1 route requires Authorization: Bearer <token>");
         }
-        println!("  API: http://{}/openapi.json; stop with Ctrl-C or SIGTERM", ready.addr);
+        println!("  API: {scheme}://{}/openapi.json; stop with Ctrl-C or SIGTERM", ready.addr);
     })
     .await?;
     println!("lwcache: stopped");
     Ok(())
-}
-
-/// Draws a progress bar on stderr while `done` grows, when stderr is a
-/// terminal; otherwise stays quiet.
-fn progress(
-    done: Arc<AtomicU64>,
-    stop: Stop,
-    finished: Arc<AtomicBool>,
-) -> std::thread::JoinHandle<()> {
-    std::thread::spawn(move || {
-        if !std::io::stderr().is_terminal() {
-            return;
-        }
-        let started = std::time::Instant::now();
-        let width = 30usize;
-        loop {
-            let turns = done.load(Ordering::Relaxed);
-            let (fraction, label) = match stop {
-                Stop::Turns(n) => (turns as f64 / n.max(1) as f64, format!("{turns}/{n} turns")),
-                Stop::After(d) => {
-                    let e = started.elapsed();
-                    (
-                        e.as_secs_f64() / d.as_secs_f64(),
-                        format!(
-                            "{:.0}/{:.0} s, {turns} turns",
-                            e.as_secs_f64(),
-                            d.as_secs_f64()
-                        ),
-                    )
-                }
-            };
-            let filled = ((fraction.clamp(0.0, 1.0)) * width as f64) as usize;
-            let mut err = std::io::stderr().lock();
-            let _ = write!(
-                err,
-                "\r[{}{}] {label}   ",
-                "#".repeat(filled),
-                "-".repeat(width - filled)
-            );
-            let _ = err.flush();
-            if finished.load(Ordering::Relaxed) {
-                let _ = writeln!(err);
-                return;
-            }
-            drop(err);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    })
-}
-
-async fn run_demo(settings: Settings, telemetry: Telemetry, args: DemoArgs) -> Result<()> {
-    if args.players == 0 {
-        bail!("--players must be at least 1");
-    }
-    if !(0.0..=1.0).contains(&args.write_ratio) {
-        bail!(
-            "--write-ratio must be between 0 and 1, not {}",
-            args.write_ratio
-        );
-    }
-    let world = WorldId::new(args.world.clone()).context("--world")?;
-    let stop = match (args.turns, args.duration) {
-        (Some(n), _) => Stop::Turns(n),
-        (None, Some(d)) => Stop::After(d),
-        (None, None) => Stop::After(Duration::from_secs(10)),
-    };
-    let backends = Backends::open(&settings.backends).await?;
-    let counters = Arc::new(Counters::new());
-    let manager = backends.manager(Arc::new(Both(Arc::clone(&counters), telemetry.metrics())))?;
-    let spec = DemoSpec::standard();
-    if let Some(version) = backends.ensure_demo(&world, &spec).await? {
-        eprintln!("loaded the demo world as {world} (version {version})");
-    }
-    let warm = manager.activate(&world).await?;
-    let done = Arc::new(AtomicU64::new(0));
-    let finished = Arc::new(AtomicBool::new(false));
-    let bar = progress(Arc::clone(&done), stop, Arc::clone(&finished));
-    let options = DemoOptions {
-        world,
-        spec,
-        stop,
-        players: args.players,
-        write_ratio: args.write_ratio,
-        seed: args.seed,
-    };
-    let report = demo::run(&manager, &options, done).await;
-    finished.store(true, Ordering::Relaxed);
-    let _ = bar.join();
-    manager.shutdown().await;
-    print_summary(
-        &report,
-        &counters.snapshot(),
-        &backends,
-        args.players,
-        warm.keys,
-    );
-    telemetry.shutdown();
-    if report.errors > 0 {
-        bail!("{} of {} turns failed", report.errors, report.turns);
-    }
-    Ok(())
-}
-
-fn print_summary(
-    report: &DemoReport,
-    c: &lwcache_core::CounterSnapshot,
-    backends: &Backends,
-    players: usize,
-    warmed_keys: usize,
-) {
-    let secs = report.elapsed.as_secs_f64();
-    println!(
-        "lwcache demo: {} turns by {players} players in {secs:.3} s ({:.0} turns/s) on {} over {}",
-        report.turns,
-        report.turns as f64 / secs.max(1e-9),
-        backends.cache,
-        backends.source,
-    );
-    println!(
-        "operations: {} (reads {}, writes {}, errors {})",
-        report.turns, report.reads, report.writes, report.errors
-    );
-    println!(
-        "cache: hits {}, misses {}, stale {}, fallbacks {}; hit ratio {:.1}%",
-        c.hits,
-        c.misses,
-        c.stale,
-        c.fallbacks,
-        DemoReport::hit_ratio(c) * 100.0
-    );
-    println!("invalidations: {}", c.invalidations);
-    println!(
-        "warm count: {} ({warmed_keys} keys at activation)",
-        c.warm_count
-    );
-    println!(
-        "{:<18} {:>8} {:>7} {:>10} {:>10}",
-        "operation", "count", "errors", "p50 ms", "p99 ms"
-    );
-    for (name, s) in &report.latencies {
-        println!(
-            "{name:<18} {:>8} {:>7} {:>10.3} {:>10.3}",
-            s.count,
-            s.errors,
-            s.p50.as_secs_f64() * 1000.0,
-            s.p99.as_secs_f64() * 1000.0
-        );
-    }
 }
 
 async fn seed(settings: Settings, telemetry: Telemetry, args: SeedArgs) -> Result<()> {

@@ -8,7 +8,8 @@
 //!   "serving": "cache_and_source" | "source" | "cache" | "nothing",
 //!   "reason": null | "cache_unreachable" | "breaker_open" | "source_unreachable"
 //!             | "cache_and_source_unreachable",
-//!   "cache":  { "backend": "...", "ok": true | false, "error": "...", "breaker": "closed" | "half_open" | "open" },
+//!   "cache":  { "backend": "...", "ok": true | false, "error": "...", "breaker": "closed" | "half_open" | "open",
+//!               "eviction": { "ok": true | false | null, "warnings": ["..."], "nodes": [...] } },
 //!   "source": { "backend": "...", "ok": true | false, "error": "..." } }
 //! ```
 //!
@@ -17,9 +18,16 @@
 //! `ready`. With the source down and the cache answering, cached reads are
 //! still served (and entries past their TTL as fail-safe answers) while
 //! writes and misses fail: `degraded`, `serving: "cache"`.
+//!
+//! On Redis, `cache.eviction` says whether its memory settings may lose
+//! keys the protocol keeps ([`EvictionCheck`]): a warning, not a state, so
+//! it changes neither `status` nor the HTTP status.
+
+use std::sync::Arc;
 
 use axum::http::StatusCode;
 use lwcache_core::{BreakerState, CacheError, SourceError};
+use lwcache_redis::{Eviction, NodeMemory, RedisConfig, ServerProbe};
 use serde_json::{Value as JsonValue, json};
 
 /// What the backends said, as the manager saw them.
@@ -143,6 +151,92 @@ impl Readiness {
     }
 }
 
+/// Redis's eviction policy and memory use, read at start (into the log)
+/// and on every `/readyz` (into `cache.eviction`).
+#[derive(Debug, Clone)]
+pub struct EvictionCheck(Arc<ServerProbe>);
+
+impl EvictionCheck {
+    /// A check of the Redis server or Cluster `config` names.
+    pub fn new(config: &RedisConfig) -> Self {
+        Self(Arc::new(ServerProbe::new(config)))
+    }
+
+    /// Asks the server(s); `cache.eviction`'s JSON.
+    pub async fn json(&self) -> JsonValue {
+        eviction_json(&self.0.memory().await)
+    }
+
+    /// Asks the server(s) and says in the log what may lose keys, what
+    /// could not be read, or that the settings are safe.
+    pub async fn log(&self) {
+        match self.0.memory().await {
+            Err(e) => {
+                tracing::info!(error = %e, "Redis's eviction policy could not be read now; /readyz reads it again");
+            }
+            Ok(nodes) => {
+                for n in &nodes {
+                    if let Some(refusal) = &n.config_refused {
+                        tracing::warn!(node = %n.node, %refusal, "CONFIG GET maxmemory-policy is refused (ACL); the policy is read from INFO memory");
+                    }
+                    match n.eviction() {
+                        Eviction::Safe => tracing::info!(
+                            node = %n.node,
+                            policy = n.policy.as_deref().unwrap_or(""),
+                            "Redis's eviction policy keeps what the protocol needs"
+                        ),
+                        other => {
+                            tracing::warn!(node = %n.node, warning = other.as_str(), "{other}")
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `cache.eviction`: `ok` is true when every node is safe, false when one
+/// may lose keys or is nearly full (each said in `warnings`), null when
+/// the settings could not be read.
+pub fn eviction_json(nodes: &Result<Vec<NodeMemory>, CacheError>) -> JsonValue {
+    let nodes = match nodes {
+        Err(e) => return json!({ "ok": null, "error": e.to_string() }),
+        Ok(nodes) => nodes,
+    };
+    let mut warnings = Vec::new();
+    let mut unknown = false;
+    let shown: Vec<JsonValue> = nodes
+        .iter()
+        .map(|n| {
+            let verdict = n.eviction();
+            match &verdict {
+                Eviction::Safe => {}
+                Eviction::NotVisible => unknown = true,
+                other => warnings.push(format!("{}: {other}", n.node)),
+            }
+            let mut node = json!({
+                "node": n.node,
+                "policy": n.policy,
+                "used_memory": n.used_memory,
+                "maxmemory": n.maxmemory,
+                "verdict": verdict.as_str(),
+            });
+            if let Some(refusal) = &n.config_refused {
+                node["config_refused"] = json!(refusal);
+            }
+            node
+        })
+        .collect();
+    let ok = if !warnings.is_empty() {
+        json!(false)
+    } else if unknown || nodes.is_empty() {
+        JsonValue::Null
+    } else {
+        json!(true)
+    };
+    json!({ "ok": ok, "warnings": warnings, "nodes": shown })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +297,49 @@ mod tests {
                 "{cache} {breaker:?} {source}"
             );
         }
+    }
+
+    fn memory(policy: &str, used: u64, max: u64) -> NodeMemory {
+        NodeMemory {
+            node: "127.0.0.1:6379".into(),
+            policy: Some(policy.into()),
+            config_refused: None,
+            used_memory: Some(used),
+            maxmemory: Some(max),
+        }
+    }
+
+    #[test]
+    fn the_eviction_field_warns_by_node_and_says_when_it_cannot_tell() {
+        let safe = eviction_json(&Ok(vec![memory("volatile-lru", 1, 10)]));
+        assert_eq!(safe["ok"], true);
+        assert_eq!(safe["warnings"], json!([]));
+        assert_eq!(safe["nodes"][0]["verdict"], "safe");
+
+        let mixed = eviction_json(&Ok(vec![
+            memory("volatile-lru", 1, 10),
+            memory("allkeys-lru", 1, 10),
+            memory("noeviction", 95, 100),
+        ]));
+        assert_eq!(mixed["ok"], false);
+        let warnings = mixed["warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 2, "{mixed}");
+        assert!(warnings[0].as_str().unwrap().contains("allkeys-lru"));
+        assert!(warnings[1].as_str().unwrap().contains("95"));
+        assert_eq!(mixed["nodes"][2]["verdict"], "nearly_full");
+
+        let hidden = NodeMemory {
+            policy: None,
+            config_refused: Some("NOPERM".into()),
+            ..memory("x", 0, 0)
+        };
+        let unknown = eviction_json(&Ok(vec![hidden]));
+        assert!(unknown["ok"].is_null(), "{unknown}");
+        assert_eq!(unknown["nodes"][0]["config_refused"], "NOPERM");
+
+        let down = eviction_json(&Err(CacheError::Unavailable("down".into())));
+        assert!(down["ok"].is_null());
+        assert!(down["error"].as_str().unwrap().contains("down"));
     }
 
     #[test]

@@ -1,14 +1,28 @@
 //! Running the service: open the backends, load the demo world on the
-//! embedded default, listen, and shut down in order on SIGTERM or Ctrl-C.
+//! embedded default, listen (plain HTTP, or HTTPS with rustls), and shut
+//! down in order on SIGTERM or Ctrl-C.
+//!
+//! Over HTTPS each TLS handshake runs in a task of its own, bounded by
+//! [`HANDSHAKE_TIMEOUT`]: a client that never completes one (a plain-HTTP
+//! request, a silent socket) holds up no other connection.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls;
+use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::server::TlsStream;
 
 use lwcache_demo::DemoSpec;
 use lwcache_domain::WorldId;
 
 use crate::backend::{BackendError, Backends, CacheKind, DEMO_WORLD, SourceKind};
-use crate::config::Settings;
+use crate::config::{HttpsSettings, Names, Settings, tls};
+use crate::readiness::EvictionCheck;
 use crate::routes::{ApiConfig, router};
 use crate::telemetry::Telemetry;
 
@@ -25,7 +39,12 @@ pub struct Ready {
     pub demo_loaded: Option<u64>,
     /// Whether `/v1` requires a bearer token.
     pub auth: bool,
+    /// Whether the listener serves HTTPS.
+    pub https: bool,
 }
+
+/// How long a client may take to complete its TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why the service stopped with an error; what failed underneath is the
 /// [`source`](std::error::Error::source).
@@ -49,6 +68,14 @@ pub enum ServeError {
     /// The server failed.
     #[error("the server failed")]
     Serve(#[source] std::io::Error),
+    /// The HTTPS certificate or key is unusable.
+    #[error("{setting}: {problem}")]
+    Https {
+        /// The setting, in every source's spelling.
+        setting: String,
+        /// What is wrong.
+        problem: String,
+    },
 }
 
 /// Runs the service until SIGTERM or Ctrl-C: then in-flight requests
@@ -59,6 +86,10 @@ pub async fn serve(
     on_ready: impl FnOnce(&Ready),
 ) -> Result<(), ServeError> {
     let backends = Backends::open(&settings.backends).await?;
+    let eviction = backends.redis.as_ref().map(EvictionCheck::new);
+    if let Some(check) = &eviction {
+        check.log().await;
+    }
     let telemetry = Arc::new(telemetry);
     let manager = backends.manager(telemetry.metrics())?;
     let demo_loaded = if backends.persistent() {
@@ -74,7 +105,8 @@ pub async fn serve(
         }
         version
     };
-    let listener = tokio::net::TcpListener::bind(settings.listen)
+    let tls = settings.https.as_ref().map(tls_acceptor).transpose()?;
+    let listener = TcpListener::bind(settings.listen)
         .await
         .map_err(|source| ServeError::Bind {
             addr: settings.listen,
@@ -99,6 +131,7 @@ pub async fn serve(
                     crate::telemetry::SCOPE,
                 ),
             ),
+            eviction,
         },
     );
     on_ready(&Ready {
@@ -107,11 +140,21 @@ pub async fn serve(
         source: backends.source.clone(),
         demo_loaded,
         auth: settings.auth_token.is_some(),
+        https: tls.is_some(),
     });
-    tracing::info!(%addr, "listening");
-    let served = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown_signal())
-        .await;
+    tracing::info!(%addr, https = tls.is_some(), "listening");
+    let served = match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+        Some(acceptor) => {
+            axum::serve(TlsListener::start(listener, acceptor), app)
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+        }
+    };
     tracing::info!("no longer accepting requests; draining the write-behind queue");
     manager.shutdown().await;
     drop(manager);
@@ -120,6 +163,98 @@ pub async fn serve(
         Err(_) => tracing::warn!("telemetry still in use at exit; not flushed"),
     }
     served.map_err(ServeError::Serve)
+}
+
+/// The server's TLS configuration from the PEM files `https` names.
+fn tls_acceptor(https: &HttpsSettings) -> Result<TlsAcceptor, ServeError> {
+    let unusable = |names: Names, problem: String| ServeError::Https {
+        setting: names.spelled(),
+        problem,
+    };
+    let cert_pem = crate::backend::read_setting_file(&https.cert, tls::TLS_CERT)?;
+    let key_pem = crate::backend::read_setting_file(&https.key, tls::TLS_KEY)?;
+    let chain = CertificateDer::pem_slice_iter(&cert_pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| unusable(tls::TLS_CERT, format!("not a PEM certificate chain: {e}")))?;
+    if chain.is_empty() {
+        return Err(unusable(
+            tls::TLS_CERT,
+            format!("{} holds no certificate", https.cert.display()),
+        ));
+    }
+    let key = PrivateKeyDer::from_pem_slice(&key_pem)
+        .map_err(|e| unusable(tls::TLS_KEY, format!("not a PEM private key: {e}")))?;
+    let mut config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| unusable(tls::TLS_KEY, format!("does not fit the certificate: {e}")))?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The HTTPS listener axum serves from: a task accepts TCP connections and
+/// runs each handshake in a task of its own; finished ones wait here.
+struct TlsListener {
+    local: SocketAddr,
+    ready: tokio::sync::mpsc::Receiver<(TlsStream<TcpStream>, SocketAddr)>,
+}
+
+impl TlsListener {
+    /// Accepts on `tcp` until this listener is dropped.
+    fn start(tcp: TcpListener, acceptor: TlsAcceptor) -> Self {
+        let local = tcp
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let (tx, ready) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    () = tx.closed() => return,
+                    accepted = tcp.accept() => match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            // Out of descriptors and the like: pause, as
+                            // axum's own listener does.
+                            tracing::warn!(error = %e, "accepting a connection failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                            continue;
+                        }
+                    },
+                };
+                let acceptor = acceptor.clone();
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            let _ = tx.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                        }
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Self { local, ready }
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = TlsStream<TcpStream>;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.ready.recv().await {
+            Some(pair) => pair,
+            // The accepting task ends only once this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
 }
 
 /// Resolves on Ctrl-C (SIGINT) or SIGTERM.

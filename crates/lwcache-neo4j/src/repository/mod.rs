@@ -68,6 +68,9 @@ impl Neo4jRepository {
         if let Some(db) = config.database() {
             builder = builder.db(db);
         }
+        if let Some(ca) = config.ca_file() {
+            builder = builder.with_client_certificate(ca);
+        }
         let driver_config = builder
             .build()
             .map_err(|e| Neo4jError::InvalidConfig(e.to_string()))?;

@@ -171,9 +171,41 @@ fn validation_catches_what_the_url_cannot_say() {
         Err(ConfigError::CaWithoutTls)
     );
     assert_eq!(
+        base.clone()
+            .with_client_cert_pem(b"cert".to_vec(), b"key".to_vec())
+            .validate(),
+        Err(ConfigError::ClientCertWithoutTls)
+    );
+    assert_eq!(
         base.with_database(-3).validate(),
         Err(ConfigError::InvalidDatabase("-3".into()))
     );
+}
+
+#[test]
+fn a_client_certificate_needs_tls_and_is_never_printed() {
+    let c = RedisConfig::from_url("rediss://127.0.0.1:1")
+        .unwrap()
+        .with_client_cert_pem(b"CERT-BYTES".to_vec(), b"KEY-BYTES".to_vec());
+    assert_eq!(c.validate(), Ok(()));
+    let shown = format!("{c:?}");
+    assert!(
+        !shown.contains("KEY-BYTES") && !shown.contains("CERT-BYTES"),
+        "{shown}"
+    );
+    let cluster = RedisConfig::cluster(["rediss://a:7000"])
+        .unwrap()
+        .with_client_cert_pem(b"c".to_vec(), b"k".to_vec());
+    assert_eq!(cluster.validate(), Ok(()));
+}
+
+#[tokio::test]
+async fn an_unreadable_client_certificate_is_an_error_not_a_panic() {
+    let c = RedisConfig::from_url("rediss://127.0.0.1:1")
+        .unwrap()
+        .with_client_cert_pem(b"not pem".to_vec(), b"not pem".to_vec());
+    let err = RedisStore::connect(&c).await.unwrap_err();
+    assert!(matches!(err, ConnectError::Store(_)), "{err}");
 }
 
 #[test]

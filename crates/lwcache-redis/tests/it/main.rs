@@ -18,6 +18,7 @@ mod config;
 mod faults;
 mod near;
 mod restart;
+mod server_info;
 mod specific;
 mod support;
 mod upgrade;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use super::{ConfigError, Layer, env};
+use super::{ConfigError, Layer, Names, env};
 
 /// Fail-safe reads and stampede control, as the cache manager takes them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,11 +49,9 @@ pub(super) fn read_settings(
     fn pick<T: Copy>(f: Option<T>, e: Option<T>, c: Option<T>) -> Option<T> {
         f.or(e).or(c)
     }
-    let within = |value: u64, max: u64, flag: &str, var: &str, key: &str| {
+    let within = |value: u64, max: u64, flag, var, key| {
         if value > max {
-            Err(ConfigError::Invalid(format!(
-                "{flag} ({var}, {key} in the file) is {value}; it must be at most {max}"
-            )))
+            Err(Names::new(flag, var, key).invalid(value, &format!("at most {max}")))
         } else {
             Ok(value)
         }

@@ -171,11 +171,15 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
         source,
     };
     let readiness = Readiness::of(&health);
-    let body = readiness.body(
+    let mut body = readiness.body(
         &health,
         &s.config().cache.to_string(),
         &s.config().source.to_string(),
     );
+    // Asked only of a cache that answered, so that /readyz stays quick.
+    if let (Some(check), true) = (&s.config().eviction, health.cache.is_ok()) {
+        body["cache"]["eviction"] = check.json().await;
+    }
     (readiness.http_status(), Json(body)).into_response()
 }
 

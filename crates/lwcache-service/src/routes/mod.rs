@@ -49,6 +49,8 @@ pub struct ApiConfig {
     pub source: SourceKind,
     /// The body of `GET /metrics`.
     pub metrics_text: Box<dyn Fn() -> String + Send + Sync>,
+    /// Redis's eviction check, for `/readyz`'s `cache.eviction`.
+    pub eviction: Option<crate::readiness::EvictionCheck>,
     /// Who may call the admin routes, and their counter.
     pub admin: AdminConfig,
 }

@@ -68,13 +68,23 @@ impl Server {
 
     /// Like [`Server::start_with_env`], listening on `listen`.
     pub(crate) fn start_on(listen: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::start_full(listen, args, env, Stdio::inherit())
+    }
+
+    /// Like [`Server::start_with_env`], with the log (stderr) sent to
+    /// `stderr`.
+    pub(crate) fn start_logging_to(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
+        Server::start_full("127.0.0.1:0", args, env, stderr)
+    }
+
+    fn start_full(listen: &str, args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut child = command()
             .arg("serve")
             .args(["--listen", listen])
             .args(args)
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("the binary starts");
         let stdout = child.stdout.take().expect("piped stdout");
