@@ -470,8 +470,10 @@ impl AdminMetrics {
 impl MetricsSink for OtelMetrics {
     fn record(&self, event: MetricEvent) {
         match event {
-            MetricEvent::Hit(kind) | MetricEvent::NearHit(kind) => {
-                self.hits.add(1, self.kind(kind))
+            MetricEvent::Hit(kind) => self.hits.add(1, self.kind(kind)),
+            MetricEvent::NearHit(kind) => {
+                self.hits.add(1, self.kind(kind));
+                self.near_hits.add(1, self.kind(kind));
             }
             MetricEvent::Miss(kind) => self.misses.add(1, self.kind(kind)),
             MetricEvent::Stale(kind) => self.stale.add(1, self.kind(kind)),

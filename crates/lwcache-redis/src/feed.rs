@@ -106,14 +106,8 @@ async fn session(
         .clone()
         .set_protocol(ProtocolVersion::RESP3);
     let info = info.set_redis_settings(settings);
-    let client = match &config.ca_cert_pem {
-        Some(pem) => redis::Client::build_with_tls(
-            info,
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.clone()),
-            },
-        )?,
+    let client = match config.tls_certificates() {
+        Some(certs) => redis::Client::build_with_tls(info, certs)?,
         None => redis::Client::open(info)?,
     };
     let messages = Arc::clone(sink);

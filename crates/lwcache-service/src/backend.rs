@@ -2,6 +2,7 @@
 //! in-memory repository or Neo4j, behind the ports as trait objects.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use lwcache_core::{
     CacheManager, CacheStore, ManagerConfig, MetricsSink, SourceError, WorldRepository,
@@ -90,6 +91,8 @@ pub struct Backends {
     pub redis: Option<RedisConfig>,
     /// What never reaches the cache.
     pub privacy: lwcache_domain::SensitivityPolicy,
+    /// Where a near cache hears of every commit: the store's own feed.
+    pub feed: Arc<dyn lwcache_core::InvalidationFeed>,
 }
 
 impl std::fmt::Debug for Backends {
@@ -127,6 +130,9 @@ pub enum BackendError {
     /// The manager's configuration is invalid.
     #[error("invalid cache policy")]
     Policy(#[source] PolicyError),
+    /// The near cache's configuration is invalid.
+    #[error("invalid near cache")]
+    Near(#[source] lwcache_core::near::NearConfigError),
     /// A file a setting names could not be read.
     #[error("{setting}: cannot read {path}")]
     File {
@@ -248,8 +254,13 @@ impl Backends {
             (None, None) => None,
         };
         let mut redis_config = None;
+        let feed: Arc<dyn lwcache_core::InvalidationFeed>;
         let (store, cache): (DynStore, CacheKind) = match redis {
-            None => (Arc::new(MemoryStore::new()), CacheKind::Memory),
+            None => {
+                let store = Arc::new(MemoryStore::new());
+                feed = store.clone();
+                (store, CacheKind::Memory)
+            }
             Some((shown, config, kind)) => {
                 let err = |source: Box<dyn std::error::Error + Send + Sync>| BackendError::Redis {
                     url: shown.clone(),
@@ -263,6 +274,15 @@ impl Backends {
                 );
                 let config = with_tls_files(config, &settings.redis_tls)?;
                 let store = open_redis(&config).await.map_err(|e| err(e.into()))?;
+                let heartbeat = settings.reads.near.map_or(
+                    Duration::from_millis(config::DEFAULT_NEAR_HEARTBEAT_MS),
+                    |n| n.heartbeat,
+                );
+                feed = Arc::new(
+                    lwcache_redis::RedisFeed::new(&config)
+                        .map_err(|e| err(e.into()))?
+                        .with_heartbeat(heartbeat),
+                );
                 redis_config = Some(config);
                 (Arc::new(store), kind)
             }
@@ -310,6 +330,7 @@ impl Backends {
             policy: settings.policy,
             redis: redis_config,
             privacy: settings.privacy.clone(),
+            feed,
         })
     }
 
@@ -343,11 +364,20 @@ impl Backends {
         expiry.negative_ttl = self.reads.negative_ttl;
         config.lease_wait = self.reads.lease_wait;
         config.policy.privacy = self.privacy.clone();
-        CacheManager::builder(self.store.clone(), self.repository.clone())
+        let mut builder = CacheManager::builder(self.store.clone(), self.repository.clone())
             .config(config)
-            .metrics(metrics)
-            .build()
-            .map_err(BackendError::Policy)
+            .metrics(metrics);
+        if let Some(near) = self.reads.near {
+            let near = lwcache_core::NearConfig {
+                max_bytes: near.bytes,
+                max_lag: near.max_lag,
+                ..lwcache_core::NearConfig::default()
+            };
+            builder = builder
+                .near_cache(near, Arc::clone(&self.feed))
+                .map_err(BackendError::Near)?;
+        }
+        builder.build().map_err(BackendError::Policy)
     }
 
     /// Loads the demo world `spec` as `world` when the repository does not

@@ -216,6 +216,20 @@ struct ReadArgs {
     /// before reading the source itself [default: 50].
     #[arg(long, value_name = "MS")]
     lease_wait_ms: Option<u64>,
+    /// The near cache's byte budget: an in-process tier of decoded values
+    /// in front of the store, kept coherent across instances; 0 leaves it
+    /// off (at least 65536 when on) [default: 0].
+    #[arg(long, value_name = "BYTES")]
+    near_cache_bytes: Option<u64>,
+    /// The oldest confirmation of the near cache's feed a near hit may rely
+    /// on: the bound on how long another instance's write stays unseen
+    /// here [default: 500].
+    #[arg(long, value_name = "MS")]
+    near_max_lag_ms: Option<u64>,
+    /// How often the near cache's feed confirms it is live (at most half
+    /// of the max lag) [default: 50].
+    #[arg(long, value_name = "MS")]
+    near_heartbeat_ms: Option<u64>,
 }
 
 #[derive(Debug, Args)]
@@ -321,6 +335,9 @@ fn run(cli: Cli) -> Result<()> {
                     ttl_jitter_percent: a.reads.ttl_jitter_percent,
                     negative_ttl_ms: a.reads.negative_ttl_ms,
                     lease_wait_ms: a.reads.lease_wait_ms,
+                    near_cache_bytes: a.reads.near_cache_bytes,
+                    near_max_lag_ms: a.reads.near_max_lag_ms,
+                    near_heartbeat_ms: a.reads.near_heartbeat_ms,
                     breaker_failures: a.breaker_failures,
                     breaker_open_ms: a.breaker_open_ms,
                     tls_cert: a.tls_cert.clone(),

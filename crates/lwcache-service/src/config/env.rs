@@ -48,6 +48,12 @@ pub const TTL_JITTER_PERCENT: &str = "LWCACHE_TTL_JITTER_PERCENT";
 pub const NEGATIVE_TTL_MS: &str = "LWCACHE_NEGATIVE_TTL_MS";
 /// How long a miss waits for another process's fill, in ms.
 pub const LEASE_WAIT_MS: &str = "LWCACHE_LEASE_WAIT_MS";
+/// The near cache's byte budget; 0 leaves it off.
+pub const NEAR_CACHE_BYTES: &str = "LWCACHE_NEAR_CACHE_BYTES";
+/// The oldest feed confirmation a near hit may rely on, in ms.
+pub const NEAR_MAX_LAG_MS: &str = "LWCACHE_NEAR_MAX_LAG_MS";
+/// How often the near cache's feed confirms it is live, in ms.
+pub const NEAR_HEARTBEAT_MS: &str = "LWCACHE_NEAR_HEARTBEAT_MS";
 
 // The cache policy and the manager's deadlines.
 /// The world snapshot's TTL, in ms; 0 for none.
@@ -137,6 +143,9 @@ impl Layer {
             ttl_jitter_percent,
             negative_ttl_ms: number(NEGATIVE_TTL_MS)?,
             lease_wait_ms: number(LEASE_WAIT_MS)?,
+            near_cache_bytes: number(NEAR_CACHE_BYTES)?,
+            near_max_lag_ms: number(NEAR_MAX_LAG_MS)?,
+            near_heartbeat_ms: number(NEAR_HEARTBEAT_MS)?,
             redis_url: get(REDIS_URL).map(RedisUrl::from),
             redis_ca_file: get(REDIS_CA_FILE).map(PathBuf::from),
             redis_client_cert: get(REDIS_CLIENT_CERT).map(PathBuf::from),

@@ -27,7 +27,10 @@ pub use policy::{
     MAX_WRITE_BEHIND_CAPACITY, PolicySettings,
 };
 use reads::read_settings;
-pub use reads::{MAX_FAIL_SAFE_GRACE_MS, MAX_LEASE_WAIT_MS, MAX_NEGATIVE_TTL_MS, ReadSettings};
+pub use reads::{
+    DEFAULT_NEAR_HEARTBEAT_MS, MAX_FAIL_SAFE_GRACE_MS, MAX_LEASE_WAIT_MS, MAX_NEAR_MAX_LAG_MS,
+    MAX_NEGATIVE_TTL_MS, MIN_NEAR_CACHE_BYTES, NearSettings, ReadSettings,
+};
 pub use tls::{ClientFiles, HttpsSettings, RedisTls};
 pub use values::{ClusterUrls, RedisUrl, Secret, WriteModes};
 
@@ -119,6 +122,12 @@ pub struct Layer {
     pub negative_ttl_ms: Option<u64>,
     /// How long a miss waits for another process's fill, in ms.
     pub lease_wait_ms: Option<u64>,
+    /// The near cache's byte budget; 0 (the default) leaves it off.
+    pub near_cache_bytes: Option<u64>,
+    /// The oldest feed confirmation a near hit may rely on, in ms.
+    pub near_max_lag_ms: Option<u64>,
+    /// How often the near cache's feed confirms it is live, in ms.
+    pub near_heartbeat_ms: Option<u64>,
 
     // The circuit breaker around the cache store.
     /// How many failed cache calls in a row open the breaker.

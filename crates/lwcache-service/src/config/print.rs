@@ -141,6 +141,14 @@ pub fn to_toml(s: &Settings) -> String {
     o.raw("ttl_jitter_percent", r.ttl_jitter_percent);
     o.raw("negative_ttl_ms", r.negative_ttl.map_or(0, ms));
     o.raw("lease_wait_ms", ms(r.lease_wait));
+    match r.near {
+        Some(n) => {
+            o.raw("near_cache_bytes", n.bytes);
+            o.raw("near_max_lag_ms", ms(n.max_lag));
+            o.raw("near_heartbeat_ms", ms(n.heartbeat));
+        }
+        None => o.raw("near_cache_bytes", 0),
+    }
 
     o.section("the circuit breaker");
     o.raw("breaker_failures", b.breaker.failures);

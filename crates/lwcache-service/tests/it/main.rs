@@ -25,6 +25,7 @@ mod cli;
 mod cluster;
 mod config;
 mod eviction;
+mod near;
 mod neo4j;
 mod openapi;
 mod otlp;
