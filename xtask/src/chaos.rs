@@ -1,12 +1,13 @@
 //! `cargo xtask chaos [--quick|--full] [--seed N] [--topology
-//! standalone|cluster]`: builds `lwcache` and `lwcache-chaos` in release,
+//! standalone|cluster] [--near]`: builds `lwcache` and `lwcache-chaos` in release,
 //! starts Neo4j on a free loopback port, runs the consistency checker
 //! against it and stops it.
 //!
 //! The checker starts and kills its own redis-server (or the three masters
 //! of its Redis Cluster) and `lwcache serve` processes, so only Neo4j is
 //! started here. It writes `report.json` and `report.md` under
-//! `target/chaos` (`target/chaos-cluster` for the Cluster) and exits
+//! `target/chaos` (`target/chaos-cluster` for the Cluster, with `-near`
+//! when the instances run their near caches) and exits
 //! non-zero on a violation or when the cache does not converge; that exit
 //! is this task's.
 
@@ -25,12 +26,14 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     let mut mode = "--quick";
     let mut seed = "1".to_owned();
     let mut topology = "standalone";
+    let mut near = false;
     let mut args = args.iter();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--quick" => mode = "--quick",
             "--full" => mode = "--full",
             "--seed" => seed = args.next().context("--seed needs a value")?.clone(),
+            "--near" => near = true,
             "--topology" => {
                 topology = match args.next().map(String::as_str) {
                     Some("standalone") => "standalone",
@@ -39,14 +42,15 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
                 }
             }
             other => bail!(
-                "unknown chaos option {other:?}: use --quick, --full, --seed N or --topology standalone|cluster"
+                "unknown chaos option {other:?}: use --quick, --full, --seed N, --topology standalone|cluster or --near"
             ),
         }
     }
-    let out = if topology == "cluster" {
-        "target/chaos-cluster"
-    } else {
-        "target/chaos"
+    let out = match (topology, near) {
+        ("cluster", false) => "target/chaos-cluster",
+        ("cluster", true) => "target/chaos-cluster-near",
+        (_, false) => "target/chaos",
+        (_, true) => "target/chaos-near",
     };
 
     // Neo4j takes seconds to start: start it while the binaries build.
@@ -91,6 +95,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         .args(["--seed", &seed, mode])
         .args(["--topology", topology])
         .args(["--out", out])
+        .args(near.then_some("--near"))
         .status()
         .with_context(|| format!("running {}", binary.display()))?;
     drop(neo4j);

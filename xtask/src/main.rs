@@ -42,7 +42,8 @@ tasks:
          servers (standalone, TLS and a 3-master cluster) and a real
          Neo4j 5.26 started on free loopback ports and stopped at the end,
          then the consistency checker in quick mode on standalone Redis
-         and on a 3-master Cluster (chaos --quick: no violation outside
+         and on a 3-master Cluster, and on standalone Redis with every
+         instance's near cache on (chaos --quick: no violation outside
          the declared windows, full convergence), then the deterministic
          simulation in quick mode (sim --quick: a million operations,
          no violation), then the benchmarks in quick mode (no timing is asserted: they must
@@ -56,12 +57,12 @@ tasks:
          target/bench/report.json; the markdown page and SVG chart go to
          target/bench/ in quick mode (the default) and to docs/benchmarks/
          in full mode
-  chaos  [--quick|--full] [--seed N] [--topology standalone|cluster]: builds
+  chaos  [--quick|--full] [--seed N] [--topology standalone|cluster] [--near]: builds
          lwcache and lwcache-chaos in release, starts Neo4j, and runs the
          consistency checker (two lwcache serve processes, its own
          redis-server or 3-master Cluster, fault-injecting proxies); writes
          target/chaos/report.json and report.md (target/chaos-cluster/ for
-         the Cluster) and fails
+         the Cluster, -near with --near: near caches on) and fails
          on a read-your-writes violation or a cache that does not converge
   sim    [--quick|--full] [--seeds N] [--seed S] [--ops N] [--variant NAME]
          [--expose KNOWN,...]: builds lwcache-sim in release and runs the
@@ -142,6 +143,9 @@ fn ci(root: &Path, args: &[String]) -> Result<()> {
                 "cluster".to_owned(),
             ],
         )?;
+        // And with every instance's near cache on: a near read may lag by
+        // the near cache's bound only.
+        chaos::run(root, &["--quick".to_owned(), "--near".to_owned()])?;
     }
     if sim {
         // The protocol under a million seeded interleavings with faults, no
