@@ -541,10 +541,14 @@ mod standalone {
             .unwrap();
         assert_eq!(r.value, doc("mood", "brave"));
         assert_eq!(counters.snapshot().cache_errors, 0, "no call was refused");
-        // The feed subscribes and beats as this user too.
+        feed_confirms(&config).await;
+    }
+
+    /// The invalidation feed subscribes and beats as `config`'s user.
+    pub(super) async fn feed_confirms(config: &RedisConfig) {
         let near = Arc::new(lwcache_core::NearCache::new(Default::default()));
         let _guard = lwcache_core::InvalidationFeed::follow(
-            &lwcache_redis::RedisFeed::new(&config).unwrap(),
+            &lwcache_redis::RedisFeed::new(config).unwrap(),
             near.clone(),
         );
         let started = std::time::Instant::now();
@@ -558,7 +562,7 @@ mod standalone {
     }
 
     /// Every port operation once, checked.
-    async fn exercise(store: &RedisStore) {
+    pub(super) async fn exercise(store: &RedisStore) {
         let world = fresh_world();
         let key = CacheKey::state(&world);
         let flags = CacheKey::flags(&world);
@@ -668,6 +672,60 @@ mod cluster {
 
     fn target() -> Option<Target> {
         cluster_urls().map(Target::Cluster)
+    }
+
+    /// The rules `docs/operations.md` gives the user on a Cluster: the
+    /// standalone user's, and `CLUSTER SLOTS`, by which redis-rs learns the
+    /// topology (without it the connection is refused).
+    const ACL_RULES: &[&str] = &[
+        "on",
+        ">lwcache-cluster-test",
+        "~lw:*",
+        "resetchannels",
+        "&lw:invalidate",
+        "-@all",
+        "+get",
+        "+set",
+        "+del",
+        "+evalsha",
+        "+script|load",
+        "+ping",
+        "+scan",
+        "+publish",
+        "+subscribe",
+        "+cluster|slots",
+    ];
+
+    /// That user, made on every master, can do everything the port needs
+    /// on the Cluster and follow the feed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_acl_user_limited_to_lw_keys_suffices_on_a_cluster() {
+        let Some(urls) = cluster_urls() else { return };
+        let user = "lwcache-cluster";
+        let mut with_user = Vec::new();
+        for url in &urls {
+            let mut admin = connect_one(url).await;
+            let mut cmd = redis::cmd("ACL");
+            cmd.arg("SETUSER").arg(user).arg("reset");
+            for rule in ACL_RULES {
+                cmd.arg(*rule);
+            }
+            let _: () = cmd.query_async(&mut admin).await.unwrap();
+            with_user.push(url.replacen(
+                "redis://",
+                &format!("redis://{user}:lwcache-cluster-test@"),
+                1,
+            ));
+        }
+        let config = RedisConfig::cluster(with_user.iter().map(String::as_str))
+            .unwrap()
+            .with_response_timeout(TEST_RESPONSE_TIMEOUT);
+        assert!(config.username.is_some());
+        let store = RedisStore::connect(&config)
+            .await
+            .expect("the ACL user connects to the Cluster");
+        super::standalone::exercise(&store).await;
+        super::standalone::feed_confirms(&config).await;
     }
 
     shared_checks!(
