@@ -94,6 +94,8 @@ pub struct ThroughputRow {
 /// key, in the same run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct HttpRow {
+    /// Whether the service ran its near cache.
+    pub near: bool,
     /// Open connections (of wrk, and of redis-benchmark).
     pub connections: usize,
     /// Requests wrk completed.

@@ -13,6 +13,7 @@ pub(super) fn json(rows: &[HttpRow]) -> Vec<Value> {
 
 fn row_json(h: &HttpRow) -> Value {
     json!({
+        "near_cache": h.near,
         "connections": h.connections,
         "requests": h.requests,
         "http_ops_per_s": round(h.http_ops_per_s),
@@ -28,17 +29,18 @@ pub(super) fn markdown(md: &mut String, rows: &[HttpRow]) {
         let _ = writeln!(md, "## The service's HTTP read path\n");
         let _ = writeln!(
             md,
-            "`wrk` reading one character state through `lwcache serve` (near cache off), and `redis-benchmark` GETs of the same cache key, at the same numbers of connections, in the same run.\n"
+            "`wrk` reading one character state through `lwcache serve`, with its near cache off and then on (`--near-cache-bytes 16777216`), and `redis-benchmark` GETs of the same cache key beside each row, at the same numbers of connections, in the same run.\n"
         );
         let _ = writeln!(
             md,
-            "| connections | requests | HTTP reads/s | HTTP p50 | HTTP p99 | redis-benchmark GET/s | HTTP / redis-benchmark |"
+            "| near cache | connections | requests | HTTP reads/s | HTTP p50 | HTTP p99 | redis-benchmark GET/s | HTTP / redis-benchmark |"
         );
-        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
+        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- | --- |");
         for h in rows {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                if h.near { "on" } else { "off" },
                 h.connections,
                 h.requests,
                 fmt_rate(h.http_ops_per_s),

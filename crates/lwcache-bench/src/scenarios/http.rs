@@ -23,6 +23,9 @@ use crate::args::{Mode, redis_host_port};
 /// in-memory repository.
 const DEMO_WORLD: &str = "demo";
 
+/// The near cache of the service's second set of rows.
+const NEAR_CACHE_BYTES: &str = "16777216";
+
 /// `lwcache serve` on a free loopback port, killed when dropped.
 struct Service {
     child: Child,
@@ -38,8 +41,8 @@ impl Drop for Service {
 
 impl Service {
     /// Starts it over Redis with the in-memory source, whose demo world it
-    /// loads and warms before it listens.
-    fn start(binary: &Path, redis_url: &str) -> Result<Self> {
+    /// loads and warms before it listens; with `near`, its near cache on.
+    fn start(binary: &Path, redis_url: &str, near: bool) -> Result<Self> {
         let mut command = Command::new(binary);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("LWCACHE_") {
@@ -49,6 +52,11 @@ impl Service {
         let mut child = command
             .env("RUST_LOG", "warn")
             .args(["serve", "--listen", "127.0.0.1:0", "--redis-url", redis_url])
+            .args(if near {
+                &["--near-cache-bytes", NEAR_CACHE_BYTES][..]
+            } else {
+                &[][..]
+            })
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -213,6 +221,7 @@ fn python_rows(
     redis: (&str, u16),
     key: &str,
     n: usize,
+    near: bool,
 ) -> Result<LatencyComparison> {
     let (host, port) = service
         .rsplit_once(':')
@@ -232,11 +241,24 @@ fn python_rows(
     let mut lines = text.lines();
     let http = samples(lines.next().unwrap_or_default())?;
     let get = samples(lines.next().unwrap_or_default())?;
+    let (id, title, label) = if near {
+        (
+            "python_http_near_read_vs_redis_py_get",
+            "a Python client's read: HTTP API, near cache on, vs redis-py GET",
+            "http.client GET /v1/worlds/demo/characters/…, a near hit",
+        )
+    } else {
+        (
+            "python_http_read_vs_redis_py_get",
+            "a Python client's read: HTTP API vs redis-py GET",
+            "http.client GET /v1/worlds/demo/characters/…, a hit",
+        )
+    };
     Ok(LatencyComparison {
-        id: "python_http_read_vs_redis_py_get".to_owned(),
-        title: "a Python client's read: HTTP API vs redis-py GET".to_owned(),
+        id: id.to_owned(),
+        title: title.to_owned(),
         subject: Measured {
-            label: "http.client GET /v1/worlds/demo/characters/…, a hit".to_owned(),
+            label: label.to_owned(),
             summary: http.summary(),
         },
         baseline: Measured {
@@ -250,16 +272,35 @@ fn python_rows(
 /// What the HTTP scenario measured, and what it could not, with why.
 pub(crate) struct HttpFigures {
     pub(crate) rows: Vec<HttpRow>,
-    pub(crate) python: Option<LatencyComparison>,
+    pub(crate) python: Vec<LatencyComparison>,
     pub(crate) problems: Vec<(String, String)>,
 }
 
-/// Starts `lwcache serve` over `redis_url` and measures its read path.
+/// Starts `lwcache serve` over `redis_url` and measures its read path,
+/// with its near cache off and then on.
 pub(crate) async fn http_reads(
     args: &crate::args::Args,
     mode: Mode,
     requests: usize,
 ) -> Result<HttpFigures> {
+    let mut figures = HttpFigures {
+        rows: Vec::new(),
+        python: Vec::new(),
+        problems: Vec::new(),
+    };
+    for near in [false, true] {
+        one_service(args, mode, requests, near, &mut figures).await?;
+    }
+    Ok(figures)
+}
+
+async fn one_service(
+    args: &crate::args::Args,
+    mode: Mode,
+    requests: usize,
+    near: bool,
+    figures: &mut HttpFigures,
+) -> Result<()> {
     let binary = args.lwcache.clone();
     let redis_url = args.redis_url.clone();
     let (wrk, python, redis_benchmark) = (
@@ -267,19 +308,16 @@ pub(crate) async fn http_reads(
         args.python.clone(),
         args.redis_benchmark.clone(),
     );
-    let mut figures = HttpFigures {
-        rows: Vec::new(),
-        python: None,
-        problems: Vec::new(),
-    };
+    let tier = if near { ", near cache on" } else { "" };
     let service =
-        match tokio::task::spawn_blocking(move || Service::start(&binary, &redis_url)).await? {
+        match tokio::task::spawn_blocking(move || Service::start(&binary, &redis_url, near)).await?
+        {
             Ok(service) => service,
             Err(e) => {
                 figures
                     .problems
-                    .push(("HTTP read path".to_owned(), format!("{e:#}")));
-                return Ok(figures);
+                    .push((format!("HTTP read path{tier}"), format!("{e:#}")));
+                return Ok(());
             }
         };
     let spec = DemoSpec::standard();
@@ -301,7 +339,7 @@ pub(crate) async fn http_reads(
             Err(e) => {
                 figures
                     .problems
-                    .push(("HTTP read path (wrk)".to_owned(), format!("{e:#}")));
+                    .push((format!("HTTP read path (wrk){tier}"), format!("{e:#}")));
                 break;
             }
         };
@@ -312,6 +350,7 @@ pub(crate) async fn http_reads(
                 .push(("redis-benchmark beside wrk".to_owned(), format!("{e:#}")));
         }
         figures.rows.push(HttpRow {
+            near,
             connections: c,
             requests: w.requests,
             http_ops_per_s: w.per_s,
@@ -328,17 +367,17 @@ pub(crate) async fn http_reads(
     };
     let addr = service.addr.clone();
     let measured = tokio::task::spawn_blocking(move || {
-        python_rows(&python, &addr, &path, (&redis.0, redis.1), &key, n)
+        python_rows(&python, &addr, &path, (&redis.0, redis.1), &key, n, near)
     })
     .await?;
     match measured {
-        Ok(c) => figures.python = Some(c),
+        Ok(c) => figures.python.push(c),
         Err(e) => figures
             .problems
-            .push(("Python client rows".to_owned(), format!("{e:#}"))),
+            .push((format!("Python client rows{tier}"), format!("{e:#}"))),
     }
     drop(service);
-    Ok(figures)
+    Ok(())
 }
 
 #[cfg(test)]

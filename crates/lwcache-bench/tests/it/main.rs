@@ -121,6 +121,7 @@ fn fixed_report() -> Report {
             lwcache_fallbacks: 0,
         }],
         http: vec![HttpRow {
+            near: false,
             connections: 64,
             requests: 60_000,
             http_ops_per_s: 30_000.0,
