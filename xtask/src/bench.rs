@@ -62,13 +62,21 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
     built?;
     let redis = redis::RedisServer::start_standalone(&redis::RedisOptions::default())
         .context("starting redis-server")?;
-    eprintln!("redis {}; neo4j {}", redis.url(), neo4j.bolt_uri());
+    // The Redis-tier rows run again on a real 3-master Cluster.
+    let cluster = redis::RedisCluster::start().context("starting the Redis Cluster")?;
+    eprintln!(
+        "redis {}; cluster {}; neo4j {}",
+        redis.url(),
+        cluster.urls().join(","),
+        neo4j.bolt_uri()
+    );
 
     let binary = target_dir(root).join("release").join("lwcache-bench");
     let mut command = Command::new(&binary);
     command
         .current_dir(root)
         .args(["--redis-url", &redis.url()])
+        .args(["--redis-cluster", &cluster.urls().join(",")])
         .args(["--neo4j-uri", neo4j.bolt_uri()])
         .args(["--neo4j-user", "neo4j"])
         .args(["--neo4j-password", NEO4J_PASSWORD])
@@ -94,6 +102,7 @@ pub(crate) fn run(root: &Path, args: &[String]) -> Result<()> {
         .status()
         .with_context(|| format!("running {}", binary.display()))?;
     drop(redis);
+    drop(cluster);
     drop(neo4j);
     if !status.success() {
         bail!("lwcache-bench failed: {status}");

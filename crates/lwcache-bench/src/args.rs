@@ -8,6 +8,8 @@ pub(crate) const USAGE: &str = "usage: lwcache-bench --redis-url URL [options]
 
 options (each also read from the environment variable named after it):
   --redis-url URL          redis://host:port of a standalone server  LWCACHE_BENCH_REDIS_URL
+  --redis-cluster URLS     a Redis Cluster's seed URLs, comma-separated: the Redis-tier rows
+                           again on it                              LWCACHE_BENCH_REDIS_CLUSTER
   --neo4j-uri URI          bolt://host:port; the Neo4j scenarios need it  LWCACHE_BENCH_NEO4J_URI
   --neo4j-user NAME        default neo4j                              LWCACHE_BENCH_NEO4J_USER
   --neo4j-password SECRET                                             LWCACHE_BENCH_NEO4J_PASSWORD
@@ -64,6 +66,7 @@ pub(crate) struct Neo4jArgs {
 #[derive(Debug, Clone)]
 pub(crate) struct Args {
     pub(crate) redis_url: String,
+    pub(crate) redis_cluster: Option<Vec<String>>,
     pub(crate) neo4j: Option<Neo4jArgs>,
     pub(crate) mode: Mode,
     pub(crate) runtime: Runtime,
@@ -82,6 +85,7 @@ impl Args {
     pub(crate) fn parse(mut argv: impl Iterator<Item = String>) -> Result<Option<Self>> {
         let env = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         let mut redis_url = env("LWCACHE_BENCH_REDIS_URL");
+        let mut redis_cluster = env("LWCACHE_BENCH_REDIS_CLUSTER");
         let mut neo4j_uri = env("LWCACHE_BENCH_NEO4J_URI");
         let mut neo4j_user = env("LWCACHE_BENCH_NEO4J_USER");
         let mut neo4j_password = env("LWCACHE_BENCH_NEO4J_PASSWORD");
@@ -110,6 +114,7 @@ impl Args {
                 .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))?;
             match flag.as_str() {
                 "--redis-url" => redis_url = Some(value),
+                "--redis-cluster" => redis_cluster = Some(value),
                 "--neo4j-uri" => neo4j_uri = Some(value),
                 "--neo4j-user" => neo4j_user = Some(value),
                 "--neo4j-password" => neo4j_password = Some(value),
@@ -149,8 +154,16 @@ impl Args {
                 .context("finding this binary's directory")?
                 .with_file_name("lwcache"),
         };
+        let redis_cluster = redis_cluster.map(|list| {
+            list.split(',')
+                .map(str::trim)
+                .filter(|u| !u.is_empty())
+                .map(str::to_owned)
+                .collect()
+        });
         Ok(Some(Self {
             redis_url,
+            redis_cluster,
             neo4j,
             mode,
             runtime,

@@ -142,7 +142,9 @@ async fn run(args: &Args) -> Result<Report> {
         "[{:>5.1} s] cached read vs redis-rs GET",
         started.elapsed().as_secs_f64()
     );
-    let read = scenarios::read_hit_vs_get(&manager, &raw, &read_world, &entity, &plan).await?;
+    let read =
+        scenarios::read_hit_vs_get(&manager, &raw, &read_world, &entity, &plan, "standalone")
+            .await?;
     let decode_us = scenarios::decode_cost_us(
         &raw,
         &lwcache_domain::CacheKey::entity(&read_world, &entity),
@@ -155,7 +157,8 @@ async fn run(args: &Args) -> Result<Report> {
         "[{:>5.1} s] a 14-key turn: batched vs MGET vs single reads",
         started.elapsed().as_secs_f64()
     );
-    let turn = scenarios::turn_warm(&manager, &raw, &read_world, &spec, &plan).await?;
+    let turn =
+        scenarios::turn_warm(&manager, &raw, &read_world, &spec, &plan, "standalone").await?;
     report.targets.extend(turn_targets(&turn));
     report.latency.extend(turn);
 
@@ -171,6 +174,7 @@ async fn run(args: &Args) -> Result<Report> {
         &read_world,
         &entity,
         &plan,
+        "standalone",
     )
     .await?;
     report.throughput = rows;
@@ -179,6 +183,23 @@ async fn run(args: &Args) -> Result<Report> {
             scenario: "redis-benchmark baseline".to_owned(),
             why: problem,
         });
+    }
+
+    if let Some(urls) = &args.redis_cluster {
+        eprintln!(
+            "[{:>5.1} s] the Redis-tier rows on the 3-master Cluster",
+            started.elapsed().as_secs_f64()
+        );
+        let cluster = scenarios::cluster_rows(urls, &args.redis_benchmark, &plan, run_id).await?;
+        report.targets.extend(turn_targets(&cluster.latency));
+        report.latency.extend(cluster.latency);
+        report.throughput.extend(cluster.throughput);
+        if let Some(problem) = cluster.problem {
+            report.not_measured.push(NotMeasured {
+                scenario: "redis-benchmark --cluster baseline".to_owned(),
+                why: problem,
+            });
+        }
     }
 
     eprintln!(
@@ -513,7 +534,11 @@ fn turn_targets(turn: &[LatencyComparison]) -> Vec<TargetCheck> {
     let mut checks = Vec::new();
     for c in turn {
         let Some(ratio) = c.ratio_p50() else { continue };
-        let (name, goal, met, measured) = match c.id.as_str() {
+        let (id, on) = match c.id.strip_suffix("_cluster") {
+            Some(id) => (id, ", 3-master Cluster"),
+            None => (c.id.as_str(), ""),
+        };
+        let (name, goal, met, measured) = match id {
             "turn_batched_vs_mget" => (
                 "a 14-key turn, batched, over one raw MGET, p50",
                 "≤ 1.20×",
@@ -529,7 +554,7 @@ fn turn_targets(turn: &[LatencyComparison]) -> Vec<TargetCheck> {
             _ => continue,
         };
         checks.push(TargetCheck {
-            name: name.to_owned(),
+            name: format!("{name}{on}"),
             goal: goal.to_owned(),
             measured: format!(
                 "{measured} ({} vs {})",

@@ -72,6 +72,7 @@ fn latency_json(c: &LatencyComparison) -> Value {
 
 fn throughput_json(t: &ThroughputRow) -> Value {
     json!({
+        "topology": t.topology,
         "concurrency": t.concurrency,
         "requests": t.requests,
         "lwcache_ops_per_s": round(t.lwcache_ops_per_s),
@@ -258,19 +259,20 @@ pub fn to_markdown(report: &Report, json_path: &str) -> String {
         let _ = writeln!(md, "## Read throughput\n");
         let _ = writeln!(
             md,
-            "| tasks | requests | lwcache reads/s | redis-rs GET/s | redis-benchmark GET/s | lwcache / redis-benchmark | lwcache / redis-rs |"
+            "| Redis | tasks | requests | lwcache reads/s | redis-rs GET/s | redis-benchmark GET/s | lwcache / redis-benchmark | lwcache / redis-rs |"
         );
-        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- |");
+        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- | --- |");
         for t in report.throughput.iter().filter(|t| t.lwcache_fallbacks > 0) {
             notes.push(format!(
-                "{} tasks: {} of {} lwcache reads fell back to the source (a cache call over the manager's cache timeout); they are counted in the rate",
-                t.concurrency, t.lwcache_fallbacks, t.requests
+                "{} tasks ({}): {} of {} lwcache reads fell back to the source (a cache call over the manager's cache timeout); they are counted in the rate",
+                t.concurrency, t.topology, t.lwcache_fallbacks, t.requests
             ));
         }
         for t in &report.throughput {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                t.topology,
                 t.concurrency,
                 t.requests,
                 fmt_rate(t.lwcache_ops_per_s),

@@ -74,6 +74,8 @@ impl LatencyComparison {
 /// Read throughput at one concurrency.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThroughputRow {
+    /// `standalone` or `cluster`: the Redis the row was measured on.
+    pub topology: String,
     /// Concurrent tasks (and `redis-benchmark` connections).
     pub concurrency: usize,
     /// Reads per measurement.

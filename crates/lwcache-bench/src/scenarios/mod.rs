@@ -18,6 +18,8 @@
 //!   writes with Redis slow, through the testkit's fault-injecting proxy.
 //! - `turn`: a 14-key turn read as one batch, against raw `MGET` and 14
 //!   single reads, warm and cold.
+//! - `cluster`: the Redis-tier rows (hit, turn, throughput) again on a
+//!   real Redis Cluster, beside the standalone ones.
 //! - `near`: a near-cache hit against a Redis-tier hit, and how long
 //!   another instance's write takes to reach a near cache.
 //! - `refresh`: the hit ratio of the popular keys under Zipf reads with
@@ -26,6 +28,7 @@
 //!   against warm-everything.
 
 mod availability;
+mod cluster;
 mod http;
 mod memory;
 mod near;
@@ -49,6 +52,7 @@ use redis::aio::ConnectionManager;
 use crate::args::Mode;
 
 pub(crate) use availability::availability;
+pub(crate) use cluster::cluster_rows;
 pub(crate) use http::http_reads;
 pub(crate) use memory::{activation, memory_per_entity};
 pub(crate) use near::near_reads;
@@ -59,6 +63,12 @@ pub(crate) use throughput::throughput;
 pub(crate) use turn::{turn_cold, turn_warm};
 pub(crate) use warming::active_warming;
 pub(crate) use writes::write_path;
+
+/// A raw redis-rs connection the baselines run on: a standalone server's
+/// `ConnectionManager` or a Cluster's connection.
+pub(crate) trait Raw: redis::aio::ConnectionLike + Clone + Send + Sync + 'static {}
+
+impl<T: redis::aio::ConnectionLike + Clone + Send + Sync + 'static> Raw for T {}
 
 /// How many calls each scenario makes in a mode.
 #[derive(Debug, Clone, Copy)]

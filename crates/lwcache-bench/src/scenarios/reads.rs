@@ -16,16 +16,17 @@ use lwcache_demo::{Action, DemoSpec, Simulation};
 use lwcache_domain::{CacheKey, EntityRef, Mutation, WorldId};
 use redis::aio::ConnectionManager;
 
-use super::{Plan, RECENT_LIMIT, against_source_read, compare, config, nothing, world_id};
+use super::{Plan, RECENT_LIMIT, Raw, against_source_read, compare, config, nothing, world_id};
 
 /// A cached read of a warm character state against a raw GET of the very
 /// same key, each over its own `ConnectionManager` to the same server.
-pub(crate) async fn read_hit_vs_get<S, R>(
+pub(crate) async fn read_hit_vs_get<S, R, C: Raw>(
     manager: &CacheManager<S, R>,
-    raw: &ConnectionManager,
+    raw: &C,
     world: &WorldId,
     entity: &EntityRef,
     plan: &Plan,
+    topology: &str,
 ) -> Result<LatencyComparison>
 where
     S: CacheStore + 'static,
@@ -42,9 +43,16 @@ where
         }
     };
     let (subject, baseline) = compare(plan.latency, plan.warmup, hit, get, nothing).await?;
+    let (id, title) = match topology {
+        "cluster" => (
+            "read_hit_vs_redis_get_cluster",
+            "cached read (Redis tier, 3-master Cluster)",
+        ),
+        _ => ("read_hit_vs_redis_get", "cached read (Redis tier)"),
+    };
     Ok(LatencyComparison {
-        id: "read_hit_vs_redis_get".to_owned(),
-        title: "cached read (Redis tier)".to_owned(),
+        id: id.to_owned(),
+        title: title.to_owned(),
         subject: Measured {
             label: "CacheManager::entity, hit".to_owned(),
             summary: subject.summary(),
@@ -54,13 +62,13 @@ where
             summary: baseline.summary(),
         },
         note: format!(
-            "a character state of {} bytes; both sides use redis-rs's ConnectionManager to the same server",
+            "a character state of {} bytes; both sides use one redis-rs connection each to the same {topology} Redis",
             entry_len(raw, &key).await?
         ),
     })
 }
 
-async fn entry_len(raw: &ConnectionManager, key: &str) -> Result<usize> {
+async fn entry_len<C: Raw>(raw: &C, key: &str) -> Result<usize> {
     let mut conn = raw.clone();
     let len: usize = redis::cmd("STRLEN").arg(key).query_async(&mut conn).await?;
     Ok(len)

@@ -12,7 +12,6 @@ use lwcache_bench::report::ThroughputRow;
 use lwcache_core::CacheManager;
 use lwcache_core::ports::{CacheStore, WorldRepository};
 use lwcache_domain::{CacheKey, EntityRef, WorldId};
-use redis::aio::ConnectionManager;
 
 use super::reads::cached_read;
 use super::{CONCURRENCY, Plan};
@@ -55,14 +54,15 @@ const ROUNDS: usize = 5;
 
 /// Read throughput at 1, 16 and 64 concurrent tasks: lwcache hits, raw
 /// redis-rs GETs, and `redis-benchmark` GETs of the same key.
-pub(crate) async fn throughput<S, R>(
+pub(crate) async fn throughput<S, R, C: super::Raw>(
     manager: &CacheManager<S, R>,
-    raw: &ConnectionManager,
+    raw: &C,
     redis_url: &str,
     redis_benchmark: &std::path::Path,
     world: &WorldId,
     entity: &EntityRef,
     plan: &Plan,
+    topology: &str,
 ) -> Result<(Vec<ThroughputRow>, Option<String>)>
 where
     S: CacheStore + 'static,
@@ -100,8 +100,16 @@ where
             raw_rs = (raw_rs.0 + n, raw_rs.1 + t);
             if let Some((n, t)) = bench {
                 let requests = total / ROUNDS;
-                bench = match run_redis_benchmark(redis_benchmark, redis_url, c, requests, &key)
-                    .await
+                let cluster = topology == "cluster";
+                bench = match run_redis_benchmark_on(
+                    redis_benchmark,
+                    redis_url,
+                    c,
+                    requests,
+                    &key,
+                    cluster,
+                )
+                .await
                 {
                     Ok(ops) => Some((
                         n + requests,
@@ -123,6 +131,7 @@ where
         let per_s = |(n, t): (usize, Duration)| n as f64 / t.as_secs_f64();
         let benchmark = bench.map(per_s);
         rows.push(ThroughputRow {
+            topology: topology.to_owned(),
             concurrency: c,
             requests: lw.0 as u64,
             lwcache_ops_per_s: per_s(lw),
@@ -143,9 +152,24 @@ pub(super) async fn run_redis_benchmark(
     total: usize,
     key: &str,
 ) -> Result<f64> {
+    run_redis_benchmark_on(program, redis_url, c, total, key, false).await
+}
+
+/// The same, with `--cluster` when `redis_url` is a Cluster node.
+async fn run_redis_benchmark_on(
+    program: &std::path::Path,
+    redis_url: &str,
+    c: usize,
+    total: usize,
+    key: &str,
+    cluster: bool,
+) -> Result<f64> {
     let (host, port) = redis_host_port(redis_url)
         .context("redis-benchmark needs a plain redis://host:port URL")?;
     let mut command = Command::new(program);
+    if cluster {
+        command.arg("--cluster");
+    }
     command.args([
         "-h",
         &host,

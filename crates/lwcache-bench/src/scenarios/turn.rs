@@ -10,7 +10,6 @@ use lwcache_core::ports::{CacheStore, WorldRepository};
 use lwcache_core::{CacheManager, Fields, Outcome};
 use lwcache_demo::DemoSpec;
 use lwcache_domain::{CacheKey, WorldId};
-use redis::aio::ConnectionManager;
 
 use super::{Plan, compare, nothing};
 
@@ -69,12 +68,13 @@ where
 
 /// The warm turn: batched against one raw `MGET` and against 14 single
 /// reads, in the same run.
-pub(crate) async fn turn_warm<S, R>(
+pub(crate) async fn turn_warm<S, R, C: super::Raw>(
     manager: &CacheManager<S, R>,
-    raw: &ConnectionManager,
+    raw: &C,
     world: &WorldId,
     spec: &DemoSpec,
     plan: &Plan,
+    topology: &str,
 ) -> Result<Vec<LatencyComparison>>
 where
     S: CacheStore + 'static,
@@ -97,9 +97,13 @@ where
     };
     let n = plan.latency / 2;
     let (subject, baseline) = compare(n, plan.warmup, batch, mget, nothing).await?;
+    let (suffix, on) = match topology {
+        "cluster" => ("_cluster", ", 3-master Cluster"),
+        _ => ("", ""),
+    };
     let vs_mget = LatencyComparison {
-        id: "turn_batched_vs_mget".to_owned(),
-        title: "a 14-key turn, batched, vs raw MGET".to_owned(),
+        id: format!("turn_batched_vs_mget{suffix}"),
+        title: format!("a 14-key turn, batched, vs raw MGET{on}"),
         subject: Measured {
             label: "CacheManager::read_many, 14 hits".to_owned(),
             summary: subject.summary(),
@@ -114,8 +118,8 @@ where
     let one_by_one = |_| singles(manager.clone(), keys.clone(), Outcome::Hit);
     let (subject, baseline) = compare(n / 4, plan.warmup / 4, batch, one_by_one, nothing).await?;
     let vs_singles = LatencyComparison {
-        id: "turn_batched_vs_singles".to_owned(),
-        title: "a 14-key turn, batched, vs 14 single reads".to_owned(),
+        id: format!("turn_batched_vs_singles{suffix}"),
+        title: format!("a 14-key turn, batched, vs 14 single reads{on}"),
         subject: Measured {
             label: "CacheManager::read_many, 14 hits".to_owned(),
             summary: subject.summary(),

@@ -113,6 +113,7 @@ fn fixed_report() -> Report {
             },
         ],
         throughput: vec![ThroughputRow {
+            topology: "standalone".to_owned(),
             concurrency: 16,
             requests: 20_000,
             lwcache_ops_per_s: 40_000.0,
