@@ -33,6 +33,7 @@ mod batch;
 mod breaker;
 mod builder;
 mod flight;
+mod near_tier;
 mod outbox;
 mod read;
 mod refresh;

@@ -27,7 +27,6 @@ use crate::codec::{self, Entry, Freshness, Slot};
 use crate::config::StaleReads;
 use crate::error::Error;
 use crate::metrics::{MetricEvent, Stage};
-use crate::near::{Fill, NearCache, NearEntry, Ticket};
 use crate::ports::{CacheStore, CacheWrite, Lease, SourceError, WorldRepository};
 
 impl<S, R> CacheManager<S, R>
@@ -143,35 +142,6 @@ where
                 format!("the source answered {key} with a value of another kind").into(),
             ))),
         }
-    }
-
-    /// Reads any key as [`read`](Self::read) does, answering a shared value:
-    /// a near-cache hit hands out the near cache's own decoded value, with
-    /// no copy (the other tiers wrap their answer).
-    pub async fn read_shared(
-        &self,
-        key: &CacheKey,
-        fields: Fields,
-    ) -> Result<Read<std::sync::Arc<CachedValue>>, Error> {
-        let inner = &self.inner;
-        if let Some(near) = &inner.near
-            && key.kind() != KeyKind::Version
-            && inner.trouble.load(std::sync::atomic::Ordering::SeqCst) == 0
-            && let Some(entry) = inner.near_entry(near, key, fields)
-        {
-            inner.metrics.record(MetricEvent::NearHit(key.kind()));
-            return Ok(Read {
-                value: std::sync::Arc::clone(&entry.value),
-                version: entry.version,
-                outcome: Outcome::NearHit,
-            });
-        }
-        let read = self.read(key, fields).await?;
-        Ok(Read {
-            value: std::sync::Arc::new(read.value),
-            version: read.version,
-            outcome: read.outcome,
-        })
     }
 
     /// Reads any key: from the cache when it holds a usable entry, otherwise
@@ -296,64 +266,6 @@ where
             version: entry.version,
             outcome: Outcome::Hit,
         })
-    }
-
-    /// The near cache's entry of `key`, if it may answer this read: with
-    /// every field asked for, and not behind a queued write-behind update.
-    pub(super) fn near_entry(
-        &self,
-        near: &NearCache,
-        key: &CacheKey,
-        fields: Fields,
-    ) -> Option<std::sync::Arc<NearEntry>> {
-        let entry = near.get(key, self.now_ms())?;
-        if fields == Fields::All && entry.redaction == Redaction::Redacted {
-            return None;
-        }
-        if self.pending_newer(key, entry.version) {
-            return None;
-        }
-        Some(entry)
-    }
-
-    /// Keeps an entry just read from the store near, under the ticket taken
-    /// before the store was asked (`near.rs`): not while the cache is in
-    /// trouble, nor behind a queued write-behind update.
-    pub(super) fn near_admit(
-        &self,
-        near: &NearCache,
-        key: &CacheKey,
-        ticket: Ticket,
-        entry: &Entry,
-        freshness: Option<Freshness>,
-    ) {
-        if self.trouble.load(std::sync::atomic::Ordering::SeqCst) != 0
-            || self.pending_newer(key, entry.version)
-        {
-            return;
-        }
-        let fill = Fill {
-            value: std::sync::Arc::new(entry.value.clone()),
-            version: entry.version,
-            redaction: entry.redaction,
-            fresh_until_ms: freshness.map(|f| f.fresh_until_ms),
-        };
-        near.admit(key, ticket, fill, self.now_ms());
-    }
-
-    /// Drops this process's near copies of keys a write has just changed,
-    /// before the write is acknowledged, and refuses every near fill of
-    /// them that began before.
-    pub(super) fn near_forget<'a>(
-        &self,
-        keys: impl IntoIterator<Item = &'a CacheKey>,
-        version: u64,
-    ) {
-        if let Some(near) = &self.near {
-            for key in keys {
-                near.drop_key(key, version);
-            }
-        }
     }
 
     /// A miss: one flight per key in this process (`flight.rs`).
