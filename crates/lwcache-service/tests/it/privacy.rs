@@ -46,13 +46,13 @@ fn every_value(url: &str, pattern: &str) -> (usize, String) {
         // Keys hold only id characters, `:`, `{` and `}`: nothing to quote.
         script.push_str(&format!("GET \"{key}\"\n"));
     }
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(script.as_bytes())
-        .unwrap();
+    // Written from a thread of its own while the output is read: with
+    // many keys, redis-cli's answers fill its stdout pipe before it has
+    // read all of its stdin, and a writer that waited would wait forever.
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || stdin.write_all(script.as_bytes()));
     let out = child.wait_with_output().unwrap();
+    writer.join().unwrap().unwrap();
     assert!(out.status.success(), "{out:?}");
     (
         keys.len(),
