@@ -502,3 +502,5 @@ fn redis_target(
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_files;
