@@ -7,7 +7,7 @@
 //! - [`manager`]: [`CacheManager`], generic over its ports: read-through,
 //!   write-through, write-behind, invalidation, versions and warming.
 //! - [`near`]: the optional in-process tier in front of the store, and the
-//!   [`InvalidationFeed`](near::InvalidationFeed) port that keeps it
+//!   [`InvalidationFeed`] port that keeps it
 //!   coherent across processes.
 //!
 //! Cache store failures never fail a caller: reads fall back to the source

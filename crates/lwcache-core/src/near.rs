@@ -7,7 +7,7 @@
 //! tier from ever serving what the store would not:
 //!
 //! - **An invalidation wins over a fill in flight.** A reader takes a
-//!   [`Ticket`] before it asks the store; an invalidation bumps the counter
+//!   ticket before it asks the store; an invalidation bumps the counter
 //!   of its key's stripe (and a clear bumps the epoch) under the shard's
 //!   lock; a fill is admitted only if neither moved since its ticket. An
 //!   entry read from the store before a write's invalidation arrived can
