@@ -52,11 +52,15 @@ pub(crate) async fn cluster_rows(
     let mut latency =
         vec![read_hit_vs_get(&manager, &raw, &world, &entity, plan, "cluster").await?];
     latency.extend(turn_warm(&manager, &raw, &world, &spec, plan, "cluster").await?);
-    // redis-benchmark --cluster learns the topology from the first node.
+    // redis-benchmark --cluster spreads keys by its own `{tag}`: it runs
+    // instead against the master that holds the world's slot, which is
+    // what every GET of the key reaches.
+    let key = lwcache_domain::CacheKey::entity(&world, &entity).to_string();
+    let owner = owner_url(&raw, &key).await?;
     let (rows, problem) = throughput(
         &manager,
         &raw,
-        &urls[0],
+        &owner,
         redis_benchmark,
         &world,
         &entity,
@@ -69,4 +73,45 @@ pub(crate) async fn cluster_rows(
         throughput: rows,
         problem,
     })
+}
+
+/// The URL of the master that holds `key`'s slot, from `CLUSTER KEYSLOT`
+/// and `CLUSTER SLOTS`.
+async fn owner_url<C: super::Raw>(raw: &C, key: &str) -> Result<String> {
+    let mut conn = raw.clone();
+    let slot: i64 = redis::cmd("CLUSTER")
+        .arg("KEYSLOT")
+        .arg(key)
+        .query_async(&mut conn)
+        .await?;
+    let slots: Vec<redis::Value> = redis::cmd("CLUSTER")
+        .arg("SLOTS")
+        .query_async(&mut conn)
+        .await?;
+    for range in slots {
+        let redis::Value::Array(items) = range else {
+            continue;
+        };
+        let bound = |i: usize| match items.get(i) {
+            Some(redis::Value::Int(n)) => Some(*n),
+            _ => None,
+        };
+        let (Some(first), Some(last)) = (bound(0), bound(1)) else {
+            continue;
+        };
+        if !(first..=last).contains(&slot) {
+            continue;
+        }
+        if let Some(redis::Value::Array(master)) = items.get(2) {
+            let host = match master.first() {
+                Some(redis::Value::BulkString(b)) => String::from_utf8_lossy(b).into_owned(),
+                Some(redis::Value::SimpleString(s)) => s.clone(),
+                _ => continue,
+            };
+            if let Some(redis::Value::Int(port)) = master.get(1) {
+                return Ok(format!("redis://{host}:{port}"));
+            }
+        }
+    }
+    anyhow::bail!("no master in CLUSTER SLOTS holds slot {slot} of {key}")
 }

@@ -104,16 +104,8 @@ where
             raw_rs = (raw_rs.0 + n, raw_rs.1 + t);
             if let Some((n, t)) = bench {
                 let requests = total / ROUNDS;
-                let cluster = topology == "cluster";
-                bench = match run_redis_benchmark_on(
-                    redis_benchmark,
-                    redis_url,
-                    c,
-                    requests,
-                    &key,
-                    cluster,
-                )
-                .await
+                bench = match run_redis_benchmark(redis_benchmark, redis_url, c, requests, &key)
+                    .await
                 {
                     Ok(ops) => Some((
                         n + requests,
@@ -156,24 +148,9 @@ pub(super) async fn run_redis_benchmark(
     total: usize,
     key: &str,
 ) -> Result<f64> {
-    run_redis_benchmark_on(program, redis_url, c, total, key, false).await
-}
-
-/// The same, with `--cluster` when `redis_url` is a Cluster node.
-async fn run_redis_benchmark_on(
-    program: &std::path::Path,
-    redis_url: &str,
-    c: usize,
-    total: usize,
-    key: &str,
-    cluster: bool,
-) -> Result<f64> {
     let (host, port) = redis_host_port(redis_url)
         .context("redis-benchmark needs a plain redis://host:port URL")?;
     let mut command = Command::new(program);
-    if cluster {
-        command.arg("--cluster");
-    }
     command.args([
         "-h",
         &host,

@@ -186,8 +186,8 @@ fn fixed_report() -> Report {
             },
         ],
         not_measured: vec![NotMeasured {
-            scenario: "near-cache hit".to_owned(),
-            why: "not measured: no near cache yet".to_owned(),
+            scenario: "redis-benchmark baseline".to_owned(),
+            why: "redis-benchmark was not found".to_owned(),
         }],
         notes: vec!["interleaved blocks".to_owned()],
     }
@@ -295,7 +295,7 @@ fn the_json_report_carries_every_figure_and_ratio() {
     assert_eq!(back["targets"][1]["met"], false);
     assert_eq!(back["targets"][1]["why"], "scheduling tail");
     assert_eq!(back["targets"][0]["why"], serde_json::Value::Null);
-    assert_eq!(back["not_measured"][0]["scenario"], "near-cache hit");
+    assert_eq!(back["not_measured"][0]["scenario"], "redis-benchmark baseline");
 }
 
 #[test]
@@ -321,7 +321,7 @@ fn the_markdown_page_has_a_table_row_per_figure() {
         md.contains("| in-memory source | 64 | 2200 | 2000 | 200 | 93.1% | 0.980 | 64 | 0 | 0 | timeline 138 | 0 |")
     );
     assert!(md.contains("| p99 | < 1 ms | 1.20 ms | **missed** | scheduling tail |"));
-    assert!(md.contains("- near-cache hit: not measured: no near cache yet"));
+    assert!(md.contains("- redis-benchmark baseline: redis-benchmark was not found"));
     // Every row of a table has as many cells as its header.
     let mut columns = None;
     for line in md.lines() {
@@ -342,7 +342,7 @@ fn fallbacks_during_throughput_are_reported_not_hidden() {
     report.throughput[0].lwcache_fallbacks = 3;
     let md = render::to_markdown(&report, "target/bench/report.json");
     assert!(
-        md.contains("- 16 tasks: 3 of 20000 lwcache reads fell back to the source"),
+        md.contains("- 16 tasks (standalone): 3 of 20000 lwcache reads fell back to the source"),
         "{md}"
     );
     let json = render::to_json(&report);
