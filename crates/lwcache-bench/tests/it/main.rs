@@ -295,7 +295,10 @@ fn the_json_report_carries_every_figure_and_ratio() {
     assert_eq!(back["targets"][1]["met"], false);
     assert_eq!(back["targets"][1]["why"], "scheduling tail");
     assert_eq!(back["targets"][0]["why"], serde_json::Value::Null);
-    assert_eq!(back["not_measured"][0]["scenario"], "redis-benchmark baseline");
+    assert_eq!(
+        back["not_measured"][0]["scenario"],
+        "redis-benchmark baseline"
+    );
 }
 
 #[test]

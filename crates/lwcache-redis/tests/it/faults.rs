@@ -4,7 +4,6 @@
 //! Redis keeps the write-behind queue bounded, shedding by invalidation,
 //! and loses nothing.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,20 +17,7 @@ use lwcache_redis::{RedisConfig, RedisStore};
 use lwcache_testkit::fixtures::{character, doc};
 use lwcache_testkit::proxy::{Fault, Proxy};
 
-use crate::support::{seed_world, standalone_url};
-
-/// The standalone server's address, for the proxy's upstream.
-fn upstream(url: &str) -> SocketAddr {
-    let authority = url
-        .trim_start_matches("redis://")
-        .rsplit('@')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap();
-    authority.parse().unwrap()
-}
+use crate::support::{seed_world, standalone_url, upstream};
 
 /// A store reaching Redis through `proxy`; the connection-level timeout
 /// is a backstop well past the manager's deadline.

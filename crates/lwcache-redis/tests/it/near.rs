@@ -4,7 +4,6 @@
 //! cut or blackholed: B's near cache empties and is bypassed until the feed
 //! is back. Also on the Cluster, where the publish crosses the cluster bus.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -17,25 +16,13 @@ use lwcache_redis::{RedisConfig, RedisFeed, RedisStore};
 use lwcache_testkit::fixtures::{character, doc};
 use lwcache_testkit::proxy::{Fault, Proxy};
 
-use crate::support::{cluster_urls, seed_world, standalone_url};
+use crate::support::{cluster_urls, seed_world, standalone_url, upstream};
 
 type Manager = CacheManager<RedisStore, Arc<dyn WorldRepository>>;
 
 /// The bound a hit may rely on: the feed's last confirmation is at most
 /// this old. The feed beats every 20 ms.
 const MAX_LAG: Duration = Duration::from_millis(200);
-
-fn upstream(url: &str) -> SocketAddr {
-    let authority = url
-        .trim_start_matches("redis://")
-        .rsplit('@')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap();
-    authority.parse().unwrap()
-}
 
 /// An instance over the store `store_urls` names, following the feed at
 /// `feed_urls`; `cluster` picks the topology.

@@ -298,3 +298,16 @@ pub(crate) async fn seed_world(repo: &dyn WorldRepository, characters: usize) ->
     }
     seed_ops(repo, ops).await
 }
+
+/// The standalone server's address, for the proxy's upstream.
+pub(crate) fn upstream(url: &str) -> std::net::SocketAddr {
+    let authority = url
+        .trim_start_matches("redis://")
+        .rsplit('@')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap();
+    authority.parse().unwrap()
+}
