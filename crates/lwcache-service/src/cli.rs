@@ -131,6 +131,11 @@ struct PolicyArgs {
     /// invalidations [default: 1024].
     #[arg(long, value_name = "N")]
     write_behind_capacity: Option<u64>,
+    /// The most keys an activation prefills: the flags, the snapshot, then
+    /// the entities read lately or with the newest events; 0 warms every
+    /// entity [default: 0].
+    #[arg(long, value_name = "KEYS")]
+    warm_budget_keys: Option<u64>,
 }
 
 impl BackendArgs {
@@ -155,6 +160,7 @@ impl BackendArgs {
             cache_timeout_ms: self.policy.cache_timeout_ms,
             source_timeout_ms: self.policy.source_timeout_ms,
             write_behind_capacity: self.policy.write_behind_capacity,
+            warm_budget_keys: self.policy.warm_budget_keys,
             privacy: self.privacy.layer()?,
             ..Layer::default()
         })

@@ -72,6 +72,8 @@ pub const CACHE_TIMEOUT_MS: &str = "LWCACHE_CACHE_TIMEOUT_MS";
 pub const SOURCE_TIMEOUT_MS: &str = "LWCACHE_SOURCE_TIMEOUT_MS";
 /// How many write-behind updates may wait.
 pub const WRITE_BEHIND_CAPACITY: &str = "LWCACHE_WRITE_BEHIND_CAPACITY";
+/// The most keys an activation prefills; 0 warms every entity.
+pub const WARM_BUDGET_KEYS: &str = "LWCACHE_WARM_BUDGET_KEYS";
 
 // The circuit breaker around the cache store.
 /// How many failed cache calls in a row open the breaker.
@@ -171,6 +173,7 @@ impl Layer {
             cache_timeout_ms: number(CACHE_TIMEOUT_MS)?,
             source_timeout_ms: number(SOURCE_TIMEOUT_MS)?,
             write_behind_capacity: number(WRITE_BEHIND_CAPACITY)?,
+            warm_budget_keys: number(WARM_BUDGET_KEYS)?,
         })
     }
 }

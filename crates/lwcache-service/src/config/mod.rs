@@ -152,6 +152,8 @@ pub struct Layer {
     pub source_timeout_ms: Option<u64>,
     /// How many write-behind updates may wait.
     pub write_behind_capacity: Option<u64>,
+    /// The most keys an activation prefills; 0 warms every entity.
+    pub warm_budget_keys: Option<u64>,
 }
 
 /// Why the configuration is unusable.

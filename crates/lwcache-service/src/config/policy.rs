@@ -36,6 +36,8 @@ pub struct PolicySettings {
     pub source_timeout: Duration,
     /// How many write-behind updates may wait.
     pub write_behind_capacity: usize,
+    /// The most keys an activation prefills; `None` warms every entity.
+    pub warm_budget: Option<usize>,
 }
 
 impl Default for PolicySettings {
@@ -54,6 +56,7 @@ impl Default for PolicySettings {
             cache_timeout: config.cache_timeout,
             source_timeout: config.source_timeout,
             write_behind_capacity: config.write_behind_capacity,
+            warm_budget: config.warm_budget,
         }
     }
 }
@@ -73,6 +76,7 @@ impl PolicySettings {
         config.cache_timeout = self.cache_timeout;
         config.source_timeout = self.source_timeout;
         config.write_behind_capacity = self.write_behind_capacity;
+        config.warm_budget = self.warm_budget;
     }
 }
 
@@ -91,6 +95,11 @@ const SOURCE_TIMEOUT: Names = Names::new(
     "--source-timeout-ms",
     env::SOURCE_TIMEOUT_MS,
     "source_timeout_ms",
+);
+const WARM_BUDGET: Names = Names::new(
+    "--warm-budget-keys",
+    env::WARM_BUDGET_KEYS,
+    "warm_budget_keys",
 );
 const CAPACITY: Names = Names::new(
     "--write-behind-capacity",
@@ -147,6 +156,16 @@ pub(super) fn policy_settings(
         let n = within(n, 1, MAX_WRITE_BEHIND_CAPACITY as u64, CAPACITY)?;
         out.write_behind_capacity =
             usize::try_from(n).map_err(|_| CAPACITY.invalid(n, "a count"))?;
+    }
+    if let Some(n) = pick(|l| l.warm_budget_keys) {
+        out.warm_budget = match n {
+            0 => None,
+            // The flags and the snapshot come first.
+            n => Some(
+                usize::try_from(within(n, 2, u64::from(u32::MAX), WARM_BUDGET)?)
+                    .map_err(|_| WARM_BUDGET.invalid(n, "a count"))?,
+            ),
+        };
     }
     Ok(out)
 }

@@ -11,7 +11,7 @@ use super::tests::{cluster, layer};
 
 /// Each policy setting: its environment variable, its file key, and the
 /// value each gives, with the flag beating both.
-const POLICY: [(&str, &str, &str); 8] = [
+const POLICY: [(&str, &str, &str); 9] = [
     (env::STATE_TTL_MS, "state_ttl_ms", "7000"),
     (env::FLAGS_TTL_MS, "flags_ttl_ms", "8000"),
     (env::ENTITY_TTL_MS, "entity_ttl_ms", "9000"),
@@ -20,6 +20,7 @@ const POLICY: [(&str, &str, &str); 8] = [
     (env::CACHE_TIMEOUT_MS, "cache_timeout_ms", "300"),
     (env::SOURCE_TIMEOUT_MS, "source_timeout_ms", "6000"),
     (env::WRITE_BEHIND_CAPACITY, "write_behind_capacity", "99"),
+    (env::WARM_BUDGET_KEYS, "warm_budget_keys", "500"),
 ];
 use super::*;
 /// The policy's values as `POLICY` lists them.
@@ -34,6 +35,7 @@ fn policy_values(p: &PolicySettings) -> Vec<u64> {
         ms(p.cache_timeout),
         ms(p.source_timeout),
         p.write_behind_capacity as u64,
+        p.warm_budget.map_or(0, |n| n as u64),
     ]
 }
 
@@ -43,7 +45,7 @@ fn every_policy_setting_comes_from_each_source() {
     assert_eq!(d.backends.policy, PolicySettings::default());
     assert_eq!(
         policy_values(&d.backends.policy),
-        [3_600_000, 0, 3_600_000, 300_000, 20, 250, 5000, 1024],
+        [3_600_000, 0, 3_600_000, 300_000, 20, 250, 5000, 1024, 0],
         "the defaults are the library's"
     );
     let expected: Vec<u64> = POLICY.iter().map(|(_, _, v)| v.parse().unwrap()).collect();
@@ -74,12 +76,13 @@ fn every_policy_setting_comes_from_each_source() {
         cache_timeout_ms: Some(6),
         source_timeout_ms: Some(7),
         write_behind_capacity: Some(8),
+        warm_budget_keys: Some(9),
         ..Layer::default()
     };
     let s = resolve(&flags, &env_layer, &file).unwrap();
     assert_eq!(
         policy_values(&s.backends.policy),
-        [1, 2, 3, 4, 5, 6, 7, 8],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9],
         "the flags"
     );
     let mut config = lwcache_core::ManagerConfig::default();
@@ -88,6 +91,7 @@ fn every_policy_setting_comes_from_each_source() {
     assert_eq!(config.policy.flags.ttl, Some(Duration::from_millis(2)));
     assert_eq!(config.cache_timeout, Duration::from_millis(6));
     assert_eq!(config.write_behind_capacity, 8);
+    assert_eq!(config.warm_budget, Some(9));
     config.policy.validate().unwrap();
 
     let zero = Layer::from_toml("state_ttl_ms = 0\nentity_ttl_ms = 0\n").unwrap();
@@ -110,7 +114,14 @@ fn a_bad_policy_value_names_the_setting_in_every_spelling() {
         // Out of range: too large for every setting, 0 where 0 is no
         // choice.
         let mut bad = vec![u64::MAX / 2];
-        if !key.starts_with("state_") && !key.starts_with("flags_") && !key.starts_with("entity_") {
+        if key == "warm_budget_keys" {
+            // 0 turns the budget off; one key cannot hold the flags and
+            // the snapshot.
+            bad.push(1);
+        } else if !key.starts_with("state_")
+            && !key.starts_with("flags_")
+            && !key.starts_with("entity_")
+        {
             bad.push(0);
         }
         for value in bad {
