@@ -59,7 +59,7 @@ pub(crate) fn notes(plan: &Plan, topology: Topology, near: bool) -> Vec<String> 
             plan.converge_bound.as_secs()
         ),
         "A key rests 10 s after a write of unknown outcome, so that no two writes of one key are ever in flight at once.".to_owned(),
-        "`lwcache serve` exits at start when Redis is down, so a killed instance is started again only while Redis is up.".to_owned(),
+        "A killed instance is started again at the heal, with Redis up (it would start without it too, degraded, serving from Neo4j).".to_owned(),
         match topology {
             Topology::Standalone => "Topology: standalone Redis, one proxy per instance.".to_owned(),
             Topology::Cluster => "Topology: a Redis Cluster of 3 masters without replicas; each master announces its proxy's port, and the 3 proxies are shared by every instance, so every Redis fault reaches every instance. `redis-partition-one-instance` has no proxy of its own to act on here and is replaced by `redis-partition-one-master` (the master holding the first world blackholed from every instance; the Cluster's bus stays up). `redis-killed-restarted-empty` kills every master and starts each again with its nodes.conf: identities and slots kept, data gone.".to_owned(),

@@ -167,8 +167,7 @@ enum Action {
     /// SIGKILL redis-server (every master of a Cluster), start it again
     /// empty at the heal.
     RedisRestartEmpty,
-    /// SIGKILL one instance, start it again at the heal (Redis is up then:
-    /// `lwcache serve` exits at start when it is not).
+    /// SIGKILL one instance, start it again at the heal (Redis is up then).
     KillService(usize),
 }
 

@@ -430,8 +430,8 @@ impl ServiceProc {
         }
     }
 
-    /// Starts it again on the same port. Redis must be up: `lwcache serve`
-    /// exits at start when it is not.
+    /// Starts it again on the same port, ready once `/readyz` answers 200
+    /// (`degraded` included).
     pub(crate) async fn restart(&mut self, http: &reqwest::Client) -> Result<()> {
         self.kill().await;
         let deadline = Instant::now() + READY_TIMEOUT;
