@@ -136,7 +136,7 @@ fn deliver(sink: &dyn InvalidationSink, msg: PushInfo) {
     match msg.kind {
         PushKind::Message => {
             if let Some(payload) = msg.data.get(1).and_then(text) {
-                apply(sink, &payload);
+                apply(sink, payload);
             }
         }
         PushKind::Disconnection => sink.lost(),
@@ -144,10 +144,11 @@ fn deliver(sink: &dyn InvalidationSink, msg: PushInfo) {
     }
 }
 
-fn text(value: &Value) -> Option<String> {
+/// A message's payload as text, borrowed from the push.
+fn text(value: &Value) -> Option<&str> {
     match value {
-        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-        Value::SimpleString(s) => Some(s.clone()),
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
+        Value::SimpleString(s) => Some(s),
         _ => None,
     }
 }

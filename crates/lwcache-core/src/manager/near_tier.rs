@@ -81,7 +81,10 @@ where
         entry: &Entry,
         freshness: Option<Freshness>,
     ) {
-        if self.trouble.load(std::sync::atomic::Ordering::SeqCst) != 0
+        // Checked before the value is copied: a fill the near cache would
+        // refuse costs nothing.
+        if !near.coherent()
+            || self.trouble.load(std::sync::atomic::Ordering::SeqCst) != 0
             || self.pending_newer(key, entry.version)
         {
             return;
