@@ -96,8 +96,10 @@ where
     /// the first one leads (takes the lease, reads the source, fills), the
     /// others wait for its result. A follower whose leader is dropped
     /// before it lands leads or joins anew; one that joined after the
-    /// result was current reads again.
-    pub(super) async fn flight(&self, key: &CacheKey) -> Result<Loaded, Error> {
+    /// result was current reads again. `recheck` is for misses: after its
+    /// lease, the leader looks at the cache once more (`load`); a refresh
+    /// of an entry still fresh passes `false`.
+    pub(super) async fn flight(&self, key: &CacheKey, recheck: bool) -> Result<Loaded, Error> {
         loop {
             let joined = {
                 let mut flights = lock(&self.flights);
@@ -118,7 +120,7 @@ where
             };
             match joined {
                 Ok(leading) => {
-                    let landed = self.load(key).await;
+                    let landed = self.load(key, recheck).await;
                     leading.result.send_replace(Some(landed.clone()));
                     return landed.result;
                 }
@@ -152,6 +154,6 @@ where
         {
             return result;
         }
-        self.load(key).await.result
+        self.load(key, true).await.result
     }
 }

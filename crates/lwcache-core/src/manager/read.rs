@@ -270,7 +270,7 @@ where
 
     /// A miss: one flight per key in this process (`flight.rs`).
     async fn miss(&self, key: &CacheKey, fields: Fields) -> Result<Read<CachedValue>, Error> {
-        let loaded = self.flight(key).await;
+        let loaded = self.flight(key, true).await;
         self.answer(key, fields, loaded).await
     }
 
@@ -283,7 +283,7 @@ where
         entry: Entry,
         freshness: Freshness,
     ) -> Result<Read<CachedValue>, Error> {
-        let loaded = self.flight(key).await;
+        let loaded = self.flight(key, true).await;
         if let Err(Error::Source(e)) = &loaded
             && let Some(reason) = SourceFailure::of(e)
         {
@@ -345,7 +345,7 @@ where
     /// the cache under the lease. When another process holds the lease,
     /// waits up to `lease_wait` for its fill, then reads the source without
     /// filling. The source's "no such entity" is filled as a negative entry.
-    pub(super) async fn load(&self, key: &CacheKey) -> Landed {
+    pub(super) async fn load(&self, key: &CacheKey, recheck: bool) -> Landed {
         let lease = self.next_lease();
         let held = self
             .cache_call(self.store.lease(
@@ -356,6 +356,23 @@ where
             ))
             .await;
         let fill = match held.as_deref() {
+            Ok([true]) if recheck => {
+                // Another process's fill may have landed between this read's
+                // miss and its lease (and released that process's lease):
+                // its value is current, and reading the source again would
+                // be a second read of one cold key. The lease lapses on its
+                // own; any write's step deletes it first.
+                let asked = ticket();
+                if let Ok(Some(bytes)) = self.cache_call(self.store.get(key)).await
+                    && let Some(result) = self.usable(key, &bytes)
+                {
+                    return Landed {
+                        current_from: asked,
+                        result,
+                    };
+                }
+                Some(lease)
+            }
             Ok([true]) => Some(lease),
             Ok(_) => {
                 let waited = self.await_fill(key).await;

@@ -253,7 +253,8 @@ where
             if self.refresh.is_inactive(key.world()) {
                 continue;
             }
-            match self.flight(&key).await {
+            // The entry is still fresh: it must not answer its own refresh.
+            match self.flight(&key, false).await {
                 Ok(_) => {
                     self.metrics.record(MetricEvent::Refreshed(key.kind()));
                     if let Some(popularity) = &self.refresh.popularity {
