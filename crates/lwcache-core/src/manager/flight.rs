@@ -1,9 +1,13 @@
 //! Stampede control in one process: concurrent misses of one key join one
 //! flight. The first reader leads (takes the lease, reads the source,
-//! fills: `read.rs`'s `load`), the others wait for its result on a watch
-//! channel. The leader's guard removes the flight when it is dropped, so a
-//! leader whose caller gave up never leaves followers waiting: they see the
-//! channel close and lead or join anew.
+//! fills: `read.rs`'s `load`), the others wait for its result in the
+//! flight's slot. The leader's guard removes the flight and closes its slot
+//! when it is dropped, so a leader whose caller gave up never leaves
+//! followers waiting: they see the slot closed and lead or join anew.
+//!
+//! The slot wakes its followers in the order they began to wait, so that a
+//! run on tokio's paused clock (the simulation's) is the same every time:
+//! a `watch` channel spreads its waiters over queues chosen at random.
 //!
 //! Read your writes: a result says from when it is current (it reflects
 //! every write acknowledged before that instant: the start of its source
@@ -14,11 +18,11 @@
 //! is), and the source itself if that misses.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use lwcache_domain::{CacheKey, CachedValue};
-use tokio::sync::watch;
+use tokio::sync::Notify;
 
 use super::{Inner, Outcome, lock};
 use crate::error::Error;
@@ -57,33 +61,91 @@ pub(super) fn ticket() -> u64 {
     TICKETS.fetch_add(1, Ordering::SeqCst)
 }
 
-/// The result of a flight, `None` until it lands.
-type Landing = Option<Landed>;
+/// Where a flight's result lands.
+#[derive(Default)]
+pub(super) struct Slot {
+    state: Mutex<SlotState>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+enum SlotState {
+    #[default]
+    Waiting,
+    Landed(Landed),
+    /// The leader was dropped before it landed.
+    Closed,
+}
+
+impl Slot {
+    /// Lands `landed` unless the slot is closed, and wakes every follower.
+    fn land(&self, landed: Landed) {
+        {
+            let mut state = lock(&self.state);
+            if matches!(*state, SlotState::Waiting) {
+                *state = SlotState::Landed(landed);
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// Closes the slot unless it landed, and wakes every follower.
+    fn close(&self) {
+        {
+            let mut state = lock(&self.state);
+            if matches!(*state, SlotState::Waiting) {
+                *state = SlotState::Closed;
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// The flight's result once it lands; `None` when its leader was
+    /// dropped first.
+    async fn wait(&self) -> Option<Landed> {
+        loop {
+            let notified = self.changed.notified();
+            let mut notified = std::pin::pin!(notified);
+            // Registered before the state is read: a landing in between
+            // wakes it.
+            notified.as_mut().enable();
+            match &*lock(&self.state) {
+                SlotState::Waiting => {}
+                SlotState::Landed(landed) => return Some(landed.clone()),
+                SlotState::Closed => return None,
+            }
+            notified.await;
+        }
+    }
+}
 
 /// One miss in flight in this process: its leader's token and where its
 /// result lands.
 pub(super) struct Flight {
     token: u64,
-    result: watch::Receiver<Landing>,
+    slot: Arc<Slot>,
 }
 
 /// The leader of a flight. Dropping it (the leader's future was dropped,
-/// or it finished) removes the flight, so that a cancelled leader never
-/// leaves its followers waiting: they see the channel close and lead or
-/// join anew.
+/// or it finished) removes the flight and closes its slot, so that a
+/// cancelled leader never leaves its followers waiting: they see the slot
+/// closed and lead or join anew.
 struct Leading<'a> {
     flights: &'a Mutex<HashMap<CacheKey, Flight>>,
     key: &'a CacheKey,
     token: u64,
-    result: watch::Sender<Landing>,
+    slot: Arc<Slot>,
 }
 
 impl Drop for Leading<'_> {
     fn drop(&mut self) {
-        let mut flights = lock(self.flights);
-        if flights.get(self.key).is_some_and(|f| f.token == self.token) {
-            flights.remove(self.key);
+        {
+            let mut flights = lock(self.flights);
+            if flights.get(self.key).is_some_and(|f| f.token == self.token) {
+                flights.remove(self.key);
+            }
         }
+        self.slot.close();
     }
 }
 
@@ -104,16 +166,20 @@ where
             let joined = {
                 let mut flights = lock(&self.flights);
                 match flights.get(key) {
-                    Some(flight) => Err((flight.result.clone(), ticket())),
+                    Some(flight) => Err((Arc::clone(&flight.slot), ticket())),
                     None => {
-                        let (tx, rx) = watch::channel(None);
+                        let slot = Arc::new(Slot::default());
                         let token = self.next_lease().0;
-                        flights.insert(key.clone(), Flight { token, result: rx });
+                        let flight = Flight {
+                            token,
+                            slot: Arc::clone(&slot),
+                        };
+                        flights.insert(key.clone(), flight);
                         Ok(Leading {
                             flights: &self.flights,
                             key,
                             token,
-                            result: tx,
+                            slot,
                         })
                     }
                 }
@@ -121,16 +187,12 @@ where
             match joined {
                 Ok(leading) => {
                     let landed = self.load(key, recheck).await;
-                    leading.result.send_replace(Some(landed.clone()));
-                    return landed.result;
+                    let result = landed.result.clone();
+                    leading.slot.land(landed);
+                    return result;
                 }
-                Err((mut rx, joined)) => {
-                    let landed = rx
-                        .wait_for(Option::is_some)
-                        .await
-                        .ok()
-                        .and_then(|r| r.clone());
-                    match landed {
+                Err((slot, joined)) => {
+                    match slot.wait().await {
                         Some(landed) if landed.current_from < joined => {
                             return self.reread(key).await;
                         }
