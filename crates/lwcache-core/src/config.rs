@@ -102,7 +102,16 @@ pub struct ManagerConfig {
     /// events), two keys each. `None` (the default): every entity, up to
     /// the policy's `warm.max_entities`. At least 2.
     pub warm_budget: Option<usize>,
+    /// The decode memo's budget, in bytes: each key's last entry read from
+    /// the store is kept with its decoded value, and a read that finds the
+    /// same bytes shares that value instead of decoding them again. It
+    /// changes no answer (the store is asked on every read). 0 turns it
+    /// off.
+    pub decode_memo_bytes: usize,
 }
+
+/// The decode memo's default budget: 8 MiB.
+pub const DEFAULT_DECODE_MEMO_BYTES: usize = 8 << 20;
 
 /// The background refresher's settings (`manager/refresh.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -281,6 +290,7 @@ impl Default for ManagerConfig {
 
             refresh: None,
             warm_budget: None,
+            decode_memo_bytes: DEFAULT_DECODE_MEMO_BYTES,
         }
     }
 }

@@ -23,7 +23,8 @@ pub mod ports;
 
 pub use config::{
     ConfigError, DEFAULT_BREAKER_FAILURES, DEFAULT_BREAKER_OPEN, DEFAULT_CACHE_TIMEOUT,
-    DEFAULT_SOURCE_TIMEOUT, ManagerConfig, RefreshConfig, RefreshError, StaleReads,
+    DEFAULT_DECODE_MEMO_BYTES, DEFAULT_SOURCE_TIMEOUT, ManagerConfig, RefreshConfig, RefreshError,
+    StaleReads,
 };
 pub use error::Error;
 pub use manager::{

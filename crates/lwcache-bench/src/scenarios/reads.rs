@@ -33,7 +33,7 @@ where
     R: WorldRepository + 'static,
 {
     let key = CacheKey::entity(world, entity).to_string();
-    let hit = |_| cached_read(manager, world, entity, None);
+    let hit = |_| cached_read(manager, world, entity, None, ReadApi::Typed);
     let get = |_| {
         let (mut c, k) = (raw.clone(), key.clone());
         async move {
@@ -90,6 +90,16 @@ pub(crate) async fn decode_cost_us(raw: &ConnectionManager, key: &CacheKey) -> R
     Ok(started.elapsed().as_secs_f64() * 1e6 / f64::from(rounds))
 }
 
+/// How a cached read is asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum ReadApi {
+    /// `CacheManager::entity`: the typed document, a copy of its own.
+    Typed,
+    /// `CacheManager::read_shared`: the decoded value shared, as the
+    /// service's handlers read.
+    Shared,
+}
+
 /// One read of `entity` through the manager, which must be answered by the
 /// cache. A fallback to the source (a cache call over the manager's cache
 /// timeout) is counted in `fallbacks` when given, and an error otherwise.
@@ -98,6 +108,7 @@ pub(super) fn cached_read<S, R>(
     world: &WorldId,
     entity: &EntityRef,
     fallbacks: Option<&Arc<AtomicU64>>,
+    api: ReadApi,
 ) -> impl Future<Output = Result<()>> + Send + 'static
 where
     S: CacheStore + 'static,
@@ -106,8 +117,19 @@ where
     let (m, w, e) = (manager.clone(), world.clone(), entity.clone());
     let fallbacks = fallbacks.cloned();
     async move {
-        let read = m.entity(&w, &e, Fields::Cacheable).await?;
-        match (read.outcome, &fallbacks) {
+        let outcome = match api {
+            ReadApi::Typed => m.entity(&w, &e, Fields::Cacheable).await?.outcome,
+            ReadApi::Shared => {
+                let key = CacheKey::entity(&w, &e);
+                let read = m.read_shared(&key, Fields::Cacheable).await?;
+                ensure!(
+                    matches!(*read.value, lwcache_domain::CachedValue::Entity(_)),
+                    "{key} answered another kind of value"
+                );
+                read.outcome
+            }
+        };
+        match (outcome, &fallbacks) {
             (Outcome::Hit, _) => {}
             (Outcome::Fallback, Some(fallbacks)) => {
                 fallbacks.fetch_add(1, Ordering::Relaxed);
@@ -132,7 +154,7 @@ where
     R: WorldRepository + 'static,
 {
     let key = CacheKey::entity(world, entity);
-    let hit = |_| cached_read(manager, world, entity, None);
+    let hit = |_| cached_read(manager, world, entity, None, ReadApi::Typed);
     let (subject, baseline) = against_source_read(manager, repo, &key, plan, hit).await?;
     let (subject, baseline) = (subject.summary(), baseline.summary());
     Ok(LatencyComparison {

@@ -13,7 +13,7 @@ use lwcache_core::CacheManager;
 use lwcache_core::ports::{CacheStore, WorldRepository};
 use lwcache_domain::{CacheKey, EntityRef, WorldId};
 
-use super::reads::cached_read;
+use super::reads::{ReadApi, cached_read};
 use super::{CONCURRENCY, Plan};
 use crate::args::redis_host_port;
 
@@ -77,7 +77,7 @@ where
     // stall on a loaded machine) falls back to the source: counted and
     // reported, not fatal, unless it stops being rare.
     let fallbacks = Arc::new(AtomicU64::new(0));
-    let hit = || cached_read(manager, world, entity, Some(&fallbacks));
+    let hit = || cached_read(manager, world, entity, Some(&fallbacks), ReadApi::Shared);
     let get = || {
         let (mut c, k) = (raw.clone(), key.clone());
         async move {

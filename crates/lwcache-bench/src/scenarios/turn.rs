@@ -1,5 +1,5 @@
 //! A player's turn: the snapshot, the flags, eight entities and four recent
-//! timelines (14 keys) read at once through `CacheManager::read_many`,
+//! timelines (14 keys) read at once through `CacheManager::read_many_shared`,
 //! against the same 14 reads one after another and against one raw `MGET`
 //! of the same keys; and the same turn cold, from the source, against 14
 //! single cold reads.
@@ -33,7 +33,8 @@ pub(crate) fn turn_keys(world: &WorldId, spec: &DemoSpec) -> Vec<CacheKey> {
     keys
 }
 
-/// Reads the turn through `read_many`; every item must be served as
+/// Reads the turn through `read_many_shared` (the decoded values shared,
+/// as the service's turn route reads); every item must be served as
 /// `want` says (hits when warm, misses when cold).
 async fn batched<S, R>(
     m: CacheManager<S, R>,
@@ -45,7 +46,7 @@ where
     S: CacheStore + 'static,
     R: WorldRepository + 'static,
 {
-    let items = m.read_many(&world, &keys, Fields::Cacheable).await?;
+    let items = m.read_many_shared(&world, &keys, Fields::Cacheable).await?;
     for (key, item) in keys.iter().zip(items) {
         let outcome = item?.outcome;
         ensure!(outcome == want, "{key}: {outcome:?}, not {want:?}");
@@ -105,14 +106,14 @@ where
         id: format!("turn_batched_vs_mget{suffix}"),
         title: format!("a 14-key turn, batched, vs raw MGET{on}"),
         subject: Measured {
-            label: "CacheManager::read_many, 14 hits".to_owned(),
+            label: "CacheManager::read_many_shared, 14 hits".to_owned(),
             summary: subject.summary(),
         },
         baseline: Measured {
             label: "redis-rs MGET of the same 14 keys".to_owned(),
             summary: baseline.summary(),
         },
-        note: "snapshot, flags, 8 entities, 4 recent timelines of one world; the batch is one MGET plus decoding and checks".to_owned(),
+        note: "snapshot, flags, 8 entities, 4 recent timelines of one world; the batch is one MGET plus the checks of each entry (its bytes decoded, or matched to those the decode memo decoded before)".to_owned(),
     };
     let batch = |_| batched(manager.clone(), world.clone(), keys.clone(), Outcome::Hit);
     let one_by_one = |_| singles(manager.clone(), keys.clone(), Outcome::Hit);
@@ -121,7 +122,7 @@ where
         id: format!("turn_batched_vs_singles{suffix}"),
         title: format!("a 14-key turn, batched, vs 14 single reads{on}"),
         subject: Measured {
-            label: "CacheManager::read_many, 14 hits".to_owned(),
+            label: "CacheManager::read_many_shared, 14 hits".to_owned(),
             summary: subject.summary(),
         },
         baseline: Measured {
@@ -168,7 +169,7 @@ where
         ),
         title: format!("a cold 14-key turn ({source})"),
         subject: Measured {
-            label: "CacheManager::read_many, 14 misses".to_owned(),
+            label: "CacheManager::read_many_shared, 14 misses".to_owned(),
             summary: subject.summary(),
         },
         baseline: Measured {

@@ -9,8 +9,11 @@
 use lwcache_domain::{CacheKey, CachedValue, KeyKind, Redaction, WorldId};
 use tracing::Instrument;
 
+use std::sync::Arc;
+
+use super::memo::Decode;
 use super::{CacheManager, Fields, Inner, Outcome, Read};
-use crate::codec::{self, Slot};
+use crate::codec::Slot;
 use crate::config::StaleReads;
 use crate::error::Error;
 use crate::metrics::MetricEvent;
@@ -19,8 +22,12 @@ use crate::ports::{CacheStore, CacheWrite, Lease, SourceError, WorldRepository};
 
 /// What a batched read answers for one key: its read, or why that key
 /// alone could not be served (an unknown entity, the source failing for a
-/// key the cache could not serve).
-pub type ItemRead = Result<Read<CachedValue>, Error>;
+/// key the cache could not serve). [`CacheManager::read_many_shared`]
+/// answers shared values (`ItemRead<Arc<CachedValue>>`).
+pub type ItemRead<T = CachedValue> = Result<Read<T>, Error>;
+
+/// A batch's item as the manager holds it: a shared value.
+type Shared = ItemRead<Arc<CachedValue>>;
 
 /// What a batch may fill once the source answered: the version read and,
 /// for each key whose lease the batch holds, its redacted value.
@@ -52,6 +59,28 @@ where
         keys: &[CacheKey],
         fields: Fields,
     ) -> Result<Vec<ItemRead>, Error> {
+        let items = self.read_many_shared(world, keys, fields).await?;
+        Ok(items
+            .into_iter()
+            .map(|item| {
+                item.map(|read| Read {
+                    value: Arc::unwrap_or_clone(read.value),
+                    version: read.version,
+                    outcome: read.outcome,
+                })
+            })
+            .collect())
+    }
+
+    /// [`read_many`](Self::read_many), answering shared values with no copy
+    /// where a near hit or the decode memo has one, as
+    /// [`read_shared`](Self::read_shared) does.
+    pub async fn read_many_shared(
+        &self,
+        world: &WorldId,
+        keys: &[CacheKey],
+        fields: Fields,
+    ) -> Result<Vec<ItemRead<Arc<CachedValue>>>, Error> {
         if let Some(key) = keys
             .iter()
             .find(|k| k.world() != world || k.kind() == KeyKind::Version)
@@ -83,9 +112,9 @@ where
     S: CacheStore + 'static,
     R: WorldRepository + 'static,
 {
-    async fn read_many(&self, world: &WorldId, keys: &[CacheKey], fields: Fields) -> Vec<ItemRead> {
+    async fn read_many(&self, world: &WorldId, keys: &[CacheKey], fields: Fields) -> Vec<Shared> {
         keys.iter().for_each(|key| self.note_read(key));
-        let mut items: Vec<Option<ItemRead>> = vec![None; keys.len()];
+        let mut items: Vec<Option<Shared>> = vec![None; keys.len()];
         let mut pending = Vec::new();
         let trouble = self.trouble.load(std::sync::atomic::Ordering::SeqCst) != 0;
         // The near cache answers what it can; the rest is asked of the
@@ -98,7 +127,7 @@ where
                     if let Some(entry) = self.near_entry(near, key, fields) {
                         self.metrics.record(MetricEvent::NearHit(key.kind()));
                         items[at] = Some(Ok(Read {
-                            value: entry.value.as_ref().clone(),
+                            value: Arc::clone(&entry.value),
                             version: entry.version,
                             outcome: Outcome::NearHit,
                         }));
@@ -211,10 +240,9 @@ where
         let Some(bytes) = bytes else {
             return Classified::Miss;
         };
-        let (entry, freshness) = match codec::decode_fresh(&bytes) {
-            Ok((Slot::Value(entry), freshness)) => (entry, freshness),
-            Ok((Slot::Tombstone { .. }, _)) => return Classified::Miss,
-            Ok((Slot::Absent { entity }, _)) => {
+        let entry = match self.decode(key, &bytes) {
+            Ok(Decode::Value(entry)) => entry,
+            Ok(Decode::Other(Slot::Absent { entity })) => {
                 // A write-behind create still queued makes it wrong already.
                 if self.pending_newer(key, 0) {
                     return Classified::Miss;
@@ -222,6 +250,7 @@ where
                 self.metrics.record(MetricEvent::NegativeHit(kind));
                 return Classified::Fail(super::read::absent(key, entity));
             }
+            Ok(Decode::Other(_)) => return Classified::Miss,
             Err(e) => {
                 // Left for the fill to replace: a put of the source's value
                 // at its version overwrites what cannot be decoded.
@@ -241,7 +270,7 @@ where
             if self.config.stale_reads == StaleReads::WhileQueued {
                 self.metrics.record(MetricEvent::Stale(kind));
                 return Classified::Serve(Read {
-                    value: entry.value,
+                    value: Arc::clone(&entry.value),
                     version: entry.version,
                     outcome: Outcome::Stale,
                 });
@@ -249,15 +278,18 @@ where
             self.metrics.record(MetricEvent::Miss(kind));
             return Classified::Source;
         }
-        if freshness.is_some_and(|f| self.now_ms() >= f.fresh_until_ms) {
+        if entry
+            .freshness
+            .is_some_and(|f| self.now_ms() >= f.fresh_until_ms)
+        {
             return Classified::Single;
         }
         self.metrics.record(MetricEvent::Hit(kind));
         if let (Some(near), Some(ticket)) = (&self.near, ticket) {
-            self.near_admit(near, key, ticket, &entry, freshness);
+            self.near_admit(near, key, ticket, &entry);
         }
         Classified::Serve(Read {
-            value: entry.value,
+            value: Arc::clone(&entry.value),
             version: entry.version,
             outcome: Outcome::Hit,
         })
@@ -272,7 +304,7 @@ where
         keys: &[CacheKey],
         fields: Fields,
         pending: Vec<Pending>,
-        items: &mut [Option<ItemRead>],
+        items: &mut [Option<Shared>],
     ) -> Option<Fills> {
         let wanted: Vec<CacheKey> = pending.iter().map(|p| keys[p.at].clone()).collect();
         let top_k = self.config.policy.timeline_top_k;
@@ -316,7 +348,7 @@ where
                 Fields::All => value,
             };
             items[p.at] = Some(Ok(Read {
-                value,
+                value: Arc::new(value),
                 version,
                 outcome: p.outcome,
             }));
@@ -346,7 +378,7 @@ where
 /// What a batch does with one cached entry.
 enum Classified {
     /// Served from the cache.
-    Serve(Read<CachedValue>),
+    Serve(Read<Arc<CachedValue>>),
     /// Answered from the cache with an error: a negative entry.
     Fail(Error),
     /// Read on its own, as a single read would.

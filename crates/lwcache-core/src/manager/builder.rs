@@ -104,6 +104,7 @@ where
             }
             None => (None, None),
         };
+        let memo = super::memo::DecodeMemo::new(self.config.decode_memo_bytes);
         let inner = Arc::new(Inner {
             store: self.store,
             repo: self.repo,
@@ -130,6 +131,7 @@ where
             near,
             _feed: feed,
             refresh,
+            memo,
         });
         // The tasks hold weak references, so that dropping the last manager
         // drops the queues' senders and ends them.

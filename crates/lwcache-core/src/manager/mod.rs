@@ -33,6 +33,7 @@ mod batch;
 mod breaker;
 mod builder;
 mod flight;
+mod memo;
 mod near_tier;
 mod outbox;
 mod read;
@@ -279,6 +280,8 @@ struct Inner<S, R> {
     _feed: Option<crate::near::FeedGuard>,
     /// Popular keys, the refresher and deactivated worlds (`refresh.rs`).
     refresh: refresh::Refresh,
+    /// Decoded entries by their bytes, when on (`memo.rs`).
+    memo: Option<memo::DecodeMemo>,
 }
 
 /// How long a tombstone lives when its key kind has no TTL: longer than any

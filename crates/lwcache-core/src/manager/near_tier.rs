@@ -3,12 +3,11 @@
 //! read or be kept, and a write's forgetting of its keys before its
 //! acknowledgement (`crate::near` holds the tier itself).
 
-use lwcache_domain::{CacheKey, CachedValue, KeyKind, Redaction};
+use lwcache_domain::{CacheKey, CachedValue, Redaction};
 
-use super::{CacheManager, Fields, Inner, Outcome, Read};
-use crate::codec::{Entry, Freshness};
+use super::memo::Decoded;
+use super::{CacheManager, Fields, Inner, Read};
 use crate::error::Error;
-use crate::metrics::MetricEvent;
 use crate::near::{Fill, NearCache, NearEntry, Ticket};
 use crate::ports::{CacheStore, WorldRepository};
 
@@ -17,33 +16,16 @@ where
     S: CacheStore + 'static,
     R: WorldRepository + 'static,
 {
-    /// Reads any key as [`read`](Self::read) does, answering a shared value:
-    /// a near-cache hit hands out the near cache's own decoded value, with
-    /// no copy (the other tiers wrap their answer).
+    /// Reads any key as [`read`](Self::read) does, answering a shared value
+    /// with no copy: a near hit hands out the near cache's own decoded
+    /// value, and a store hit whose bytes the decode memo knows its value
+    /// (`memo.rs`); the other answers are wrapped.
     pub async fn read_shared(
         &self,
         key: &CacheKey,
         fields: Fields,
     ) -> Result<Read<std::sync::Arc<CachedValue>>, Error> {
-        let inner = &self.inner;
-        if let Some(near) = &inner.near
-            && key.kind() != KeyKind::Version
-            && inner.trouble.load(std::sync::atomic::Ordering::SeqCst) == 0
-            && let Some(entry) = inner.near_entry(near, key, fields)
-        {
-            inner.metrics.record(MetricEvent::NearHit(key.kind()));
-            return Ok(Read {
-                value: std::sync::Arc::clone(&entry.value),
-                version: entry.version,
-                outcome: Outcome::NearHit,
-            });
-        }
-        let read = self.read(key, fields).await?;
-        Ok(Read {
-            value: std::sync::Arc::new(read.value),
-            version: read.version,
-            outcome: read.outcome,
-        })
+        self.read_traced(key, fields).await
     }
 }
 
@@ -78,11 +60,9 @@ where
         near: &NearCache,
         key: &CacheKey,
         ticket: Ticket,
-        entry: &Entry,
-        freshness: Option<Freshness>,
+        entry: &Decoded,
     ) {
-        // Checked before the value is copied: a fill the near cache would
-        // refuse costs nothing.
+        // The value is shared with the read's answer, not copied.
         if !near.coherent()
             || self.trouble.load(std::sync::atomic::Ordering::SeqCst) != 0
             || self.pending_newer(key, entry.version)
@@ -90,10 +70,10 @@ where
             return;
         }
         let fill = Fill {
-            value: std::sync::Arc::new(entry.value.clone()),
+            value: std::sync::Arc::clone(&entry.value),
             version: entry.version,
             redaction: entry.redaction,
-            fresh_until_ms: freshness.map(|f| f.fresh_until_ms),
+            fresh_until_ms: entry.freshness.map(|f| f.fresh_until_ms),
         };
         near.admit(key, ticket, fill, self.now_ms());
     }

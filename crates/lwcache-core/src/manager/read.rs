@@ -21,9 +21,12 @@ use lwcache_domain::{
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use std::sync::Arc;
+
 use super::flight::{Landed, Loaded, ticket};
+use super::memo::{self, Decode, Decoded};
 use super::{CacheManager, Fields, Inner, Outcome, Read, SourceFailure, Staleness, lock};
-use crate::codec::{self, Entry, Freshness, Slot};
+use crate::codec::{self, DecodeError, Freshness, Slot};
 use crate::config::StaleReads;
 use crate::error::Error;
 use crate::metrics::{MetricEvent, Stage};
@@ -147,6 +150,20 @@ where
     /// Reads any key: from the cache when it holds a usable entry, otherwise
     /// from the source, filling the cache.
     pub async fn read(&self, key: &CacheKey, fields: Fields) -> Result<Read<CachedValue>, Error> {
+        let read = self.read_traced(key, fields).await?;
+        Ok(Read {
+            value: Arc::unwrap_or_clone(read.value),
+            version: read.version,
+            outcome: read.outcome,
+        })
+    }
+
+    /// [`read`](Self::read) in its span, answering the shared value.
+    pub(super) async fn read_traced(
+        &self,
+        key: &CacheKey,
+        fields: Fields,
+    ) -> Result<Read<Arc<CachedValue>>, Error> {
         let span = tracing::info_span!(
             "lwcache.read",
             world = %key.world(),
@@ -166,11 +183,13 @@ where
     S: CacheStore + 'static,
     R: WorldRepository + 'static,
 {
+    /// Reads any key, answering a shared value: a near hit's or the decode
+    /// memo's own, with no copy.
     pub(super) async fn read(
         &self,
         key: &CacheKey,
         fields: Fields,
-    ) -> Result<Read<CachedValue>, Error> {
+    ) -> Result<Read<Arc<CachedValue>>, Error> {
         let kind = key.kind();
         if kind == KeyKind::Version {
             return Err(Error::Unreadable(key.clone()));
@@ -180,14 +199,14 @@ where
             // The cache may lack steps that failed: the source answers until
             // the replay loop has carried them out.
             self.metrics.record(MetricEvent::Fallback(kind));
-            return self.serve_from_source(key, fields, Outcome::Fallback).await;
+            return shared(self.serve_from_source(key, fields, Outcome::Fallback).await);
         }
         let ticket = match &self.near {
             Some(near) => {
                 if let Some(entry) = self.near_entry(near, key, fields) {
                     self.metrics.record(MetricEvent::NearHit(kind));
                     return Ok(Read {
-                        value: entry.value.as_ref().clone(),
+                        value: Arc::clone(&entry.value),
                         version: entry.version,
                         outcome: Outcome::NearHit,
                     });
@@ -205,23 +224,23 @@ where
         ));
         let bytes = match cached {
             Ok(Some(bytes)) => bytes,
-            Ok(None) => return self.miss(key, fields).await,
+            Ok(None) => return shared(self.miss(key, fields).await),
             Err(_) => {
                 self.metrics.record(MetricEvent::Fallback(kind));
-                return self.serve_from_source(key, fields, Outcome::Fallback).await;
+                return shared(self.serve_from_source(key, fields, Outcome::Fallback).await);
             }
         };
-        let (entry, freshness) = match codec::decode_fresh(&bytes) {
-            Ok((Slot::Value(entry), freshness)) => (entry, freshness),
-            Ok((Slot::Tombstone { .. }, _)) => return self.miss(key, fields).await,
-            Ok((Slot::Absent { entity }, _)) => {
+        let entry = match self.decode(key, &bytes) {
+            Ok(Decode::Value(entry)) => entry,
+            Ok(Decode::Other(Slot::Absent { entity })) => {
                 // A write-behind create still queued makes it wrong already.
                 if self.pending_newer(key, 0) {
-                    return self.miss(key, fields).await;
+                    return shared(self.miss(key, fields).await);
                 }
                 self.metrics.record(MetricEvent::NegativeHit(kind));
                 return Err(absent(key, entity));
             }
+            Ok(Decode::Other(_)) => return shared(self.miss(key, fields).await),
             Err(e) => {
                 tracing::warn!(key = %key, error = %e, "cache entry failed to decode; treating it as a miss");
                 self.metrics.record(MetricEvent::Invalidation(
@@ -231,41 +250,49 @@ where
                 let _ = self
                     .cache_call(self.store.remove(std::slice::from_ref(key)))
                     .await;
-                return self.miss(key, fields).await;
+                return shared(self.miss(key, fields).await);
             }
         };
         if fields == Fields::All && entry.redaction == Redaction::Redacted {
             // The cached copy lacks what the caller needs.
             self.metrics.record(MetricEvent::Miss(kind));
-            return self.serve_from_source(key, fields, Outcome::Miss).await;
+            return shared(self.serve_from_source(key, fields, Outcome::Miss).await);
         }
         if self.pending_newer(key, entry.version) {
             if self.config.stale_reads == StaleReads::WhileQueued {
                 self.metrics.record(MetricEvent::Stale(kind));
                 return Ok(Read {
-                    value: entry.value,
+                    value: Arc::clone(&entry.value),
                     version: entry.version,
                     outcome: Outcome::Stale,
                 });
             }
             // Not opted into stale reads: the entry is known to be behind.
             self.metrics.record(MetricEvent::Miss(kind));
-            return self.serve_from_source(key, fields, Outcome::Miss).await;
+            return shared(self.serve_from_source(key, fields, Outcome::Miss).await);
         }
-        if let Some(f) = freshness
+        if let Some(f) = entry.freshness
             && self.now_ms() >= f.fresh_until_ms
         {
-            return self.refresh(key, fields, entry, f).await;
+            return self.refresh(key, fields, &entry, f).await;
         }
         self.metrics.record(MetricEvent::Hit(kind));
         if let (Some(near), Some(ticket)) = (&self.near, ticket) {
-            self.near_admit(near, key, ticket, &entry, freshness);
+            self.near_admit(near, key, ticket, &entry);
         }
         Ok(Read {
-            value: entry.value,
+            value: Arc::clone(&entry.value),
             version: entry.version,
             outcome: Outcome::Hit,
         })
+    }
+
+    /// An entry's bytes decoded, through the decode memo when it is on.
+    pub(super) fn decode(&self, key: &CacheKey, bytes: &[u8]) -> Result<Decode, DecodeError> {
+        match &self.memo {
+            Some(memo) => memo.decode(key, bytes),
+            None => memo::decode(bytes),
+        }
     }
 
     /// A miss: one flight per key in this process (`flight.rs`).
@@ -280,9 +307,9 @@ where
         &self,
         key: &CacheKey,
         fields: Fields,
-        entry: Entry,
+        entry: &Decoded,
         freshness: Freshness,
-    ) -> Result<Read<CachedValue>, Error> {
+    ) -> Result<Read<Arc<CachedValue>>, Error> {
         let loaded = self.flight(key, true).await;
         if let Err(Error::Source(e)) = &loaded
             && let Some(reason) = SourceFailure::of(e)
@@ -295,7 +322,7 @@ where
                 self.metrics.record(MetricEvent::FailSafe(key.kind()));
                 tracing::warn!(key = %key, error = %e, age_ms = age, "the source failed; serving the entry past its TTL");
                 return Ok(Read {
-                    value: entry.value,
+                    value: Arc::clone(&entry.value),
                     version: entry.version,
                     outcome: Outcome::FailSafe(Staleness {
                         age: std::time::Duration::from_millis(age),
@@ -304,7 +331,7 @@ where
                 });
             }
         }
-        self.answer(key, fields, loaded).await
+        shared(self.answer(key, fields, loaded).await)
     }
 
     /// Answers a miss from what its flight loaded, with the fields asked.
@@ -561,6 +588,15 @@ where
     pub(super) fn pending_newer(&self, key: &CacheKey, version: u64) -> bool {
         lock(&self.pending).get(key).is_some_and(|&v| v > version)
     }
+}
+
+/// A read's answer made shareable.
+fn shared(read: Result<Read<CachedValue>, Error>) -> Result<Read<Arc<CachedValue>>, Error> {
+    read.map(|read| Read {
+        value: Arc::new(read.value),
+        version: read.version,
+        outcome: read.outcome,
+    })
 }
 
 /// The answer of a negative entry: the source's refusal, as it said it.

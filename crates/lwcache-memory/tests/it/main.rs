@@ -13,6 +13,7 @@ use lwcache_testkit::{Harness, PausedClock};
 
 lwcache_testkit::memory_harness!();
 
+mod memo;
 mod near;
 
 async fn harness() -> Option<Harness> {

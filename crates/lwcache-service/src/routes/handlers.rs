@@ -6,7 +6,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use lwcache_core::Fields;
-use lwcache_domain::EntityKind;
+use lwcache_domain::{CacheKey, CachedValue, EntityKind};
 use lwcache_json::{
     document_from_json, document_to_json, event_to_json, flags_to_json, value_from_json,
     value_to_json,
@@ -20,9 +20,29 @@ use crate::error::ApiError;
 use crate::json::event_from_json;
 use crate::readiness::{Health, Readiness};
 
+/// Reads `key` as a shared value (no copy of a near or memoized entry) and
+/// answers it as `render` writes it; a value of another kind than the route
+/// serves is the source's fault, said as such.
+async fn shared_read(
+    s: &AppState,
+    key: CacheKey,
+    render: impl FnOnce(&CachedValue) -> Option<JsonValue>,
+) -> Answer {
+    let read = s.manager().read_shared(&key, Fields::Cacheable).await?;
+    match render(&read.value) {
+        Some(body) => Ok(read_response(&read, body)),
+        None => Err(ApiError::from(lwcache_core::SourceError::Other(
+            format!("the source answered {key} with a value of another kind").into(),
+        ))),
+    }
+}
+
 pub(super) async fn get_state(State(s): State<AppState>, p: Params) -> Answer {
-    let read = s.manager().world_state(&p.world()?).await?;
-    Ok(read_response(&read, document_to_json(&read.value)))
+    shared_read(&s, CacheKey::state(&p.world()?), |v| match v {
+        CachedValue::Snapshot(d) => Some(document_to_json(d)),
+        _ => None,
+    })
+    .await
 }
 
 pub(super) async fn put_state(State(s): State<AppState>, p: Params, body: Body) -> Answer {
@@ -33,8 +53,11 @@ pub(super) async fn put_state(State(s): State<AppState>, p: Params, body: Body) 
 }
 
 pub(super) async fn get_flags(State(s): State<AppState>, p: Params) -> Answer {
-    let read = s.manager().flags(&p.world()?).await?;
-    Ok(read_response(&read, flags_to_json(&read.value)))
+    shared_read(&s, CacheKey::flags(&p.world()?), |v| match v {
+        CachedValue::Flags(f) => Some(flags_to_json(f)),
+        _ => None,
+    })
+    .await
 }
 
 pub(super) async fn get_flag(State(s): State<AppState>, p: Params) -> Answer {
@@ -71,12 +94,11 @@ pub(super) async fn delete_flag(State(s): State<AppState>, p: Params) -> Answer 
 pub(super) async fn get_entity(kind: EntityKind, State(s): State<AppState>, p: Params) -> Answer {
     let world = p.world()?;
     let entity = p.entity(kind)?;
-    let read = s
-        .inner
-        .manager
-        .entity(&world, &entity, Fields::Cacheable)
-        .await?;
-    Ok(read_response(&read, document_to_json(&read.value)))
+    shared_read(&s, CacheKey::entity(&world, &entity), |v| match v {
+        CachedValue::Entity(d) => Some(document_to_json(d)),
+        _ => None,
+    })
+    .await
 }
 
 pub(super) async fn put_entity(
@@ -124,6 +146,16 @@ pub(super) async fn get_recent(
     let entity = p.entity_id()?;
     let top_k = s.manager().config().policy.timeline_top_k;
     let limit = recent_limit(query.as_deref(), top_k)?;
+    if limit <= top_k {
+        return shared_read(&s, CacheKey::timeline(&world, &entity), |v| match v {
+            CachedValue::Timeline(events) => Some(JsonValue::Array(
+                events.iter().take(limit).map(event_to_json).collect(),
+            )),
+            _ => None,
+        })
+        .await;
+    }
+    // Longer than the cached top-k: the source answers.
     let read = s.manager().recent(&world, &entity, limit).await?;
     let events: Vec<JsonValue> = read.value.iter().map(event_to_json).collect();
     Ok(read_response(&read, JsonValue::Array(events)))

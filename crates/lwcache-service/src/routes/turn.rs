@@ -71,7 +71,7 @@ pub(super) async fn read_turn(State(s): State<AppState>, p: Params, body: Body) 
     let mut newest = 0u64;
     let items = s
         .manager()
-        .read_many(&world, &keys, Fields::Cacheable)
+        .read_many_shared(&world, &keys, Fields::Cacheable)
         .await?;
     for (slot, item) in slots.iter().zip(items) {
         place(&mut answer, slot, item, &mut newest)?;
@@ -83,7 +83,7 @@ pub(super) async fn read_turn(State(s): State<AppState>, p: Params, body: Body) 
             .recent(&world, &entity, limit)
             .await
             .map(|r| lwcache_core::Read {
-                value: CachedValue::Timeline(r.value),
+                value: std::sync::Arc::new(CachedValue::Timeline(r.value)),
                 version: r.version,
                 outcome: r.outcome,
             });
@@ -170,7 +170,7 @@ fn plan(
 fn place(
     answer: &mut Map<String, JsonValue>,
     slot: &Slot,
-    item: ItemRead,
+    item: ItemRead<std::sync::Arc<CachedValue>>,
     newest: &mut u64,
 ) -> Result<(), ApiError> {
     let body = match item {
@@ -184,15 +184,14 @@ fn place(
                     "age_ms": u64::try_from(stale.age.as_millis()).unwrap_or(u64::MAX),
                 });
             }
-            match (slot, read.value) {
+            match (slot, read.value.as_ref()) {
                 (Slot::Snapshot, CachedValue::Snapshot(d))
                 | (Slot::Entity(..), CachedValue::Entity(d)) => {
-                    body["value"] = document_to_json(&d);
+                    body["value"] = document_to_json(d);
                 }
-                (Slot::Flags, CachedValue::Flags(f)) => body["value"] = flags_to_json(&f),
-                (Slot::Timeline(_, limit), CachedValue::Timeline(mut events)) => {
-                    events.truncate(*limit);
-                    body["events"] = events_json(&events);
+                (Slot::Flags, CachedValue::Flags(f)) => body["value"] = flags_to_json(f),
+                (Slot::Timeline(_, limit), CachedValue::Timeline(events)) => {
+                    body["events"] = events_json(&events[..events.len().min(*limit)]);
                 }
                 _ => {
                     return Err(ApiError::from(lwcache_core::SourceError::Other(

@@ -1,0 +1,235 @@
+//! The decode memo: each key's last entry read from the store, kept as its
+//! bytes beside their decoded value. A read whose bytes equal the memo's is
+//! answered with the memo's shared value instead of decoding them again.
+//!
+//! It changes no answer. The bytes are the whole entry (version, stamps,
+//! redaction flag and value), so equal bytes decode to an equal value; the
+//! store is still asked on every read, so unlike the near cache it needs no
+//! invalidation feed and answers nothing the store did not just return. It
+//! holds only what the store holds (redacted values), in this process, within
+//! a byte budget (`ManagerConfig::decode_memo_bytes`; 0 turns it off).
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::sync::{Arc, Mutex};
+
+use lwcache_domain::{CacheKey, CachedValue, Redaction};
+
+use super::lock;
+use crate::codec::{self, Freshness, Slot};
+use crate::near::value_bytes;
+
+/// Shards of the memo: reads of different keys rarely share a lock.
+const SHARDS: usize = 16;
+
+/// A decoded value entry, shared by every read that found the same bytes.
+#[derive(Debug)]
+pub(super) struct Decoded {
+    pub(super) version: u64,
+    pub(super) redaction: Redaction,
+    pub(super) value: Arc<CachedValue>,
+    pub(super) freshness: Option<Freshness>,
+}
+
+/// What a key's bytes decode to, memoized when they hold a value.
+pub(super) enum Decode {
+    Value(Arc<Decoded>),
+    /// Not a value: a tombstone or a negative entry (never memoized).
+    Other(Slot),
+}
+
+struct Memo {
+    raw: Box<[u8]>,
+    decoded: Arc<Decoded>,
+    weight: usize,
+}
+
+#[derive(Default)]
+struct Shard {
+    map: HashMap<CacheKey, Memo>,
+    bytes: usize,
+}
+
+pub(super) struct DecodeMemo {
+    shards: Box<[Mutex<Shard>]>,
+    per_shard: usize,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl DecodeMemo {
+    /// A memo of at most about `budget` bytes, `None` when `budget` is 0.
+    pub(super) fn new(budget: usize) -> Option<Self> {
+        (budget > 0).then(|| Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+            per_shard: budget.div_ceil(SHARDS),
+            hasher: std::collections::hash_map::RandomState::new(),
+        })
+    }
+
+    fn shard(&self, key: &CacheKey) -> &Mutex<Shard> {
+        let hash = self.hasher.hash_one(key);
+        &self.shards[(hash as usize) % SHARDS]
+    }
+
+    /// `bytes` decoded: the memo's value when they equal its bytes for
+    /// `key`, else decoded now (and memoized when they hold a value).
+    pub(super) fn decode(
+        &self,
+        key: &CacheKey,
+        bytes: &[u8],
+    ) -> Result<Decode, codec::DecodeError> {
+        let shard = self.shard(key);
+        if let Some(memo) = lock(shard).map.get(key)
+            && *memo.raw == *bytes
+        {
+            return Ok(Decode::Value(Arc::clone(&memo.decoded)));
+        }
+        let decoded = match decode(bytes)? {
+            Decode::Value(decoded) => decoded,
+            other => {
+                // What the key held before is gone from the store.
+                let mut shard = lock(shard);
+                if let Some(old) = shard.map.remove(key) {
+                    shard.bytes -= old.weight;
+                }
+                return Ok(other);
+            }
+        };
+        let weight =
+            bytes.len() + value_bytes(&decoded.value) + 2 * key.world().as_str().len() + 96;
+        if weight <= self.per_shard {
+            let memo = Memo {
+                raw: bytes.into(),
+                decoded: Arc::clone(&decoded),
+                weight,
+            };
+            let mut shard = lock(shard);
+            if let Some(old) = shard.map.insert(key.clone(), memo) {
+                shard.bytes -= old.weight;
+            }
+            shard.bytes += weight;
+            while shard.bytes > self.per_shard {
+                // Any other key: the map's order is as good as random, and a
+                // key read again is memoized again by its next read.
+                let Some(victim) = shard.map.keys().find(|k| *k != key).cloned() else {
+                    break;
+                };
+                if let Some(old) = shard.map.remove(&victim) {
+                    shard.bytes -= old.weight;
+                }
+            }
+        }
+        Ok(Decode::Value(decoded))
+    }
+}
+
+/// `bytes` decoded without a memo.
+pub(super) fn decode(bytes: &[u8]) -> Result<Decode, codec::DecodeError> {
+    Ok(match codec::decode_fresh(bytes)? {
+        (Slot::Value(entry), freshness) => Decode::Value(Arc::new(Decoded {
+            version: entry.version,
+            redaction: entry.redaction,
+            value: Arc::new(entry.value),
+            freshness,
+        })),
+        (other, _) => Decode::Other(other),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lwcache_domain::{Document, EntityRef, Value, WorldId};
+
+    fn key(n: usize) -> CacheKey {
+        let world = WorldId::new("memo").expect("a valid world id");
+        let entity = EntityRef::parse(lwcache_domain::EntityKind::Character, &format!("c{n}"))
+            .expect("a valid id");
+        CacheKey::entity(&world, &entity)
+    }
+
+    fn entry(version: u64, text: &str) -> Vec<u8> {
+        let doc = Document::new().with("text", Value::Text(text.to_owned()));
+        codec::encode(&codec::Entry {
+            version,
+            redaction: Redaction::Complete,
+            value: CachedValue::Entity(doc),
+        })
+    }
+
+    fn value(d: &Decode) -> Arc<Decoded> {
+        match d {
+            Decode::Value(v) => Arc::clone(v),
+            Decode::Other(slot) => panic!("not a value: {slot:?}"),
+        }
+    }
+
+    #[test]
+    fn equal_bytes_share_one_decoded_value_and_other_bytes_decode_anew() {
+        let memo = DecodeMemo::new(1 << 20).expect("a budget");
+        let k = key(1);
+        let a = value(&memo.decode(&k, &entry(3, "old")).expect("decodes"));
+        let again = value(&memo.decode(&k, &entry(3, "old")).expect("decodes"));
+        assert!(
+            Arc::ptr_eq(&a, &again),
+            "the same bytes are not decoded twice"
+        );
+        let b = value(&memo.decode(&k, &entry(4, "new")).expect("decodes"));
+        assert!(!Arc::ptr_eq(&a, &b));
+        assert_eq!(b.version, 4);
+        assert_eq!(b.value, decoded_value(&entry(4, "new")));
+        // Same version, other bytes: still decoded from the bytes given.
+        let c = value(&memo.decode(&k, &entry(4, "other")).expect("decodes"));
+        assert_eq!(c.value, decoded_value(&entry(4, "other")));
+    }
+
+    fn decoded_value(bytes: &[u8]) -> Arc<CachedValue> {
+        match decode(bytes).expect("decodes") {
+            Decode::Value(d) => Arc::clone(&d.value),
+            Decode::Other(slot) => panic!("not a value: {slot:?}"),
+        }
+    }
+
+    #[test]
+    fn a_tombstone_is_answered_as_such_and_forgets_the_value() {
+        let memo = DecodeMemo::new(1 << 20).expect("a budget");
+        let k = key(1);
+        let bytes = entry(3, "v");
+        let first = value(&memo.decode(&k, &bytes).expect("decodes"));
+        let tomb = codec::tombstone(4);
+        assert!(matches!(
+            memo.decode(&k, &tomb).expect("decodes"),
+            Decode::Other(Slot::Tombstone { version: 4 })
+        ));
+        let again = value(&memo.decode(&k, &bytes).expect("decodes"));
+        assert!(
+            !Arc::ptr_eq(&first, &again),
+            "decoded anew after the tombstone"
+        );
+    }
+
+    #[test]
+    fn the_budget_bounds_what_is_kept() {
+        let budget = 16 * 4096;
+        let memo = DecodeMemo::new(budget).expect("a budget");
+        for n in 0..2000 {
+            memo.decode(&key(n), &entry(1, &"x".repeat(100)))
+                .expect("decodes");
+        }
+        let kept: usize = memo.shards.iter().map(|s| lock(s).bytes).sum();
+        let count: usize = memo.shards.iter().map(|s| lock(s).map.len()).sum();
+        assert!(
+            kept <= budget,
+            "{kept} bytes kept over a budget of {budget}"
+        );
+        assert!(count > 50, "only {count} entries kept");
+        assert!(count < 2000, "nothing was evicted");
+        assert!(DecodeMemo::new(0).is_none(), "a budget of 0 turns it off");
+    }
+
+    #[test]
+    fn bad_bytes_are_an_error_not_a_memo() {
+        let memo = DecodeMemo::new(1 << 20).expect("a budget");
+        assert!(memo.decode(&key(1), b"garbage").is_err());
+    }
+}
