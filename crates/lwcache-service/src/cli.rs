@@ -136,6 +136,11 @@ struct PolicyArgs {
     /// entity [default: 0].
     #[arg(long, value_name = "KEYS")]
     warm_budget_keys: Option<u64>,
+    /// The decode memo's budget: each key's last entry read from Redis is
+    /// kept with its decoded value, so that a read of unchanged bytes does
+    /// not decode them again; 0 turns it off [default: 8388608].
+    #[arg(long, value_name = "BYTES")]
+    decode_memo_bytes: Option<u64>,
 }
 
 impl BackendArgs {
@@ -161,6 +166,7 @@ impl BackendArgs {
             source_timeout_ms: self.policy.source_timeout_ms,
             write_behind_capacity: self.policy.write_behind_capacity,
             warm_budget_keys: self.policy.warm_budget_keys,
+            decode_memo_bytes: self.policy.decode_memo_bytes,
             privacy: self.privacy.layer()?,
             ..Layer::default()
         })

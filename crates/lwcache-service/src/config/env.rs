@@ -74,6 +74,8 @@ pub const SOURCE_TIMEOUT_MS: &str = "LWCACHE_SOURCE_TIMEOUT_MS";
 pub const WRITE_BEHIND_CAPACITY: &str = "LWCACHE_WRITE_BEHIND_CAPACITY";
 /// The most keys an activation prefills; 0 warms every entity.
 pub const WARM_BUDGET_KEYS: &str = "LWCACHE_WARM_BUDGET_KEYS";
+/// The decode memo's budget in bytes; 0 turns it off.
+pub const DECODE_MEMO_BYTES: &str = "LWCACHE_DECODE_MEMO_BYTES";
 
 // The circuit breaker around the cache store.
 /// How many failed cache calls in a row open the breaker.
@@ -174,6 +176,7 @@ impl Layer {
             source_timeout_ms: number(SOURCE_TIMEOUT_MS)?,
             write_behind_capacity: number(WRITE_BEHIND_CAPACITY)?,
             warm_budget_keys: number(WARM_BUDGET_KEYS)?,
+            decode_memo_bytes: number(DECODE_MEMO_BYTES)?,
         })
     }
 }

@@ -154,6 +154,8 @@ pub struct Layer {
     pub write_behind_capacity: Option<u64>,
     /// The most keys an activation prefills; 0 warms every entity.
     pub warm_budget_keys: Option<u64>,
+    /// The decode memo's budget in bytes; 0 turns it off.
+    pub decode_memo_bytes: Option<u64>,
 }
 
 /// Why the configuration is unusable.

@@ -38,6 +38,8 @@ pub struct PolicySettings {
     pub write_behind_capacity: usize,
     /// The most keys an activation prefills; `None` warms every entity.
     pub warm_budget: Option<usize>,
+    /// The decode memo's budget in bytes; 0: off.
+    pub decode_memo_bytes: usize,
 }
 
 impl Default for PolicySettings {
@@ -57,6 +59,7 @@ impl Default for PolicySettings {
             source_timeout: config.source_timeout,
             write_behind_capacity: config.write_behind_capacity,
             warm_budget: config.warm_budget,
+            decode_memo_bytes: config.decode_memo_bytes,
         }
     }
 }
@@ -77,6 +80,7 @@ impl PolicySettings {
         config.source_timeout = self.source_timeout;
         config.write_behind_capacity = self.write_behind_capacity;
         config.warm_budget = self.warm_budget;
+        config.decode_memo_bytes = self.decode_memo_bytes;
     }
 }
 
@@ -100,6 +104,11 @@ const WARM_BUDGET: Names = Names::new(
     "--warm-budget-keys",
     env::WARM_BUDGET_KEYS,
     "warm_budget_keys",
+);
+const DECODE_MEMO: Names = Names::new(
+    "--decode-memo-bytes",
+    env::DECODE_MEMO_BYTES,
+    "decode_memo_bytes",
 );
 const CAPACITY: Names = Names::new(
     "--write-behind-capacity",
@@ -167,5 +176,13 @@ pub(super) fn policy_settings(
             ),
         };
     }
+    if let Some(n) = pick(|l| l.decode_memo_bytes) {
+        let n = within(n, 0, MAX_DECODE_MEMO_BYTES, DECODE_MEMO)?;
+        out.decode_memo_bytes =
+            usize::try_from(n).map_err(|_| DECODE_MEMO.invalid(n, "a count"))?;
+    }
     Ok(out)
 }
+
+/// The largest decode memo: 64 GiB, far past any machine's sense.
+const MAX_DECODE_MEMO_BYTES: u64 = 1 << 36;

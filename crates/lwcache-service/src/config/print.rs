@@ -135,6 +135,7 @@ pub fn to_toml(s: &Settings) -> String {
     o.raw("source_timeout_ms", ms(p.source_timeout));
     o.raw("write_behind_capacity", p.write_behind_capacity);
     o.raw("warm_budget_keys", p.warm_budget.unwrap_or(0));
+    o.raw("decode_memo_bytes", p.decode_memo_bytes);
 
     let r = &b.reads;
     o.section("fail-safe reads and stampede control");

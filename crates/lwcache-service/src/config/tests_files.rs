@@ -11,7 +11,7 @@ use super::tests::{cluster, layer};
 
 /// Each policy setting: its environment variable, its file key, and the
 /// value each gives, with the flag beating both.
-const POLICY: [(&str, &str, &str); 9] = [
+const POLICY: [(&str, &str, &str); 10] = [
     (env::STATE_TTL_MS, "state_ttl_ms", "7000"),
     (env::FLAGS_TTL_MS, "flags_ttl_ms", "8000"),
     (env::ENTITY_TTL_MS, "entity_ttl_ms", "9000"),
@@ -21,6 +21,7 @@ const POLICY: [(&str, &str, &str); 9] = [
     (env::SOURCE_TIMEOUT_MS, "source_timeout_ms", "6000"),
     (env::WRITE_BEHIND_CAPACITY, "write_behind_capacity", "99"),
     (env::WARM_BUDGET_KEYS, "warm_budget_keys", "500"),
+    (env::DECODE_MEMO_BYTES, "decode_memo_bytes", "65536"),
 ];
 use super::*;
 /// The policy's values as `POLICY` lists them.
@@ -36,6 +37,7 @@ fn policy_values(p: &PolicySettings) -> Vec<u64> {
         ms(p.source_timeout),
         p.write_behind_capacity as u64,
         p.warm_budget.map_or(0, |n| n as u64),
+        p.decode_memo_bytes as u64,
     ]
 }
 
@@ -45,7 +47,18 @@ fn every_policy_setting_comes_from_each_source() {
     assert_eq!(d.backends.policy, PolicySettings::default());
     assert_eq!(
         policy_values(&d.backends.policy),
-        [3_600_000, 0, 3_600_000, 300_000, 20, 250, 5000, 1024, 0],
+        [
+            3_600_000,
+            0,
+            3_600_000,
+            300_000,
+            20,
+            250,
+            5000,
+            1024,
+            0,
+            8 << 20
+        ],
         "the defaults are the library's"
     );
     let expected: Vec<u64> = POLICY.iter().map(|(_, _, v)| v.parse().unwrap()).collect();
@@ -77,12 +90,13 @@ fn every_policy_setting_comes_from_each_source() {
         source_timeout_ms: Some(7),
         write_behind_capacity: Some(8),
         warm_budget_keys: Some(9),
+        decode_memo_bytes: Some(10),
         ..Layer::default()
     };
     let s = resolve(&flags, &env_layer, &file).unwrap();
     assert_eq!(
         policy_values(&s.backends.policy),
-        [1, 2, 3, 4, 5, 6, 7, 8, 9],
+        [1, 2, 3, 4, 5, 6, 7, 8, 9, 10],
         "the flags"
     );
     let mut config = lwcache_core::ManagerConfig::default();
@@ -92,6 +106,7 @@ fn every_policy_setting_comes_from_each_source() {
     assert_eq!(config.cache_timeout, Duration::from_millis(6));
     assert_eq!(config.write_behind_capacity, 8);
     assert_eq!(config.warm_budget, Some(9));
+    assert_eq!(config.decode_memo_bytes, 10);
     config.policy.validate().unwrap();
 
     let zero = Layer::from_toml("state_ttl_ms = 0\nentity_ttl_ms = 0\n").unwrap();
@@ -118,6 +133,8 @@ fn a_bad_policy_value_names_the_setting_in_every_spelling() {
             // 0 turns the budget off; one key cannot hold the flags and
             // the snapshot.
             bad.push(1);
+        } else if key == "decode_memo_bytes" {
+            // 0 turns the memo off: only too large is refused.
         } else if !key.starts_with("state_")
             && !key.starts_with("flags_")
             && !key.starts_with("entity_")
