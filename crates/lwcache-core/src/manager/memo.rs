@@ -10,7 +10,7 @@
 //! a byte budget (`ManagerConfig::decode_memo_bytes`; 0 turns it off).
 
 use std::collections::HashMap;
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{Arc, Mutex};
 
 use lwcache_domain::{CacheKey, CachedValue, Redaction};
@@ -39,15 +39,40 @@ pub(super) enum Decode {
 }
 
 struct Memo {
+    key: CacheKey,
     raw: Box<[u8]>,
     decoded: Arc<Decoded>,
     weight: usize,
 }
 
+/// Each shard's map is keyed by the key's hash, taken once per read (the
+/// memo's own, seeded per process); the entry holds its key, so a
+/// collision reads as a miss and is replaced.
 #[derive(Default)]
 struct Shard {
-    map: HashMap<CacheKey, Memo>,
+    map: HashMap<u64, Memo, BuildHasherDefault<Prehashed>>,
     bytes: usize,
+}
+
+/// The hasher of maps keyed by a hash already taken.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed here; anything else still hashes.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
 }
 
 pub(super) struct DecodeMemo {
@@ -66,9 +91,9 @@ impl DecodeMemo {
         })
     }
 
-    fn shard(&self, key: &CacheKey) -> &Mutex<Shard> {
-        let hash = self.hasher.hash_one(key);
-        &self.shards[(hash as usize) % SHARDS]
+    fn shard(&self, hash: u64) -> &Mutex<Shard> {
+        // The high bits: the map's buckets use the low ones.
+        &self.shards[((hash >> 48) as usize) % SHARDS]
     }
 
     /// `bytes` decoded: the memo's value when they equal its bytes for
@@ -78,9 +103,11 @@ impl DecodeMemo {
         key: &CacheKey,
         bytes: &[u8],
     ) -> Result<Decode, codec::DecodeError> {
-        let shard = self.shard(key);
-        if let Some(memo) = lock(shard).map.get(key)
+        let hash = self.hasher.hash_one(key);
+        let shard = self.shard(hash);
+        if let Some(memo) = lock(shard).map.get(&hash)
             && *memo.raw == *bytes
+            && memo.key == *key
         {
             return Ok(Decode::Value(Arc::clone(&memo.decoded)));
         }
@@ -89,7 +116,9 @@ impl DecodeMemo {
             other => {
                 // What the key held before is gone from the store.
                 let mut shard = lock(shard);
-                if let Some(old) = shard.map.remove(key) {
+                if shard.map.get(&hash).is_some_and(|m| m.key == *key)
+                    && let Some(old) = shard.map.remove(&hash)
+                {
                     shard.bytes -= old.weight;
                 }
                 return Ok(other);
@@ -99,19 +128,20 @@ impl DecodeMemo {
             bytes.len() + value_bytes(&decoded.value) + 2 * key.world().as_str().len() + 96;
         if weight <= self.per_shard {
             let memo = Memo {
+                key: key.clone(),
                 raw: bytes.into(),
                 decoded: Arc::clone(&decoded),
                 weight,
             };
             let mut shard = lock(shard);
-            if let Some(old) = shard.map.insert(key.clone(), memo) {
+            if let Some(old) = shard.map.insert(hash, memo) {
                 shard.bytes -= old.weight;
             }
             shard.bytes += weight;
             while shard.bytes > self.per_shard {
                 // Any other key: the map's order is as good as random, and a
                 // key read again is memoized again by its next read.
-                let Some(victim) = shard.map.keys().find(|k| *k != key).cloned() else {
+                let Some(&victim) = shard.map.keys().find(|&&h| h != hash) else {
                     break;
                 };
                 if let Some(old) = shard.map.remove(&victim) {

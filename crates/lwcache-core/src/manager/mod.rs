@@ -464,8 +464,15 @@ where
     /// Now, in milliseconds since the Unix epoch, on the manager's clock
     /// as it was at the start, moved on by tokio's clock.
     fn now_ms(&self) -> i64 {
+        self.ms_at(Instant::now())
+    }
+
+    /// The wall clock at `instant` (on tokio's clock), in milliseconds: a
+    /// clock read already made serves again.
+    fn ms_at(&self, instant: Instant) -> i64 {
         let (wall, at) = self.epoch;
-        let since = i64::try_from(at.elapsed().as_millis()).unwrap_or(i64::MAX);
+        let since = i64::try_from(instant.saturating_duration_since(at).as_millis())
+            .unwrap_or(i64::MAX);
         wall.saturating_add(since)
     }
 

@@ -217,10 +217,11 @@ where
         };
         let started = Instant::now();
         let cached = self.cache_call(self.store.get(key)).await;
+        let answered = Instant::now();
         self.metrics.record(MetricEvent::Latency(
             Stage::CacheRead,
             kind,
-            started.elapsed(),
+            answered.saturating_duration_since(started),
         ));
         let bytes = match cached {
             Ok(Some(bytes)) => bytes,
@@ -272,7 +273,7 @@ where
             return shared(self.serve_from_source(key, fields, Outcome::Miss).await);
         }
         if let Some(f) = entry.freshness
-            && self.now_ms() >= f.fresh_until_ms
+            && self.ms_at(answered) >= f.fresh_until_ms
         {
             return self.refresh(key, fields, &entry, f).await;
         }
@@ -586,7 +587,9 @@ where
     /// Whether a write-behind update newer than `version` is queued for
     /// `key`: the cached entry is then known to be behind.
     pub(super) fn pending_newer(&self, key: &CacheKey, version: u64) -> bool {
-        lock(&self.pending).get(key).is_some_and(|&v| v > version)
+        let pending = lock(&self.pending);
+        // Empty unless write-behind updates wait: no key is hashed then.
+        !pending.is_empty() && pending.get(key).is_some_and(|&v| v > version)
     }
 }
 
