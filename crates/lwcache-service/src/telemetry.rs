@@ -164,26 +164,33 @@ impl Telemetry {
     /// subscriber, meter provider and tracer provider.
     pub fn install(config: &TelemetryConfig) -> Result<Telemetry, TelemetryError> {
         let telemetry = Telemetry::build(config)?;
-        let filter = tracing_subscriber::EnvFilter::try_new(&telemetry.log_filter)?;
-        // Each layer has its own filter: `RUST_LOG=warn` quiets the log
-        // without losing the info-level spans that OTLP exports.
-        tracing_subscriber::registry()
-            .with(
-                telemetry
-                    .otel_layer()
-                    .with_filter(tracing_subscriber::filter::LevelFilter::INFO),
-            )
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_writer(std::io::stderr)
-                    .with_filter(filter),
-            )
-            .try_init()?;
+        telemetry.subscriber()?.try_init()?;
         opentelemetry::global::set_meter_provider(telemetry.meter_provider.clone());
         if let Some(provider) = &telemetry.tracer_provider {
             opentelemetry::global::set_tracer_provider(provider.clone());
         }
         Ok(telemetry)
+    }
+
+    /// The subscriber [`install`](Self::install) sets: the log to stderr,
+    /// filtered by `RUST_LOG`, and the OpenTelemetry layer when OTLP traces
+    /// are on. Each layer has its own filter: `RUST_LOG=warn` quiets the log
+    /// without losing the info-level spans that OTLP exports; with OTLP off
+    /// no layer wants them, and the read path's spans are not even made.
+    pub fn subscriber(
+        &self,
+    ) -> Result<impl tracing::Subscriber + Send + Sync + 'static, TelemetryError> {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.log_filter)?;
+        Ok(tracing_subscriber::registry()
+            .with(
+                self.otel_layer()
+                    .map(|layer| layer.with_filter(tracing_subscriber::filter::LevelFilter::INFO)),
+            )
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_filter(filter),
+            ))
     }
 
     /// Builds the providers and exporters [`install`](Self::install) would,

@@ -471,8 +471,8 @@ where
     /// clock read already made serves again.
     fn ms_at(&self, instant: Instant) -> i64 {
         let (wall, at) = self.epoch;
-        let since = i64::try_from(instant.saturating_duration_since(at).as_millis())
-            .unwrap_or(i64::MAX);
+        let since =
+            i64::try_from(instant.saturating_duration_since(at).as_millis()).unwrap_or(i64::MAX);
         wall.saturating_add(since)
     }
 

@@ -135,3 +135,28 @@ fn one_signal_can_be_turned_off() {
     );
     assert!(t.tracer().is_some());
 }
+
+/// The installed subscriber makes the read path's info spans only when a
+/// layer wants them: with OTLP traces off and `RUST_LOG=warn`, none is;
+/// with OTLP traces on, they are, whatever the log's filter.
+#[tokio::test]
+async fn info_spans_are_made_only_when_otlp_traces_want_them() {
+    let off = Telemetry::build(&TelemetryConfig::from_vars([("RUST_LOG", "warn")])).unwrap();
+    let disabled = tracing::subscriber::with_default(off.subscriber().unwrap(), || {
+        tracing::info_span!("lwcache.read").is_disabled()
+    });
+    assert!(disabled, "an info span is made with nothing to take it");
+    off.shutdown();
+
+    let on = Telemetry::build(&TelemetryConfig::from_vars([
+        ("RUST_LOG", "warn"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:9"),
+        ("OTEL_METRICS_EXPORTER", "none"),
+    ]))
+    .unwrap();
+    let disabled = tracing::subscriber::with_default(on.subscriber().unwrap(), || {
+        tracing::info_span!("lwcache.read").is_disabled()
+    });
+    assert!(!disabled, "OTLP traces are on: the span is exported");
+    on.shutdown();
+}
