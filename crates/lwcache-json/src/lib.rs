@@ -19,6 +19,10 @@
 
 use std::collections::BTreeMap;
 
+mod write;
+
+pub use write::{DocumentJson, EventJson, EventsJson, FlagsJson, ValueJson};
+
 use lwcache_domain::{Document, Flags, TimelineEvent, Value};
 use serde_json::{Map, Number, Value as Json};
 
@@ -382,6 +386,52 @@ mod tests {
         ) {
             let doc = Document(fields);
             prop_assert_eq!(document_from_json(&document_to_json(&doc)).unwrap(), doc);
+        }
+
+        /// The writers print exactly the text of the mapping: every value,
+        /// non-finite floats included (both print `null`).
+        #[test]
+        fn the_writers_print_what_the_mapping_prints(
+            value in values(),
+            weird in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), any::<f64>()],
+            fields in prop::collection::btree_map(".*", values(), 0..6),
+            seq in any::<u64>(),
+            at_ms in any::<i64>(),
+        ) {
+            let text = |j: &Json| serde_json::to_string(j).unwrap();
+            prop_assert_eq!(
+                serde_json::to_string(&ValueJson(&value)).unwrap(),
+                text(&value_to_json(&value))
+            );
+            let odd = Value::List(vec![Value::Float(weird), value.clone()]);
+            prop_assert_eq!(
+                serde_json::to_string(&ValueJson(&odd)).unwrap(),
+                text(&value_to_json(&odd))
+            );
+            let doc = Document(fields);
+            prop_assert_eq!(
+                serde_json::to_string(&DocumentJson(&doc)).unwrap(),
+                text(&document_to_json(&doc))
+            );
+            let mut flags = Flags::new();
+            flags.insert(FlagName::new("night").unwrap(), value.clone());
+            flags.insert(FlagName::new("day").unwrap(), Value::Int(1));
+            prop_assert_eq!(
+                serde_json::to_string(&FlagsJson(&flags)).unwrap(),
+                text(&flags_to_json(&flags))
+            );
+            let events = vec![
+                TimelineEvent {
+                    seq,
+                    entity: EntityId::new("hero").unwrap(),
+                    kind: EventKind::new("moved").unwrap(),
+                    at_ms,
+                    data: doc.clone(),
+                };
+                2
+            ];
+            let mapped = Json::Array(events.iter().map(event_to_json).collect());
+            prop_assert_eq!(serde_json::to_string(&EventsJson(&events)).unwrap(), text(&mapped));
         }
     }
 }

@@ -8,7 +8,7 @@ use axum::response::{IntoResponse, Response};
 use lwcache_core::Fields;
 use lwcache_domain::{CacheKey, CachedValue, EntityKind};
 use lwcache_json::{
-    document_from_json, document_to_json, event_to_json, flags_to_json, value_from_json,
+    DocumentJson, EventsJson, FlagsJson, document_from_json, event_to_json, value_from_json,
     value_to_json,
 };
 use serde_json::{Value as JsonValue, json};
@@ -21,16 +21,19 @@ use crate::json::event_from_json;
 use crate::readiness::{Health, Readiness};
 
 /// Reads `key` as a shared value (no copy of a near or memoized entry) and
-/// answers it as `render` writes it; a value of another kind than the route
-/// serves is the source's fault, said as such.
+/// answers it as `render` writes it, straight to JSON text; a value of
+/// another kind than the route serves is the source's fault, said as such.
 async fn shared_read(
     s: &AppState,
     key: CacheKey,
-    render: impl FnOnce(&CachedValue) -> Option<JsonValue>,
+    render: impl FnOnce(&CachedValue) -> Option<Response>,
 ) -> Answer {
     let read = s.manager().read_shared(&key, Fields::Cacheable).await?;
     match render(&read.value) {
-        Some(body) => Ok(read_response(&read, body)),
+        Some(mut response) => {
+            set_read_headers(response.headers_mut(), read.outcome, read.version);
+            Ok(response)
+        }
         None => Err(ApiError::from(lwcache_core::SourceError::Other(
             format!("the source answered {key} with a value of another kind").into(),
         ))),
@@ -39,7 +42,7 @@ async fn shared_read(
 
 pub(super) async fn get_state(State(s): State<AppState>, p: Params) -> Answer {
     shared_read(&s, CacheKey::state(&p.world()?), |v| match v {
-        CachedValue::Snapshot(d) => Some(document_to_json(d)),
+        CachedValue::Snapshot(d) => Some(Json(DocumentJson(d)).into_response()),
         _ => None,
     })
     .await
@@ -54,7 +57,7 @@ pub(super) async fn put_state(State(s): State<AppState>, p: Params, body: Body) 
 
 pub(super) async fn get_flags(State(s): State<AppState>, p: Params) -> Answer {
     shared_read(&s, CacheKey::flags(&p.world()?), |v| match v {
-        CachedValue::Flags(f) => Some(flags_to_json(f)),
+        CachedValue::Flags(f) => Some(Json(FlagsJson(f)).into_response()),
         _ => None,
     })
     .await
@@ -95,7 +98,7 @@ pub(super) async fn get_entity(kind: EntityKind, State(s): State<AppState>, p: P
     let world = p.world()?;
     let entity = p.entity(kind)?;
     shared_read(&s, CacheKey::entity(&world, &entity), |v| match v {
-        CachedValue::Entity(d) => Some(document_to_json(d)),
+        CachedValue::Entity(d) => Some(Json(DocumentJson(d)).into_response()),
         _ => None,
     })
     .await
@@ -148,9 +151,9 @@ pub(super) async fn get_recent(
     let limit = recent_limit(query.as_deref(), top_k)?;
     if limit <= top_k {
         return shared_read(&s, CacheKey::timeline(&world, &entity), |v| match v {
-            CachedValue::Timeline(events) => Some(JsonValue::Array(
-                events.iter().take(limit).map(event_to_json).collect(),
-            )),
+            CachedValue::Timeline(events) => {
+                Some(Json(EventsJson(&events[..events.len().min(limit)])).into_response())
+            }
             _ => None,
         })
         .await;
