@@ -109,7 +109,7 @@ pub(super) fn cached_read<S, R>(
     entity: &EntityRef,
     fallbacks: Option<&Arc<AtomicU64>>,
     api: ReadApi,
-) -> impl Future<Output = Result<()>> + Send + 'static
+) -> impl Future<Output = Result<()>> + Send + 'static + use<S, R>
 where
     S: CacheStore + 'static,
     R: WorldRepository + 'static,

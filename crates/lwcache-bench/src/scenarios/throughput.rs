@@ -18,25 +18,23 @@ use super::{CONCURRENCY, Plan};
 use crate::args::redis_host_port;
 
 /// Runs `total` reads shared by `c` tasks; returns how many ran and how
-/// long they took.
+/// long they took. Each task makes its next read's future when the last
+/// one is done, as a caller does: a future made ahead is as large as its
+/// whole state machine, and tens of thousands of them waiting would measure
+/// memory traffic, more for the side whose futures are larger.
 async fn run_tasks<F, Fut>(c: usize, total: usize, read: F) -> Result<(usize, Duration)>
 where
-    F: Fn() -> Fut,
+    F: Fn() -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Result<()>> + Send + 'static,
 {
     let per_task = (total / c).max(1);
-    // The futures are built before the clock starts; each only clones
-    // handles, and nothing runs until it is polled.
-    let batches: Vec<Vec<Fut>> = (0..c)
-        .map(|_| (0..per_task).map(|_| read()).collect())
-        .collect();
     let started = Instant::now();
-    let tasks: Vec<_> = batches
-        .into_iter()
-        .map(|reads| {
+    let tasks: Vec<_> = (0..c)
+        .map(|_| {
+            let read = read.clone();
             tokio::spawn(async move {
-                for r in reads {
-                    r.await?;
+                for _ in 0..per_task {
+                    read().await?;
                 }
                 Ok::<_, anyhow::Error>(())
             })
@@ -77,13 +75,24 @@ where
     // stall on a loaded machine) falls back to the source: counted and
     // reported, not fatal, unless it stops being rare.
     let fallbacks = Arc::new(AtomicU64::new(0));
-    let hit = || cached_read(manager, world, entity, Some(&fallbacks), ReadApi::Shared);
-    let get = || {
-        let (mut c, k) = (raw.clone(), key.clone());
-        async move {
-            let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&k).query_async(&mut c).await?;
-            ensure!(bytes.is_some(), "{k} is not cached");
-            Ok(())
+    let hit = {
+        let (m, w, e, f) = (
+            manager.clone(),
+            world.clone(),
+            entity.clone(),
+            Arc::clone(&fallbacks),
+        );
+        move || cached_read(&m, &w, &e, Some(&f), ReadApi::Shared)
+    };
+    let get = {
+        let (raw, key) = (raw.clone(), key.clone());
+        move || {
+            let (mut c, k) = (raw.clone(), key.clone());
+            async move {
+                let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&k).query_async(&mut c).await?;
+                ensure!(bytes.is_some(), "{k} is not cached");
+                Ok(())
+            }
         }
     };
     let mut rows = Vec::new();
@@ -91,16 +100,16 @@ where
     for c in CONCURRENCY {
         let total = plan.throughput;
         // A short untimed round of each first, at the same concurrency.
-        run_tasks(c, total / 10, hit).await?;
-        run_tasks(c, total / 10, get).await?;
+        run_tasks(c, total / 10, hit.clone()).await?;
+        run_tasks(c, total / 10, get.clone()).await?;
         let (mut lw, mut raw_rs) = ((0, Duration::ZERO), (0, Duration::ZERO));
         // redis-benchmark's requests and the time they took at its rate.
         let mut bench = Some((0, Duration::ZERO));
         fallbacks.store(0, Ordering::Relaxed);
         for _ in 0..ROUNDS {
-            let (n, t) = run_tasks(c, total / ROUNDS, hit).await?;
+            let (n, t) = run_tasks(c, total / ROUNDS, hit.clone()).await?;
             lw = (lw.0 + n, lw.1 + t);
-            let (n, t) = run_tasks(c, total / ROUNDS, get).await?;
+            let (n, t) = run_tasks(c, total / ROUNDS, get.clone()).await?;
             raw_rs = (raw_rs.0 + n, raw_rs.1 + t);
             if let Some((n, t)) = bench {
                 let requests = total / ROUNDS;
