@@ -15,9 +15,11 @@ use std::sync::{Arc, Mutex};
 
 use lwcache_domain::{CacheKey, CachedValue, Redaction};
 
-use super::lock;
+use super::{Inner, Read, lock};
 use crate::codec::{self, Freshness, Slot};
+use crate::error::Error;
 use crate::near::value_bytes;
+use crate::ports::{CacheStore, WorldRepository};
 
 /// Shards of the memo: reads of different keys rarely share a lock.
 const SHARDS: usize = 16;
@@ -151,6 +153,35 @@ impl DecodeMemo {
         }
         Ok(Decode::Value(decoded))
     }
+}
+
+impl<S, R> Inner<S, R>
+where
+    S: CacheStore + 'static,
+    R: WorldRepository + 'static,
+{
+    /// An entry's bytes decoded, through the decode memo when it is on.
+    pub(super) fn decode(
+        &self,
+        key: &CacheKey,
+        bytes: &[u8],
+    ) -> Result<Decode, codec::DecodeError> {
+        match &self.memo {
+            Some(memo) => memo.decode(key, bytes),
+            None => decode(bytes),
+        }
+    }
+}
+
+/// A read's answer made shareable.
+pub(super) fn shared(
+    read: Result<Read<CachedValue>, Error>,
+) -> Result<Read<Arc<CachedValue>>, Error> {
+    read.map(|read| Read {
+        value: Arc::new(read.value),
+        version: read.version,
+        outcome: read.outcome,
+    })
 }
 
 /// `bytes` decoded without a memo.

@@ -24,9 +24,9 @@ use tracing::Instrument;
 use std::sync::Arc;
 
 use super::flight::{Landed, Loaded, ticket};
-use super::memo::{self, Decode, Decoded};
+use super::memo::{Decode, Decoded, shared};
 use super::{CacheManager, Fields, Inner, Outcome, Read, SourceFailure, Staleness, lock};
-use crate::codec::{self, DecodeError, Freshness, Slot};
+use crate::codec::{self, Freshness, Slot};
 use crate::config::StaleReads;
 use crate::error::Error;
 use crate::metrics::{MetricEvent, Stage};
@@ -286,14 +286,6 @@ where
             version: entry.version,
             outcome: Outcome::Hit,
         })
-    }
-
-    /// An entry's bytes decoded, through the decode memo when it is on.
-    pub(super) fn decode(&self, key: &CacheKey, bytes: &[u8]) -> Result<Decode, DecodeError> {
-        match &self.memo {
-            Some(memo) => memo.decode(key, bytes),
-            None => memo::decode(bytes),
-        }
     }
 
     /// A miss: one flight per key in this process (`flight.rs`).
@@ -591,15 +583,6 @@ where
         // Empty unless write-behind updates wait: no key is hashed then.
         !pending.is_empty() && pending.get(key).is_some_and(|&v| v > version)
     }
-}
-
-/// A read's answer made shareable.
-fn shared(read: Result<Read<CachedValue>, Error>) -> Result<Read<Arc<CachedValue>>, Error> {
-    read.map(|read| Read {
-        value: Arc::new(read.value),
-        version: read.version,
-        outcome: read.outcome,
-    })
 }
 
 /// The answer of a negative entry: the source's refusal, as it said it.
