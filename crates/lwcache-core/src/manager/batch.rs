@@ -62,13 +62,7 @@ where
         let items = self.read_many_shared(world, keys, fields).await?;
         Ok(items
             .into_iter()
-            .map(|item| {
-                item.map(|read| Read {
-                    value: Arc::unwrap_or_clone(read.value),
-                    version: read.version,
-                    outcome: read.outcome,
-                })
-            })
+            .map(|item| item.map(|read| read.map(Arc::unwrap_or_clone)))
             .collect())
     }
 

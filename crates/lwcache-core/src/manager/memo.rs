@@ -177,11 +177,7 @@ where
 pub(super) fn shared(
     read: Result<Read<CachedValue>, Error>,
 ) -> Result<Read<Arc<CachedValue>>, Error> {
-    read.map(|read| Read {
-        value: Arc::new(read.value),
-        version: read.version,
-        outcome: read.outcome,
-    })
+    read.map(|read| read.map(Arc::new))
 }
 
 /// `bytes` decoded without a memo.

@@ -164,6 +164,15 @@ pub struct Read<T> {
 }
 
 impl<T> Read<T> {
+    /// The same read with its value mapped: its version and outcome kept.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Read<U> {
+        Read {
+            value: f(self.value),
+            version: self.version,
+            outcome: self.outcome,
+        }
+    }
+
     /// How old the value is and why it was served, if it is a fail-safe
     /// answer (an entry past its TTL, served because the source failed).
     pub fn staleness(&self) -> Option<Staleness> {

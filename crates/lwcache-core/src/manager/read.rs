@@ -62,11 +62,7 @@ where
         name: &FlagName,
     ) -> Result<Read<Option<Value>>, Error> {
         let read = self.flags(world).await?;
-        Ok(Read {
-            value: read.value.get(name).cloned(),
-            version: read.version,
-            outcome: read.outcome,
-        })
+        Ok(read.map(|flags| flags.get(name).cloned()))
     }
 
     /// The state of a character, location or object.
@@ -151,11 +147,7 @@ where
     /// from the source, filling the cache.
     pub async fn read(&self, key: &CacheKey, fields: Fields) -> Result<Read<CachedValue>, Error> {
         let read = self.read_traced(key, fields).await?;
-        Ok(Read {
-            value: Arc::unwrap_or_clone(read.value),
-            version: read.version,
-            outcome: read.outcome,
-        })
+        Ok(read.map(Arc::unwrap_or_clone))
     }
 
     /// [`read`](Self::read) in its span, answering the shared value.

@@ -82,11 +82,7 @@ pub(super) async fn read_turn(State(s): State<AppState>, p: Params, body: Body) 
             .manager()
             .recent(&world, &entity, limit)
             .await
-            .map(|r| lwcache_core::Read {
-                value: std::sync::Arc::new(CachedValue::Timeline(r.value)),
-                version: r.version,
-                outcome: r.outcome,
-            });
+            .map(|r| r.map(|events| std::sync::Arc::new(CachedValue::Timeline(events))));
         place(&mut answer, &Slot::Timeline(id, limit), item, &mut newest)?;
     }
     answer.insert("version".to_owned(), json!(newest));
