@@ -20,6 +20,7 @@
 //! [`CacheError::CircuitOpen`]: crate::ports::CacheError::CircuitOpen
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -97,6 +98,10 @@ pub(super) struct Breaker {
     threshold: u32,
     open_for: Duration,
     state: Mutex<State>,
+    /// Whether `state` is `Closed { failures: 0 }`, the state of a healthy
+    /// store: a call admitted and answered then changes nothing, and takes
+    /// no lock. Written under the lock, with every change of `state`.
+    clean: AtomicBool,
 }
 
 /// Leave to make one call, handed back with its verdict by
@@ -117,6 +122,7 @@ impl Breaker {
             threshold: threshold.max(1),
             open_for,
             state: Mutex::new(State::Closed { failures: 0 }),
+            clean: AtomicBool::new(true),
         }
     }
 
@@ -133,11 +139,16 @@ impl Breaker {
     /// Leave to call the store, or `Err` (with the state it moved to, if it
     /// moved) when the call must fail at once.
     pub(super) fn admit(&self) -> Result<(Permit<'_>, Option<BreakerState>), ()> {
+        // A call racing the breaker's opening is one let through just
+        // before it opened: `finish` lets the probe alone decide.
+        if self.clean.load(Ordering::Acquire) {
+            return Ok((self.permit(false), None));
+        }
         let mut state = lock(&self.state);
         match *state {
             State::Closed { .. } => Ok((self.permit(false), None)),
             State::Open { until } if Instant::now() >= until => {
-                *state = State::HalfOpen;
+                self.set(&mut state, State::HalfOpen);
                 Ok((self.permit(true), Some(BreakerState::HalfOpen)))
             }
             State::Open { .. } | State::HalfOpen => Err(()),
@@ -156,6 +167,11 @@ impl Breaker {
     /// it moved.
     pub(super) fn finish(&self, mut permit: Permit<'_>, verdict: Verdict) -> Option<BreakerState> {
         permit.finished = true;
+        // Closed with no failure stays so on an answer. A failure that
+        // another call counts meanwhile is ordered after this answer.
+        if verdict == Verdict::Answered && !permit.probe && self.clean.load(Ordering::Acquire) {
+            return None;
+        }
         let mut state = lock(&self.state);
         let next = match (*state, permit.probe, verdict) {
             (State::HalfOpen, true, Verdict::Answered) => State::Closed { failures: 0 },
@@ -178,8 +194,15 @@ impl Breaker {
             (other, _, _) => other,
         };
         let moved = discriminant(&next) != discriminant(&state);
-        *state = next;
+        self.set(&mut state, next);
         moved.then(|| public(&next))
+    }
+
+    /// Changes the state, and `clean` with it; `state` is the held lock.
+    fn set(&self, state: &mut State, next: State) {
+        *state = next;
+        let clean = matches!(next, State::Closed { failures: 0 });
+        self.clean.store(clean, Ordering::Release);
     }
 }
 
@@ -192,9 +215,12 @@ impl Drop for Permit<'_> {
         // call probes instead, at once.
         let mut state = lock(&self.breaker.state);
         if matches!(*state, State::HalfOpen) {
-            *state = State::Open {
-                until: Instant::now(),
-            };
+            self.breaker.set(
+                &mut state,
+                State::Open {
+                    until: Instant::now(),
+                },
+            );
         }
     }
 }
