@@ -10,7 +10,7 @@
 //! a byte budget (`ManagerConfig::decode_memo_bytes`; 0 turns it off).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 
 use lwcache_domain::{CacheKey, CachedValue, Redaction};
@@ -77,10 +77,57 @@ impl Hasher for Prehashed {
     }
 }
 
+/// The hash of a key, taken once per read: a multiply-rotate fold of its
+/// words from a per-memo random seed, then a finalizer that spreads it over
+/// all 64 bits (the shard takes the high ones, the map the low ones). Not
+/// made to withstand chosen collisions, and not needed to: the map is keyed
+/// by the hash, so keys that share one only take turns in the memo, each
+/// read still checking the key and the bytes.
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            // The length, so that trailing zero bytes still count.
+            self.write_u64(u64::from_le_bytes(word) ^ ((rest.len() as u64) << 59));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+}
+
 pub(super) struct DecodeMemo {
     shards: Box<[Mutex<Shard>]>,
     per_shard: usize,
-    hasher: std::collections::hash_map::RandomState,
+    seed: u64,
 }
 
 impl DecodeMemo {
@@ -89,8 +136,14 @@ impl DecodeMemo {
         (budget > 0).then(|| Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
             per_shard: budget.div_ceil(SHARDS),
-            hasher: std::collections::hash_map::RandomState::new(),
+            seed: super::random_u64(),
         })
+    }
+
+    fn hash(&self, key: &CacheKey) -> u64 {
+        let mut hasher = KeyHasher(self.seed);
+        key.hash(&mut hasher);
+        hasher.finish()
     }
 
     fn shard(&self, hash: u64) -> &Mutex<Shard> {
@@ -105,7 +158,7 @@ impl DecodeMemo {
         key: &CacheKey,
         bytes: &[u8],
     ) -> Result<Decode, codec::DecodeError> {
-        let hash = self.hasher.hash_one(key);
+        let hash = self.hash(key);
         let shard = self.shard(hash);
         if let Some(memo) = lock(shard).map.get(&hash)
             && *memo.raw == *bytes
@@ -203,6 +256,38 @@ mod tests {
         let entity = EntityRef::parse(lwcache_domain::EntityKind::Character, &format!("c{n}"))
             .expect("a valid id");
         CacheKey::entity(&world, &entity)
+    }
+
+    #[test]
+    fn key_hashes_differ_and_spread_over_the_shards() {
+        let memo = DecodeMemo::new(1 << 20).expect("a memo");
+        let n = 20_000;
+        let mut seen = std::collections::HashSet::new();
+        let mut per_shard = [0usize; SHARDS];
+        for i in 0..n {
+            let hash = memo.hash(&key(i));
+            assert!(seen.insert(hash), "key {i} shares its hash");
+            per_shard[((hash >> 48) as usize) % SHARDS] += 1;
+        }
+        let low: std::collections::HashSet<u64> = seen.iter().map(|h| h & 0xffff).collect();
+        assert!(low.len() > 15_000, "{} distinct low 16 bits", low.len());
+        let even = n / SHARDS;
+        for (shard, &count) in per_shard.iter().enumerate() {
+            assert!(
+                count > even * 8 / 10 && count < even * 12 / 10,
+                "shard {shard} holds {count} of {n}"
+            );
+        }
+        // Another memo, another seed.
+        let other = DecodeMemo::new(1 << 20).expect("a memo");
+        assert_ne!(memo.hash(&key(1)), other.hash(&key(1)));
+        // Trailing zero bytes count.
+        let hash = |bytes: &[u8]| {
+            let mut h = KeyHasher(7);
+            h.write(bytes);
+            h.finish()
+        };
+        assert_ne!(hash(b"ab"), hash(b"ab\0"));
     }
 
     fn entry(version: u64, text: &str) -> Vec<u8> {
