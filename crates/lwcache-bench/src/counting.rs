@@ -61,6 +61,10 @@ impl<S: CacheStore> CacheStore for Counting<S> {
         self.inner.get(key).await
     }
 
+    fn read_deadline(&self) -> Option<Duration> {
+        self.inner.read_deadline()
+    }
+
     async fn get_many(
         &self,
         world: &WorldId,

@@ -278,6 +278,18 @@ pub trait CacheStore: Send + Sync {
 
     /// Checks that the store answers.
     async fn ping(&self) -> Result<(), CacheError>;
+
+    /// How long, at most, one [`get`](Self::get) or
+    /// [`get_many`](Self::get_many) takes before it fails with
+    /// [`CacheError::Timeout`], when the store bounds them itself. A caller
+    /// whose own deadline is no shorter needs no timer of its own around
+    /// them: the cache manager then arms none on its read path, one timer
+    /// a read instead of two. `None`, the default, promises nothing, and
+    /// the caller bounds every call. A store that returns `Some` MUST keep
+    /// the bound in every state, reconnecting included.
+    fn read_deadline(&self) -> Option<Duration> {
+        None
+    }
 }
 
 /// Why the source of truth failed a call.
@@ -451,6 +463,9 @@ impl Clock for SystemClock {
 impl<T: CacheStore + ?Sized> CacheStore for Arc<T> {
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
         (**self).get(key).await
+    }
+    fn read_deadline(&self) -> Option<Duration> {
+        (**self).read_deadline()
     }
     async fn get_many(
         &self,

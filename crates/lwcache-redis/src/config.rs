@@ -15,14 +15,14 @@ use redis::{ConnectionAddr, IntoConnectionInfo};
 /// How long a connection may take to be established, by default.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// How long one call may take, by default: twice the cache manager's
-/// default call deadline ([`lwcache_core::DEFAULT_CACHE_TIMEOUT`], 250 ms),
-/// which owns the deadline of every call the manager makes and so fires
-/// first. This bound is the connection's backstop: for redis-rs's own waits
-/// (a reconnect, a Cluster slot refresh) and for the store used without the
-/// manager.
-pub const DEFAULT_RESPONSE_TIMEOUT: Duration =
-    lwcache_core::DEFAULT_CACHE_TIMEOUT.saturating_mul(2);
+/// How long one call may take, by default: the cache manager's default
+/// call deadline ([`lwcache_core::DEFAULT_CACHE_TIMEOUT`], 250 ms). The
+/// store bounds every call by it with one timer, which also covers a wait on
+/// a reconnect; a manager whose cache timeout is no shorter then arms no
+/// timer of its own around reads ([`CacheStore::read_deadline`]).
+///
+/// [`CacheStore::read_deadline`]: lwcache_core::ports::CacheStore::read_deadline
+pub const DEFAULT_RESPONSE_TIMEOUT: Duration = lwcache_core::DEFAULT_CACHE_TIMEOUT;
 
 /// Why a configuration was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -123,9 +123,10 @@ pub struct RedisConfig {
     pub database: i64,
     /// How long establishing a connection may take.
     pub connect_timeout: Duration,
-    /// How long one call may take, from sending to the last byte of the
-    /// answer: a connection-level backstop; under the cache manager its
-    /// `cache_timeout` is the deadline (keep this one at or above it).
+    /// How long one call may take, from its start (a wait on a reconnect
+    /// included) to the last byte of the answer. Under the cache manager,
+    /// keep it at or below the manager's `cache_timeout`: reads then pay one
+    /// timer, this one; above it, the manager bounds each call too.
     pub response_timeout: Duration,
 }
 

@@ -37,6 +37,11 @@ pub const CHANNEL: &str = "lw:invalidate";
 /// The default pause between two liveness checks of the feed.
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_millis(50);
 
+/// How long a heartbeat's PING waits for its answer at the least, whatever
+/// the configuration's (shorter) response timeout: a PING given up on ends
+/// the feed's session, and every near cache following it empties.
+pub const MIN_FEED_REPLY_TIMEOUT: Duration = Duration::from_millis(500);
+
 /// Follows [`CHANNEL`] for near caches.
 #[derive(Debug, Clone)]
 pub struct RedisFeed {
@@ -46,7 +51,9 @@ pub struct RedisFeed {
 
 impl RedisFeed {
     /// A feed on the server or Cluster `config` names (its credentials and
-    /// TLS settings too), checking liveness every [`DEFAULT_HEARTBEAT`].
+    /// TLS settings too), checking liveness every [`DEFAULT_HEARTBEAT`], each
+    /// check waiting for the response timeout, at least
+    /// [`MIN_FEED_REPLY_TIMEOUT`].
     pub fn new(config: &RedisConfig) -> Result<Self, ConfigError> {
         config.validate()?;
         Ok(Self {
@@ -117,7 +124,7 @@ async fn session(
     };
     let settings = AsyncConnectionConfig::new()
         .set_connection_timeout(Some(config.connect_timeout))
-        .set_response_timeout(Some(config.response_timeout))
+        .set_response_timeout(Some(config.response_timeout.max(MIN_FEED_REPLY_TIMEOUT)))
         .set_push_sender(push);
     let mut conn = client
         .get_multiplexed_async_connection_with_config(&settings)

@@ -36,6 +36,6 @@ pub use config::{
     ClientCert, ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, Node, RedisConfig,
     Topology,
 };
-pub use feed::{CHANNEL, DEFAULT_HEARTBEAT, RedisFeed};
+pub use feed::{CHANNEL, DEFAULT_HEARTBEAT, MIN_FEED_REPLY_TIMEOUT, RedisFeed};
 pub use server_info::{Eviction, NEARLY_FULL_PERCENT, NodeMemory, ServerProbe};
 pub use store::{ConnectError, RedisStore};

@@ -223,24 +223,12 @@ impl RedisStore {
         self.link.is_made()
     }
 
-    /// Runs one command on a clone of the connection and converts its
-    /// failure. A standalone connection bounds a single request by the
-    /// response timeout itself, so a read of one round trip needs no second
-    /// timer on the hit path; a Cluster's request may be retried on another
-    /// node, so it keeps the call's bound.
-    async fn call_once<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T, CacheError>
-    where
-        F: Future<Output = Result<T, Failure>>,
-    {
-        if self.cluster {
-            return self.call(f).await;
-        }
-        let conn = self.link.conn()?;
-        f(conn).await.map_err(|e| e.into_cache_error(self.timeout))
-    }
-
     /// Runs one call on a clone of the connection (they share the socket),
-    /// bounded by the response timeout, and converts its failure.
+    /// bounded by the response timeout, and converts its failure. This is
+    /// the call's one timer: a standalone connection is made with no
+    /// response timeout of redis-rs's own, since this one also bounds a wait
+    /// on a reconnect, which redis-rs's does not; a Cluster's keeps it, to
+    /// give up on one node's answer.
     async fn call<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T, CacheError>
     where
         F: Future<Output = Result<T, Failure>>,
@@ -301,7 +289,10 @@ pub(crate) async fn open(config: &RedisConfig) -> redis::RedisResult<Conn> {
             };
             let manager = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(config.connect_timeout))
-                .set_response_timeout(Some(config.response_timeout))
+                // `RedisStore::call` bounds every call, waits on a
+                // reconnect included: a second timer would cost each read
+                // without bounding anything more.
+                .set_response_timeout(None)
                 .set_number_of_retries(RECONNECT_RETRIES);
             let conn = ConnectionManager::new_with_config(client, manager).await?;
             Ok(Conn::Standalone(conn))
@@ -330,6 +321,22 @@ pub(crate) async fn open(config: &RedisConfig) -> redis::RedisResult<Conn> {
     }
 }
 
+/// A key as a command's argument, spelled straight into its buffer.
+struct KeyArg<'a>(&'a CacheKey);
+
+impl redis::ToRedisArgs for KeyArg<'_> {
+    fn write_redis_args<W>(&self, out: &mut W)
+    where
+        W: ?Sized + redis::RedisWrite,
+    {
+        let mut arg = out.writer_for_next_arg();
+        for piece in self.0.spelling() {
+            // The writer appends to the command's `Vec`: it cannot fail.
+            let _ = std::io::Write::write_all(&mut arg, piece.as_bytes());
+        }
+    }
+}
+
 /// A TTL in whole milliseconds, at least 1: `0` means "no TTL" to the
 /// script, and a sub-millisecond TTL must still expire.
 fn ttl_ms(ttl: Option<Duration>) -> u64 {
@@ -346,15 +353,22 @@ fn parse_version(raw: &str, key: &str) -> Result<u64, Failure> {
 
 #[async_trait]
 impl CacheStore for RedisStore {
+    /// Every call is bounded by the response timeout, by one timer that
+    /// also covers a wait on a reconnect.
+    fn read_deadline(&self) -> Option<Duration> {
+        Some(self.timeout)
+    }
+
     async fn get(&self, key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
         if key.kind() == KeyKind::Version {
             return Err(CacheError::Refused(
                 format!("{key} is the version key").into(),
             ));
         }
-        let key = key.render();
-        self.call_once(|mut conn| async move {
-            let bytes: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await?;
+        let mut get = redis::cmd("GET");
+        get.arg(KeyArg(key));
+        self.call(|mut conn| async move {
+            let bytes: Option<Vec<u8>> = get.query_async(&mut conn).await?;
             Ok(bytes)
         })
         .await
@@ -371,14 +385,13 @@ impl CacheStore for RedisStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let names: Vec<String> = keys.iter().map(CacheKey::render).collect();
-        self.call_once(|mut conn| {
-            let names = &names;
-            async move {
-                let entries: Vec<Option<Vec<u8>>> =
-                    redis::cmd("MGET").arg(names).query_async(&mut conn).await?;
-                Ok(entries)
-            }
+        let mut mget = redis::cmd("MGET");
+        for key in keys {
+            mget.arg(KeyArg(key));
+        }
+        self.call(|mut conn| async move {
+            let entries: Vec<Option<Vec<u8>>> = mget.query_async(&mut conn).await?;
+            Ok(entries)
         })
         .await
     }

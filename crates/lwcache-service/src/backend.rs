@@ -266,12 +266,12 @@ impl Backends {
                     url: shown.clone(),
                     source,
                 };
-                // The manager's cache timeout owns the deadline; the
-                // connection's backstop stays above it.
-                let config = config.map_err(|e| err(e.into()))?.with_response_timeout(
-                    lwcache_redis::DEFAULT_RESPONSE_TIMEOUT
-                        .max(settings.policy.cache_timeout.saturating_mul(2)),
-                );
+                // The cache timeout is the deadline of every cache call: the
+                // store's own bound is the same, so that a read pays one
+                // timer, the store's (`CacheStore::read_deadline`).
+                let config = config
+                    .map_err(|e| err(e.into()))?
+                    .with_response_timeout(settings.policy.cache_timeout);
                 let config = with_tls_files(config, &settings.redis_tls)?;
                 let store = open_redis(&config).await.map_err(|e| err(e.into()))?;
                 let heartbeat = settings.reads.near.map_or(

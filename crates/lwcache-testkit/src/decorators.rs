@@ -59,6 +59,9 @@ impl<S: CacheStore> CacheStore for Recording<S> {
         self.count();
         self.inner.get(key).await
     }
+    fn read_deadline(&self) -> Option<Duration> {
+        self.inner.read_deadline()
+    }
     async fn get_many(
         &self,
         world: &WorldId,

@@ -140,7 +140,7 @@ where
         let cached = if trouble {
             None
         } else {
-            self.cache_call(self.store.get_many(world, &asked))
+            self.cache_read(self.store.get_many(world, &asked))
                 .await
                 .ok()
         };

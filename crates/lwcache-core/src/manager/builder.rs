@@ -105,6 +105,12 @@ where
             None => (None, None),
         };
         let memo = super::memo::DecodeMemo::new(self.config.decode_memo_bytes);
+        // A store that bounds its reads within the cache timeout needs no
+        // second timer around them.
+        let read_timer = self
+            .store
+            .read_deadline()
+            .is_none_or(|bound| bound > self.config.cache_timeout);
         let inner = Arc::new(Inner {
             store: self.store,
             repo: self.repo,
@@ -132,6 +138,7 @@ where
             _feed: feed,
             refresh,
             memo,
+            read_timer,
         });
         // The tasks hold weak references, so that dropping the last manager
         // drops the queues' senders and ends them.

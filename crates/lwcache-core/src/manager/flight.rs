@@ -211,7 +211,7 @@ where
     /// A follower too late for its flight's result: the cache again, where
     /// the flight's fill usually is, else a load of its own.
     async fn reread(&self, key: &CacheKey) -> Result<Loaded, Error> {
-        if let Ok(Some(bytes)) = self.cache_call(self.store.get(key)).await
+        if let Ok(Some(bytes)) = self.cache_read(self.store.get(key)).await
             && let Some(result) = self.usable(key, &bytes)
         {
             return result;

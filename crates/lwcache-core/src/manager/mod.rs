@@ -238,6 +238,10 @@ impl<S, R> Clone for CacheManager<S, R> {
 /// weakly.
 struct Inner<S, R> {
     store: S,
+    /// Whether reads of the store need the manager's own timer: the store
+    /// does not bound them within `cache_timeout` itself
+    /// ([`CacheStore::read_deadline`]).
+    read_timer: bool,
     repo: R,
     config: ManagerConfig,
     metrics: Arc<dyn MetricsSink>,
@@ -357,6 +361,24 @@ where
         &self,
         fut: impl std::future::Future<Output = Result<T, CacheError>>,
     ) -> Result<T, CacheError> {
+        self.bounded_cache_call(fut, true).await
+    }
+
+    /// [`cache_call`](Self::cache_call) for a `get` or `get_many`: without
+    /// a timer of the manager's when the store bounds them within
+    /// `cache_timeout` itself, one timer a read instead of two.
+    async fn cache_read<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, CacheError>>,
+    ) -> Result<T, CacheError> {
+        self.bounded_cache_call(fut, self.read_timer).await
+    }
+
+    async fn bounded_cache_call<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, CacheError>>,
+        timer: bool,
+    ) -> Result<T, CacheError> {
         let (permit, moved) = match self.breaker.admit() {
             Ok(admitted) => admitted,
             Err(()) => {
@@ -369,9 +391,13 @@ where
         };
         self.breaker_moved(moved);
         let limit = self.config.cache_timeout;
-        let result = match tokio::time::timeout(limit, fut).await {
-            Ok(r) => r,
-            Err(_) => Err(CacheError::Timeout(limit)),
+        let result = if timer {
+            match tokio::time::timeout(limit, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(CacheError::Timeout(limit)),
+            }
+        } else {
+            fut.await
         };
         let moved = self.breaker.finish(permit, breaker::Verdict::of(&result));
         self.breaker_moved(moved);

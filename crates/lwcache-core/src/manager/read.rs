@@ -208,7 +208,7 @@ where
             None => None,
         };
         let started = Instant::now();
-        let cached = self.cache_call(self.store.get(key)).await;
+        let cached = self.cache_read(self.store.get(key)).await;
         let answered = Instant::now();
         self.metrics.record(MetricEvent::Latency(
             Stage::CacheRead,
@@ -375,7 +375,7 @@ where
                 // be a second read of one cold key. The lease lapses on its
                 // own; any write's step deletes it first.
                 let asked = ticket();
-                if let Ok(Some(bytes)) = self.cache_call(self.store.get(key)).await
+                if let Ok(Some(bytes)) = self.cache_read(self.store.get(key)).await
                     && let Some(result) = self.usable(key, &bytes)
                 {
                     return Landed {
@@ -477,7 +477,7 @@ where
             tokio::time::sleep(pause).await;
             pause *= 2;
             let asked = ticket();
-            let Ok(Some(bytes)) = self.cache_call(self.store.get(key)).await else {
+            let Ok(Some(bytes)) = self.cache_read(self.store.get(key)).await else {
                 continue;
             };
             if let Some(result) = self.usable(key, &bytes) {

@@ -224,7 +224,7 @@ where
         }
         let mut due = Vec::new();
         for (world, keys) in by_world {
-            let Ok(entries) = self.cache_call(self.store.get_many(world, &keys)).await else {
+            let Ok(entries) = self.cache_read(self.store.get_many(world, &keys)).await else {
                 return;
             };
             for (key, bytes) in keys.into_iter().zip(entries) {

@@ -20,6 +20,10 @@ use super::{door, flag_committed, repo_with_outbox, world};
 struct Hanging {
     hung: AtomicBool,
     calls: AtomicUsize,
+    /// How long each `get` takes.
+    slow_gets: Duration,
+    /// What the store claims to bound its reads by.
+    claims: Option<Duration>,
 }
 
 impl Hanging {
@@ -39,7 +43,11 @@ impl Hanging {
 #[async_trait]
 impl CacheStore for Hanging {
     async fn get(&self, _key: &CacheKey) -> Result<Option<Vec<u8>>, CacheError> {
+        tokio::time::sleep(self.slow_gets).await;
         self.call(None).await
+    }
+    fn read_deadline(&self) -> Option<Duration> {
+        self.claims
     }
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
         let landed = write.puts.len();
@@ -214,4 +222,38 @@ async fn the_replay_loop_probes_and_ends_the_trouble_once_the_store_answers() {
     assert_eq!(read.outcome, Outcome::Miss);
     assert!(store.calls() > before);
     m.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn reads_are_timed_by_the_manager_unless_the_store_bounds_them_within_its_timeout() {
+    let limit = ManagerConfig::default().cache_timeout;
+    // A store claiming a bound within the cache timeout is trusted: no
+    // second timer; a longer bound, or none, and the manager times reads.
+    for (claims, timed) in [(None, true), (Some(limit), false), (Some(limit * 2), true)] {
+        let mut repo = repo_with_outbox();
+        let mut flags = Flags::new();
+        flags.insert(door(), Value::Bool(true));
+        repo.expect_read()
+            .returning(move |_, _| Ok(Versioned::new(1, CachedValue::Flags(flags.clone()))));
+        let store = Arc::new(Hanging {
+            slow_gets: limit * 3,
+            claims,
+            ..Hanging::default()
+        });
+        let m = CacheManager::builder(Arc::clone(&store), repo)
+            .config(config())
+            .build()
+            .unwrap();
+        let started = tokio::time::Instant::now();
+        let read = m.flags(&world()).await.unwrap();
+        let took = started.elapsed();
+        if timed {
+            assert_eq!(read.outcome, Outcome::Fallback, "{claims:?}");
+            assert_eq!(took, limit, "{claims:?}: the manager's timer fired");
+        } else {
+            assert_ne!(read.outcome, Outcome::Fallback, "{claims:?}");
+            assert!(took >= limit * 3, "{claims:?}: no timer cut it: {took:?}");
+        }
+        m.shutdown().await;
+    }
 }

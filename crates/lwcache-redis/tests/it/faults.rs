@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lwcache_core::ports::{CacheError, WorldRepository};
+use lwcache_core::ports::{CacheError, CacheStore, WorldRepository};
 use lwcache_core::{
     BreakerState, CacheManager, CacheStep, Counters, Fields, ManagerConfig, Outcome, StaleReads,
 };
@@ -178,4 +178,56 @@ async fn a_slow_redis_keeps_the_write_behind_queue_bounded_and_loses_nothing() {
         }
     }
     m.shutdown().await;
+}
+
+/// A read while the connection is being made again waits no longer than
+/// the response timeout: the store's one timer covers the wait on the
+/// reconnect, which redis-rs's own response timeout does not, so that the
+/// manager may leave its reads to the store's bound.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_waiting_on_a_reconnect_is_bounded_by_the_response_timeout() {
+    let Some(url) = standalone_url() else { return };
+    let proxy = Proxy::start(upstream(&url)).await.unwrap();
+    let bound = Duration::from_millis(200);
+    let config = RedisConfig::from_url(&format!("redis://{}", proxy.addr()))
+        .unwrap()
+        .with_response_timeout(bound);
+    // Each reconnect attempt may take the whole connect timeout (1 s).
+    assert!(config.connect_timeout >= Duration::from_secs(1));
+    let store = RedisStore::connect(&config).await.unwrap();
+    assert_eq!(store.read_deadline(), Some(bound));
+    let key = lwcache_domain::CacheKey::flags(&WorldId::new("reconnect").unwrap());
+    assert_eq!(store.get(&key).await.unwrap(), None);
+
+    // The connection is cut; new ones are taken and never answered, so
+    // that each reconnect attempt hangs until its connect timeout.
+    proxy.set_fault(Fault::Cut);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while proxy.stats().open > 0 {
+        assert!(Instant::now() < deadline, "the proxy kept the connection");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    proxy.set_fault(Fault::Blackhole);
+    for attempt in 0..4 {
+        let started = Instant::now();
+        let result = store.get(&key).await;
+        let took = started.elapsed();
+        assert!(result.is_err(), "attempt {attempt}: {result:?}");
+        assert!(
+            took < bound + Duration::from_millis(300),
+            "attempt {attempt} took {took:?}: {result:?}"
+        );
+    }
+    assert!(
+        matches!(store.get(&key).await, Err(CacheError::Timeout(_))),
+        "waiting on the reconnect runs into the response timeout"
+    );
+
+    // Healed: the store reads again.
+    proxy.set_fault(Fault::None);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while store.get(&key).await.is_err() {
+        assert!(Instant::now() < deadline, "the store never reconnected");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
