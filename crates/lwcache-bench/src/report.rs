@@ -110,6 +110,18 @@ pub struct HttpRow {
     pub http_p99_us: f64,
     /// `redis-benchmark` GETs of the same key per second, when it ran.
     pub redis_benchmark_ops_per_s: Option<f64>,
+    /// wrk against the same service's `/healthz`, which does no cache work,
+    /// per second: the most any read route could reach here (near cache
+    /// off rows only).
+    pub ceiling_ops_per_s: Option<f64>,
+    /// CPU time the service spent per `/healthz` request, in µs.
+    pub ceiling_service_cpu_us: Option<f64>,
+    /// CPU time the service spent per HTTP read, in µs, all threads.
+    pub service_cpu_us: Option<f64>,
+    /// CPU time redis-server spent per HTTP read, in µs.
+    pub redis_cpu_us: Option<f64>,
+    /// CPU time redis-server spent per `redis-benchmark` GET, in µs.
+    pub redis_benchmark_redis_cpu_us: Option<f64>,
 }
 
 impl HttpRow {
@@ -117,6 +129,14 @@ impl HttpRow {
     pub fn ratio_to_redis_benchmark(&self) -> Option<f64> {
         self.redis_benchmark_ops_per_s
             .and_then(|b| ratio(self.http_ops_per_s, b))
+    }
+
+    /// The no-cache ceiling over `redis-benchmark`: the best ratio any read
+    /// route could reach here.
+    pub fn ceiling_to_redis_benchmark(&self) -> Option<f64> {
+        let ceiling = self.ceiling_ops_per_s?;
+        self.redis_benchmark_ops_per_s
+            .and_then(|b| ratio(ceiling, b))
     }
 }
 

@@ -21,6 +21,12 @@ fn row_json(h: &HttpRow) -> Value {
         "http_p99_us": round(h.http_p99_us),
         "redis_benchmark_ops_per_s": h.redis_benchmark_ops_per_s.map(round),
         "ratio_to_redis_benchmark": h.ratio_to_redis_benchmark().map(round),
+        "ceiling_ops_per_s": h.ceiling_ops_per_s.map(round),
+        "ceiling_to_redis_benchmark": h.ceiling_to_redis_benchmark().map(round),
+        "ceiling_service_cpu_us": h.ceiling_service_cpu_us.map(round),
+        "service_cpu_us": h.service_cpu_us.map(round),
+        "redis_cpu_us": h.redis_cpu_us.map(round),
+        "redis_benchmark_redis_cpu_us": h.redis_benchmark_redis_cpu_us.map(round),
     })
 }
 
@@ -33,13 +39,16 @@ pub(super) fn markdown(md: &mut String, rows: &[HttpRow]) {
         );
         let _ = writeln!(
             md,
-            "| near cache | connections | requests | HTTP reads/s | HTTP p50 | HTTP p99 | redis-benchmark GET/s | HTTP / redis-benchmark |"
+            "| near cache | connections | requests | HTTP reads/s | HTTP p50 | HTTP p99 | redis-benchmark GET/s | HTTP / redis-benchmark | `/healthz`/s | `/healthz` / redis-benchmark |"
         );
-        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- | --- | --- |");
+        let _ = writeln!(
+            md,
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+        );
         for h in rows {
             let _ = writeln!(
                 md,
-                "| {} | {} | {} | {} | {} | {} | {} | {} |",
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                 if h.near { "on" } else { "off" },
                 h.connections,
                 h.requests,
@@ -49,6 +58,30 @@ pub(super) fn markdown(md: &mut String, rows: &[HttpRow]) {
                 h.redis_benchmark_ops_per_s
                     .map_or_else(|| "not run".to_owned(), fmt_rate),
                 fmt_ratio(h.ratio_to_redis_benchmark()),
+                h.ceiling_ops_per_s.map_or_else(|| "–".to_owned(), fmt_rate),
+                fmt_ratio(h.ceiling_to_redis_benchmark()),
+            );
+        }
+        let _ = writeln!(
+            md,
+            "\n`/healthz` is wrk against the same service's liveness route, which does no cache work: the most any read route could reach on this machine, wrk's and the HTTP layer's own cost. Where the CPU went, per request, from `/proc/<pid>/task/*/schedstat` (the service, all its threads) and `INFO cpu` (redis-server), over the same runs:\n"
+        );
+        let _ = writeln!(
+            md,
+            "| near cache | connections | service CPU / `/healthz` | service CPU / HTTP read | redis-server CPU / HTTP read | redis-server CPU / redis-benchmark GET |"
+        );
+        let _ = writeln!(md, "| --- | --- | --- | --- | --- | --- |");
+        for h in rows {
+            let cpu = |v: Option<f64>| v.map_or_else(|| "–".to_owned(), fmt_us);
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} | {} | {} |",
+                if h.near { "on" } else { "off" },
+                h.connections,
+                cpu(h.ceiling_service_cpu_us),
+                cpu(h.service_cpu_us),
+                cpu(h.redis_cpu_us),
+                cpu(h.redis_benchmark_redis_cpu_us),
             );
         }
         md.push('\n');

@@ -83,6 +83,49 @@ impl Service {
         std::thread::spawn(move || for _ in lines {});
         Ok(Self { child, addr })
     }
+
+    /// The CPU time the service has run for, all its threads, from each
+    /// thread's `/proc/<pid>/task/<tid>/schedstat` (nanoseconds on the CPU
+    /// first); `None` where there is no such file.
+    fn cpu(&self) -> Option<Duration> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
+        let mut ns = 0u64;
+        for task in tasks.flatten() {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            ns += text.split_whitespace().next()?.parse::<u64>().ok()?;
+        }
+        Some(Duration::from_nanos(ns))
+    }
+}
+
+/// The CPU time redis-server has used, from `INFO cpu`
+/// (`used_cpu_sys` plus `used_cpu_user`, in seconds).
+async fn redis_cpu(conn: &mut redis::aio::MultiplexedConnection) -> Option<Duration> {
+    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await.ok()?;
+    parse_redis_cpu(&info)
+}
+
+fn parse_redis_cpu(info: &str) -> Option<Duration> {
+    let mut sys = None;
+    let mut user = None;
+    for line in info.lines().map(str::trim) {
+        if let Some(v) = line.strip_prefix("used_cpu_sys:") {
+            sys = v.parse::<f64>().ok();
+        } else if let Some(v) = line.strip_prefix("used_cpu_user:") {
+            user = v.parse::<f64>().ok();
+        }
+    }
+    Duration::try_from_secs_f64(sys? + user?).ok()
+}
+
+/// CPU time between two readings, per request, in µs.
+fn per_request_us(before: Option<Duration>, after: Option<Duration>, requests: u64) -> Option<f64> {
+    let spent = after?.checked_sub(before?)?;
+    (requests > 0).then(|| spent.as_secs_f64() * 1e6 / requests as f64)
+}
+
+async fn redis_cpu_opt(conn: &mut Option<redis::aio::MultiplexedConnection>) -> Option<Duration> {
+    redis_cpu(conn.as_mut()?).await
 }
 
 /// What `wrk --latency` reported.
@@ -331,9 +374,34 @@ async fn one_service(
         Mode::Quick => 2,
         Mode::Full => 10,
     };
+    // redis-server's CPU counters, when it answers INFO.
+    let mut info = match redis::Client::open(args.redis_url.as_str()) {
+        Ok(client) => client.get_multiplexed_async_connection().await.ok(),
+        Err(_) => None,
+    };
+    let healthz = format!("http://{}/healthz", service.addr);
     for c in CONCURRENCY {
+        // The ceiling first: the same service answering its liveness route,
+        // no cache work, at the same connections.
+        let ceiling = if near {
+            None
+        } else {
+            let (wrk, url) = (wrk.clone(), healthz.clone());
+            let before = service.cpu();
+            match tokio::task::spawn_blocking(move || run_wrk(&wrk, c, seconds, &url)).await? {
+                Ok(w) => Some((w.per_s, per_request_us(before, service.cpu(), w.requests))),
+                Err(e) => {
+                    figures
+                        .problems
+                        .push(("HTTP ceiling (wrk, /healthz)".to_owned(), format!("{e:#}")));
+                    None
+                }
+            }
+        };
         let (wrk, url) = (wrk.clone(), url.clone());
+        let cpu_before = (service.cpu(), redis_cpu_opt(&mut info).await);
         let measured = tokio::task::spawn_blocking(move || run_wrk(&wrk, c, seconds, &url)).await?;
+        let cpu_after = (service.cpu(), redis_cpu_opt(&mut info).await);
         let w = match measured {
             Ok(w) => w,
             Err(e) => {
@@ -343,7 +411,9 @@ async fn one_service(
                 break;
             }
         };
+        let redis_before = redis_cpu_opt(&mut info).await;
         let bench = run_redis_benchmark(&redis_benchmark, &args.redis_url, c, requests, &key).await;
+        let redis_after = redis_cpu_opt(&mut info).await;
         if let Err(e) = &bench {
             figures
                 .problems
@@ -356,7 +426,15 @@ async fn one_service(
             http_ops_per_s: w.per_s,
             http_p50_us: w.p50_us,
             http_p99_us: w.p99_us,
+            redis_benchmark_redis_cpu_us: bench
+                .is_ok()
+                .then(|| per_request_us(redis_before, redis_after, requests as u64))
+                .flatten(),
             redis_benchmark_ops_per_s: bench.ok(),
+            ceiling_ops_per_s: ceiling.map(|c| c.0),
+            ceiling_service_cpu_us: ceiling.and_then(|c| c.1),
+            service_cpu_us: per_request_us(cpu_before.0, cpu_after.0, w.requests),
+            redis_cpu_us: per_request_us(cpu_before.1, cpu_after.1, w.requests),
         });
     }
     let redis = redis_host_port(&args.redis_url)
@@ -385,6 +463,33 @@ mod tests {
     #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]
 
     use super::*;
+
+    #[test]
+    fn redis_cpu_reads_info() {
+        let info = "# CPU\r\nused_cpu_sys:1.250000\r\nused_cpu_user:0.750000\r\nused_cpu_sys_children:9.0\r\n";
+        assert_eq!(parse_redis_cpu(info), Some(Duration::from_secs(2)));
+        assert_eq!(parse_redis_cpu("used_cpu_sys:1.0\r\n"), None);
+        assert_eq!(
+            per_request_us(
+                Some(Duration::from_millis(1)),
+                Some(Duration::from_millis(3)),
+                1_000
+            ),
+            Some(2.0)
+        );
+        assert_eq!(
+            per_request_us(
+                Some(Duration::from_millis(3)),
+                Some(Duration::from_millis(1)),
+                10
+            ),
+            None
+        );
+        assert_eq!(
+            per_request_us(None, Some(Duration::from_millis(1)), 10),
+            None
+        );
+    }
 
     #[test]
     fn wrk_reports_parse() {

@@ -129,6 +129,11 @@ fn fixed_report() -> Report {
             http_p50_us: 900.0,
             http_p99_us: 2_500.0,
             redis_benchmark_ops_per_s: Some(60_000.0),
+            ceiling_ops_per_s: Some(45_000.0),
+            ceiling_service_cpu_us: Some(6.5),
+            service_cpu_us: Some(14.5),
+            redis_cpu_us: Some(2.0),
+            redis_benchmark_redis_cpu_us: Some(5.5),
         }],
         activation: vec![ActivationRow {
             source: "Neo4j 5.26".to_owned(),
@@ -278,6 +283,9 @@ fn the_json_report_carries_every_figure_and_ratio() {
     assert_eq!(back["throughput"][0]["ratio_to_redis_rs"], 0.8);
     assert_eq!(back["http"][0]["connections"], 64);
     assert_eq!(back["http"][0]["ratio_to_redis_benchmark"], 0.5);
+    assert_eq!(back["http"][0]["ceiling_to_redis_benchmark"], 0.75);
+    assert_eq!(back["http"][0]["service_cpu_us"], 14.5);
+    assert_eq!(back["http"][0]["redis_benchmark_redis_cpu_us"], 5.5);
     assert_eq!(back["activation"][0]["activation_round_trips"], 10);
     assert_eq!(back["activation"][0]["naive_round_trips"], 2_002);
     assert_eq!(back["memory"]["ratio"], 0.917);
@@ -314,7 +322,13 @@ fn the_markdown_page_has_a_table_row_per_figure() {
     ));
     assert!(md.contains("| 16 | 20000 | 40,000 | 50,000 | 80,000 | 0.50× | 0.80× |"));
     assert!(md.contains("## The service's HTTP read path"));
-    assert!(md.contains("| 64 | 60000 | 30,000 | 900.0 µs | 2.50 ms | 60,000 | 0.50× |"));
+    assert!(md.contains(
+        "| 64 | 60000 | 30,000 | 900.0 µs | 2.50 ms | 60,000 | 0.50× | 45,000 | 0.75× |"
+    ));
+    assert!(
+        md.contains("| off | 64 | 6.5 µs | 14.5 µs | 2.0 µs | 5.5 µs |"),
+        "{md}"
+    );
     assert!(md.contains("| 2002 (1305 KiB) | 300.00 ms | 10 |"));
     assert!(md.contains("| 220 B | 240 B | 0.92× |"));
     assert!(md.contains("| 90.0% | 95.0% | 12 | 0 |"));
