@@ -8,12 +8,13 @@ mod args;
 mod counting;
 mod machine;
 mod scenarios;
+mod targets;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
-use lwcache_bench::report::{self, LatencyComparison, NotMeasured, Report, TargetCheck};
+use lwcache_bench::report::{self, NotMeasured, Report};
 use lwcache_bench::{date, render};
 use lwcache_core::CacheManager;
 use lwcache_core::ports::WorldRepository;
@@ -25,11 +26,6 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 use crate::args::{Args, Runtime, USAGE};
 use crate::scenarios::Plan;
-
-/// The cached read's p50 may be at most this much slower than a raw GET.
-const OVERHEAD_TARGET: f64 = 0.15;
-/// The spec's NFR-1: cache access under 1 ms.
-const P99_TARGET_US: f64 = 1_000.0;
 
 fn main() -> Result<()> {
     let Some(args) = Args::parse(std::env::args().skip(1))? else {
@@ -150,7 +146,7 @@ async fn run(args: &Args) -> Result<Report> {
         &lwcache_domain::CacheKey::entity(&read_world, &entity),
     )
     .await?;
-    report.targets = targets(&read, decode_us, &load_before);
+    report.targets = targets::read(&read, decode_us, &load_before);
     report.latency.push(read);
 
     eprintln!(
@@ -159,7 +155,7 @@ async fn run(args: &Args) -> Result<Report> {
     );
     let turn =
         scenarios::turn_warm(&manager, &raw, &read_world, &spec, &plan, "standalone").await?;
-    report.targets.extend(turn_targets(&turn));
+    report.targets.extend(targets::turn(&turn));
     report.latency.extend(turn);
 
     eprintln!(
@@ -191,7 +187,7 @@ async fn run(args: &Args) -> Result<Report> {
             started.elapsed().as_secs_f64()
         );
         let cluster = scenarios::cluster_rows(urls, &args.redis_benchmark, &plan, run_id).await?;
-        report.targets.extend(turn_targets(&cluster.latency));
+        report.targets.extend(targets::turn(&cluster.latency));
         report.latency.extend(cluster.latency);
         report.throughput.extend(cluster.throughput);
         if let Some(problem) = cluster.problem {
@@ -210,6 +206,10 @@ async fn run(args: &Args) -> Result<Report> {
     report.targets.extend(near_checks);
     report.latency.extend(near);
 
+    report
+        .targets
+        .extend(targets::throughput(&report.throughput));
+
     eprintln!(
         "[{:>5.1} s] the service's HTTP read path (wrk, Python)",
         started.elapsed().as_secs_f64()
@@ -217,7 +217,7 @@ async fn run(args: &Args) -> Result<Report> {
     let http = scenarios::http_reads(args, args.mode, plan.throughput / 2).await?;
     report
         .targets
-        .extend(http_targets(&http.rows, &http.python));
+        .extend(targets::http(&http.rows, &http.python));
     report.http = http.rows;
     report.latency.extend(http.python);
     for (scenario, why) in http.problems {
@@ -423,164 +423,6 @@ async fn with_source<R: WorldRepository + 'static>(
     report.targets.extend(report::players_target(&rows));
     report.players.extend(rows);
     Ok(load)
-}
-
-fn targets(read: &LatencyComparison, decode_us: f64, load: &str) -> Vec<TargetCheck> {
-    let subject = &read.subject.summary;
-    let baseline = &read.baseline.summary;
-    let overhead = read.ratio_p50().map_or(f64::INFINITY, |r| r - 1.0);
-    let added = subject.p50_us - baseline.p50_us;
-    let overhead_met = overhead <= OVERHEAD_TARGET;
-    let p99_met = subject.p99_us < P99_TARGET_US;
-    vec![
-        TargetCheck {
-            name: "cached read overhead over a raw redis-rs GET, p50".to_owned(),
-            goal: format!("≤ {:.0}%", OVERHEAD_TARGET * 100.0),
-            measured: format!(
-                "{:+.1}% ({} vs {})",
-                overhead * 100.0,
-                render::fmt_us(subject.p50_us),
-                render::fmt_us(baseline.p50_us)
-            ),
-            met: overhead_met,
-            why: (!overhead_met).then(|| {
-                format!(
-                    "the hit path adds {added:.1} µs at p50: decoding the entry alone takes {decode_us:.1} µs; the rest is the manager's and the adapter's timeouts, the tracing span, the metrics and a copy of the value"
-                )
-            }),
-        },
-        TargetCheck {
-            name: "cached read p99 on loopback (spec NFR-1)".to_owned(),
-            goal: "< 1 ms".to_owned(),
-            measured: render::fmt_us(subject.p99_us),
-            met: p99_met,
-            why: (!p99_met).then(|| {
-                format!(
-                    "the raw GET's p99 was {} in the same run: the tail is the machine's scheduling (2 cores shared by redis-server, the client's runtime and anything else running; load average {load} at the start), not the cache",
-                    render::fmt_us(baseline.p99_us)
-                )
-            }),
-        },
-    ]
-}
-
-/// The HTTP read path's goals: at least 0.8× of redis-benchmark at 16 and
-/// 64 connections, p99 under 1 ms at one.
-fn http_targets(
-    rows: &[lwcache_bench::report::HttpRow],
-    python: &[LatencyComparison],
-) -> Vec<TargetCheck> {
-    let mut checks = Vec::new();
-    for h in rows {
-        let tier = if h.near { ", near cache on" } else { "" };
-        if h.connections == 1 {
-            let met = h.http_p99_us < P99_TARGET_US;
-            checks.push(TargetCheck {
-                name: format!("HTTP read p99 at one connection (wrk){tier}"),
-                goal: "< 1 ms".to_owned(),
-                measured: render::fmt_us(h.http_p99_us),
-                met,
-                why: (!met).then(|| "the service's request handling (axum, JSON, tracing) on 2 cores shared with wrk and redis-server".to_owned()),
-            });
-        } else if let Some(ratio) = h.ratio_to_redis_benchmark() {
-            // With the near cache the goal is to beat Redis itself.
-            let goal = if h.near { 1.0 } else { 0.8 };
-            let met = if h.near { ratio > goal } else { ratio >= goal };
-            checks.push(TargetCheck {
-                name: format!(
-                    "HTTP reads/s over redis-benchmark GETs, {} connections{tier}",
-                    h.connections
-                ),
-                goal: if h.near {
-                    "> 1.00×".to_owned()
-                } else {
-                    "≥ 0.80×".to_owned()
-                },
-                measured: format!("{ratio:.2}×"),
-                met,
-                why: (!met).then(|| http_gap(h)),
-            });
-        }
-    }
-    for c in python {
-        let Some(ratio) = c.ratio_p50() else { continue };
-        if c.id != "python_http_near_read_vs_redis_py_get" {
-            continue;
-        }
-        let met = ratio <= 1.0;
-        checks.push(TargetCheck {
-            name: "a Python client's read through the HTTP API, near cache on, against redis-py's GET, p50".to_owned(),
-            goal: "≤ 1.00×".to_owned(),
-            measured: format!(
-                "{ratio:.2}× ({} vs {})",
-                render::fmt_us(c.subject.summary.p50_us),
-                render::fmt_us(c.baseline.summary.p50_us)
-            ),
-            met,
-            why: (!met).then(|| "Python's http.client parses a whole HTTP response per read, more than redis-py parses for a GET".to_owned()),
-        });
-    }
-    checks
-}
-
-/// Why an HTTP row missed its ratio, from what the row measured.
-fn http_gap(h: &lwcache_bench::report::HttpRow) -> String {
-    let us = |v: Option<f64>| v.map_or_else(|| "not measured".to_owned(), render::fmt_us);
-    match (h.near, h.ceiling_to_redis_benchmark()) {
-        (false, Some(c)) => format!(
-            "the same service answering /healthz, no cache work, reaches {c:.2}× of redis-benchmark at {} of service CPU a request; a read costs it {} (its Redis round trip: a second socket written and read, the connection's task woken) and redis-server {}, on the 2 cores shared with wrk and redis-server",
-            us(h.ceiling_service_cpu_us),
-            us(h.service_cpu_us),
-            us(h.redis_cpu_us),
-        ),
-        _ => format!(
-            "an HTTP request costs the service {} of CPU, where a GET costs redis-server {}, on the 2 cores shared with the load generators",
-            us(h.service_cpu_us),
-            us(h.redis_benchmark_redis_cpu_us),
-        ),
-    }
-}
-
-/// The turn's goals: the batch within 1.2× of one raw MGET at p50, and at
-/// least 5× faster than the same reads one by one.
-fn turn_targets(turn: &[LatencyComparison]) -> Vec<TargetCheck> {
-    let mut checks = Vec::new();
-    for c in turn {
-        let Some(ratio) = c.ratio_p50() else { continue };
-        let (id, on) = match c.id.strip_suffix("_cluster") {
-            Some(id) => (id, ", 3-master Cluster"),
-            None => (c.id.as_str(), ""),
-        };
-        let (name, goal, met, measured) = match id {
-            "turn_batched_vs_mget" => (
-                "a 14-key turn, batched, over one raw MGET, p50",
-                "≤ 1.20×",
-                ratio <= 1.2,
-                format!("{ratio:.2}×"),
-            ),
-            "turn_batched_vs_singles" => (
-                "a 14-key turn, batched, against 14 single reads, p50",
-                "≥ 5× faster",
-                ratio > 0.0 && 1.0 / ratio >= 5.0,
-                format!("{:.1}× faster", 1.0 / ratio),
-            ),
-            _ => continue,
-        };
-        checks.push(TargetCheck {
-            name: format!("{name}{on}"),
-            goal: goal.to_owned(),
-            measured: format!(
-                "{measured} ({} vs {})",
-                render::fmt_us(c.subject.summary.p50_us),
-                render::fmt_us(c.baseline.summary.p50_us)
-            ),
-            met,
-            why: (!met).then(|| {
-                "decoding the 14 entries and the manager's checks per item cost more than the round trip they share".to_owned()
-            }),
-        });
-    }
-    checks
 }
 
 fn methodology() -> Vec<String> {
