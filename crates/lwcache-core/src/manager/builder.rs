@@ -119,6 +119,7 @@ where
             clock: self.clock,
             queue: Mutex::new(Some(tx)),
             pending: Mutex::new(HashMap::new()),
+            pending_keys: AtomicUsize::new(0),
             in_flight: AtomicUsize::new(0),
             settled: Notify::new(),
             worker: Mutex::new(None),

@@ -249,6 +249,9 @@ struct Inner<S, R> {
     queue: Mutex<Option<mpsc::Sender<Task>>>,
     /// The newest version queued for each key with pending write-behind work.
     pending: Mutex<HashMap<CacheKey, u64>>,
+    /// How many keys `pending` holds, stored under its lock with each
+    /// change: a read finds it empty (the common case) without the lock.
+    pending_keys: AtomicUsize,
     /// Tasks queued or running.
     in_flight: AtomicUsize,
     /// Signalled each time `in_flight` drops to zero.

@@ -571,9 +571,12 @@ where
     /// Whether a write-behind update newer than `version` is queued for
     /// `key`: the cached entry is then known to be behind.
     pub(super) fn pending_newer(&self, key: &CacheKey, version: u64) -> bool {
-        let pending = lock(&self.pending);
-        // Empty unless write-behind updates wait: no key is hashed then.
-        !pending.is_empty() && pending.get(key).is_some_and(|&v| v > version)
+        // Empty unless write-behind updates wait: no lock is taken and no
+        // key hashed then. A key is marked before its write is acknowledged.
+        if self.pending_keys.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            return false;
+        }
+        lock(&self.pending).get(key).is_some_and(|&v| v > version)
     }
 }
 

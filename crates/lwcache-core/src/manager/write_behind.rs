@@ -99,6 +99,7 @@ where
             let mut pending = lock(&self.pending);
             let v = pending.entry(key.clone()).or_insert(0);
             *v = (*v).max(*version);
+            self.pending_keys.store(pending.len(), Ordering::SeqCst);
         }
         self.in_flight.fetch_add(1, Ordering::SeqCst);
         match tx.try_send(task) {
@@ -129,6 +130,7 @@ where
         let mut pending = lock(&self.pending);
         if pending.get(key) == Some(&version) {
             pending.remove(key);
+            self.pending_keys.store(pending.len(), Ordering::SeqCst);
         }
     }
 
