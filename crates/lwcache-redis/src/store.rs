@@ -321,6 +321,21 @@ pub(crate) async fn open(config: &RedisConfig) -> redis::RedisResult<Conn> {
     }
 }
 
+/// `name` with `keys` as its arguments, its buffers made at their final
+/// sizes: a key is written in pieces, each of which would grow them.
+fn command(name: &str, keys: &[CacheKey]) -> redis::Cmd {
+    let bytes: usize = keys
+        .iter()
+        .map(|k| k.spelling().iter().map(|p| p.len()).sum::<usize>())
+        .sum();
+    let mut cmd = redis::Cmd::with_capacity(1 + keys.len(), name.len() + bytes);
+    cmd.arg(name);
+    for key in keys {
+        cmd.arg(KeyArg(key));
+    }
+    cmd
+}
+
 /// A key as a command's argument, spelled straight into its buffer.
 struct KeyArg<'a>(&'a CacheKey);
 
@@ -365,8 +380,7 @@ impl CacheStore for RedisStore {
                 format!("{key} is the version key").into(),
             ));
         }
-        let mut get = redis::cmd("GET");
-        get.arg(KeyArg(key));
+        let get = command("GET", std::slice::from_ref(key));
         self.call(|mut conn| async move {
             let bytes: Option<Vec<u8>> = get.query_async(&mut conn).await?;
             Ok(bytes)
@@ -385,10 +399,7 @@ impl CacheStore for RedisStore {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut mget = redis::cmd("MGET");
-        for key in keys {
-            mget.arg(KeyArg(key));
-        }
+        let mget = command("MGET", keys);
         self.call(|mut conn| async move {
             let entries: Vec<Option<Vec<u8>>> = mget.query_async(&mut conn).await?;
             Ok(entries)
