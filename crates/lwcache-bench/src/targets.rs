@@ -32,7 +32,7 @@ pub(crate) fn read(read: &LatencyComparison, decode_us: f64, load: &str) -> Vec<
             met: overhead_met,
             why: (!overhead_met).then(|| {
                 format!(
-                    "the hit path adds {added:.1} µs at p50: decoding the entry alone takes {decode_us:.1} µs; the rest is the adapter's timer, the tracing span, the metrics and the decode memo's lookup"
+                    "the hit path adds {added:.1} µs at p50: decoding the entry alone takes {decode_us:.1} µs; the rest is the tracing span, the metrics and the decode memo's lookup"
                 )
             }),
         },

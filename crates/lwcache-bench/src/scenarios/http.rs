@@ -99,9 +99,14 @@ impl Service {
 }
 
 /// The CPU time redis-server has used, from `INFO cpu`
-/// (`used_cpu_sys` plus `used_cpu_user`, in seconds).
-async fn redis_cpu(conn: &mut redis::aio::MultiplexedConnection) -> Option<Duration> {
-    let info: String = redis::cmd("INFO").arg("cpu").query_async(conn).await.ok()?;
+/// (`used_cpu_sys` plus `used_cpu_user`, in seconds); `None` without a
+/// connection or an answer.
+async fn redis_cpu(conn: &mut Option<redis::aio::MultiplexedConnection>) -> Option<Duration> {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(conn.as_mut()?)
+        .await
+        .ok()?;
     parse_redis_cpu(&info)
 }
 
@@ -122,10 +127,6 @@ fn parse_redis_cpu(info: &str) -> Option<Duration> {
 fn per_request_us(before: Option<Duration>, after: Option<Duration>, requests: u64) -> Option<f64> {
     let spent = after?.checked_sub(before?)?;
     (requests > 0).then(|| spent.as_secs_f64() * 1e6 / requests as f64)
-}
-
-async fn redis_cpu_opt(conn: &mut Option<redis::aio::MultiplexedConnection>) -> Option<Duration> {
-    redis_cpu(conn.as_mut()?).await
 }
 
 /// What `wrk --latency` reported.
@@ -399,9 +400,9 @@ async fn one_service(
             }
         };
         let (wrk, url) = (wrk.clone(), url.clone());
-        let cpu_before = (service.cpu(), redis_cpu_opt(&mut info).await);
+        let cpu_before = (service.cpu(), redis_cpu(&mut info).await);
         let measured = tokio::task::spawn_blocking(move || run_wrk(&wrk, c, seconds, &url)).await?;
-        let cpu_after = (service.cpu(), redis_cpu_opt(&mut info).await);
+        let cpu_after = (service.cpu(), redis_cpu(&mut info).await);
         let w = match measured {
             Ok(w) => w,
             Err(e) => {
@@ -411,9 +412,9 @@ async fn one_service(
                 break;
             }
         };
-        let redis_before = redis_cpu_opt(&mut info).await;
+        let redis_before = redis_cpu(&mut info).await;
         let bench = run_redis_benchmark(&redis_benchmark, &args.redis_url, c, requests, &key).await;
-        let redis_after = redis_cpu_opt(&mut info).await;
+        let redis_after = redis_cpu(&mut info).await;
         if let Err(e) = &bench {
             figures
                 .problems
