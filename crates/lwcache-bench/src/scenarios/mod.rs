@@ -79,8 +79,13 @@ pub(crate) struct Plan {
     pub(crate) latency: usize,
     /// Timed calls per side of a comparison that involves the source.
     pub(crate) source_latency: usize,
-    /// Reads per throughput measurement, shared by the tasks.
+    /// Reads per throughput measurement at one task.
     pub(crate) throughput: usize,
+    /// Reads per throughput measurement at 16 and 64 tasks, shared by the
+    /// tasks: more than at one, so that each of its rounds lasts long
+    /// enough for a round's start and its tail (fewer tasks left in flight)
+    /// to weigh little.
+    pub(crate) throughput_concurrent: usize,
     /// Timed activations (and naive writes) of the 1,000-entity world.
     pub(crate) activations: usize,
     /// Turns of the simulated workload.
@@ -97,6 +102,7 @@ impl Plan {
                 latency: 10_000,
                 source_latency: 300,
                 throughput: 10_000,
+                throughput_concurrent: 10_000,
                 activations: 3,
                 turns: 5_000,
                 player_turns: 3_000,
@@ -106,6 +112,7 @@ impl Plan {
                 latency: 100_000,
                 source_latency: 2_000,
                 throughput: 200_000,
+                throughput_concurrent: 1_000_000,
                 activations: 15,
                 turns: 50_000,
                 player_turns: 30_000,
@@ -115,11 +122,12 @@ impl Plan {
 
     pub(crate) fn describe(&self) -> String {
         format!(
-            "{} warm-up + {} timed calls per side (Redis), {} (with the source); {} reads per throughput level; {} activations; {} simulated turns; {} turns per number of players",
+            "{} warm-up + {} timed calls per side (Redis), {} (with the source); {} reads per throughput level at one task, {} at 16 and 64; {} activations; {} simulated turns; {} turns per number of players",
             self.warmup,
             self.latency,
             self.source_latency,
             self.throughput,
+            self.throughput_concurrent,
             self.activations,
             self.turns,
             self.player_turns

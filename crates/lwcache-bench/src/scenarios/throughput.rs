@@ -98,7 +98,11 @@ where
     let mut rows = Vec::new();
     let mut problem = None;
     for c in CONCURRENCY {
-        let total = plan.throughput;
+        let total = if c == 1 {
+            plan.throughput
+        } else {
+            plan.throughput_concurrent
+        };
         // A short untimed round of each first, at the same concurrency.
         run_tasks(c, total / 10, hit.clone()).await?;
         run_tasks(c, total / 10, get.clone()).await?;
