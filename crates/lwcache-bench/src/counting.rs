@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use std::time::Duration;
 
-use lwcache_core::ports::{CacheError, CacheStore, CacheWrite, Lease, Put, WriteOutcome};
+use lwcache_core::ports::{CacheError, CacheStore, CacheWrite, Epoch, Lease, Put, WriteOutcome};
 use lwcache_domain::{CacheKey, WorldId};
 
 /// Counts every call to the wrapped store and, while recording, keeps the
@@ -104,6 +104,11 @@ impl<S: CacheStore> CacheStore for Counting<S> {
     async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
         self.count();
         self.inner.version(world).await
+    }
+
+    async fn epoch(&self, world: &WorldId) -> Result<Epoch, CacheError> {
+        self.count();
+        self.inner.epoch(world).await
     }
 
     async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {

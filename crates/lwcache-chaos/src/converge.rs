@@ -161,6 +161,13 @@ impl Comparer {
         }
         names.sort();
         for (name, node) in names {
+            // A world's epoch is the store's bookkeeping: a token, no value.
+            if name
+                .strip_suffix(lwcache_redis::EPOCH_SUFFIX)
+                .is_some_and(|prefix| prefix.starts_with("lw:world:{") && prefix.ends_with("}:"))
+            {
+                continue;
+            }
             let Ok(key) = CacheKey::parse(&name) else {
                 out.mismatches.push(format!("{name}: not an lwcache key"));
                 continue;

@@ -136,8 +136,30 @@ pub enum WriteKind {
     /// `version`: each put lands unless the cached entry is newer, every
     /// put's lease is deleted, and the world's highest version is raised to
     /// `version`.
-    Commit,
+    ///
+    /// Its values land only while the world's epoch in the store is still
+    /// `epoch`, which the writer learned ([`CacheStore::epoch`]) before its
+    /// source commit. Otherwise the store lost the world's keys since (a
+    /// restart, a flush, [`CacheStore::drop_world`]), perhaps with a newer
+    /// write's entry, and each value put lands as a tombstone of its own
+    /// version instead, with its TTL: a commit prepared before a restart and
+    /// sent after it can then cost a miss, never put back an older value.
+    /// With `epoch` `None` every put lands as a tombstone. Tombstones land
+    /// as they are either way.
+    Commit {
+        /// The world's epoch as the writer learned it before its source
+        /// commit; `None` when it could not.
+        epoch: Option<Epoch>,
+    },
 }
+
+/// A world's epoch in a cache store: a token the store makes when it holds
+/// none for the world, and loses with the world's keys (a restart, a flush,
+/// [`CacheStore::drop_world`]), so that a token once lost never comes back.
+/// A writer that learned it before its source commit can tell, when its
+/// cache step lands, whether the store lost anything meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Epoch(pub u64);
 
 /// One value (or tombstone) to put.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,14 +197,20 @@ impl CacheWrite {
         }
     }
 
-    /// The cache step of a write committed as `version`.
-    pub fn commit(world: WorldId, version: u64, puts: Vec<Put>) -> Self {
+    /// The cache step of a write committed as `version`, by a writer that
+    /// learned the world's `epoch` before its source commit.
+    pub fn commit(world: WorldId, version: u64, epoch: Option<Epoch>, puts: Vec<Put>) -> Self {
         Self {
             world,
             version,
-            kind: WriteKind::Commit,
+            kind: WriteKind::Commit { epoch },
             puts,
         }
+    }
+
+    /// Whether it is a commit.
+    pub fn is_commit(&self) -> bool {
+        matches!(self.kind, WriteKind::Commit { .. })
     }
 
     /// Checks that every key is a data key of the write's world, so that an
@@ -220,6 +248,10 @@ pub struct WriteOutcome {
     pub skipped: usize,
     /// The world's highest cached version before the write, if any.
     pub previous: Option<u64>,
+    /// A commit whose epoch was not the world's epoch in the store: its
+    /// value puts were put as tombstones. The writer learns the epoch anew
+    /// before its next write.
+    pub epoch_lost: bool,
 }
 
 /// The cache store port: a key-value store with per-key versions, leases
@@ -229,7 +261,7 @@ pub struct WriteOutcome {
 /// [`CacheStore::lease`] atomic with respect to every other call on keys of
 /// the same world (a Redis script, a lock), MUST keep the version key free
 /// of any TTL, MUST read an entry only through its header's version, and
-/// MUST lose leases whenever they lose entries (a restart).
+/// MUST lose leases and epochs whenever they lose entries (a restart).
 #[async_trait]
 pub trait CacheStore: Send + Sync {
     /// The entry under `key`, if any. Reading the version key is an error.
@@ -268,6 +300,11 @@ pub trait CacheStore: Send + Sync {
     /// The world's highest cached version, if any: the highest version a
     /// commit raised it to.
     async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError>;
+
+    /// The world's epoch ([`Epoch`]), made when the store holds none. Two
+    /// calls answer the same token until the store loses the world's keys;
+    /// after that, never that token again.
+    async fn epoch(&self, world: &WorldId) -> Result<Epoch, CacheError>;
 
     /// Deletes keys unconditionally. Deleting is always safe.
     async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError>;
@@ -488,6 +525,9 @@ impl<T: CacheStore + ?Sized> CacheStore for Arc<T> {
     }
     async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
         (**self).version(world).await
+    }
+    async fn epoch(&self, world: &WorldId) -> Result<Epoch, CacheError> {
+        (**self).epoch(world).await
     }
     async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {
         (**self).remove(keys).await

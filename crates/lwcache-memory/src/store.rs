@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use lwcache_core::codec;
 use lwcache_core::near::{FeedGuard, InvalidationFeed, InvalidationSink};
 use lwcache_core::ports::{
-    CacheError, CacheStore, CacheWrite, Lease, WriteKind, WriteOutcome, check_keys,
+    CacheError, CacheStore, CacheWrite, Epoch, Lease, WriteKind, WriteOutcome, check_keys,
 };
 use lwcache_domain::{CacheKey, KeyKind, WorldId};
 use tokio::time::Instant;
@@ -30,6 +30,9 @@ struct State {
     entries: HashMap<CacheKey, (Vec<u8>, Option<Instant>)>,
     leases: HashMap<CacheKey, (Lease, Instant)>,
     versions: HashMap<WorldId, u64>,
+    epochs: HashMap<WorldId, Epoch>,
+    /// The next epoch made: no epoch is made twice by one store.
+    next_epoch: u64,
 }
 
 impl State {
@@ -117,6 +120,7 @@ impl MemoryStore {
             state.entries.clear();
             state.leases.clear();
             state.versions.clear();
+            state.epochs.clear();
         }
         self.followers.lost();
     }
@@ -128,6 +132,7 @@ impl MemoryStore {
             let before = state.entries.len() + state.leases.len();
             state.entries.retain(|k, _| k.world() != world);
             state.leases.retain(|k, _| k.world() != world);
+            state.epochs.remove(world);
             let version = usize::from(state.versions.remove(world).is_some());
             before - state.entries.len() - state.leases.len() + version
         };
@@ -172,34 +177,45 @@ impl CacheStore for MemoryStore {
         };
         let now = Instant::now();
         let mut landed = Vec::new();
+        // A commit whose epoch is not the world's puts tombstones.
+        let demoted = match write.kind {
+            WriteKind::Commit { epoch } => {
+                let lost = epoch.is_none() || state.epochs.get(&write.world) != epoch.as_ref();
+                outcome.epoch_lost = lost;
+                lost
+            }
+            WriteKind::Fill { .. } => false,
+        };
         for put in &write.puts {
+            let bytes = match codec::peek_version(&put.bytes) {
+                Ok(version) if demoted => codec::tombstone(version),
+                _ => put.bytes.clone(),
+            };
             let lands = match write.kind {
                 WriteKind::Fill { lease } => {
                     let ours = state.lease_of(&put.key) == Some(lease);
                     if ours {
                         state.leases.remove(&put.key);
                     }
-                    ours && state.may_put(&put.key, &put.bytes)
+                    ours && state.may_put(&put.key, &bytes)
                 }
-                WriteKind::Commit => {
+                WriteKind::Commit { .. } => {
                     state.leases.remove(&put.key);
-                    state.may_put(&put.key, &put.bytes)
+                    state.may_put(&put.key, &bytes)
                 }
             };
             if lands {
-                if write.kind == WriteKind::Commit {
+                if write.is_commit() {
                     landed.push(put.key.clone());
                 }
                 let expires = put.ttl.map(|ttl| now + ttl);
-                state
-                    .entries
-                    .insert(put.key.clone(), (put.bytes.clone(), expires));
+                state.entries.insert(put.key.clone(), (bytes, expires));
                 outcome.landed += 1;
             } else {
                 outcome.skipped += 1;
             }
         }
-        if write.kind == WriteKind::Commit {
+        if write.is_commit() {
             let ver = state.versions.entry(write.world.clone()).or_insert(0);
             *ver = (*ver).max(write.version);
             drop(state);
@@ -234,6 +250,17 @@ impl CacheStore for MemoryStore {
 
     async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
         Ok(self.state().versions.get(world).copied())
+    }
+
+    async fn epoch(&self, world: &WorldId) -> Result<Epoch, CacheError> {
+        let mut state = self.state();
+        if let Some(epoch) = state.epochs.get(world) {
+            return Ok(*epoch);
+        }
+        state.next_epoch += 1;
+        let epoch = Epoch(state.next_epoch);
+        state.epochs.insert(world.clone(), epoch);
+        Ok(epoch)
     }
 
     async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {

@@ -11,7 +11,9 @@
 //!   reloaded when a server has lost it: one round trip, atomic on the
 //!   server. Taking leases is a second script (`lease.lua`).
 //! - A world's highest version is a decimal string under
-//!   `lw:world:{<world>}:ver`, which never has a TTL.
+//!   `lw:world:{<world>}:ver`, which never has a TTL; its epoch (a random
+//!   token a commit's values need, made when missing) is under
+//!   `lw:world:{<world>}:epoch`, without a TTL either (`epoch.rs`).
 //! - Failures become [`lwcache_core::CacheError`]s: connection losses are
 //!   `Unavailable`, calls past the response timeout `Timeout`, ACL and
 //!   script errors `Refused`.
@@ -27,6 +29,7 @@
 //! the adapter relies on.
 
 mod config;
+mod epoch;
 mod feed;
 mod link;
 mod server_info;
@@ -36,6 +39,7 @@ pub use config::{
     ClientCert, ConfigError, DEFAULT_CONNECT_TIMEOUT, DEFAULT_RESPONSE_TIMEOUT, Node, RedisConfig,
     Topology,
 };
+pub use epoch::EPOCH_SUFFIX;
 pub use feed::{CHANNEL, DEFAULT_HEARTBEAT, MIN_FEED_REPLY_TIMEOUT, RedisFeed};
 pub use server_info::{Eviction, NEARLY_FULL_PERCENT, NodeMemory, ServerProbe};
 pub use store::{ConnectError, RedisStore};

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lwcache_core::ports::{
-    CacheError, CacheStore, CacheWrite, Cause, Lease, WriteKind, WriteOutcome, check_keys,
+    CacheError, CacheStore, CacheWrite, Cause, Epoch, Lease, WriteKind, WriteOutcome, check_keys,
 };
 use lwcache_domain::{CacheKey, KeyKind, WorldId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -91,7 +91,7 @@ impl ConnectionLike for Conn {
 
 /// The adapter's own failures, turned into [`CacheError`] at the port.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     /// redis-rs or the server reported an error.
     Redis(RedisError),
     /// The call was refused before it was sent, or the reply made no sense.
@@ -229,7 +229,7 @@ impl RedisStore {
     /// response timeout of redis-rs's own, since this one also bounds a wait
     /// on a reconnect, which redis-rs's does not; a Cluster's keeps it, to
     /// give up on one node's answer.
-    async fn call<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T, CacheError>
+    pub(crate) async fn call<T, F>(&self, f: impl FnOnce(Conn) -> F) -> Result<T, CacheError>
     where
         F: Future<Output = Result<T, Failure>>,
     {
@@ -418,9 +418,12 @@ impl CacheStore for RedisStore {
         for put in &write.puts {
             invocation.key(Self::lease_key(&put.key));
         }
+        invocation.key(crate::epoch::epoch_key(&write.world));
         let (kind, token) = match write.kind {
             WriteKind::Fill { lease } => ("fill", lease.0.to_string()),
-            WriteKind::Commit => ("commit", String::new()),
+            WriteKind::Commit { epoch } => {
+                ("commit", epoch.map(|e| e.0.to_string()).unwrap_or_default())
+            }
         };
         invocation
             .arg(kind)
@@ -432,7 +435,7 @@ impl CacheStore for RedisStore {
         }
         let puts = write.puts.len();
         self.call(|mut conn| async move {
-            let (landed, skipped, previous): (usize, usize, String) =
+            let (landed, skipped, previous, lost): (usize, usize, String, u8) =
                 invocation.invoke_async(&mut conn).await?;
             if landed + skipped != puts {
                 return Err(Failure::Refused(format!(
@@ -447,6 +450,7 @@ impl CacheStore for RedisStore {
                 landed,
                 skipped,
                 previous,
+                epoch_lost: lost == 1,
             })
         })
         .await
@@ -489,6 +493,10 @@ impl CacheStore for RedisStore {
             raw.map(|raw| parse_version(&raw, &key)).transpose()
         })
         .await
+    }
+
+    async fn epoch(&self, world: &WorldId) -> Result<Epoch, CacheError> {
+        self.learn_epoch(world).await
     }
 
     async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {

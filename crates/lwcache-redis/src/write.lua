@@ -3,22 +3,29 @@
 -- KEYS[1]          the world's version key (lw:world:{w}:ver)
 -- KEYS[2..1+n]     the keys to put (n = number of puts)
 -- KEYS[2+n..1+2n]  their lease keys, in the same order (<key>:lease)
+-- KEYS[2+2n]       the world's epoch key (lw:world:{w}:epoch)
 -- ARGV[1]          "fill" or "commit"
 -- ARGV[2]          the write's version, a decimal string
--- ARGV[3]          a fill's lease token, a decimal string ("" for a commit)
+-- ARGV[3]          a fill's lease token, or the epoch a commit's writer
+--                  learned before its source commit ("" when it has none),
+--                  a decimal string
 -- ARGV[2+2i]       put i's bytes
 -- ARGV[3+2i]       put i's TTL in milliseconds, "0" for none
 --
 -- Publishes a commit's version and landed keys on lw:invalidate.
 --
--- Returns {landed, skipped, previous}: how many puts landed and how many
--- did not, and the world's highest version before the write ("" when none).
+-- Returns {landed, skipped, previous, lost}: how many puts landed and how
+-- many did not, the world's highest version before the write ("" when
+-- none), and 1 when a commit's epoch was not the world's (0 otherwise).
 --
 -- A put lands by the rule of lwcache_core::codec::replaces, on raw bytes:
 -- never over a newer entry, and at the same version only if it is not a
 -- tombstone. A fill's put also needs the key's lease to be the fill's; the
 -- lease is released whether or not the put lands. A commit deletes every
--- put's lease and raises the world's version.
+-- put's lease and raises the world's version. A commit whose epoch is not
+-- the one the epoch key holds (the store lost the world's keys since its
+-- writer learned it) puts each value as a tombstone of its version: it may
+-- be older than an entry the store lost.
 --
 -- Versions stay decimal strings: Lua numbers are doubles and would round
 -- versions above 2^53. A canonical decimal (no leading zero) compares by
@@ -64,6 +71,12 @@ local function compare_versions(a, b)
   return 0
 end
 
+-- The tombstone of an entry's version, as the codec makes it: format 1,
+-- no flags, the version's 8 bytes, then 5.
+local function tombstone_of(bytes)
+  return 'LW\1\0' .. string.sub(bytes, 5, 12) .. '\5'
+end
+
 local function replaces(current, new)
   if not is_entry(new) then
     return false
@@ -85,14 +98,20 @@ if (#ARGV % 2) ~= 1 then
   return redis.error_reply('LWCACHE every put needs bytes and a TTL')
 end
 local puts = (#ARGV - 3) / 2
-if #KEYS ~= 1 + 2 * puts then
-  return redis.error_reply('LWCACHE every put needs its key and its lease key')
+if #KEYS ~= 2 + 2 * puts then
+  return redis.error_reply('LWCACHE every put needs its key and its lease key, then the epoch key')
 end
+local lost = false
 if kind == 'fill' then
   if not canonical(token) then
     return redis.error_reply('LWCACHE bad lease token')
   end
-elseif kind ~= 'commit' then
+elseif kind == 'commit' then
+  if token ~= '' and not canonical(token) then
+    return redis.error_reply('LWCACHE bad epoch')
+  end
+  lost = token == '' or redis.call('GET', KEYS[2 + 2 * puts]) ~= token
+else
   return redis.error_reply('LWCACHE unknown write kind')
 end
 
@@ -115,6 +134,9 @@ for i = 1, puts do
     lands = ours and replaces(redis.call('GET', key), bytes)
   else
     redis.call('DEL', lease)
+    if lost and is_entry(bytes) and not is_tombstone(bytes) then
+      bytes = tombstone_of(bytes)
+    end
     lands = replaces(redis.call('GET', key), bytes)
   end
   if lands then
@@ -142,4 +164,4 @@ if kind == 'commit' and #landed_keys > 0 then
   redis.call('PUBLISH', 'lw:invalidate', version .. '\n' .. table.concat(landed_keys, '\n'))
 end
 
-return {landed, skipped, previous or ''}
+return {landed, skipped, previous or '', lost and 1 or 0}

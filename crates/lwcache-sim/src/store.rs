@@ -11,7 +11,9 @@ use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lwcache_core::ports::{CacheError, CacheStore, CacheWrite, Lease, WriteKind, WriteOutcome};
+use lwcache_core::ports::{
+    CacheError, CacheStore, CacheWrite, Epoch, Lease, WriteKind, WriteOutcome,
+};
 use lwcache_domain::{CacheKey, WorldId};
 
 use crate::config::Variant;
@@ -113,8 +115,10 @@ impl<S: CacheStore + 'static> SimStore<S> {
     async fn unconditional(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
         let keys: Vec<CacheKey> = write.puts.iter().map(|p| p.key.clone()).collect();
         self.inner.remove(&keys).await?;
+        // The store's own epoch: the broken fill's values land as values.
+        let epoch = self.inner.epoch(&write.world).await?;
         let commit = CacheWrite {
-            kind: WriteKind::Commit,
+            kind: WriteKind::Commit { epoch: Some(epoch) },
             ..write.clone()
         };
         self.inner.write(&commit).await
@@ -142,7 +146,7 @@ impl<S: CacheStore + 'static> CacheStore for SimStore<S> {
     async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError> {
         let port = match write.kind {
             WriteKind::Fill { .. } => Port::Fill,
-            WriteKind::Commit => Port::Commit,
+            WriteKind::Commit { .. } => Port::Commit,
         };
         let plan = self
             .plan(port, write.puts.first().map(|p| p.key.to_string()))
@@ -203,6 +207,11 @@ impl<S: CacheStore + 'static> CacheStore for SimStore<S> {
 
     async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
         self.call(Port::StoreVersion, None, || self.inner.version(world))
+            .await
+    }
+
+    async fn epoch(&self, world: &WorldId) -> Result<Epoch, CacheError> {
+        self.call(Port::Epoch, None, || self.inner.epoch(world))
             .await
     }
 

@@ -21,6 +21,8 @@ pub enum Port {
     Lease,
     /// `CacheStore::version`.
     StoreVersion,
+    /// `CacheStore::epoch`.
+    Epoch,
     /// `CacheStore::remove`.
     Remove,
     /// `CacheStore::drop_world`.

@@ -9,7 +9,8 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 use lwcache_core::ports::{
-    CacheError, CacheStore, CacheWrite, Claim, Lease, SourceError, WorldRepository, WriteOutcome,
+    CacheError, CacheStore, CacheWrite, Claim, Epoch, Lease, SourceError, WorldRepository,
+    WriteOutcome,
 };
 use lwcache_domain::{
     CacheKey, CachedValue, Committed, Mutation, Owed, OwedId, Versioned, WorldId, WorldImage,
@@ -92,6 +93,10 @@ impl<S: CacheStore> CacheStore for Recording<S> {
         self.count();
         self.inner.version(world).await
     }
+    async fn epoch(&self, world: &WorldId) -> Result<Epoch, CacheError> {
+        self.count();
+        self.inner.epoch(world).await
+    }
     async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {
         self.count();
         self.inner.remove(keys).await
@@ -170,6 +175,10 @@ impl<S: CacheStore> CacheStore for Faulty<S> {
     async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError> {
         self.check()?;
         self.inner.version(world).await
+    }
+    async fn epoch(&self, world: &WorldId) -> Result<Epoch, CacheError> {
+        self.check()?;
+        self.inner.epoch(world).await
     }
     async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {
         self.check()?;
@@ -300,10 +309,12 @@ mod tests {
     use super::*;
     use crate::fixtures::{doc, flag, fresh_world};
 
+    /// A commit that carries the epoch the plain store holds for `world`.
     fn commit(world: &WorldId, version: u64, key: &CacheKey, tag: &str) -> CacheWrite {
         CacheWrite::commit(
             world.clone(),
             version,
+            Some(EPOCH),
             vec![Put {
                 key: key.clone(),
                 bytes: crate::store::entry(version, tag),
@@ -312,11 +323,15 @@ mod tests {
         )
     }
 
+    /// A fresh in-memory store's first epoch.
+    const EPOCH: Epoch = Epoch(1);
+
     #[tokio::test]
     async fn recording_keeps_every_put_and_forwards_every_call() {
         let store = Recording::new(MemoryStore::new());
         let world = fresh_world();
         let key = CacheKey::state(&world);
+        assert_eq!(store.epoch(&world).await.unwrap(), EPOCH);
         let outcome = store.write(&commit(&world, 2, &key, "a")).await.unwrap();
         assert_eq!(outcome.landed, 1);
         assert_eq!(store.version(&world).await.unwrap(), Some(2));
@@ -348,6 +363,7 @@ mod tests {
         let store = Faulty::new(MemoryStore::new());
         let world = fresh_world();
         let key = CacheKey::state(&world);
+        assert_eq!(store.epoch(&world).await.unwrap(), EPOCH);
         store.write(&commit(&world, 1, &key, "a")).await.unwrap();
 
         store.set_failing(true);
@@ -355,6 +371,7 @@ mod tests {
             assert!(matches!(r, Err(CacheError::Unavailable(_))), "{r:?}");
         };
         unavailable(store.get(&key).await.map(drop));
+        unavailable(store.epoch(&world).await.map(drop));
         unavailable(store.write(&commit(&world, 2, &key, "b")).await.map(drop));
         unavailable(
             store

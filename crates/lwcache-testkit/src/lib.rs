@@ -134,6 +134,7 @@ macro_rules! conformance_tests {
             store::leases_expire_and_go_with_the_store,
             store::remove_deletes_keys,
             store::dropping_a_world_leaves_nothing_of_it,
+            store::a_commit_from_before_the_world_was_lost_lands_tombstones,
             store::ttls_expire_and_flags_persist,
             store::foreign_keys_are_refused,
             store::batched_gets_answer_each_key_in_order,

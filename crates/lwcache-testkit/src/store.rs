@@ -38,8 +38,10 @@ fn put(key: &CacheKey, bytes: Vec<u8>) -> Put {
     }
 }
 
-fn commit(world: &WorldId, version: u64, puts: Vec<Put>) -> CacheWrite {
-    CacheWrite::commit(world.clone(), version, puts)
+/// A commit by a writer that learned the world's epoch just before.
+async fn commit(h: &Harness, world: &WorldId, version: u64, puts: Vec<Put>) -> CacheWrite {
+    let epoch = h.store.epoch(world).await.expect("the store answers");
+    CacheWrite::commit(world.clone(), version, Some(epoch), puts)
 }
 
 fn fill(world: &WorldId, version: u64, lease: Lease, puts: Vec<Put>) -> CacheWrite {
@@ -66,6 +68,7 @@ fn counts(landed: usize, skipped: usize, previous: Option<u64>) -> WriteOutcome 
         landed,
         skipped,
         previous,
+        epoch_lost: false,
     }
 }
 
@@ -85,19 +88,23 @@ pub async fn commits_put_by_per_key_versions(h: &Harness) {
     let a = CacheKey::state(&world);
     let b = CacheKey::entity(&world, &character("c1"));
     let first = commit(
+        h,
         &world,
         3,
         vec![put(&a, entry(3, "a")), put(&b, entry(3, "b"))],
-    );
+    )
+    .await;
     assert_eq!(must(h, &first).await, counts(2, 0, None));
     assert_eq!(h.store.version(&world).await.unwrap(), Some(3));
-    let later = commit(&world, 5, vec![put(&a, entry(5, "a"))]);
+    let later = commit(h, &world, 5, vec![put(&a, entry(5, "a"))]).await;
     assert_eq!(must(h, &later).await, counts(1, 0, Some(3)));
     let late = commit(
+        h,
         &world,
         4,
         vec![put(&a, entry(4, "a")), put(&b, entry(4, "b"))],
-    );
+    )
+    .await;
     assert_eq!(
         must(h, &late).await,
         counts(1, 1, Some(5)),
@@ -110,7 +117,7 @@ pub async fn commits_put_by_per_key_versions(h: &Harness) {
         Some(5),
         "never lowered"
     );
-    let again = commit(&world, 5, vec![put(&a, entry(5, "a"))]);
+    let again = commit(h, &world, 5, vec![put(&a, entry(5, "a"))]).await;
     assert_eq!(must(h, &again).await.landed, 1, "a repeated put lands");
 }
 
@@ -119,25 +126,33 @@ pub async fn commits_put_by_per_key_versions(h: &Harness) {
 pub async fn tombstones_keep_older_puts_out(h: &Harness) {
     let world = fresh_world();
     let k = CacheKey::entity(&world, &character("c2"));
-    must(h, &commit(&world, 6, vec![put(&k, codec::tombstone(6))])).await;
+    must(
+        h,
+        &commit(h, &world, 6, vec![put(&k, codec::tombstone(6))]).await,
+    )
+    .await;
     assert_eq!(get(h, &k).await, Some(codec::tombstone(6)));
-    let old = commit(&world, 5, vec![put(&k, entry(5, "old"))]);
+    let old = commit(h, &world, 5, vec![put(&k, entry(5, "old"))]).await;
     assert_eq!(must(h, &old).await.skipped, 1, "an older write stays out");
     assert_eq!(get(h, &k).await, Some(codec::tombstone(6)));
-    let own = commit(&world, 6, vec![put(&k, entry(6, "own"))]);
+    let own = commit(h, &world, 6, vec![put(&k, entry(6, "own"))]).await;
     assert_eq!(
         must(h, &own).await.landed,
         1,
         "the write's value over its tombstone"
     );
-    let replayed = commit(&world, 6, vec![put(&k, codec::tombstone(6))]);
+    let replayed = commit(h, &world, 6, vec![put(&k, codec::tombstone(6))]).await;
     assert_eq!(
         must(h, &replayed).await.skipped,
         1,
         "a replayed tombstone keeps its write's value"
     );
     assert_eq!(get(h, &k).await, Some(entry(6, "own")));
-    must(h, &commit(&world, 7, vec![put(&k, codec::tombstone(7))])).await;
+    must(
+        h,
+        &commit(h, &world, 7, vec![put(&k, codec::tombstone(7))]).await,
+    )
+    .await;
     assert_eq!(get(h, &k).await, Some(codec::tombstone(7)));
 }
 
@@ -192,7 +207,11 @@ pub async fn commits_take_the_leases_of_their_keys(h: &Harness) {
         lease(h, &world, &[a.clone(), b.clone()], l).await,
         [true, true]
     );
-    must(h, &commit(&world, 4, vec![put(&a, entry(4, "written"))])).await;
+    must(
+        h,
+        &commit(h, &world, 4, vec![put(&a, entry(4, "written"))]).await,
+    )
+    .await;
     let late = fill(
         &world,
         9,
@@ -214,7 +233,11 @@ pub async fn fills_never_replace_newer_entries(h: &Harness) {
     let k = CacheKey::timeline(&world, &EntityId::new("e1").unwrap());
     let l = Lease(31);
     assert_eq!(lease(h, &world, std::slice::from_ref(&k), l).await, [true]);
-    must(h, &commit(&world, 8, vec![put(&k, codec::tombstone(8))])).await;
+    must(
+        h,
+        &commit(h, &world, 8, vec![put(&k, codec::tombstone(8))]).await,
+    )
+    .await;
     assert_eq!(lease(h, &world, std::slice::from_ref(&k), l).await, [true]);
     let old = fill(&world, 7, l, vec![put(&k, entry(7, "old"))]);
     assert_eq!(must(h, &old).await.skipped, 1);
@@ -259,10 +282,12 @@ pub async fn remove_deletes_keys(h: &Harness) {
     must(
         h,
         &commit(
+            h,
             &world,
             1,
             vec![put(&a, entry(1, "a")), put(&t, entry(1, "t"))],
-        ),
+        )
+        .await,
     )
     .await;
     h.store.remove(std::slice::from_ref(&a)).await.unwrap();
@@ -278,15 +303,17 @@ pub async fn dropping_a_world_leaves_nothing_of_it(h: &Harness) {
     let other = fresh_world();
     let a = CacheKey::state(&world);
     let f = CacheKey::flags(&world);
-    must(h, &commit(&world, 3, vec![put(&a, entry(3, "a"))])).await;
+    must(h, &commit(h, &world, 3, vec![put(&a, entry(3, "a"))]).await).await;
     lease(h, &world, std::slice::from_ref(&f), Lease(51)).await;
     must(
         h,
         &commit(
+            h,
             &other,
             2,
             vec![put(&CacheKey::state(&other), entry(2, "o"))],
-        ),
+        )
+        .await,
     )
     .await;
     let dropped = h.store.drop_world(&world).await.unwrap();
@@ -301,6 +328,59 @@ pub async fn dropping_a_world_leaves_nothing_of_it(h: &Harness) {
     assert_eq!(get(h, &CacheKey::state(&other)).await, Some(entry(2, "o")));
 }
 
+/// A commit carries the world's epoch as its writer learned it before its
+/// source commit: while the store holds that epoch its values land; once
+/// the store lost the world's keys (a restart, here `forget`; or
+/// `drop_world`), it holds another, and the same commit lands each value
+/// as a tombstone of its version (tombstones as they are), so that it can
+/// cost a miss but never put back a value older than one the store lost.
+pub async fn a_commit_from_before_the_world_was_lost_lands_tombstones(h: &Harness) {
+    let world = fresh_world();
+    let (a, b) = (CacheKey::state(&world), CacheKey::flags(&world));
+    let before = h.store.epoch(&world).await.expect("the store answers");
+    assert_eq!(
+        h.store.epoch(&world).await.unwrap(),
+        before,
+        "one epoch until the world's keys are lost"
+    );
+    let write = |version, epoch| {
+        CacheWrite::commit(
+            world.clone(),
+            version,
+            epoch,
+            vec![
+                put(&a, entry(version, "a")),
+                put(&b, codec::tombstone(version)),
+            ],
+        )
+    };
+    let landed = must(h, &write(3, Some(before))).await;
+    assert_eq!((landed.landed, landed.epoch_lost), (2, false));
+    assert_eq!(get(h, &a).await, Some(entry(3, "a")));
+
+    h.probe.forget(&world).await;
+    let late = must(h, &write(4, Some(before))).await;
+    assert_eq!((late.landed, late.epoch_lost), (2, true), "{late:?}");
+    assert_eq!(get(h, &a).await, Some(codec::tombstone(4)));
+    assert_eq!(get(h, &b).await, Some(codec::tombstone(4)));
+    let after = h.store.epoch(&world).await.unwrap();
+    assert_ne!(after, before, "a lost epoch is never made again");
+    let fresh = must(h, &write(5, Some(after))).await;
+    assert_eq!((fresh.landed, fresh.epoch_lost), (2, false));
+    assert_eq!(get(h, &a).await, Some(entry(5, "a")));
+
+    // No epoch known: tombstones only.
+    let blind = must(h, &write(6, None)).await;
+    assert!(blind.epoch_lost);
+    assert_eq!(get(h, &a).await, Some(codec::tombstone(6)));
+
+    h.store.drop_world(&world).await.unwrap();
+    let dropped = must(h, &write(7, Some(after))).await;
+    assert!(dropped.epoch_lost, "drop_world takes the epoch too");
+    assert_eq!(get(h, &a).await, Some(codec::tombstone(7)));
+    assert_ne!(h.store.epoch(&world).await.unwrap(), after);
+}
+
 /// A put with a TTL disappears after it; a put without one and the version
 /// key stay.
 pub async fn ttls_expire_and_flags_persist(h: &Harness) {
@@ -309,6 +389,7 @@ pub async fn ttls_expire_and_flags_persist(h: &Harness) {
     let derived = CacheKey::timeline(&world, &EntityId::new("e1").unwrap());
     let flags = CacheKey::flags(&world);
     let w = commit(
+        h,
         &world,
         1,
         vec![
@@ -319,7 +400,8 @@ pub async fn ttls_expire_and_flags_persist(h: &Harness) {
             },
             put(&flags, entry(1, "f")),
         ],
-    );
+    )
+    .await;
     must(h, &w).await;
     let left = h
         .probe
@@ -349,20 +431,24 @@ pub async fn foreign_keys_are_refused(h: &Harness) {
     let mine = CacheKey::state(&world);
     let theirs = CacheKey::state(&other);
     let w = commit(
+        h,
         &world,
         1,
         vec![put(&mine, entry(1, "m")), put(&theirs, entry(1, "t"))],
-    );
+    )
+    .await;
     assert!(matches!(
         h.store.write(&w).await,
         Err(CacheError::Refused(_))
     ));
     assert_eq!(get(h, &mine).await, None, "nothing half-written");
     let v = commit(
+        h,
         &world,
         1,
         vec![put(&CacheKey::version(&world), entry(1, "9"))],
-    );
+    )
+    .await;
     assert!(matches!(
         h.store.write(&v).await,
         Err(CacheError::Refused(_))
@@ -392,6 +478,7 @@ pub async fn batched_gets_answer_each_key_in_order(h: &Harness) {
     must(
         h,
         &commit(
+            h,
             &world,
             4,
             vec![
@@ -399,7 +486,8 @@ pub async fn batched_gets_answer_each_key_in_order(h: &Harness) {
                 put(&b, entry(4, "b")),
                 put(&gone, codec::tombstone(4)),
             ],
-        ),
+        )
+        .await,
     )
     .await;
     let keys = [

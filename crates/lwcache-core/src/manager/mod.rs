@@ -274,6 +274,9 @@ struct Inner<S, R> {
     /// replay loop runs over every owed step, however young, until a round
     /// succeeds.
     trouble: AtomicU64,
+    /// The store's epoch of each world this process wrote to, as last
+    /// learned (`write.rs`).
+    store_epochs: Mutex<HashMap<lwcache_domain::WorldId, crate::ports::Epoch>>,
     /// Worlds with a write whose cache step failed here, not yet replayed.
     failed_worlds: Mutex<std::collections::HashSet<lwcache_domain::WorldId>>,
     /// Wakes the replay loop when trouble starts; shared so that the loop

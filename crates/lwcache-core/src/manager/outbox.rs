@@ -156,7 +156,8 @@ where
                 .iter()
                 .flat_map(|e| e.keys.iter().map(|k| self.tombstone(k, e.version)))
                 .collect();
-            let write = CacheWrite::commit(world.clone(), version, puts);
+            // Tombstones only: they land whatever the store's epoch.
+            let write = CacheWrite::commit(world.clone(), version, None, puts);
             match self.cache_call(self.store.write(&write)).await {
                 Ok(_) => {
                     self.near_forget(write.puts.iter().map(|p| &p.key), version);

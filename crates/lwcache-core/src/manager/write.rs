@@ -17,7 +17,7 @@ use super::{CacheManager, CacheStep, Inner, Written};
 use crate::config::StaleReads;
 use crate::error::Error;
 use crate::metrics::{MetricEvent, Stage};
-use crate::ports::{CacheStore, CacheWrite, WorldRepository};
+use crate::ports::{CacheStore, CacheWrite, Epoch, WorldRepository};
 
 impl<S, R> CacheManager<S, R>
 where
@@ -145,6 +145,9 @@ where
             // The commit returns the timeline the cache keeps.
             event.top_k = self.config.policy.timeline_top_k;
         }
+        // Learned before the source commit: the cache step's values land
+        // only if the store lost nothing of the world since.
+        let epoch = self.store_epoch(&mutation.world).await;
         let started = Instant::now();
         let committed = self.source_call(self.repo.apply(&mutation)).await?;
         self.metrics.record(MetricEvent::Latency(
@@ -154,14 +157,54 @@ where
         ));
         // The write is durable from here on: nothing below may fail it.
         let plan = plan(&committed, &self.config.policy);
-        let cache = self.run_plan(&plan).await;
+        let cache = match epoch {
+            Some(epoch) => self.run_plan(&plan, epoch).await,
+            // The store did not answer within the cache timeout: the step
+            // would wait for it a second time. It stays owed, as a step that
+            // failed, and the replay carries it out. Counted again now, after
+            // the source commit, as a failed step is: a replay round that
+            // began before the commit (and could not see it owed) must not
+            // end the trouble.
+            None => {
+                self.in_trouble();
+                self.step_failed(&plan)
+            }
+        };
         Ok(Written { committed, cache })
+    }
+
+    /// A cache step that failed: owed in the outbox, the replay loop
+    /// carries it out, first thing while the cache is in trouble.
+    fn step_failed(&self, plan: &CachePlan) -> CacheStep {
+        super::lock(&self.failed_worlds).insert(plan.world.clone());
+        self.near_forget(plan.steps.iter().map(|s| &s.key), plan.version);
+        CacheStep::Failed
+    }
+
+    /// The store's epoch of `world`: the one last learned, or the store's
+    /// answer now; `None` when the store does not answer.
+    async fn store_epoch(&self, world: &WorldId) -> Option<Epoch> {
+        if let Some(epoch) = super::lock(&self.store_epochs).get(world) {
+            return Some(*epoch);
+        }
+        let epoch = self.cache_call(self.store.epoch(world)).await.ok()?;
+        super::lock(&self.store_epochs).insert(world.clone(), epoch);
+        Some(epoch)
+    }
+
+    /// Forgets `world`'s epoch after a commit found the store's another:
+    /// the next write learns it anew. A newer one learned meanwhile stays.
+    pub(super) fn epoch_lost(&self, world: &WorldId, used: Option<Epoch>) {
+        let mut epochs = super::lock(&self.store_epochs);
+        if epochs.get(world).copied() == used {
+            epochs.remove(world);
+        }
     }
 
     /// Carries out a plan's cache steps: one versioned commit of puts and
     /// tombstones, then the work the plan leaves for the write-behind
     /// worker. Once the commit landed, the write's outbox entry is done.
-    async fn run_plan(&self, plan: &CachePlan) -> CacheStep {
+    async fn run_plan(&self, plan: &CachePlan, epoch: Epoch) -> CacheStep {
         let mut puts = Vec::new();
         let mut deferred = 0usize;
         for step in &plan.steps {
@@ -187,6 +230,7 @@ where
                         let task = Task::Put {
                             key: step.key.clone(),
                             version: plan.version,
+                            epoch: Some(epoch),
                             value: value.clone(),
                         };
                         if self.enqueue(task) {
@@ -207,9 +251,12 @@ where
             CacheStep::Applied
         };
         if !puts.is_empty() {
-            let write = CacheWrite::commit(plan.world.clone(), plan.version, puts);
+            let write = CacheWrite::commit(plan.world.clone(), plan.version, Some(epoch), puts);
             match self.cache_call(self.store.write(&write)).await {
                 Ok(outcome) => {
+                    if outcome.epoch_lost {
+                        self.epoch_lost(&plan.world, Some(epoch));
+                    }
                     if outcome.skipped > 0 {
                         step = CacheStep::Superseded;
                     }
@@ -219,13 +266,7 @@ where
                         self.suspect(&plan.world, seen);
                     }
                 }
-                // Owed in the outbox: the replay loop carries it out, first
-                // thing while the cache is in trouble.
-                Err(_) => {
-                    super::lock(&self.failed_worlds).insert(plan.world.clone());
-                    self.near_forget(plan.steps.iter().map(|s| &s.key), plan.version);
-                    return CacheStep::Failed;
-                }
+                Err(_) => return self.step_failed(plan),
             }
         }
         self.near_forget(plan.steps.iter().map(|s| &s.key), plan.version);

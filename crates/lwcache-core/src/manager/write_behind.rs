@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::{CacheManager, Inner, lock};
 use crate::metrics::MetricEvent;
-use crate::ports::{CacheStore, CacheWrite, WorldRepository};
+use crate::ports::{CacheStore, CacheWrite, Epoch, WorldRepository, WriteKind};
 
 /// One unit of write-behind work.
 #[derive(Debug)]
@@ -24,6 +24,8 @@ pub(super) enum Task {
     Put {
         key: CacheKey,
         version: u64,
+        /// The world's epoch, learned before the source commit.
+        epoch: Option<Epoch>,
         value: CachedValue,
     },
 }
@@ -141,6 +143,7 @@ where
             Task::Put {
                 key,
                 version,
+                epoch,
                 value,
             } => {
                 let newest = lock(&self.pending).get(&key).copied().unwrap_or(version);
@@ -151,6 +154,7 @@ where
                 let write = CacheWrite::commit(
                     key.world().clone(),
                     version,
+                    epoch,
                     vec![self.put_redacting(&key, version, &value)],
                 );
                 self.write_with_retries(&write).await;
@@ -165,7 +169,12 @@ where
     async fn write_with_retries(&self, write: &CacheWrite) {
         let mut delay = Duration::from_millis(50);
         for _ in 0..4 {
-            if self.cache_call(self.store.write(write)).await.is_ok() {
+            if let Ok(outcome) = self.cache_call(self.store.write(write)).await {
+                if let WriteKind::Commit { epoch } = write.kind
+                    && outcome.epoch_lost
+                {
+                    self.epoch_lost(&write.world, epoch);
+                }
                 return;
             }
             tokio::time::sleep(delay).await;

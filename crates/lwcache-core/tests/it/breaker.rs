@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use lwcache_core::ports::{CacheError, CacheStore, CacheWrite, Lease, WriteOutcome};
+use lwcache_core::ports::{CacheError, CacheStore, CacheWrite, Epoch, Lease, WriteOutcome};
 use lwcache_core::{BreakerState, CacheManager, CacheStep, Counters, ManagerConfig, Outcome};
 use lwcache_domain::{CacheKey, CachedValue, Flags, Value, Versioned, WorldId};
 
@@ -68,6 +68,9 @@ impl CacheStore for Hanging {
     }
     async fn version(&self, _world: &WorldId) -> Result<Option<u64>, CacheError> {
         self.call(None).await
+    }
+    async fn epoch(&self, _world: &WorldId) -> Result<Epoch, CacheError> {
+        self.call(Epoch(1)).await
     }
     async fn remove(&self, _keys: &[CacheKey]) -> Result<(), CacheError> {
         self.call(()).await

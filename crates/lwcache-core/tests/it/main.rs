@@ -13,8 +13,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use lwcache_core::codec;
 use lwcache_core::ports::{
-    CacheError, CacheStore, CacheWrite, Claim, Lease, SourceError, WorldRepository, WriteKind,
-    WriteOutcome,
+    CacheError, CacheStore, CacheWrite, Claim, Epoch, Lease, SourceError, WorldRepository,
+    WriteKind, WriteOutcome,
 };
 use lwcache_core::{CacheManager, CacheStep, Counters, Error, ManagerConfig, StaleReads};
 use lwcache_domain::{
@@ -34,6 +34,7 @@ mock! {
         async fn write(&self, write: &CacheWrite) -> Result<WriteOutcome, CacheError>;
         async fn lease(&self, world: &WorldId, keys: &[CacheKey], lease: Lease, ttl: Duration) -> Result<Vec<bool>, CacheError>;
         async fn version(&self, world: &WorldId) -> Result<Option<u64>, CacheError>;
+        async fn epoch(&self, world: &WorldId) -> Result<Epoch, CacheError>;
         async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError>;
         async fn drop_world(&self, world: &WorldId) -> Result<usize, CacheError>;
         async fn ping(&self) -> Result<(), CacheError>;
@@ -98,6 +99,13 @@ async fn the_cache_step_comes_strictly_after_the_source_commit() {
     let mut store = MockStore::new();
     // The replay loop pings the store before each round.
     store.expect_ping().returning(|| Ok(()));
+    // The world's epoch first: the step's values land only if the store
+    // lost nothing of the world after it was learned.
+    store
+        .expect_epoch()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_| Ok(Epoch(41)));
     repo.expect_apply()
         .times(1)
         .in_sequence(&mut seq)
@@ -107,7 +115,10 @@ async fn the_cache_step_comes_strictly_after_the_source_commit() {
         .times(1)
         .in_sequence(&mut seq)
         .withf(|w| {
-            w.kind == WriteKind::Commit
+            w.kind
+                == WriteKind::Commit {
+                    epoch: Some(Epoch(41)),
+                }
                 && w.version == 7
                 && w.puts.len() == 1
                 && w.puts[0].key == CacheKey::flags(&world())
@@ -128,6 +139,7 @@ async fn a_failed_source_write_touches_no_cache() {
     let mut store = MockStore::new();
     // The replay loop pings the store before each round.
     store.expect_ping().returning(|| Ok(()));
+    store.expect_epoch().returning(|_| Ok(Epoch(1)));
     repo.expect_apply()
         .times(1)
         .returning(|_| Err(SourceError::Unavailable("neo4j is down".into())));
@@ -152,6 +164,7 @@ async fn an_invalid_document_reaches_neither_port() {
     // The replay loop pings the store before each round.
     store.expect_ping().returning(|| Ok(()));
     repo.expect_apply().times(0);
+    store.expect_epoch().times(0);
     store.expect_write().times(0);
     let mut config = ManagerConfig::default();
     config.policy.limits.max_bytes = 16;
@@ -176,6 +189,7 @@ async fn a_cache_read_failure_falls_back_without_a_fill() {
     let mut store = MockStore::new();
     // The replay loop pings the store before each round.
     store.expect_ping().returning(|| Ok(()));
+    store.expect_epoch().returning(|_| Ok(Epoch(1)));
     store
         .expect_get()
         .times(1)
@@ -227,6 +241,9 @@ impl CacheStore for StuckStore {
     }
     async fn version(&self, _: &WorldId) -> Result<Option<u64>, CacheError> {
         Ok(None)
+    }
+    async fn epoch(&self, _: &WorldId) -> Result<Epoch, CacheError> {
+        Ok(Epoch(1))
     }
     async fn remove(&self, _: &[CacheKey]) -> Result<(), CacheError> {
         Ok(())
@@ -404,10 +421,11 @@ async fn an_added_event_puts_its_new_timeline_before_the_ack() {
     let mut store = MockStore::new();
     // The replay loop pings the store before each round.
     store.expect_ping().returning(|| Ok(()));
+    store.expect_epoch().returning(|_| Ok(Epoch(1)));
     store
         .expect_write()
         .withf(move |w| {
-            w.kind == WriteKind::Commit
+            w.is_commit()
                 && w.puts.len() == 1
                 && w.puts[0].key == key
                 && codec::decode(&w.puts[0].bytes).is_ok_and(|e| {
@@ -454,6 +472,7 @@ async fn done_outbox_entries_are_removed_in_one_batch() {
     let mut store = MockStore::new();
     // The replay loop pings the store before each round.
     store.expect_ping().returning(|| Ok(()));
+    store.expect_epoch().returning(|_| Ok(Epoch(1)));
     store.expect_write().returning(|w| Ok(landed(w.puts.len())));
     let m = CacheManager::builder(store, repo).build().unwrap();
     for _ in 0..20 {
@@ -494,6 +513,7 @@ async fn a_failed_cache_step_stays_owed_until_the_replay_carries_it_out() {
     let mut store = MockStore::new();
     // The replay loop pings the store before each round.
     store.expect_ping().returning(|| Ok(()));
+    store.expect_epoch().returning(|_| Ok(Epoch(1)));
     let mut calls = 0;
     store.expect_write().returning(move |w| {
         calls += 1;
@@ -502,7 +522,8 @@ async fn a_failed_cache_step_stays_owed_until_the_replay_carries_it_out() {
             return Err(CacheError::Unavailable("partitioned".into()));
         }
         // The replay: a tombstone of the flags at the write's version.
-        assert_eq!(w.kind, WriteKind::Commit);
+        // Tombstones only: they need no epoch.
+        assert_eq!(w.kind, WriteKind::Commit { epoch: None });
         assert_eq!(w.puts.len(), 1);
         assert_eq!(w.puts[0].key, CacheKey::flags(&world()));
         assert!(codec::is_tombstone(&w.puts[0].bytes));

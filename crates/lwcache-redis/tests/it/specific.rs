@@ -199,9 +199,11 @@ async fn ttls_expire_on_the_server_and_flags_persist(t: &Target) {
         bytes: entry(version, "x"),
         ttl,
     };
+    let epoch = Some(store.epoch(&world).await.unwrap());
     let first = CacheWrite::commit(
         world.clone(),
         1,
+        epoch,
         vec![
             put(&timeline, 1, Some(ttl)),
             put(&flags, 1, None),
@@ -209,7 +211,7 @@ async fn ttls_expire_on_the_server_and_flags_persist(t: &Target) {
         ],
     );
     assert_eq!(store.write(&first).await.unwrap(), landed(3, None));
-    let second = CacheWrite::commit(world.clone(), 2, vec![put(&state, 2, None)]);
+    let second = CacheWrite::commit(world.clone(), 2, epoch, vec![put(&state, 2, None)]);
     assert_eq!(store.write(&second).await.unwrap(), landed(1, Some(1)));
     let left = probe.pttl(&timeline.to_string()).await;
     assert!(left > 0 && left <= 500, "PTTL {left} not within (0, 500]");
@@ -254,9 +256,11 @@ async fn lost_scripts_are_reloaded(t: &Target) {
                 .await
                 .unwrap();
         }
+        let epoch = Some(store.epoch(&world).await.unwrap());
         let w = CacheWrite::commit(
             world.clone(),
             10 * round,
+            epoch,
             vec![Put {
                 key: key.clone(),
                 bytes: entry(10 * round, "v"),
@@ -344,7 +348,8 @@ async fn the_script_replaces_as_the_codec_does(t: &Target) {
                 bytes: new.clone(),
                 ttl: None,
             };
-            let w = CacheWrite::commit(world.clone(), 1, vec![put]);
+            let epoch = Some(store.epoch(&world).await.unwrap());
+            let w = CacheWrite::commit(world.clone(), 1, epoch, vec![put]);
             let outcome = store.write(&w).await.unwrap();
             let want = codec::replaces(current.map(Vec::as_slice), new);
             assert_eq!(outcome.landed == 1, want, "{current:?} replaced by {new:?}");
@@ -364,6 +369,7 @@ fn landed(puts: usize, previous: Option<u64>) -> WriteOutcome {
         landed: puts,
         skipped: 0,
         previous,
+        epoch_lost: false,
     }
 }
 
@@ -450,7 +456,7 @@ mod standalone {
         // counted.
         let other = fresh_world();
         store
-            .write(&CacheWrite::commit(other.clone(), 1, vec![]))
+            .write(&CacheWrite::commit(other.clone(), 1, None, vec![]))
             .await
             .unwrap();
         store
@@ -588,12 +594,17 @@ mod standalone {
         assert_eq!(held, [true, true]);
         assert_eq!(store.write(&fill).await.unwrap(), landed(1, None));
         assert_eq!(store.get(&key).await.unwrap(), Some(entry(4, "s")));
-        let commit = CacheWrite::commit(world.clone(), 5, vec![put(&flags, 5)]);
+        let epoch = Some(store.epoch(&world).await.unwrap());
+        let commit = CacheWrite::commit(world.clone(), 5, epoch, vec![put(&flags, 5)]);
         assert_eq!(store.write(&commit).await.unwrap(), landed(1, None));
         assert_eq!(store.version(&world).await.unwrap(), Some(5));
         store.remove(std::slice::from_ref(&key)).await.unwrap();
         assert_eq!(store.get(&key).await.unwrap(), None);
-        assert_eq!(store.drop_world(&world).await.unwrap(), 2, "flags and ver");
+        assert_eq!(
+            store.drop_world(&world).await.unwrap(),
+            3,
+            "flags, ver and epoch"
+        );
         assert_eq!(store.version(&world).await.unwrap(), None);
         assert_eq!(store.get(&flags).await.unwrap(), None);
     }

@@ -243,10 +243,16 @@ impl StoreProbe for Probe {
     }
 
     /// The world's data keys and its version key, as the in-memory store
-    /// lists them: leases are the store's bookkeeping, not keys of the world.
+    /// lists them: leases and the epoch are the store's bookkeeping, not
+    /// keys of the world.
     async fn keys(&self, world: &WorldId) -> Vec<String> {
+        let epoch = format!(
+            "{}{}",
+            lwcache_domain::key::world_prefix(world),
+            lwcache_redis::EPOCH_SUFFIX
+        );
         let mut keys = self.everything(world).await;
-        keys.retain(|k| !k.ends_with(LEASE_SUFFIX));
+        keys.retain(|k| !k.ends_with(LEASE_SUFFIX) && *k != epoch);
         keys
     }
 

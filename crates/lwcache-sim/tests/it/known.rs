@@ -1,8 +1,7 @@
-//! The protocol's known issues, each exposed and aimed at by its faults
-//! ([`SimConfig::aimed_at`]): each test fails while the issue is there
-//! (`docs/simulation.md`, "Known issues", says why and what would fix it).
-//! Ignored so that the suite stays green; `cargo test -p lwcache-sim --
-//! --ignored` runs them.
+//! The issues the simulation found in the protocol, each exposed and aimed
+//! at by its faults ([`SimConfig::aimed_at`]): each test fails while the
+//! issue is there (`docs/simulation.md`, "Known issues", says why and how it
+//! was fixed).
 
 use lwcache_sim::{KnownIssue, SimConfig};
 
@@ -38,8 +37,10 @@ fn an_instance_that_saw_an_outage_never_serves_its_failed_steps() {
     passes(KnownIssue::OutageForEveryone);
 }
 
+/// A commit prepared before a store restart and sent after it carries an
+/// epoch the store no longer holds: it lands tombstones, never its older
+/// values.
 #[test]
-#[ignore = "known issue: a commit sent after a store restart lands an older value than the one the restart lost"]
 fn a_restart_never_lets_an_older_commit_stay() {
     passes(KnownIssue::CommitAcrossRestart);
 }

@@ -200,10 +200,12 @@ pub async fn a_world_restored_to_an_older_version_is_dropped(h: &Harness) {
         bytes: abandoned,
         ttl: None,
     };
+    let epoch = h.store.epoch(&world).await.unwrap();
     h.store
         .write(&lwcache_core::ports::CacheWrite::commit(
             world.clone(),
             100,
+            Some(epoch),
             vec![put],
         ))
         .await
