@@ -8,7 +8,7 @@ use lwcache_core::{
     CacheManager, CacheStore, ManagerConfig, MetricsSink, SourceError, WorldRepository,
 };
 use lwcache_demo::DemoSpec;
-use lwcache_domain::{CacheKey, PolicyError, WorldId, WriteMode};
+use lwcache_domain::{CacheKey, WorldId, WriteMode};
 use lwcache_memory::{MemoryRepository, MemoryStore};
 use lwcache_neo4j::{Neo4jConfig, Neo4jError, Neo4jRepository};
 use lwcache_redis::{RedisConfig, RedisStore};
@@ -127,9 +127,10 @@ pub enum BackendError {
         /// What failed.
         source: Neo4jError,
     },
-    /// The manager's configuration is invalid.
-    #[error("invalid cache policy")]
-    Policy(#[source] PolicyError),
+    /// The manager's configuration is invalid: its policy, or a setting
+    /// checked against it.
+    #[error("invalid cache configuration")]
+    Config(#[source] lwcache_core::ConfigError),
     /// The near cache's configuration is invalid.
     #[error("invalid near cache")]
     Near(#[source] lwcache_core::near::NearConfigError),
@@ -377,7 +378,9 @@ impl Backends {
                 .near_cache(near, Arc::clone(&self.feed))
                 .map_err(BackendError::Near)?;
         }
-        builder.build().map_err(BackendError::Policy)
+        // Everything the manager checks is refused here, at start-up, rather
+        // than a setting left off with a log line.
+        builder.try_build().map_err(BackendError::Config)
     }
 
     /// Loads the demo world `spec` as `world` when the repository does not
