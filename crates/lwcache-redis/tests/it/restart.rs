@@ -20,16 +20,22 @@ use lwcache_testkit::store::entry;
 
 use crate::support::seed_world;
 
+/// A store over `server` that gives up on it quickly, so that the tests
+/// see its restart within their bounds.
+async fn connect(server: &OwnRedis) -> RedisStore {
+    let config = RedisConfig::from_url(&server.url())
+        .unwrap()
+        .with_connect_timeout(Duration::from_millis(200))
+        .with_response_timeout(Duration::from_millis(200));
+    RedisStore::connect(&config).await.expect("connect")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_stopped_and_restarted_mid_session() {
     let Some(mut server) = OwnRedis::start("redis_stopped_and_restarted_mid_session") else {
         return;
     };
-    let config = RedisConfig::from_url(&server.url())
-        .unwrap()
-        .with_connect_timeout(Duration::from_millis(200))
-        .with_response_timeout(Duration::from_millis(200));
-    let store = RedisStore::connect(&config).await.expect("connect");
+    let store = connect(&server).await;
     let repo: Arc<dyn WorldRepository> = Arc::new(MemoryRepository::new());
     let world = seed_world(repo.as_ref(), 1).await;
     let counters = Arc::new(Counters::new());
@@ -116,11 +122,7 @@ async fn a_commit_prepared_before_a_restart_lands_tombstones_after_it() {
     else {
         return;
     };
-    let config = RedisConfig::from_url(&server.url())
-        .unwrap()
-        .with_connect_timeout(Duration::from_millis(200))
-        .with_response_timeout(Duration::from_millis(200));
-    let store = RedisStore::connect(&config).await.expect("connect");
+    let store = connect(&server).await;
     let world = fresh_world();
     let key = CacheKey::entity(&world, &character("c0"));
     let commit = |version, epoch| {
