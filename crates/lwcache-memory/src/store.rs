@@ -1,5 +1,6 @@
 //! The in-memory cache store.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -188,8 +189,8 @@ impl CacheStore for MemoryStore {
         };
         for put in &write.puts {
             let bytes = match codec::peek_version(&put.bytes) {
-                Ok(version) if demoted => codec::tombstone(version),
-                _ => put.bytes.clone(),
+                Ok(version) if demoted => Cow::Owned(codec::tombstone(version)),
+                _ => Cow::Borrowed(put.bytes.as_slice()),
             };
             let lands = match write.kind {
                 WriteKind::Fill { lease } => {
@@ -209,7 +210,9 @@ impl CacheStore for MemoryStore {
                     landed.push(put.key.clone());
                 }
                 let expires = put.ttl.map(|ttl| now + ttl);
-                state.entries.insert(put.key.clone(), (bytes, expires));
+                state
+                    .entries
+                    .insert(put.key.clone(), (bytes.into_owned(), expires));
                 outcome.landed += 1;
             } else {
                 outcome.skipped += 1;
