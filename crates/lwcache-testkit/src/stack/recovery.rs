@@ -270,3 +270,46 @@ pub async fn a_recreated_entity_never_serves_the_deleted_timeline(h: &Harness) {
     a.shutdown().await;
     b.shutdown().await;
 }
+
+/// An outage every instance saw, healed for one first: the reader's own
+/// store answers again while the writer's still fails (as a breaker still
+/// open after the same outage would have it). The reader stays in trouble,
+/// reading the source, for `breaker_open` + `cache_timeout` after its last
+/// failure, so the writer's acknowledged write, whose step failed, is never
+/// served as the old cached value meanwhile.
+pub async fn trouble_outlasts_another_instances_open_breaker(h: &Harness) {
+    let world = seed_world(h.repo.as_ref()).await;
+    let writer_store = Arc::new(Faulty::new(h.store.clone()));
+    let reader_store = Arc::new(Faulty::new(h.store.clone()));
+    let (writer, _) = manager_with(writer_store.clone(), h.repo.clone(), quick_replay());
+    let (reader, _) = manager_with(reader_store.clone(), h.repo.clone(), quick_replay());
+    let c1 = character("c1");
+    reader.activate(&world).await.unwrap();
+    let hit = reader.entity(&world, &c1, Fields::Cacheable).await.unwrap();
+    assert_eq!(
+        (hit.outcome, hit.value),
+        (Outcome::Hit, doc("mood", "calm"))
+    );
+
+    writer_store.set_failing(true);
+    reader_store.set_failing(true);
+    let r = reader.entity(&world, &c1, Fields::Cacheable).await.unwrap();
+    assert_eq!(r.outcome, Outcome::Fallback);
+    reader_store.set_failing(false);
+    // Several replay rounds of the reader's, each whole and owing nothing.
+    h.time.advance(std::time::Duration::from_millis(200)).await;
+    let w = writer
+        .update_entity(&world, c1.clone(), doc("mood", "brave"))
+        .await
+        .unwrap();
+    assert_eq!(w.cache, CacheStep::Failed);
+    let r = reader.entity(&world, &c1, Fields::Cacheable).await.unwrap();
+    assert_eq!(
+        (r.outcome, r.value),
+        (Outcome::Fallback, doc("mood", "brave")),
+        "the reader left its trouble while another instance's step was owed"
+    );
+    writer_store.set_failing(false);
+    writer.shutdown().await;
+    reader.shutdown().await;
+}
