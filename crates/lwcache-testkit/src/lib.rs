@@ -164,7 +164,6 @@ macro_rules! conformance_tests {
             stack::sensitive_values_never_reach_the_store,
             stack::configured_privacy_keeps_data_out_and_serves_it_from_the_source,
             stack::a_failing_store_never_fails_the_caller,
-            stack::trouble_outlasts_another_instances_open_breaker,
             stack::undecodable_entries_are_misses,
             stack::an_acknowledged_write_is_read_by_every_instance,
             stack::a_crash_between_commit_and_cache_step_is_replayed,

@@ -129,7 +129,6 @@ where
             done: Mutex::new(Some(done_tx)),
             suspects: Mutex::new(HashMap::new()),
             trouble: AtomicU64::new(0),
-            last_failure: Mutex::new(None),
             store_epochs: Mutex::new(HashMap::new()),
             failed_worlds: Mutex::new(std::collections::HashSet::new()),
             wake: Arc::new(Notify::new()),

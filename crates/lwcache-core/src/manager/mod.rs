@@ -274,8 +274,6 @@ struct Inner<S, R> {
     /// replay loop runs over every owed step, however young, until a round
     /// succeeds.
     trouble: AtomicU64,
-    /// When a cache call last failed here (`in_trouble`).
-    last_failure: Mutex<Option<Instant>>,
     /// The store's epoch of each world this process wrote to, as last
     /// learned (`write.rs`).
     store_epochs: Mutex<HashMap<lwcache_domain::WorldId, crate::ports::Epoch>>,
@@ -420,7 +418,6 @@ where
     /// Counts a failed cache call in the trouble mode, starting it (and
     /// waking the replay loop) when it is the first.
     fn in_trouble(&self) {
-        *lock(&self.last_failure) = Some(Instant::now());
         if self.trouble.fetch_add(1, Ordering::SeqCst) == 0 {
             // Steps are owed from here on: nothing near may outlive them.
             if let Some(near) = &self.near {

@@ -204,31 +204,11 @@ where
     }
 }
 
-impl<S, R> Inner<S, R>
-where
-    S: CacheStore + 'static,
-    R: WorldRepository + 'static,
-{
-    /// Whether a round that began at `began` may end the trouble: it began
-    /// at least `breaker_open` + `cache_timeout` after this process's last
-    /// failed call. An outage this process saw, the others saw too, and an
-    /// other process's breaker may stay open that long after its last
-    /// failure, acknowledging writes whose steps it does not try; a round
-    /// begun before then could miss what they owe, and this process would
-    /// read the cache while another's acknowledged write is not in it.
-    fn others_settled(&self, began: tokio::time::Instant) -> bool {
-        let settle = self.config.breaker_open + self.config.cache_timeout;
-        lock(&self.last_failure).is_none_or(|failed| began >= failed + settle)
-    }
-}
-
 /// The replayer: one round at start, then one every `replay_interval` (at
 /// once again while rounds come back full), until the manager goes. While
 /// the cache is in trouble (a call failed), rounds take every owed step,
 /// however young, and the first whole round that leaves nothing owed ends
-/// the trouble, unless another call failed meanwhile or the round began too
-/// soon after the last failure for every other process's breaker to have
-/// closed (`others_settled`).
+/// the trouble, unless another call failed meanwhile.
 pub(super) async fn replayer<S, R>(inner: Weak<Inner<S, R>>)
 where
     S: CacheStore + 'static,
@@ -236,7 +216,6 @@ where
 {
     loop {
         let Some(this) = inner.upgrade() else { return };
-        let began = tokio::time::Instant::now();
         let trouble = this.trouble.load(Ordering::SeqCst);
         // In trouble, the worlds whose steps failed here first, however
         // young their entries: those are this process's own writes. Other
@@ -270,7 +249,7 @@ where
                 worlds.remove(world);
             }
         }
-        if trouble != 0 && whole && round.whole && !round.full && this.others_settled(began) {
+        if trouble != 0 && whole && round.whole && !round.full {
             let ended = this
                 .trouble
                 .compare_exchange(trouble, 0, Ordering::SeqCst, Ordering::SeqCst)
