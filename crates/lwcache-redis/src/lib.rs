@@ -31,6 +31,7 @@
 mod config;
 mod epoch;
 mod feed;
+mod gets;
 mod link;
 mod server_info;
 mod store;

@@ -15,6 +15,7 @@ use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr
 use redis::{Cmd, ErrorKind, RedisError, RedisFuture, Script, ServerErrorKind, Value};
 
 use crate::config::{ConfigError, RedisConfig, Topology};
+use crate::gets::Gets;
 use crate::link::Link;
 
 /// The versioned write: see `write.lua` for its keys, arguments and reply.
@@ -155,6 +156,8 @@ pub struct RedisStore {
     /// Standalone or Cluster, for `Debug`, known before the connection is.
     cluster: bool,
     timeout: Duration,
+    /// Batches single-key reads on a standalone server (`gets.rs`).
+    gets: Option<Gets>,
     write_script: Script,
     lease_script: Script,
 }
@@ -207,10 +210,13 @@ impl RedisStore {
     }
 
     fn over(link: Link, config: &RedisConfig) -> Self {
+        let cluster = matches!(config.topology, Topology::Cluster(_));
+        let gets = (!cluster).then(|| Gets::new(link.clone(), config.response_timeout));
         Self {
             link,
-            cluster: matches!(config.topology, Topology::Cluster(_)),
+            cluster,
             timeout: config.response_timeout,
+            gets,
             write_script: Script::new(WRITE_SCRIPT),
             lease_script: Script::new(LEASE_SCRIPT),
         }
@@ -233,11 +239,7 @@ impl RedisStore {
     where
         F: Future<Output = Result<T, Failure>>,
     {
-        let conn = self.link.conn()?;
-        match tokio::time::timeout(self.timeout, f(conn)).await {
-            Ok(result) => result.map_err(|e| e.into_cache_error(self.timeout)),
-            Err(_) => Err(CacheError::Timeout(self.timeout)),
-        }
+        call_on(&self.link, self.timeout, f).await
     }
 
     fn version_key(world: &WorldId) -> String {
@@ -246,6 +248,22 @@ impl RedisStore {
 
     fn lease_key(key: &CacheKey) -> String {
         format!("{key}{LEASE_SUFFIX}")
+    }
+}
+
+/// [`RedisStore::call`] on `link`, bounded by `timeout`.
+pub(crate) async fn call_on<T, F>(
+    link: &Link,
+    timeout: Duration,
+    f: impl FnOnce(Conn) -> F,
+) -> Result<T, CacheError>
+where
+    F: Future<Output = Result<T, Failure>>,
+{
+    let conn = link.conn()?;
+    match tokio::time::timeout(timeout, f(conn)).await {
+        Ok(result) => result.map_err(|e| e.into_cache_error(timeout)),
+        Err(_) => Err(CacheError::Timeout(timeout)),
     }
 }
 
@@ -323,7 +341,7 @@ pub(crate) async fn open(config: &RedisConfig) -> redis::RedisResult<Conn> {
 
 /// `name` with `keys` as its arguments, its buffers made at their final
 /// sizes: a key is written in pieces, each of which would grow them.
-fn command(name: &str, keys: &[CacheKey]) -> redis::Cmd {
+pub(crate) fn command(name: &str, keys: &[CacheKey]) -> redis::Cmd {
     let bytes: usize = keys
         .iter()
         .map(|k| k.spelling().iter().map(|p| p.len()).sum::<usize>())
@@ -379,6 +397,9 @@ impl CacheStore for RedisStore {
             return Err(CacheError::Refused(
                 format!("{key} is the version key").into(),
             ));
+        }
+        if let Some(gets) = &self.gets {
+            return gets.get(key).await;
         }
         let get = command("GET", std::slice::from_ref(key));
         self.call(|mut conn| async move {

@@ -16,6 +16,7 @@
 mod background;
 mod config;
 mod faults;
+mod gets;
 mod near;
 mod restart;
 mod server_info;

@@ -1,0 +1,188 @@
+//! Single-key reads batched while the server is busy (standalone only).
+//!
+//! A read that finds no other read in flight is sent at once, as a `GET`.
+//! One that finds reads in flight joins a queue; a task sends everything
+//! queued as one `MGET` as soon as its previous `MGET` has been answered, so
+//! under load one command, one write and one reply serve many reads, and a
+//! lone read waits for nothing.
+//!
+//! A read's command is always sent after the read began and answered before
+//! it ends, so the value it returns is the key's value at an instant within
+//! the read: batching keeps every read linearizable. Reads are never joined
+//! to a command already sent.
+//!
+//! On a Cluster, reads are not batched: an `MGET` must stay in one slot,
+//! and one slow node would hold up the reads of every world behind it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use lwcache_core::ports::CacheError;
+use lwcache_domain::CacheKey;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::link::Link;
+use crate::store::{Conn, Failure, call_on, command};
+
+/// The most reads one `MGET` serves; more wait for the next one.
+const MAX_BATCH: usize = 256;
+
+type Reply = Result<Option<Vec<u8>>, CacheError>;
+
+/// A queued read: its key and where its value goes.
+struct Waiter {
+    key: CacheKey,
+    reply: oneshot::Sender<Reply>,
+}
+
+/// The batcher of a store and its clones.
+#[derive(Clone)]
+pub(crate) struct Gets(Arc<Shared>);
+
+struct Shared {
+    link: Link,
+    timeout: Duration,
+    /// Reads sent at once and not yet answered, plus queued reads.
+    busy: AtomicUsize,
+    /// The queue of the task that sends the batches, made on the first read
+    /// that queues, and again if that task's runtime has gone.
+    queue: RwLock<Option<mpsc::UnboundedSender<Waiter>>>,
+}
+
+/// Counts a read as busy until it is dropped.
+struct Busy<'a>(&'a AtomicUsize);
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl Gets {
+    pub(crate) fn new(link: Link, timeout: Duration) -> Self {
+        Self(Arc::new(Shared {
+            link,
+            timeout,
+            busy: AtomicUsize::new(0),
+            queue: RwLock::new(None),
+        }))
+    }
+
+    /// The value of `key` (not the version key: the caller checks).
+    pub(crate) async fn get(&self, key: &CacheKey) -> Reply {
+        let shared = &*self.0;
+        let before = shared.busy.fetch_add(1, Ordering::AcqRel);
+        let _busy = Busy(&shared.busy);
+        if before == 0 {
+            return get_one(&shared.link, shared.timeout, key).await;
+        }
+        let (reply, answer) = oneshot::channel();
+        self.enqueue(Waiter {
+            key: key.clone(),
+            reply,
+        })?;
+        match tokio::time::timeout(shared.timeout, answer).await {
+            Ok(Ok(reply)) => reply,
+            // The task went with its runtime before it answered.
+            Ok(Err(_)) => Err(CacheError::Unavailable(
+                "the task batching reads stopped before it answered".into(),
+            )),
+            Err(_) => Err(CacheError::Timeout(shared.timeout)),
+        }
+    }
+
+    fn enqueue(&self, waiter: Waiter) -> Result<(), CacheError> {
+        let shared = &*self.0;
+        let waiter = {
+            let queue = shared
+                .queue
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match queue.as_ref() {
+                Some(tx) => match tx.send(waiter) {
+                    Ok(()) => return Ok(()),
+                    Err(mpsc::error::SendError(waiter)) => waiter,
+                },
+                None => waiter,
+            }
+        };
+        // No task yet, or its runtime has shut down: start one on this
+        // runtime (a read runs on one).
+        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
+            CacheError::Unavailable("a batched read needs a tokio runtime".into())
+        })?;
+        let mut queue = shared
+            .queue
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let tx = match queue.as_ref() {
+            Some(tx) if !tx.is_closed() => tx.clone(),
+            _ => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                runtime.spawn(send_batches(rx, shared.link.clone(), shared.timeout));
+                *queue = Some(tx.clone());
+                tx
+            }
+        };
+        tx.send(waiter).map_err(|_| {
+            CacheError::Unavailable("the task batching reads stopped at once".into())
+        })
+    }
+}
+
+async fn get_one(link: &Link, timeout: Duration, key: &CacheKey) -> Reply {
+    let get = command("GET", std::slice::from_ref(key));
+    call_on(link, timeout, |mut conn: Conn| async move {
+        let bytes: Option<Vec<u8>> = get.query_async(&mut conn).await?;
+        Ok(bytes)
+    })
+    .await
+}
+
+/// Sends what is queued, one `MGET` at a time, until every store clone (and
+/// so every sender) is gone.
+async fn send_batches(mut rx: mpsc::UnboundedReceiver<Waiter>, link: Link, timeout: Duration) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while rx.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        // A read that gave up (its timeout) needs no value.
+        batch.retain(|w: &Waiter| !w.reply.is_closed());
+        match batch.len() {
+            0 => {}
+            1 => {
+                for waiter in batch.drain(..) {
+                    let reply = get_one(&link, timeout, &waiter.key).await;
+                    let _ = waiter.reply.send(reply);
+                }
+            }
+            n => {
+                let keys: Vec<CacheKey> = batch.iter().map(|w| w.key.clone()).collect();
+                let mget = command("MGET", &keys);
+                let values = call_on(&link, timeout, |mut conn: Conn| async move {
+                    let values: Vec<Option<Vec<u8>>> = mget.query_async(&mut conn).await?;
+                    if values.len() != n {
+                        return Err(Failure::Refused(format!(
+                            "MGET of {n} keys answered {} values",
+                            values.len()
+                        )));
+                    }
+                    Ok(values)
+                })
+                .await;
+                match values {
+                    Ok(values) => {
+                        for (waiter, value) in batch.drain(..).zip(values) {
+                            let _ = waiter.reply.send(Ok(value));
+                        }
+                    }
+                    Err(e) => {
+                        for waiter in batch.drain(..) {
+                            let _ = waiter.reply.send(Err(e.clone()));
+                        }
+                    }
+                }
+            }
+        }
+        batch.clear();
+    }
+}
