@@ -109,9 +109,8 @@ impl Gets {
         };
         // No task yet, or its runtime has shut down: start one on this
         // runtime (a read runs on one).
-        let runtime = tokio::runtime::Handle::try_current().map_err(|_| {
-            CacheError::Unavailable("a batched read needs a tokio runtime".into())
-        })?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| CacheError::Unavailable("a batched read needs a tokio runtime".into()))?;
         let mut queue = shared
             .queue
             .write()
@@ -125,9 +124,8 @@ impl Gets {
                 tx
             }
         };
-        tx.send(waiter).map_err(|_| {
-            CacheError::Unavailable("the task batching reads stopped at once".into())
-        })
+        tx.send(waiter)
+            .map_err(|_| CacheError::Unavailable("the task batching reads stopped at once".into()))
     }
 }
 

@@ -209,9 +209,9 @@ async fn batched_reads_fail_within_the_response_timeout_when_redis_stops_answeri
         let mut readers = Vec::new();
         for r in 0..READERS {
             let (store, keys) = (store.clone(), keys.clone());
-            readers.push(tokio::spawn(
-                async move { store.get(&keys[r % keys.len()]).await },
-            ));
+            readers.push(tokio::spawn(async move {
+                store.get(&keys[r % keys.len()]).await
+            }));
         }
         let mut ok = 0;
         for reader in readers {
@@ -262,7 +262,11 @@ fn batching_survives_the_runtime_that_started_it() {
     };
     let first = runtime();
     let store = first.block_on(store_on(&url, TEST_RESPONSE_TIMEOUT));
-    assert!(read_together(&first, &store, &key).iter().all(|r| r == &Ok(None)));
+    assert!(
+        read_together(&first, &store, &key)
+            .iter()
+            .all(|r| r == &Ok(None))
+    );
     drop(first);
     // The connection's own task went with the first runtime too: its first
     // call on the second one finds the socket gone and reconnects. The
