@@ -181,6 +181,31 @@ async fn run(args: &Args) -> Result<Report> {
         });
     }
 
+    eprintln!(
+        "[{:>5.1} s] throughput at 1, 16, 64 tasks, reads batched",
+        started.elapsed().as_secs_f64()
+    );
+    // The same rows with the store's read batching on, as the service runs
+    // it: what it saves and what it costs at each concurrency.
+    let batched = RedisStore::connect(&store_config.clone().with_read_batching(true))
+        .await
+        .context("connecting the batching Redis store")?;
+    let batched = CacheManager::builder(batched, Arc::clone(&memory))
+        .config(scenarios::config())
+        .build()?;
+    let (rows, _) = scenarios::throughput(
+        &batched,
+        &raw,
+        &args.redis_url,
+        &args.redis_benchmark,
+        &read_world,
+        &entity,
+        &plan,
+        scenarios::BATCHED,
+    )
+    .await?;
+    report.throughput.extend(rows);
+
     if let Some(urls) = &args.redis_cluster {
         eprintln!(
             "[{:>5.1} s] the Redis-tier rows on the 3-master Cluster",
@@ -432,6 +457,10 @@ fn methodology() -> Vec<String> {
         format!(
             "Throughput: N tokio tasks share one multiplexed connection (one RedisStore, or one ConnectionManager for the raw GETs), as a service would; lwcache's reads are CacheManager::read_shared hits (the decoded value shared, as the service's handlers read; the decode memo on, its default); each task makes its next read when the last is answered, on both sides; in 5 alternating rounds per side (the requests of each level, in the table, are shared by the rounds: five times as many at 16 and 64 tasks as at one in full mode, so that a round lasts long enough for its start and its tail to weigh little); each round also runs redis-benchmark, which opens N connections (-c N) to GET the same key (`redis-benchmark -c N -n <requests / 5> -q --csv GET <key>`), and its rate is taken over the 5 rounds. On the 3-master Cluster the store and the raw GETs use a Cluster connection each, and redis-benchmark runs against the master that holds the key's slot (its --cluster mode spreads keys by a tag of its own). Everything runs on the same {} cores as redis-server.",
             std::thread::available_parallelism().map_or(0, usize::from)
+        ),
+        format!(
+            "Throughput, {}: the same rows through a second RedisStore with read batching on (RedisConfig::with_read_batching, as lwcache serve runs it): a read made while others are in flight joins the next MGET, up to two on their way at once. These rows have no target: the goal is the default's.",
+            scenarios::BATCHED
         ),
         "Activation round trips are cache store port calls counted by a decorator around RedisStore (each call is one command or one EVALSHA): the batched versioned writes, plus one refused fill and one version seed on a cold cache. The naive baseline writes the very bytes the activation wrote with one awaited SET … PX per key, not pipelined; the pipelined row sends the same SETs as one redis-rs pipeline. Neither baseline checks versions or reads the source; the activation's time includes reading the world's image from the source, shown on its own.".to_owned(),
         "Memory: MEMORY USAGE <key> SAMPLES 0 of lwcache's entry against the same (redacted) document as compact JSON, SET under a scratch key of the same length (lw:plain: for lw:world:) without a TTL. lwcache's entry carries a 12-byte header (magic, format, flags, world version) that the JSON lacks.".to_owned(),

@@ -156,7 +156,8 @@ pub struct RedisStore {
     /// Standalone or Cluster, for `Debug`, known before the connection is.
     cluster: bool,
     timeout: Duration,
-    /// Batches single-key reads on a standalone server (`gets.rs`).
+    /// Batches single-key reads on a standalone server, when configured
+    /// (`gets.rs`).
     gets: Option<Gets>,
     write_script: Script,
     lease_script: Script,
@@ -211,7 +212,8 @@ impl RedisStore {
 
     fn over(link: Link, config: &RedisConfig) -> Self {
         let cluster = matches!(config.topology, Topology::Cluster(_));
-        let gets = (!cluster).then(|| Gets::new(link.clone(), config.response_timeout));
+        let gets = (!cluster && config.batch_reads)
+            .then(|| Gets::new(link.clone(), config.response_timeout));
         Self {
             link,
             cluster,

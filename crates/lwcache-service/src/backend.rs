@@ -270,9 +270,13 @@ impl Backends {
                 // The cache timeout is the deadline of every cache call: the
                 // store's own bound is the same, so that a read pays one
                 // timer, the store's (`CacheStore::read_deadline`).
+                // Each HTTP read crosses a second hop to Redis: batching the
+                // reads in flight together saves the service CPU and round
+                // trips (`docs/redis-adapter.md`).
                 let config = config
                     .map_err(|e| err(e.into()))?
-                    .with_response_timeout(settings.policy.cache_timeout);
+                    .with_response_timeout(settings.policy.cache_timeout)
+                    .with_read_batching(true);
                 let config = with_tls_files(config, &settings.redis_tls)?;
                 let store = open_redis(&config).await.map_err(|e| err(e.into()))?;
                 let heartbeat = settings.reads.near.map_or(

@@ -51,6 +51,10 @@ use redis::aio::ConnectionManager;
 
 use crate::args::Mode;
 
+/// The topology label of the standalone throughput rows measured with the
+/// store's read batching on.
+pub(crate) const BATCHED: &str = "standalone, reads batched";
+
 pub(crate) use availability::availability;
 pub(crate) use cluster::cluster_rows;
 pub(crate) use http::http_reads;

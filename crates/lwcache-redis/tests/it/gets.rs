@@ -1,4 +1,5 @@
-//! Single-key reads batched on a standalone server (`src/gets.rs`): reads
+//! Single-key reads batched on a standalone server (`src/gets.rs`, with
+//! `RedisConfig::with_read_batching`): reads
 //! made while others are in flight share one `MGET`, each still gets its
 //! own key's value, none returns a value older than a write acknowledged
 //! before it began, a cut connection fails them within the response
@@ -47,7 +48,8 @@ fn calls(stats: &str, command: &str) -> u64 {
 async fn store_on(url: &str, timeout: Duration) -> RedisStore {
     let config = RedisConfig::from_url(url)
         .unwrap()
-        .with_response_timeout(timeout);
+        .with_response_timeout(timeout)
+        .with_read_batching(true);
     RedisStore::connect(&config).await.unwrap()
 }
 
@@ -108,6 +110,37 @@ async fn concurrent_reads_share_commands_and_each_gets_its_own_value() {
     assert!(
         gets + mgets < reads,
         "{reads} reads took {gets} GETs and {mgets} MGETs: none shared a command"
+    );
+
+    // Off by default: the same reads on a store configured plainly are one
+    // GET each.
+    let plain_store = Arc::new(
+        RedisStore::connect(&RedisConfig::from_url(&url).unwrap())
+            .await
+            .unwrap(),
+    );
+    let mut readers = Vec::new();
+    for r in 0..READERS {
+        let (store, keys) = (plain_store.clone(), keys.clone());
+        readers.push(tokio::spawn(async move {
+            for j in 0..per_reader {
+                store.get(&keys[(r + j) % keys.len()]).await.unwrap();
+            }
+        }));
+    }
+    for reader in readers {
+        reader.await.unwrap();
+    }
+    let stats: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(calls(&stats, "mget"), mgets, "a plain store batched reads");
+    assert_eq!(
+        calls(&stats, "get"),
+        gets + (READERS * per_reader) as u64,
+        "a plain store sends one GET per read"
     );
 }
 
