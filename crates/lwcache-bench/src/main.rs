@@ -158,53 +158,38 @@ async fn run(args: &Args) -> Result<Report> {
     report.targets.extend(targets::turn(&turn));
     report.latency.extend(turn);
 
-    eprintln!(
-        "[{:>5.1} s] throughput at 1, 16, 64 tasks",
-        started.elapsed().as_secs_f64()
-    );
-    let (rows, problem) = scenarios::throughput(
-        &manager,
-        &raw,
-        &args.redis_url,
-        &args.redis_benchmark,
-        &read_world,
-        &entity,
-        &plan,
-        "standalone",
-    )
-    .await?;
-    report.throughput = rows;
-    if let Some(problem) = problem {
-        report.not_measured.push(NotMeasured {
-            scenario: "redis-benchmark baseline".to_owned(),
-            why: problem,
-        });
-    }
-
-    eprintln!(
-        "[{:>5.1} s] throughput at 1, 16, 64 tasks, reads batched",
-        started.elapsed().as_secs_f64()
-    );
-    // The same rows with the store's read batching on, as the service runs
-    // it: what it saves and what it costs at each concurrency.
+    // The same rows again with the store's read batching on, as the service
+    // runs it: what it saves and what it costs at each concurrency.
     let batched = RedisStore::connect(&store_config.clone().with_read_batching(true))
         .await
         .context("connecting the batching Redis store")?;
     let batched = CacheManager::builder(batched, Arc::clone(&memory))
         .config(scenarios::config())
         .build()?;
-    let (rows, _) = scenarios::throughput(
-        &batched,
-        &raw,
-        &args.redis_url,
-        &args.redis_benchmark,
-        &read_world,
-        &entity,
-        &plan,
-        scenarios::BATCHED,
-    )
-    .await?;
-    report.throughput.extend(rows);
+    for (m, topology) in [(&manager, "standalone"), (&batched, scenarios::BATCHED)] {
+        eprintln!(
+            "[{:>5.1} s] throughput at 1, 16, 64 tasks, {topology}",
+            started.elapsed().as_secs_f64()
+        );
+        let (rows, problem) = scenarios::throughput(
+            m,
+            &raw,
+            &args.redis_url,
+            &args.redis_benchmark,
+            &read_world,
+            &entity,
+            &plan,
+            topology,
+        )
+        .await?;
+        report.throughput.extend(rows);
+        if let Some(problem) = problem {
+            report.not_measured.push(NotMeasured {
+                scenario: format!("redis-benchmark baseline, {topology}"),
+                why: problem,
+            });
+        }
+    }
 
     if let Some(urls) = &args.redis_cluster {
         eprintln!(
