@@ -130,9 +130,10 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// Batch single-key reads made while others are in flight into shared
     /// `MGET`s (standalone only; off by default). It saves round trips and
-    /// CPU where each read crosses a second hop (a service answering over
-    /// HTTP, which turns it on), and costs a client already pipelining
-    /// through redis-rs at moderate concurrency: `docs/redis-adapter.md`.
+    /// redis-server's CPU where each read crosses a second hop (a service
+    /// answering over HTTP, which turns it on), and costs a client already
+    /// pipelining through redis-rs at moderate concurrency:
+    /// `docs/redis-adapter.md`.
     pub batch_reads: bool,
 }
 

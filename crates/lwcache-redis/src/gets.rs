@@ -138,7 +138,9 @@ impl Gets {
     }
 }
 
-async fn get_one(link: &Link, timeout: Duration, key: &CacheKey) -> Reply {
+/// One `GET` of `key`, bounded by `timeout`: a read with none in flight,
+/// a batch of one, and every read of a store that does not batch.
+pub(crate) async fn get_one(link: &Link, timeout: Duration, key: &CacheKey) -> Reply {
     let get = command("GET", std::slice::from_ref(key));
     call_on(link, timeout, |mut conn: Conn| async move {
         let bytes: Option<Vec<u8>> = get.query_async(&mut conn).await?;
@@ -175,7 +177,7 @@ async fn send_batch(mut batch: Vec<Waiter>, link: &Link, timeout: Duration) {
     match batch.len() {
         0 => {}
         1 => {
-            for waiter in batch {
+            if let Some(waiter) = batch.pop() {
                 let reply = get_one(link, timeout, &waiter.key).await;
                 let _ = waiter.reply.send(reply);
             }

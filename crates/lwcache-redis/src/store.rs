@@ -400,15 +400,10 @@ impl CacheStore for RedisStore {
                 format!("{key} is the version key").into(),
             ));
         }
-        if let Some(gets) = &self.gets {
-            return gets.get(key).await;
+        match &self.gets {
+            Some(gets) => gets.get(key).await,
+            None => crate::gets::get_one(&self.link, self.timeout, key).await,
         }
-        let get = command("GET", std::slice::from_ref(key));
-        self.call(|mut conn| async move {
-            let bytes: Option<Vec<u8>> = get.query_async(&mut conn).await?;
-            Ok(bytes)
-        })
-        .await
     }
 
     /// One `MGET`: every key of a world shares its hash tag, so one Cluster

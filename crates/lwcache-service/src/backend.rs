@@ -271,8 +271,8 @@ impl Backends {
                 // store's own bound is the same, so that a read pays one
                 // timer, the store's (`CacheStore::read_deadline`).
                 // Each HTTP read crosses a second hop to Redis: batching the
-                // reads in flight together saves the service CPU and round
-                // trips (`docs/redis-adapter.md`).
+                // reads in flight together saves round trips and
+                // redis-server's work (`docs/redis-adapter.md`).
                 let config = config
                     .map_err(|e| err(e.into()))?
                     .with_response_timeout(settings.policy.cache_timeout)
