@@ -213,7 +213,9 @@ CREATE (e)-[:HAS_EVENT]->(:Event {world_id: $w, entity_id: row.id, seq: row.seq,
 /// `take_held`, any), and returns them. Served by a range seek on
 /// `lw_outbox_age`, whose order also serves the `ORDER BY`. Params:
 /// `owner`, `world` (`""` for every world), `min_age_ms`, `lease_ms`,
-/// `limit`, `take_held`.
+/// `limit`, `take_held`. An entry another process's settle removed while
+/// this claim waited for its lock reads as a node without properties, and
+/// is left out: it is owed nothing.
 pub const CLAIM_OWED: &str = "\
 WITH timestamp() AS now
 MATCH (o:Outbox)
@@ -222,6 +224,7 @@ WHERE o.at_ms <= now - $min_age_ms
   AND ($take_held OR o.claimed_until IS NULL OR o.claimed_until <= now OR o.claimed_by = $owner)
 WITH o, now ORDER BY o.at_ms LIMIT $limit
 SET o.claimed_by = $owner, o.claimed_until = now + $lease_ms
+WITH o WHERE o.world_id IS NOT NULL
 RETURN o.world_id AS world_id, o.version AS version, o.keys AS keys";
 
 /// Removes settled outbox entries through the `lw_outbox_key` constraint's

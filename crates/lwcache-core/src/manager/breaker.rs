@@ -12,6 +12,17 @@
 //!   loop pings the store every `replay_interval` while the cache is in
 //!   trouble, so a breaker probes even when no caller calls.
 //!
+//! - **Owed steps**: the cache step of a write already committed to the
+//!   source (and the epoch it is learned with) is never refused. It is
+//!   tried, bounded by the cache timeout, whatever the state, and its
+//!   answer decides as a probe's would: the store answering closes the
+//!   breaker, its failure opens it for another `breaker_open`. A step not
+//!   tried is a step owed until a replay: after an outage that every
+//!   process saw, a process whose breaker is still open would acknowledge
+//!   writes that another process, already reading the cache again, does
+//!   not see. Trying costs a write at most the cache timeout while the
+//!   store is out of reach.
+//!
 //! The breaker decides only *whether to call*. Whether the cache may be read
 //! is the trouble mode's business (`outbox.rs`): every rejected call counts
 //! as a failed one there, so a breaker that closes leaves the cache unread
@@ -111,6 +122,9 @@ pub(super) struct Breaker {
 pub(super) struct Permit<'a> {
     breaker: &'a Breaker,
     probe: bool,
+    /// An owed step let through a breaker that was not closed: its verdict
+    /// decides as a probe's does, without the probe's turn.
+    owed: bool,
     finished: bool,
 }
 
@@ -155,10 +169,24 @@ impl Breaker {
         }
     }
 
+    /// Leave for a call that a committed write owes the cache: never
+    /// refused (see the module's doc). Answers the permit and the state
+    /// the breaker moved to, if it moved (it does not, on admission).
+    pub(super) fn admit_owed(&self) -> (Permit<'_>, Option<BreakerState>) {
+        if self.clean.load(Ordering::Acquire) {
+            return (self.permit(false), None);
+        }
+        let closed = matches!(*lock(&self.state), State::Closed { .. });
+        let mut permit = self.permit(false);
+        permit.owed = !closed;
+        (permit, None)
+    }
+
     fn permit(&self, probe: bool) -> Permit<'_> {
         Permit {
             breaker: self,
             probe,
+            owed: false,
             finished: false,
         }
     }
@@ -173,8 +201,15 @@ impl Breaker {
             return None;
         }
         let mut state = lock(&self.state);
-        let next = match (*state, permit.probe, verdict) {
-            (State::HalfOpen, true, Verdict::Answered) => State::Closed { failures: 0 },
+        let next = match (*state, permit.probe || permit.owed, verdict) {
+            // An owed step answering while the breaker is open: the store
+            // answers, whatever the probe's turn says.
+            (State::Open { .. } | State::HalfOpen, true, Verdict::Answered) => {
+                State::Closed { failures: 0 }
+            }
+            (State::Open { .. }, true, Verdict::Failed) => State::Open {
+                until: Instant::now() + self.open_for,
+            },
             (State::HalfOpen, true, Verdict::Failed) => State::Open {
                 until: Instant::now() + self.open_for,
             },

@@ -380,12 +380,23 @@ where
         self.bounded_cache_call(fut, self.read_timer).await
     }
 
+    /// [`cache_call`](Self::cache_call) for what a committed write owes
+    /// the cache (its step, and the epoch it needs): made even while the
+    /// breaker is open (`breaker.rs`, "Owed steps").
+    async fn owed_cache_call<T>(
+        &self,
+        fut: impl std::future::Future<Output = Result<T, CacheError>>,
+    ) -> Result<T, CacheError> {
+        let admitted = self.breaker.admit_owed();
+        self.admitted_cache_call(admitted, fut, true).await
+    }
+
     async fn bounded_cache_call<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, CacheError>>,
         timer: bool,
     ) -> Result<T, CacheError> {
-        let (permit, moved) = match self.breaker.admit() {
+        let admitted = match self.breaker.admit() {
             Ok(admitted) => admitted,
             Err(()) => {
                 self.metrics.record(MetricEvent::BreakerRejected);
@@ -395,6 +406,15 @@ where
                 return Err(CacheError::CircuitOpen);
             }
         };
+        self.admitted_cache_call(admitted, fut, timer).await
+    }
+
+    async fn admitted_cache_call<T>(
+        &self,
+        (permit, moved): (breaker::Permit<'_>, Option<BreakerState>),
+        fut: impl std::future::Future<Output = Result<T, CacheError>>,
+        timer: bool,
+    ) -> Result<T, CacheError> {
         self.breaker_moved(moved);
         let limit = self.config.cache_timeout;
         let result = if timer {
@@ -435,7 +455,7 @@ where
         match state {
             BreakerState::Open => tracing::warn!(
                 open_for = ?self.config.breaker_open,
-                "cache circuit breaker open: cache calls fail at once; reads go to the source"
+                "cache circuit breaker open: reads go to the source; writes still try their steps"
             ),
             BreakerState::HalfOpen => tracing::debug!("cache circuit breaker half-open: probing"),
             BreakerState::Closed => {

@@ -187,7 +187,7 @@ where
         if let Some(epoch) = super::lock(&self.store_epochs).get(world) {
             return Some(*epoch);
         }
-        let epoch = self.cache_call(self.store.epoch(world)).await.ok()?;
+        let epoch = self.owed_cache_call(self.store.epoch(world)).await.ok()?;
         super::lock(&self.store_epochs).insert(world.clone(), epoch);
         Some(epoch)
     }
@@ -252,7 +252,7 @@ where
         };
         if !puts.is_empty() {
             let write = CacheWrite::commit(plan.world.clone(), plan.version, Some(epoch), puts);
-            match self.cache_call(self.store.write(&write)).await {
+            match self.owed_cache_call(self.store.write(&write)).await {
                 Ok(outcome) => {
                     if outcome.epoch_lost {
                         self.epoch_lost(&plan.world, Some(epoch));

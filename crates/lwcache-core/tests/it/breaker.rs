@@ -1,7 +1,9 @@
 //! The circuit breaker around the cache store, on the paused clock: a store
 //! that hangs (every call runs into the cache timeout) opens it after the
-//! configured run; then no call reaches the store, reads go to the source
-//! and writes skip their step until a probe finds the store answering.
+//! configured run; then no read reaches the store and reads go to the
+//! source until a probe finds the store answering, while a write's step,
+//! owed by its commit, is still tried, and closes the breaker when the
+//! store answers it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -137,44 +139,53 @@ async fn an_open_breaker_keeps_calls_off_the_store_until_a_probe_is_answered() {
     assert_eq!(m.breaker(), BreakerState::Open, "three timeouts in a row");
     assert_eq!(counters.snapshot().breaker_opened, 1);
 
-    // Open: writes skip their step and reads go to the source, and neither
-    // reaches the store.
+    // Open: reads go to the source without reaching the store. A write
+    // still makes the calls its step needs (here the world's epoch, never
+    // learned while the store hung), as they are owed by its commit: on the
+    // hung store it fails after the cache timeout, and opens the breaker
+    // for another interval.
     let reached = store.calls();
-    let w = m
-        .set_flag(&world(), door(), Value::Bool(false))
-        .await
-        .unwrap();
-    assert_eq!(w.cache, CacheStep::Failed);
     let read = m.flags(&world()).await.unwrap();
     assert_eq!(read.outcome, Outcome::Fallback);
     let (cache, source) = m.health().await;
     assert_eq!(cache, Err(CacheError::CircuitOpen));
     assert!(source.is_ok());
-    assert_eq!(
-        store.calls(),
-        reached,
-        "no call reached the store while open"
-    );
+    assert_eq!(store.calls(), reached, "no read reached the store while open");
     assert!(counters.snapshot().breaker_rejected >= 2);
+    tokio::time::advance(Duration::from_millis(500)).await;
+    let started = tokio::time::Instant::now();
+    let w = m
+        .set_flag(&world(), door(), Value::Bool(false))
+        .await
+        .unwrap();
+    assert_eq!(w.cache, CacheStep::Failed);
+    assert!(started.elapsed() <= limit, "{:?}", started.elapsed());
+    assert_eq!(store.calls(), reached + 1, "the write asked the store");
+    assert_eq!(m.breaker(), BreakerState::Open);
 
-    // Past the interval, one probe goes through; while it hangs, the other
-    // calls still fail at once, and its timeout opens the breaker again.
-    tokio::time::advance(Duration::from_secs(1)).await;
+    // Its failure opened the breaker anew: a full interval after the
+    // opening, the reads are still refused.
+    tokio::time::advance(Duration::from_millis(600)).await;
+    assert_eq!(m.health().await.0, Err(CacheError::CircuitOpen));
+    assert_eq!(store.calls(), reached + 1);
+
+    // Past the new interval, one probe goes through; while it hangs, the
+    // other reads still fail at once, and its timeout opens the breaker
+    // again.
+    tokio::time::advance(Duration::from_millis(500)).await;
     let (probe, other) = tokio::join!(m.health(), async {
         tokio::task::yield_now().await;
-        m.set_flag(&world(), door(), Value::Bool(true))
-            .await
-            .unwrap()
+        m.health().await
     });
     assert!(
         matches!(probe.0, Err(CacheError::Timeout(_))),
         "{:?}",
         probe.0
     );
-    assert_eq!(other.cache, CacheStep::Failed);
+    assert_eq!(other.0, Err(CacheError::CircuitOpen));
     assert_eq!(
         store.calls(),
-        reached + 1,
+        reached + 2,
         "only the probe reached the store"
     );
     assert_eq!(m.breaker(), BreakerState::Open);
@@ -185,6 +196,58 @@ async fn an_open_breaker_keeps_calls_off_the_store_until_a_probe_is_answered() {
     tokio::time::advance(Duration::from_secs(1)).await;
     assert_eq!(m.health().await.0, Ok(()));
     assert_eq!(m.breaker(), BreakerState::Closed);
+    m.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_write_does_not_skip_its_step_while_the_breaker_is_open() {
+    let mut repo = repo_with_outbox();
+    let mut version = 0;
+    repo.expect_apply().returning(move |_| {
+        version += 1;
+        Ok(flag_committed(version))
+    });
+    let store = Arc::new(Hanging::default());
+    let counters = Arc::new(Counters::new());
+    let m = CacheManager::builder(Arc::clone(&store), repo)
+        .config(ManagerConfig {
+            breaker_failures: 1,
+            ..config()
+        })
+        .metrics(counters.clone())
+        .build()
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let w = m
+        .set_flag(&world(), door(), Value::Bool(true))
+        .await
+        .unwrap();
+    assert_eq!(w.cache, CacheStep::Applied);
+    store.hung.store(true, Ordering::SeqCst);
+    let w = m
+        .set_flag(&world(), door(), Value::Bool(true))
+        .await
+        .unwrap();
+    assert_eq!(w.cache, CacheStep::Failed);
+    assert_eq!(m.breaker(), BreakerState::Open);
+
+    // The store answers again well before the breaker would probe. Another
+    // process may be reading the cache already: this write's step must
+    // reach it rather than be owed until a replay.
+    store.hung.store(false, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_millis(100)).await;
+    let reached = store.calls();
+    let w = m
+        .set_flag(&world(), door(), Value::Bool(false))
+        .await
+        .unwrap();
+    assert_eq!(w.cache, CacheStep::Applied, "the step landed");
+    assert_eq!(store.calls(), reached + 1);
+    assert_eq!(
+        m.breaker(),
+        BreakerState::Closed,
+        "the store's answer to the step closed the breaker"
+    );
     m.shutdown().await;
 }
 
