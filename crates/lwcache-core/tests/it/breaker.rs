@@ -150,7 +150,11 @@ async fn an_open_breaker_keeps_calls_off_the_store_until_a_probe_is_answered() {
     let (cache, source) = m.health().await;
     assert_eq!(cache, Err(CacheError::CircuitOpen));
     assert!(source.is_ok());
-    assert_eq!(store.calls(), reached, "no read reached the store while open");
+    assert_eq!(
+        store.calls(),
+        reached,
+        "no read reached the store while open"
+    );
     assert!(counters.snapshot().breaker_rejected >= 2);
     tokio::time::advance(Duration::from_millis(500)).await;
     let started = tokio::time::Instant::now();

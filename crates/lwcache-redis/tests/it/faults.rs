@@ -85,7 +85,10 @@ async fn a_partition_opens_the_breaker_and_no_read_is_sent_until_it_heals() {
     let now = counters.snapshot();
     assert_eq!(now.breaker_opened, opened, "no probe ran meanwhile");
     assert_eq!(now.cache_errors, errors, "no call was made, so none failed");
-    assert!(now.breaker_rejected >= 1, "the health check was refused: {now:?}");
+    assert!(
+        now.breaker_rejected >= 1,
+        "the health check was refused: {now:?}"
+    );
     assert_eq!(proxy.stats().bytes_dropped, dropped, "nothing was sent");
     for mood in ["d", "e"] {
         let started = Instant::now();
