@@ -203,6 +203,21 @@ async fn an_open_breaker_keeps_calls_off_the_store_until_a_probe_is_answered() {
     m.shutdown().await;
 }
 
+/// Hangs the store under a write whose step then fails, which opens a
+/// breaker that opens on one failure.
+async fn hang_through_a_write<R: lwcache_core::ports::WorldRepository + 'static>(
+    m: &CacheManager<Arc<Hanging>, R>,
+    store: &Hanging,
+) {
+    store.hung.store(true, Ordering::SeqCst);
+    let w = m
+        .set_flag(&world(), door(), Value::Bool(true))
+        .await
+        .unwrap();
+    assert_eq!(w.cache, CacheStep::Failed);
+    assert_eq!(m.breaker(), BreakerState::Open);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_write_does_not_skip_its_step_while_the_breaker_is_open() {
     let mut repo = repo_with_outbox();
@@ -227,13 +242,7 @@ async fn a_write_does_not_skip_its_step_while_the_breaker_is_open() {
         .await
         .unwrap();
     assert_eq!(w.cache, CacheStep::Applied);
-    store.hung.store(true, Ordering::SeqCst);
-    let w = m
-        .set_flag(&world(), door(), Value::Bool(true))
-        .await
-        .unwrap();
-    assert_eq!(w.cache, CacheStep::Failed);
-    assert_eq!(m.breaker(), BreakerState::Open);
+    hang_through_a_write(&m, &store).await;
 
     // The store answers again well before the breaker would probe. Another
     // process may be reading the cache already: this write's step must
@@ -272,13 +281,7 @@ async fn the_replay_loop_probes_and_ends_the_trouble_once_the_store_answers() {
         .build()
         .unwrap();
     tokio::time::sleep(Duration::from_millis(10)).await;
-    store.hung.store(true, Ordering::SeqCst);
-    let w = m
-        .set_flag(&world(), door(), Value::Bool(true))
-        .await
-        .unwrap();
-    assert_eq!(w.cache, CacheStep::Failed);
-    assert_eq!(m.breaker(), BreakerState::Open);
+    hang_through_a_write(&m, &store).await;
 
     // Nobody calls; the replay loop's pings (every interval while in
     // trouble) are refused until the breaker's interval has passed, then
