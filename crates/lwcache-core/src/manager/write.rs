@@ -159,18 +159,51 @@ where
         let plan = plan(&committed, &self.config.policy);
         let cache = match epoch {
             Some(epoch) => self.run_plan(&plan, epoch).await,
-            // The store did not answer within the cache timeout: the step
-            // would wait for it a second time. It stays owed, as a step that
-            // failed, and the replay carries it out. Counted again now, after
-            // the source commit, as a failed step is: a replay round that
-            // began before the commit (and could not see it owed) must not
-            // end the trouble.
-            None => {
-                self.in_trouble();
-                self.step_failed(&plan)
-            }
+            None => self.late_plan(&plan).await,
         };
         Ok(Written { committed, cache })
+    }
+
+    /// The cache step of a write whose epoch the store did not give before
+    /// its commit. The commit may land well after that failure, when every
+    /// other instance reads the cache again, so the step is tried now, as
+    /// a replay would carry it out: a tombstone at the write's version on
+    /// every key, which lands whatever the store's epoch (an epoch learned
+    /// only now could hide a restart that lost a newer write). What fails
+    /// stays owed.
+    async fn late_plan(&self, plan: &CachePlan) -> CacheStep {
+        let puts = plan
+            .steps
+            .iter()
+            .map(|step| {
+                self.metrics
+                    .record(MetricEvent::Invalidation(step.key.kind(), step.cause));
+                self.tombstone(&step.key, plan.version)
+            })
+            .collect::<Vec<_>>();
+        if puts.is_empty() {
+            self.mark_done(OwedId {
+                world: plan.world.clone(),
+                version: plan.version,
+            });
+            return CacheStep::Applied;
+        }
+        let write = CacheWrite::commit(plan.world.clone(), plan.version, None, puts);
+        match self.owed_cache_call(self.store.write(&write)).await {
+            Ok(outcome) => {
+                self.near_forget(plan.steps.iter().map(|s| &s.key), plan.version);
+                self.mark_done(OwedId {
+                    world: plan.world.clone(),
+                    version: plan.version,
+                });
+                if outcome.skipped > 0 {
+                    CacheStep::Superseded
+                } else {
+                    CacheStep::Applied
+                }
+            }
+            Err(_) => self.step_failed(plan),
+        }
     }
 
     /// A cache step that failed: owed in the outbox, the replay loop
