@@ -109,7 +109,10 @@ async fn a_partition_opens_the_breaker_and_no_read_is_sent_until_it_heals() {
         proxy.stats().bytes_dropped > dropped,
         "the writes' steps were sent"
     );
-    assert_eq!(counters.snapshot().cache_errors, errors + 2);
+    assert!(
+        counters.snapshot().cache_errors >= errors + 2,
+        "each write tried its step"
+    );
     assert_eq!(m.breaker(), BreakerState::Open);
 
     // Healed: a probe closes the breaker, the replay carries out what was
