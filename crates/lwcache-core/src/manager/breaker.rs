@@ -207,10 +207,7 @@ impl Breaker {
             (State::Open { .. } | State::HalfOpen, true, Verdict::Answered) => {
                 State::Closed { failures: 0 }
             }
-            (State::Open { .. }, true, Verdict::Failed) => State::Open {
-                until: Instant::now() + self.open_for,
-            },
-            (State::HalfOpen, true, Verdict::Failed) => State::Open {
+            (State::Open { .. } | State::HalfOpen, true, Verdict::Failed) => State::Open {
                 until: Instant::now() + self.open_for,
             },
             (State::Closed { .. }, _, Verdict::Answered) => State::Closed { failures: 0 },

@@ -157,53 +157,8 @@ where
         ));
         // The write is durable from here on: nothing below may fail it.
         let plan = plan(&committed, &self.config.policy);
-        let cache = match epoch {
-            Some(epoch) => self.run_plan(&plan, epoch).await,
-            None => self.late_plan(&plan).await,
-        };
+        let cache = self.run_plan(&plan, epoch).await;
         Ok(Written { committed, cache })
-    }
-
-    /// The cache step of a write whose epoch the store did not give before
-    /// its commit. The commit may land well after that failure, when every
-    /// other instance reads the cache again, so the step is tried now, as
-    /// a replay would carry it out: a tombstone at the write's version on
-    /// every key, which lands whatever the store's epoch (an epoch learned
-    /// only now could hide a restart that lost a newer write). What fails
-    /// stays owed.
-    async fn late_plan(&self, plan: &CachePlan) -> CacheStep {
-        let puts = plan
-            .steps
-            .iter()
-            .map(|step| {
-                self.metrics
-                    .record(MetricEvent::Invalidation(step.key.kind(), step.cause));
-                self.tombstone(&step.key, plan.version)
-            })
-            .collect::<Vec<_>>();
-        if puts.is_empty() {
-            self.mark_done(OwedId {
-                world: plan.world.clone(),
-                version: plan.version,
-            });
-            return CacheStep::Applied;
-        }
-        let write = CacheWrite::commit(plan.world.clone(), plan.version, None, puts);
-        match self.owed_cache_call(self.store.write(&write)).await {
-            Ok(outcome) => {
-                self.near_forget(plan.steps.iter().map(|s| &s.key), plan.version);
-                self.mark_done(OwedId {
-                    world: plan.world.clone(),
-                    version: plan.version,
-                });
-                if outcome.skipped > 0 {
-                    CacheStep::Superseded
-                } else {
-                    CacheStep::Applied
-                }
-            }
-            Err(_) => self.step_failed(plan),
-        }
     }
 
     /// A cache step that failed: owed in the outbox, the replay loop
@@ -237,13 +192,24 @@ where
     /// Carries out a plan's cache steps: one versioned commit of puts and
     /// tombstones, then the work the plan leaves for the write-behind
     /// worker. Once the commit landed, the write's outbox entry is done.
-    async fn run_plan(&self, plan: &CachePlan, epoch: Epoch) -> CacheStep {
+    ///
+    /// Without `epoch` (the store did not give it before the commit), every
+    /// key gets a tombstone at the write's version, as a replay would carry
+    /// the step out: it lands whatever the store's epoch, where an epoch
+    /// learned only now could hide a restart that lost a newer write. The
+    /// step is tried all the same, since the commit may land well after
+    /// that failure, when every other instance reads the cache again.
+    async fn run_plan(&self, plan: &CachePlan, epoch: Option<Epoch>) -> CacheStep {
         let mut puts = Vec::new();
         let mut deferred = 0usize;
         for step in &plan.steps {
             self.metrics
                 .record(MetricEvent::Invalidation(step.key.kind(), step.cause));
-            match &step.action {
+            let action = match epoch {
+                Some(_) => &step.action,
+                None => &Action::Invalidate,
+            };
+            match action {
                 Action::Invalidate => puts.push(self.tombstone(&step.key, plan.version)),
                 Action::Put {
                     value,
@@ -263,7 +229,7 @@ where
                         let task = Task::Put {
                             key: step.key.clone(),
                             version: plan.version,
-                            epoch: Some(epoch),
+                            epoch,
                             value: value.clone(),
                         };
                         if self.enqueue(task) {
@@ -284,11 +250,11 @@ where
             CacheStep::Applied
         };
         if !puts.is_empty() {
-            let write = CacheWrite::commit(plan.world.clone(), plan.version, Some(epoch), puts);
+            let write = CacheWrite::commit(plan.world.clone(), plan.version, epoch, puts);
             match self.owed_cache_call(self.store.write(&write)).await {
                 Ok(outcome) => {
                     if outcome.epoch_lost {
-                        self.epoch_lost(&plan.world, Some(epoch));
+                        self.epoch_lost(&plan.world, epoch);
                     }
                     if outcome.skipped > 0 {
                         step = CacheStep::Superseded;
