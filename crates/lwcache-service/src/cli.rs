@@ -189,6 +189,10 @@ struct ServeArgs {
     /// The largest request body, in bytes [default: 1048576].
     #[arg(long, value_name = "BYTES")]
     max_body_bytes: Option<usize>,
+    /// How many threads run the service's async work: 0 is one per core,
+    /// 1 runs it all on one thread [default: 0].
+    #[arg(long, value_name = "N")]
+    worker_threads: Option<usize>,
     /// How many failed cache calls in a row open the circuit breaker, after
     /// which cache calls fail at once and reads go to the source [default: 5].
     #[arg(long, value_name = "N")]
@@ -331,44 +335,47 @@ pub(crate) fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let (flags, config_path) = match &cli.command {
+        Command::Serve(a) => (
+            Layer {
+                listen: a.listen,
+                auth_token: a.auth_token.clone().map(Secret::new),
+                admin_token: a.admin_token.clone().map(Secret::new),
+                max_body_bytes: a.max_body_bytes,
+                worker_threads: a.worker_threads,
+                fail_safe_grace_ms: a.reads.fail_safe_grace_ms,
+                ttl_jitter_percent: a.reads.ttl_jitter_percent,
+                negative_ttl_ms: a.reads.negative_ttl_ms,
+                lease_wait_ms: a.reads.lease_wait_ms,
+                near_cache_bytes: a.reads.near_cache_bytes,
+                near_max_lag_ms: a.reads.near_max_lag_ms,
+                near_heartbeat_ms: a.reads.near_heartbeat_ms,
+                breaker_failures: a.breaker_failures,
+                breaker_open_ms: a.breaker_open_ms,
+                tls_cert: a.tls_cert.clone(),
+                tls_key: a.tls_key.clone(),
+                ..a.backends.layer()?
+            },
+            cli.config.clone(),
+        ),
+        Command::Demo(a) => (a.backends.layer()?, cli.config.clone()),
+        Command::Seed(a) => (a.backends.layer()?, cli.config.clone()),
+    };
+    let settings = settings(&flags, config_path)?;
+    if let Command::Serve(ServeArgs {
+        print_config: true, ..
+    }) = &cli.command
+    {
+        print!("{}", config::print::to_toml(&settings));
+        return Ok(());
+    }
+    let runtime = settings
+        .runtime
+        .builder()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let (flags, config_path) = match &cli.command {
-            Command::Serve(a) => (
-                Layer {
-                    listen: a.listen,
-                    auth_token: a.auth_token.clone().map(Secret::new),
-                    admin_token: a.admin_token.clone().map(Secret::new),
-                    max_body_bytes: a.max_body_bytes,
-                    fail_safe_grace_ms: a.reads.fail_safe_grace_ms,
-                    ttl_jitter_percent: a.reads.ttl_jitter_percent,
-                    negative_ttl_ms: a.reads.negative_ttl_ms,
-                    lease_wait_ms: a.reads.lease_wait_ms,
-                    near_cache_bytes: a.reads.near_cache_bytes,
-                    near_max_lag_ms: a.reads.near_max_lag_ms,
-                    near_heartbeat_ms: a.reads.near_heartbeat_ms,
-                    breaker_failures: a.breaker_failures,
-                    breaker_open_ms: a.breaker_open_ms,
-                    tls_cert: a.tls_cert.clone(),
-                    tls_key: a.tls_key.clone(),
-                    ..a.backends.layer()?
-                },
-                cli.config.clone(),
-            ),
-            Command::Demo(a) => (a.backends.layer()?, cli.config.clone()),
-            Command::Seed(a) => (a.backends.layer()?, cli.config.clone()),
-        };
-        let settings = settings(&flags, config_path)?;
-        if let Command::Serve(ServeArgs {
-            print_config: true, ..
-        }) = &cli.command
-        {
-            print!("{}", config::print::to_toml(&settings));
-            return Ok(());
-        }
         let telemetry =
             Telemetry::install(&TelemetryConfig::from_env()).context("installing telemetry")?;
         match cli.command {

@@ -35,6 +35,8 @@ pub const AUTH_TOKEN: &str = "LWCACHE_AUTH_TOKEN";
 pub const ADMIN_TOKEN: &str = "LWCACHE_ADMIN_TOKEN";
 /// The largest request body, in bytes.
 pub const MAX_BODY_BYTES: &str = "LWCACHE_MAX_BODY_BYTES";
+/// How many threads run the service's async work; 0 is one per core.
+pub const WORKER_THREADS: &str = "LWCACHE_WORKER_THREADS";
 /// How writes update the cache: `spec` or `invalidate`.
 pub const WRITE_MODE: &str = "LWCACHE_WRITE_MODE";
 /// The path of a TOML configuration file.
@@ -103,6 +105,13 @@ impl Layer {
             })?),
             None => None,
         };
+        let worker_threads = match get(WORKER_THREADS) {
+            Some(v) => Some(v.trim().parse().map_err(|e| ConfigError::Env {
+                var: WORKER_THREADS,
+                problem: format!("{v:?} is not a number of threads ({e})"),
+            })?),
+            None => None,
+        };
         let write_mode = match get(WRITE_MODE) {
             Some(v) => Some(v.parse().map_err(|problem| ConfigError::Env {
                 var: WRITE_MODE,
@@ -165,6 +174,7 @@ impl Layer {
             admin_token: get(ADMIN_TOKEN).map(Secret::new),
             privacy: super::privacy::PrivacyLayer::from_env(get),
             max_body_bytes,
+            worker_threads,
             breaker_failures,
             breaker_open_ms,
             state_ttl_ms: number(STATE_TTL_MS)?,

@@ -13,6 +13,8 @@ use serde::Deserialize;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 /// The default largest request body, in bytes.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// The most runtime threads `worker_threads` may ask for.
+pub const MAX_WORKER_THREADS: usize = 1024;
 
 pub mod env;
 mod policy;
@@ -104,6 +106,9 @@ pub struct Layer {
     pub admin_token: Option<Secret>,
     /// The largest request body, in bytes.
     pub max_body_bytes: Option<usize>,
+    /// How many threads run the service's async work; 0 (the default) is
+    /// one per core, 1 runs it all on one thread.
+    pub worker_threads: Option<usize>,
     /// The certificate chain the listener serves HTTPS with, a PEM file.
     pub tls_cert: Option<PathBuf>,
     /// Its private key, a PEM file.
@@ -283,12 +288,54 @@ pub struct Settings {
     pub admin_token: Option<Secret>,
     /// The largest request body, in bytes.
     pub max_body_bytes: usize,
+    /// The threads that run the service's async work.
+    pub runtime: RuntimeThreads,
     /// HTTPS on the listener; `None` serves plain HTTP.
     pub https: Option<HttpsSettings>,
     /// The privacy settings the sources gave, merged as `resolve` merges
     /// them (the policy itself is `backends.privacy`): what
     /// `--print-config` writes as `[privacy]`.
     pub privacy_given: privacy::PrivacyLayer,
+}
+
+/// The threads that run the service's async work (`worker_threads`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RuntimeThreads {
+    /// One worker per core, the default (`worker_threads = 0`).
+    #[default]
+    PerCore,
+    /// All of it on the one thread that started the service
+    /// (`worker_threads = 1`): no task moves between threads, and a
+    /// connection's wake-ups cost no cross-core signal. The better choice
+    /// where the service shares a few cores with other busy processes.
+    One,
+    /// This many workers, tasks stolen between them (2 to
+    /// [`MAX_WORKER_THREADS`]).
+    Workers(usize),
+}
+
+impl RuntimeThreads {
+    /// The `worker_threads` value that gives this.
+    pub fn count(self) -> usize {
+        match self {
+            RuntimeThreads::PerCore => 0,
+            RuntimeThreads::One => 1,
+            RuntimeThreads::Workers(n) => n,
+        }
+    }
+
+    /// The tokio runtime builder that runs the service this way.
+    pub fn builder(self) -> tokio::runtime::Builder {
+        match self {
+            RuntimeThreads::One => tokio::runtime::Builder::new_current_thread(),
+            RuntimeThreads::PerCore => tokio::runtime::Builder::new_multi_thread(),
+            RuntimeThreads::Workers(n) => {
+                let mut b = tokio::runtime::Builder::new_multi_thread();
+                b.worker_threads(n);
+                b
+            }
+        }
+    }
 }
 
 /// Merges the three sources: for each setting the flag wins over the
@@ -354,6 +401,23 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
                 .invalid(0, "at least 1"),
         );
     }
+    let runtime = match pick(
+        &flags.worker_threads,
+        &env.worker_threads,
+        &file.worker_threads,
+    ) {
+        None | Some(0) => RuntimeThreads::PerCore,
+        Some(1) => RuntimeThreads::One,
+        Some(n) if n <= MAX_WORKER_THREADS => RuntimeThreads::Workers(n),
+        Some(n) => {
+            return Err(
+                Names::new("--worker-threads", env::WORKER_THREADS, "worker_threads").invalid(
+                    n,
+                    &format!("0 (one per core) or a number of threads up to {MAX_WORKER_THREADS}"),
+                ),
+            );
+        }
+    };
     let admin_token = pick(&flags.admin_token, &env.admin_token, &file.admin_token);
     if admin_token
         .as_ref()
@@ -381,6 +445,7 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
         auth_token,
         admin_token,
         max_body_bytes,
+        runtime,
         https: tls::https(flags, env, file)?,
         privacy_given: merged_privacy([&flags.privacy, &env.privacy, &file.privacy]),
     })

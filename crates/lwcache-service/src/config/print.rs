@@ -74,6 +74,7 @@ pub fn to_toml(s: &Settings) -> String {
         None => o.unset("admin_token", "the admin routes take the auth token"),
     }
     o.raw("max_body_bytes", s.max_body_bytes);
+    o.raw("worker_threads", s.runtime.count());
 
     let b = &s.backends;
     o.section("backends");

@@ -232,6 +232,45 @@ fn the_breaker_comes_from_flags_env_or_file_within_bounds() {
     assert!(err.to_string().contains(env::BREAKER_OPEN_MS), "{err}");
 }
 
+#[test]
+fn the_runtime_threads_come_from_flags_env_or_file_within_bounds() {
+    let none = Layer::default();
+    let s = resolve(&none, &none, &none).unwrap();
+    assert_eq!(s.runtime, RuntimeThreads::PerCore);
+
+    let env = Layer::from_env(|k| (k == env::WORKER_THREADS).then(|| " 1 ".to_owned())).unwrap();
+    let file = Layer::from_toml("worker_threads = 6\n").unwrap();
+    let flags = Layer {
+        worker_threads: Some(0),
+        ..Layer::default()
+    };
+    assert_eq!(
+        resolve(&flags, &env, &file).unwrap().runtime,
+        RuntimeThreads::PerCore
+    );
+    assert_eq!(
+        resolve(&none, &env, &file).unwrap().runtime,
+        RuntimeThreads::One
+    );
+    let s = resolve(&none, &none, &file).unwrap();
+    assert_eq!(s.runtime, RuntimeThreads::Workers(6));
+    assert_eq!(s.runtime.count(), 6);
+
+    let too_many = Layer {
+        worker_threads: Some(MAX_WORKER_THREADS + 1),
+        ..Layer::default()
+    };
+    let err = resolve(&too_many, &none, &none).unwrap_err().to_string();
+    for name in ["--worker-threads", env::WORKER_THREADS, "worker_threads in the file"] {
+        assert!(err.contains(name), "every spelling: {err}");
+    }
+    assert!(err.contains(&(MAX_WORKER_THREADS + 1).to_string()), "{err}");
+    let err = Layer::from_env(|k| (k == env::WORKER_THREADS).then(|| "two".to_owned()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(env::WORKER_THREADS), "{err}");
+}
+
 pub(super) fn cluster(urls: &[&str]) -> Layer {
     Layer {
         redis_cluster: Some(ClusterUrls::new(urls.iter().copied())),

@@ -313,6 +313,7 @@ fn everything() -> Settings {
          cache_timeout_ms = 400\n\
          negative_ttl_ms = 0\n\
          breaker_failures = 3\n\
+         worker_threads = 4\n\
          admin_token = \"admin-4\"\n\
          [privacy]\n\
          sensitive_names = [\"trauma_history\"]\n\

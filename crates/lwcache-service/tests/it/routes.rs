@@ -485,6 +485,10 @@ async fn every_route_on_the_embedded_default_then_sigterm_exits_0() {
     );
     every_route(&s).await;
     service_routes(&s).await;
+    if let Some(threads) = s.threads() {
+        // One worker per core beside the thread that started it.
+        assert!(threads >= 2, "the default runtime has workers: {threads}");
+    }
     let (status, out) = s.terminate();
     assert_eq!(status.code(), Some(0), "{out}");
     assert!(out.contains("lwcache: stopped"), "{out}");
@@ -588,14 +592,20 @@ async fn the_bearer_token_guards_every_v1_route_and_flags_beat_env() {
     assert_eq!(status.code(), Some(0));
 }
 
+/// On Redis, with the service's async work on one thread
+/// (`--worker-threads 1`, as the HTTP benchmark runs it): every route
+/// answers as on the default runtime, and the process runs no thread
+/// beside the one that started it.
 #[tokio::test]
-async fn every_route_on_redis() {
+async fn every_route_on_redis_on_one_thread() {
     let Some(url) = server_env("LWCACHE_TEST_REDIS_URL") else {
         return;
     };
     let s = Server::start(&[
         "--redis-url",
         &url,
+        "--worker-threads",
+        "1",
         "--write-mode",
         "invalidate",
         "--max-body-bytes",
@@ -611,6 +621,9 @@ async fn every_route_on_redis() {
     );
     every_route(&s).await;
     service_routes(&s).await;
+    if let Some(threads) = s.threads() {
+        assert_eq!(threads, 1, "one thread runs the whole service");
+    }
     let (status, out) = s.terminate();
     assert_eq!(status.code(), Some(0), "{out}");
 }

@@ -130,6 +130,13 @@ impl Server {
         }
     }
 
+    /// How many threads the process runs now, from `/proc/<pid>/task`;
+    /// `None` where there is no such directory.
+    pub(crate) fn threads(&self) -> Option<usize> {
+        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
+        Some(tasks.count())
+    }
+
     /// A request to `path`.
     pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         self.client.request(method, format!("{}{path}", self.base))
