@@ -19,6 +19,17 @@ use crate::stats::Summary;
 /// The file name of the chart beside the markdown page.
 pub const CHART_FILE: &str = "latency.svg";
 
+/// The machine's logical cores, as its environment states them; 0 when it
+/// does not.
+fn cores(report: &Report) -> usize {
+    report
+        .environment
+        .iter()
+        .find(|(k, _)| k == "logical cores")
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// The report as a JSON document.
 pub fn to_json(report: &Report) -> Value {
     let environment: serde_json::Map<String, Value> = report
@@ -31,7 +42,7 @@ pub fn to_json(report: &Report) -> Value {
         "environment": environment,
         "latency": report.latency.iter().map(latency_json).collect::<Vec<_>>(),
         "throughput": report.throughput.iter().map(throughput_json).collect::<Vec<_>>(),
-        "http": http::json(&report.http),
+        "http": http::json(&report.http, cores(report)),
         "activation": report.activation.iter().map(activation_json).collect::<Vec<_>>(),
         "memory": report.memory.as_ref().map(memory_json),
         "hit_ratio": report.hit_ratio.iter().map(hit_ratio_json).collect::<Vec<_>>(),
@@ -292,7 +303,7 @@ pub fn to_markdown(report: &Report, json_path: &str) -> String {
         }
     }
 
-    http::markdown(&mut md, &report.http);
+    http::markdown(&mut md, &report.http, cores(report));
 
     if !report.activation.is_empty() {
         let _ = writeln!(md, "## Activation\n");

@@ -98,6 +98,9 @@ pub struct ThroughputRow {
 pub struct HttpRow {
     /// Whether the service ran its near cache.
     pub near: bool,
+    /// The service's `--worker-threads`: 0 for one worker per core (its
+    /// default), 1 for everything on one thread.
+    pub worker_threads: usize,
     /// Open connections (of wrk, and of redis-benchmark).
     pub connections: usize,
     /// Requests wrk completed.
@@ -116,6 +119,12 @@ pub struct HttpRow {
     pub ceiling_ops_per_s: Option<f64>,
     /// CPU time the service spent per `/healthz` request, in µs.
     pub ceiling_service_cpu_us: Option<f64>,
+    /// CPU time wrk spent per `/healthz` request, in µs.
+    pub ceiling_wrk_cpu_us: Option<f64>,
+    /// CPU time wrk spent per HTTP read, in µs.
+    pub wrk_cpu_us: Option<f64>,
+    /// CPU time redis-benchmark spent per GET, in µs.
+    pub redis_benchmark_cpu_us: Option<f64>,
     /// CPU time the service spent per HTTP read, in µs, all threads.
     pub service_cpu_us: Option<f64>,
     /// CPU time redis-server spent per HTTP read, in µs.
@@ -137,6 +146,28 @@ impl HttpRow {
         let ceiling = self.ceiling_ops_per_s?;
         self.redis_benchmark_ops_per_s
             .and_then(|b| ratio(ceiling, b))
+    }
+
+    /// The CPU a read needs at least, in µs, of every process on the
+    /// machine, at the costs this row measured: wrk's and the service's
+    /// per `/healthz` request (an HTTP request and its answer, no cache
+    /// work) and redis-server's per HTTP read.
+    pub fn least_cpu_per_read_us(&self) -> Option<f64> {
+        Some(self.ceiling_wrk_cpu_us? + self.ceiling_service_cpu_us? + self.redis_cpu_us?)
+    }
+
+    /// The reads a second that `cores` could serve, all of them busy, if a
+    /// read cost only [`least_cpu_per_read_us`](Self::least_cpu_per_read_us),
+    /// over `redis-benchmark`: the best ratio an HTTP read through Redis
+    /// could reach on this machine at these costs.
+    pub fn cpu_bound_to_redis_benchmark(&self, cores: usize) -> Option<f64> {
+        let least = self.least_cpu_per_read_us()?;
+        if least <= 0.0 || cores == 0 {
+            return None;
+        }
+        let bound = cores as f64 * 1e6 / least;
+        self.redis_benchmark_ops_per_s
+            .and_then(|b| ratio(bound, b))
     }
 }
 

@@ -56,10 +56,16 @@ pub(crate) fn read(read: &LatencyComparison, decode_us: f64, load: &str) -> Vec<
 pub(crate) fn http(
     rows: &[lwcache_bench::report::HttpRow],
     python: &[LatencyComparison],
+    cores: usize,
 ) -> Vec<TargetCheck> {
     let mut checks = Vec::new();
     for h in rows {
-        let tier = if h.near { ", near cache on" } else { "" };
+        let tier = match (h.near, h.worker_threads) {
+            (false, 0) => String::new(),
+            (true, 0) => ", near cache on".to_owned(),
+            (false, n) => format!(", service on --worker-threads {n}"),
+            (true, n) => format!(", near cache on, service on --worker-threads {n}"),
+        };
         if h.connections == 1 {
             let met = h.http_p99_us < P99_TARGET_US;
             checks.push(TargetCheck {
@@ -85,7 +91,7 @@ pub(crate) fn http(
                 },
                 measured: format!("{ratio:.2}×"),
                 met,
-                why: (!met).then(|| http_gap(h)),
+                why: (!met).then(|| http_gap(h, cores)),
             });
         }
     }
@@ -111,11 +117,23 @@ pub(crate) fn http(
 }
 
 /// Why an HTTP row missed its ratio, from what the row measured.
-fn http_gap(h: &lwcache_bench::report::HttpRow) -> String {
+fn http_gap(h: &lwcache_bench::report::HttpRow, cores: usize) -> String {
     let us = |v: Option<f64>| v.map_or_else(|| "not measured".to_owned(), render::fmt_us);
+    let bound = match (h.least_cpu_per_read_us(), h.cpu_bound_to_redis_benchmark(cores)) {
+        (Some(least), Some(b)) => format!(
+            "; at the costs measured, with every one of the {cores} cores busy and the service spending on a read no more than on /healthz (wrk {} + service {} + redis-server {} = {} a read), the machine could serve at most {b:.2}× of redis-benchmark, whose GET costs redis-benchmark {} and redis-server {}",
+            us(h.ceiling_wrk_cpu_us),
+            us(h.ceiling_service_cpu_us),
+            us(h.redis_cpu_us),
+            render::fmt_us(least),
+            us(h.redis_benchmark_cpu_us),
+            us(h.redis_benchmark_redis_cpu_us),
+        ),
+        _ => String::new(),
+    };
     match (h.near, h.ceiling_to_redis_benchmark()) {
         (false, Some(c)) => format!(
-            "the same service answering /healthz, no cache work, reaches {c:.2}× of redis-benchmark at {} of service CPU a request; a read costs it {} (its Redis round trip: a second socket written and read, the connection's task woken) and redis-server {}, on the 2 cores shared with wrk and redis-server",
+            "the same service answering /healthz, no cache work, reaches {c:.2}× of redis-benchmark at {} of service CPU a request; a read costs it {} (its Redis round trip: a second socket written and read, the connection's task woken) and redis-server {}, on the {cores} cores shared with wrk and redis-server{bound}",
             us(h.ceiling_service_cpu_us),
             us(h.service_cpu_us),
             us(h.redis_cpu_us),

@@ -16,7 +16,8 @@ use lwcache_demo::DemoSpec;
 use lwcache_domain::{CacheKey, WorldId};
 
 use super::CONCURRENCY;
-use super::throughput::run_redis_benchmark;
+use super::cpu::{output_with_cores, per_request_us_at, process_cpu};
+use super::throughput::run_redis_benchmark_cpu;
 use crate::args::{Mode, redis_host_port};
 
 /// The world `lwcache serve` loads (and warms) when its source is the
@@ -41,8 +42,9 @@ impl Drop for Service {
 
 impl Service {
     /// Starts it over Redis with the in-memory source, whose demo world it
-    /// loads and warms before it listens; with `near`, its near cache on.
-    fn start(binary: &Path, redis_url: &str, near: bool) -> Result<Self> {
+    /// loads and warms before it listens; with `near`, its near cache on;
+    /// with `--worker-threads threads` (0: one per core, its default).
+    fn start(binary: &Path, redis_url: &str, near: bool, threads: usize) -> Result<Self> {
         let mut command = Command::new(binary);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("LWCACHE_") {
@@ -52,6 +54,7 @@ impl Service {
         let mut child = command
             .env("RUST_LOG", "warn")
             .args(["serve", "--listen", "127.0.0.1:0", "--redis-url", redis_url])
+            .args(["--worker-threads", &threads.to_string()])
             .args(if near {
                 &["--near-cache-bytes", NEAR_CACHE_BYTES][..]
             } else {
@@ -84,17 +87,9 @@ impl Service {
         Ok(Self { child, addr })
     }
 
-    /// The CPU time the service has run for, all its threads, from each
-    /// thread's `/proc/<pid>/task/<tid>/schedstat` (nanoseconds on the CPU
-    /// first); `None` where there is no such file.
+    /// The CPU time the service has run for, all its threads.
     fn cpu(&self) -> Option<Duration> {
-        let tasks = std::fs::read_dir(format!("/proc/{}/task", self.child.id())).ok()?;
-        let mut ns = 0u64;
-        for task in tasks.flatten() {
-            let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
-            ns += text.split_whitespace().next()?.parse::<u64>().ok()?;
-        }
-        Some(Duration::from_nanos(ns))
+        process_cpu(self.child.id())
     }
 }
 
@@ -136,6 +131,8 @@ struct WrkResult {
     per_s: f64,
     p50_us: f64,
     p99_us: f64,
+    /// wrk's own CPU time per request, in µs, when it could be read.
+    cpu_us: Option<f64>,
 }
 
 /// A duration as wrk prints it (`154.00us`, `1.20ms`, `2.00s`), in µs.
@@ -184,30 +181,31 @@ fn parse_wrk(text: &str) -> Result<WrkResult> {
         per_s: per_s.context("wrk printed no Requests/sec")?,
         p50_us: p50.context("wrk printed no 50% latency")?,
         p99_us: p99.context("wrk printed no 99% latency")?,
+        cpu_us: None,
     })
 }
 
 fn run_wrk(wrk: &Path, connections: usize, seconds: u64, url: &str) -> Result<WrkResult> {
     let threads = connections.min(2);
-    let output = Command::new(wrk)
-        .args([
-            "-t",
-            &threads.to_string(),
-            "-c",
-            &connections.to_string(),
-            "-d",
-            &format!("{seconds}s"),
-            "--latency",
-            url,
-        ])
-        .output()
-        .with_context(|| format!("running {}", wrk.display()))?;
+    let (output, cores) = output_with_cores(Command::new(wrk).args([
+        "-t",
+        &threads.to_string(),
+        "-c",
+        &connections.to_string(),
+        "-d",
+        &format!("{seconds}s"),
+        "--latency",
+        url,
+    ]))
+    .with_context(|| format!("running {}", wrk.display()))?;
     ensure!(
         output.status.success(),
         "wrk failed: {}",
         String::from_utf8_lossy(&output.stderr).trim()
     );
-    parse_wrk(&String::from_utf8_lossy(&output.stdout))
+    let mut result = parse_wrk(&String::from_utf8_lossy(&output.stdout))?;
+    result.cpu_us = per_request_us_at(cores, result.per_s);
+    Ok(result)
 }
 
 /// The Python client rows: `http.client` on one kept-alive connection
@@ -320,8 +318,13 @@ pub(crate) struct HttpFigures {
     pub(crate) problems: Vec<(String, String)>,
 }
 
+/// The service's runtimes the rows are measured on: its default (one
+/// worker per core), then everything on one thread.
+const WORKER_THREADS: [usize; 2] = [0, 1];
+
 /// Starts `lwcache serve` over `redis_url` and measures its read path,
-/// with its near cache off and then on.
+/// with its near cache off and then on, each on its default runtime and on
+/// one thread; the Python rows run on the default runtime.
 pub(crate) async fn http_reads(
     args: &crate::args::Args,
     mode: Mode,
@@ -333,7 +336,9 @@ pub(crate) async fn http_reads(
         problems: Vec::new(),
     };
     for near in [false, true] {
-        one_service(args, mode, requests, near, &mut figures).await?;
+        for threads in WORKER_THREADS {
+            one_service(args, mode, requests, near, threads, &mut figures).await?;
+        }
     }
     Ok(figures)
 }
@@ -343,6 +348,7 @@ async fn one_service(
     mode: Mode,
     requests: usize,
     near: bool,
+    threads: usize,
     figures: &mut HttpFigures,
 ) -> Result<()> {
     let binary = args.lwcache.clone();
@@ -352,10 +358,17 @@ async fn one_service(
         args.python.clone(),
         args.redis_benchmark.clone(),
     );
-    let tier = if near { ", near cache on" } else { "" };
-    let service =
-        match tokio::task::spawn_blocking(move || Service::start(&binary, &redis_url, near)).await?
-        {
+    let tier = match (near, threads) {
+        (false, 0) => String::new(),
+        (true, 0) => ", near cache on".to_owned(),
+        (false, n) => format!(", --worker-threads {n}"),
+        (true, n) => format!(", near cache on, --worker-threads {n}"),
+    };
+    let service = match tokio::task::spawn_blocking(move || {
+        Service::start(&binary, &redis_url, near, threads)
+    })
+    .await?
+    {
             Ok(service) => service,
             Err(e) => {
                 figures
@@ -390,7 +403,11 @@ async fn one_service(
             let (wrk, url) = (wrk.clone(), healthz.clone());
             let before = service.cpu();
             match tokio::task::spawn_blocking(move || run_wrk(&wrk, c, seconds, &url)).await? {
-                Ok(w) => Some((w.per_s, per_request_us(before, service.cpu(), w.requests))),
+                Ok(w) => Some((
+                    w.per_s,
+                    per_request_us(before, service.cpu(), w.requests),
+                    w.cpu_us,
+                )),
                 Err(e) => {
                     figures
                         .problems
@@ -413,7 +430,8 @@ async fn one_service(
             }
         };
         let redis_before = redis_cpu(&mut info).await;
-        let bench = run_redis_benchmark(&redis_benchmark, &args.redis_url, c, requests, &key).await;
+        let bench =
+            run_redis_benchmark_cpu(&redis_benchmark, &args.redis_url, c, requests, &key).await;
         let redis_after = redis_cpu(&mut info).await;
         if let Err(e) = &bench {
             figures
@@ -422,6 +440,7 @@ async fn one_service(
         }
         figures.rows.push(HttpRow {
             near,
+            worker_threads: threads,
             connections: c,
             requests: w.requests,
             http_ops_per_s: w.per_s,
@@ -431,12 +450,19 @@ async fn one_service(
                 .is_ok()
                 .then(|| per_request_us(redis_before, redis_after, requests as u64))
                 .flatten(),
-            redis_benchmark_ops_per_s: bench.ok(),
+            redis_benchmark_cpu_us: bench.as_ref().ok().and_then(|b| b.1),
+            redis_benchmark_ops_per_s: bench.ok().map(|b| b.0),
             ceiling_ops_per_s: ceiling.map(|c| c.0),
             ceiling_service_cpu_us: ceiling.and_then(|c| c.1),
+            ceiling_wrk_cpu_us: ceiling.and_then(|c| c.2),
             service_cpu_us: per_request_us(cpu_before.0, cpu_after.0, w.requests),
             redis_cpu_us: per_request_us(cpu_before.1, cpu_after.1, w.requests),
+            wrk_cpu_us: w.cpu_us,
         });
+    }
+    if threads != 0 {
+        drop(service);
+        return Ok(());
     }
     let redis = redis_host_port(&args.redis_url)
         .context("the Python rows need a plain redis://host:port URL")?;

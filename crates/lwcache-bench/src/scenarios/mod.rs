@@ -29,6 +29,7 @@
 
 mod availability;
 mod cluster;
+mod cpu;
 mod http;
 mod memory;
 mod near;

@@ -13,6 +13,7 @@ use lwcache_core::CacheManager;
 use lwcache_core::ports::{CacheStore, WorldRepository};
 use lwcache_domain::{CacheKey, EntityRef, WorldId};
 
+use super::cpu::{output_with_cores, per_request_us_at};
 use super::reads::{ReadApi, cached_read};
 use super::{CONCURRENCY, Plan};
 use crate::args::redis_host_port;
@@ -161,6 +162,20 @@ pub(super) async fn run_redis_benchmark(
     total: usize,
     key: &str,
 ) -> Result<f64> {
+    Ok(run_redis_benchmark_cpu(program, redis_url, c, total, key)
+        .await?
+        .0)
+}
+
+/// Like [`run_redis_benchmark`], with the CPU time redis-benchmark itself
+/// spent per GET, in µs, when it could be read.
+pub(super) async fn run_redis_benchmark_cpu(
+    program: &std::path::Path,
+    redis_url: &str,
+    c: usize,
+    total: usize,
+    key: &str,
+) -> Result<(f64, Option<f64>)> {
     let (host, port) = redis_host_port(redis_url)
         .context("redis-benchmark needs a plain redis://host:port URL")?;
     let mut command = Command::new(program);
@@ -178,7 +193,7 @@ pub(super) async fn run_redis_benchmark(
         "GET",
         key,
     ]);
-    let output = tokio::task::spawn_blocking(move || command.output())
+    let (output, cores) = tokio::task::spawn_blocking(move || output_with_cores(&mut command))
         .await?
         .with_context(|| format!("running {}", program.display()))?;
     ensure!(
@@ -186,7 +201,8 @@ pub(super) async fn run_redis_benchmark(
         "redis-benchmark failed: {}",
         String::from_utf8_lossy(&output.stderr).trim()
     );
-    parse_redis_benchmark_csv(&String::from_utf8_lossy(&output.stdout))
+    let per_s = parse_redis_benchmark_csv(&String::from_utf8_lossy(&output.stdout))?;
+    Ok((per_s, per_request_us_at(cores, per_s)))
 }
 
 /// The requests per second of the first data row of `redis-benchmark

@@ -82,6 +82,7 @@ fn fixed_report() -> Report {
         mode: "quick".to_owned(),
         environment: vec![
             ("CPU".to_owned(), "Test CPU | 3 GHz".to_owned()),
+            ("logical cores".to_owned(), "2".to_owned()),
             ("date".to_owned(), "2026-01-01 00:00 UTC".to_owned()),
         ],
         latency: vec![
@@ -123,6 +124,7 @@ fn fixed_report() -> Report {
         }],
         http: vec![HttpRow {
             near: false,
+            worker_threads: 1,
             connections: 64,
             requests: 60_000,
             http_ops_per_s: 30_000.0,
@@ -131,8 +133,11 @@ fn fixed_report() -> Report {
             redis_benchmark_ops_per_s: Some(60_000.0),
             ceiling_ops_per_s: Some(45_000.0),
             ceiling_service_cpu_us: Some(6.5),
+            ceiling_wrk_cpu_us: Some(5.0),
             service_cpu_us: Some(14.5),
             redis_cpu_us: Some(2.0),
+            wrk_cpu_us: Some(6.0),
+            redis_benchmark_cpu_us: Some(6.0),
             redis_benchmark_redis_cpu_us: Some(5.5),
         }],
         activation: vec![ActivationRow {
@@ -286,6 +291,11 @@ fn the_json_report_carries_every_figure_and_ratio() {
     assert_eq!(back["http"][0]["ceiling_to_redis_benchmark"], 0.75);
     assert_eq!(back["http"][0]["service_cpu_us"], 14.5);
     assert_eq!(back["http"][0]["redis_benchmark_redis_cpu_us"], 5.5);
+    assert_eq!(back["http"][0]["worker_threads"], 1);
+    // wrk 5 + service 6.5 (a /healthz request) + redis-server 2 (a read):
+    // 2 cores serve at most 148,148 reads/s, 2.469× of redis-benchmark.
+    assert_eq!(back["http"][0]["least_cpu_per_read_us"], 13.5);
+    assert_eq!(back["http"][0]["cpu_bound_to_redis_benchmark"], 2.469);
     assert_eq!(back["activation"][0]["activation_round_trips"], 10);
     assert_eq!(back["activation"][0]["naive_round_trips"], 2_002);
     assert_eq!(back["memory"]["ratio"], 0.917);
@@ -323,12 +333,15 @@ fn the_markdown_page_has_a_table_row_per_figure() {
     assert!(md.contains("| 16 | 20000 | 40,000 | 50,000 | 80,000 | 0.50× | 0.80× |"));
     assert!(md.contains("## The service's HTTP read path"));
     assert!(md.contains(
-        "| 64 | 60000 | 30,000 | 900.0 µs | 2.50 ms | 60,000 | 0.50× | 45,000 | 0.75× |"
+        "| off | 1 | 64 | 60000 | 30,000 | 900.0 µs | 2.50 ms | 60,000 | 0.50× | 45,000 | 0.75× |"
     ));
     assert!(
-        md.contains("| off | 64 | 6.5 µs | 14.5 µs | 2.0 µs | 5.5 µs |"),
+        md.contains(
+            "| off | 1 | 64 | 5.0 µs | 6.5 µs | 6.0 µs | 14.5 µs | 2.0 µs | 13.5 µs | 2.47× | 6.0 µs | 5.5 µs |"
+        ),
         "{md}"
     );
+    assert!(md.contains("what 2 busy cores could serve"), "{md}");
     assert!(md.contains("| 2002 (1305 KiB) | 300.00 ms | 10 |"));
     assert!(md.contains("| 220 B | 240 B | 0.92× |"));
     assert!(md.contains("| 90.0% | 95.0% | 12 | 0 |"));
