@@ -225,13 +225,11 @@ async fn run(args: &Args) -> Result<Report> {
         started.elapsed().as_secs_f64()
     );
     let http = scenarios::http_reads(args, args.mode, plan.throughput / 2).await?;
-    report
-        .targets
-        .extend(targets::http(
-            &http.rows,
-            &http.python,
-            std::thread::available_parallelism().map_or(0, usize::from),
-        ));
+    report.targets.extend(targets::http(
+        &http.rows,
+        &http.python,
+        std::thread::available_parallelism().map_or(0, usize::from),
+    ));
     report.http = http.rows;
     report.latency.extend(http.python);
     for (scenario, why) in http.problems {

@@ -166,8 +166,7 @@ impl HttpRow {
             return None;
         }
         let bound = cores as f64 * 1e6 / least;
-        self.redis_benchmark_ops_per_s
-            .and_then(|b| ratio(bound, b))
+        self.redis_benchmark_ops_per_s.and_then(|b| ratio(bound, b))
     }
 }
 

@@ -119,7 +119,10 @@ pub(crate) fn http(
 /// Why an HTTP row missed its ratio, from what the row measured.
 fn http_gap(h: &lwcache_bench::report::HttpRow, cores: usize) -> String {
     let us = |v: Option<f64>| v.map_or_else(|| "not measured".to_owned(), render::fmt_us);
-    let bound = match (h.least_cpu_per_read_us(), h.cpu_bound_to_redis_benchmark(cores)) {
+    let bound = match (
+        h.least_cpu_per_read_us(),
+        h.cpu_bound_to_redis_benchmark(cores),
+    ) {
         (Some(least), Some(b)) => format!(
             "; at the costs measured, with every one of the {cores} cores busy and the service spending on a read no more than on /healthz (wrk {} + service {} + redis-server {} = {} a read), the machine could serve at most {b:.2}× of redis-benchmark, whose GET costs redis-benchmark {} and redis-server {}",
             us(h.ceiling_wrk_cpu_us),

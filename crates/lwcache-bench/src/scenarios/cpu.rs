@@ -14,22 +14,34 @@ const SAMPLE_EVERY: Duration = Duration::from_millis(50);
 /// counted from the first sample after this.
 const WARM_UP: Duration = Duration::from_millis(200);
 
-/// The CPU time process `pid` has run for, all its threads; `None` where
-/// there is no such process or no `/proc`.
+/// The CPU time process `pid` has run for, its threads running now; `None`
+/// where there is no such process or no `/proc`.
 pub(super) fn process_cpu(pid: u32) -> Option<Duration> {
+    threads_cpu(pid).map(|(cpu, _)| cpu)
+}
+
+/// The CPU time of the threads process `pid` runs now, and how many there
+/// are: a thread's time leaves the sum when it ends.
+fn threads_cpu(pid: u32) -> Option<(Duration, usize)> {
     let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
-    let mut ns = 0u64;
+    let (mut ns, mut threads) = (0u64, 0usize);
     for task in tasks.flatten() {
-        let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+        // A thread that ended since the listing is left out.
+        let Ok(text) = std::fs::read_to_string(task.path().join("schedstat")) else {
+            continue;
+        };
         ns += text.split_whitespace().next()?.parse::<u64>().ok()?;
+        threads += 1;
     }
-    Some(Duration::from_nanos(ns))
+    Some((Duration::from_nanos(ns), threads))
 }
 
 /// Runs `command` to its end, as [`Command::output`] does, and reads its
 /// CPU time while it runs. Answers its output and how many cores it kept
 /// busy on average between its first sample after [`WARM_UP`] and its
-/// last one (`None` when it ran too briefly for two, or without `/proc`).
+/// last one with as many threads as it ever ran (its load's threads end
+/// before it prints its report); `None` when it ran too briefly for two
+/// such samples, or without `/proc`.
 pub(super) fn output_with_cores(command: &mut Command) -> std::io::Result<(Output, Option<f64>)> {
     let mut child = command
         .stdin(Stdio::null())
@@ -48,19 +60,22 @@ pub(super) fn output_with_cores(command: &mut Command) -> std::io::Result<(Outpu
     let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<_>));
     let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<_>));
     let started = Instant::now();
-    let mut window: Option<((Instant, Duration), (Instant, Duration))> = None;
+    // The first sample, and the last one with the most threads seen.
+    let mut window: Option<((Instant, Duration), (Instant, Duration), usize)> = None;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
         }
         if started.elapsed() >= WARM_UP
-            && let Some(cpu) = process_cpu(child.id())
+            && let Some((cpu, threads)) = threads_cpu(child.id())
         {
             let now = (Instant::now(), cpu);
-            window = Some(match window {
-                Some((first, _)) => (first, now),
-                None => (now, now),
-            });
+            window = match window {
+                None => Some((now, now, threads)),
+                Some((_, _, most)) if threads > most => Some((now, now, threads)),
+                Some((first, _, most)) if threads == most => Some((first, now, most)),
+                kept => kept,
+            };
         }
         std::thread::sleep(SAMPLE_EVERY);
     };
@@ -69,7 +84,7 @@ pub(super) fn output_with_cores(command: &mut Command) -> std::io::Result<(Outpu
         stdout: stdout.join().unwrap_or_default(),
         stderr: stderr.join().unwrap_or_default(),
     };
-    Ok((output, window.and_then(|(a, b)| cores_between(a, b))))
+    Ok((output, window.and_then(|(a, b, _)| cores_between(a, b))))
 }
 
 /// The cores kept busy between two readings of (wall clock, CPU time).
@@ -94,7 +109,7 @@ mod tests {
 
     #[test]
     fn a_busy_child_is_seen_busy_and_an_idle_one_idle() {
-        if process_cpu(std::process::id()).is_none() {
+        if !std::path::Path::new("/proc/self/task").is_dir() {
             eprintln!("SKIPPED: no /proc here");
             return;
         }
@@ -113,7 +128,10 @@ mod tests {
         let (_, idle) = output_with_cores(Command::new("sleep").arg("0.6")).unwrap();
         let idle = idle.unwrap();
         assert!(idle < 0.05, "sleep kept {idle} cores busy");
-        assert!(busy > idle + 0.1, "a spinning shell: {busy} cores, sleep: {idle}");
+        assert!(
+            busy > idle + 0.1,
+            "a spinning shell: {busy} cores, sleep: {idle}"
+        );
     }
 
     #[test]
@@ -127,6 +145,9 @@ mod tests {
             cores_between((t, Duration::ZERO), (later, Duration::from_secs(1))),
             Some(0.5)
         );
-        assert_eq!(cores_between((t, Duration::ZERO), (t, Duration::ZERO)), None);
+        assert_eq!(
+            cores_between((t, Duration::ZERO), (t, Duration::ZERO)),
+            None
+        );
     }
 }

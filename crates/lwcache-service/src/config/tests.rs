@@ -261,7 +261,11 @@ fn the_runtime_threads_come_from_flags_env_or_file_within_bounds() {
         ..Layer::default()
     };
     let err = resolve(&too_many, &none, &none).unwrap_err().to_string();
-    for name in ["--worker-threads", env::WORKER_THREADS, "worker_threads in the file"] {
+    for name in [
+        "--worker-threads",
+        env::WORKER_THREADS,
+        "worker_threads in the file",
+    ] {
         assert!(err.contains(name), "every spelling: {err}");
     }
     assert!(err.contains(&(MAX_WORKER_THREADS + 1).to_string()), "{err}");
