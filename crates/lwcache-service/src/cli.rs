@@ -53,7 +53,7 @@ struct Cli {
 enum Command {
     /// Serve the HTTP/JSON API. With no backend flags: the in-memory cache
     /// over the in-memory repository, with the demo world loaded.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Simulate players in the demo world and print a summary.
     Demo(DemoArgs),
     /// Load the demo world into the repository.
@@ -362,9 +362,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Seed(a) => (a.backends.layer()?, cli.config.clone()),
     };
     let settings = settings(&flags, config_path)?;
-    if let Command::Serve(ServeArgs {
-        print_config: true, ..
-    }) = &cli.command
+    if let Command::Serve(a) = &cli.command
+        && a.print_config
     {
         print!("{}", config::print::to_toml(&settings));
         return Ok(());

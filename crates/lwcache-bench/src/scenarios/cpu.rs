@@ -61,7 +61,7 @@ pub(super) fn output_with_cores(command: &mut Command) -> std::io::Result<(Outpu
     let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<_>));
     let started = Instant::now();
     // The first sample, and the last one with the most threads seen.
-    let mut window: Option<((Instant, Duration), (Instant, Duration), usize)> = None;
+    let mut window: Option<(Reading, Reading, usize)> = None;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
@@ -87,8 +87,11 @@ pub(super) fn output_with_cores(command: &mut Command) -> std::io::Result<(Outpu
     Ok((output, window.and_then(|(a, b, _)| cores_between(a, b))))
 }
 
-/// The cores kept busy between two readings of (wall clock, CPU time).
-fn cores_between(first: (Instant, Duration), last: (Instant, Duration)) -> Option<f64> {
+/// A reading of a process: the wall clock, and its CPU time then.
+type Reading = (Instant, Duration);
+
+/// The cores kept busy between two readings.
+fn cores_between(first: Reading, last: Reading) -> Option<f64> {
     let wall = last.0.checked_duration_since(first.0)?;
     let cpu = last.1.checked_sub(first.1)?;
     (wall > Duration::ZERO).then(|| cpu.as_secs_f64() / wall.as_secs_f64())
