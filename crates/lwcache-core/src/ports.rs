@@ -161,6 +161,16 @@ pub enum WriteKind {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Epoch(pub u64);
 
+impl Epoch {
+    /// A token for a new epoch, for a store that makes its own: random
+    /// bits from the operating system's seed of the standard library's
+    /// hasher keys, over the clock and the process id, so that a token
+    /// lost with a restart is not drawn again.
+    pub fn random() -> Epoch {
+        Epoch(crate::manager::random_u64())
+    }
+}
+
 /// One value (or tombstone) to put.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Put {

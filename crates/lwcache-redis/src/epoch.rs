@@ -31,24 +31,12 @@ pub(crate) fn epoch_key(world: &WorldId) -> String {
     format!("{}{EPOCH_SUFFIX}", lwcache_domain::key::world_prefix(world))
 }
 
-/// A token for a new epoch: std's per-process random hash keys over the
-/// clock, so that a token lost with a restart is not made again.
-fn random_token() -> u64 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    h.write_u128(now);
-    h.finish()
-}
-
 impl RedisStore {
     /// The world's epoch, made when missing.
     pub(crate) async fn learn_epoch(&self, world: &WorldId) -> Result<Epoch, CacheError> {
         let key = epoch_key(world);
         let mut invocation = EPOCH_SCRIPT.prepare_invoke();
-        invocation.key(&key).arg(random_token().to_string());
+        invocation.key(&key).arg(Epoch::random().0.to_string());
         self.call(|mut conn| async move {
             let raw: String = invocation.invoke_async(&mut conn).await?;
             raw.parse::<u64>()

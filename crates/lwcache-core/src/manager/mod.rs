@@ -577,7 +577,7 @@ fn jitter_draw(key: &CacheKey, base: u64, now_ms: i64) -> u64 {
 /// A random 64-bit number from the standard library's hasher keys, which
 /// are seeded from the operating system: enough for lease tokens and
 /// process names, with no random-number crate.
-fn random_u64() -> u64 {
+pub(crate) fn random_u64() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
     h.write_u128(
