@@ -135,6 +135,13 @@ pub struct RedisConfig {
     /// pipelining through redis-rs at moderate concurrency:
     /// `docs/redis-adapter.md`.
     pub batch_reads: bool,
+    /// With [`batch_reads`](Self::batch_reads), give each thread that
+    /// reads its own connection for its single-key reads, made on that
+    /// thread's runtime the first time it reads (off by default). For a
+    /// process that runs one single-threaded runtime per thread (`lwcache
+    /// serve --runtime sharded`): a read then never wakes another thread.
+    /// Until a thread's connection is made its reads use the shared one.
+    pub read_connection_per_thread: bool,
 }
 
 impl fmt::Debug for RedisConfig {
@@ -151,6 +158,10 @@ impl fmt::Debug for RedisConfig {
             .field("connect_timeout", &self.connect_timeout)
             .field("response_timeout", &self.response_timeout)
             .field("batch_reads", &self.batch_reads)
+            .field(
+                "read_connection_per_thread",
+                &self.read_connection_per_thread,
+            )
             .finish()
     }
 }
@@ -246,6 +257,7 @@ impl RedisConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             batch_reads: false,
+            read_connection_per_thread: false,
         })
     }
 
@@ -292,6 +304,7 @@ impl RedisConfig {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             response_timeout: DEFAULT_RESPONSE_TIMEOUT,
             batch_reads: false,
+            read_connection_per_thread: false,
         })
     }
 
@@ -324,6 +337,14 @@ impl RedisConfig {
     /// [`batch_reads`](Self::batch_reads)); ignored on a Cluster.
     pub fn with_read_batching(mut self, on: bool) -> Self {
         self.batch_reads = on;
+        self
+    }
+
+    /// Gives each reading thread a connection of its own for its batched
+    /// single-key reads (see
+    /// [`read_connection_per_thread`](Self::read_connection_per_thread)).
+    pub fn with_read_connection_per_thread(mut self, on: bool) -> Self {
+        self.read_connection_per_thread = on;
         self
     }
 

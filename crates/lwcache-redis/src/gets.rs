@@ -12,17 +12,28 @@
 //! the read: batching keeps every read linearizable. Reads are never joined
 //! to a command already sent.
 //!
+//! With `RedisConfig::read_connection_per_thread`, each thread that reads
+//! gets a connection and a batching task of its own, made on its runtime
+//! the first time it reads: in a process that runs one single-threaded
+//! runtime per thread, a read, its batch and its connection's I/O then all
+//! run on the thread that answers the request, and no read wakes another
+//! thread. Connections are per thread, not per read, so the reads of one
+//! thread still share batches; every connection talks to the same server,
+//! so a read still sees every write acknowledged before it began.
+//!
 //! On a Cluster, reads are not batched: an `MGET` must stay in one slot,
 //! and one slow node would hold up the reads of every world behind it.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use lwcache_core::ports::CacheError;
 use lwcache_domain::CacheKey;
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+use crate::config::RedisConfig;
 use crate::link::Link;
 use crate::store::{Conn, Failure, call_on, command};
 
@@ -50,14 +61,77 @@ struct Waiter {
 pub(crate) struct Gets(Arc<Shared>);
 
 struct Shared {
-    link: Link,
     timeout: Duration,
+    /// The lane over the store's own connection.
+    main: Arc<Lane>,
+    /// With a connection per reading thread, how to open them and the
+    /// lanes opened so far.
+    per_thread: Option<PerThread>,
+}
+
+/// The lanes of a store with a read connection per thread: each thread
+/// finds its own through [`LANES`]; the store keeps them alive.
+struct PerThread {
+    /// Which store's lanes, in [`LANES`].
+    id: u64,
+    config: RedisConfig,
+    lanes: Mutex<Vec<Arc<Lane>>>,
+}
+
+impl PerThread {
+    /// Opens this thread's lane on `runtime`, in place of any lane it had
+    /// on another runtime (whose connection went, or goes, with it).
+    fn open(&self, runtime: &tokio::runtime::Handle) -> Arc<Lane> {
+        let lane = Arc::new(Lane::new(Link::in_background(self.config.clone(), runtime)));
+        let before = LANES.with_borrow_mut(|lanes| {
+            lanes.retain(|mine| mine.lane.strong_count() > 0);
+            let before = lanes
+                .iter()
+                .position(|mine| mine.store == self.id)
+                .map(|at| lanes.swap_remove(at).lane);
+            lanes.push(ThreadLane {
+                store: self.id,
+                runtime: runtime.id(),
+                lane: Arc::downgrade(&lane),
+            });
+            before
+        });
+        let mut lanes = self
+            .lanes
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(before) = before.and_then(|weak| weak.upgrade()) {
+            lanes.retain(|kept| !Arc::ptr_eq(kept, &before));
+        }
+        lanes.push(Arc::clone(&lane));
+        lane
+    }
+}
+
+/// A thread's lane of one store, on the runtime it was made on.
+struct ThreadLane {
+    store: u64,
+    runtime: tokio::runtime::Id,
+    lane: Weak<Lane>,
+}
+
+/// One connection's batching: its reads in flight and its batching task.
+struct Lane {
+    link: Link,
     /// Reads sent at once and not yet answered, plus queued reads.
     busy: AtomicUsize,
     /// The queue of the task that sends the batches, made on the first read
     /// that queues, and again if that task's runtime has gone.
     queue: RwLock<Option<mpsc::UnboundedSender<Waiter>>>,
 }
+
+thread_local! {
+    /// This thread's lanes, one per store with a connection per thread.
+    static LANES: RefCell<Vec<ThreadLane>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The ids of stores in [`LANES`].
+static NEXT_STORE: AtomicU64 = AtomicU64::new(0);
 
 /// Counts a read as busy until it is dropped.
 struct Busy<'a>(&'a AtomicUsize);
@@ -68,29 +142,49 @@ impl Drop for Busy<'_> {
     }
 }
 
-impl Gets {
-    pub(crate) fn new(link: Link, timeout: Duration) -> Self {
-        Self(Arc::new(Shared {
+impl Lane {
+    fn new(link: Link) -> Self {
+        Self {
             link,
-            timeout,
             busy: AtomicUsize::new(0),
             queue: RwLock::new(None),
+        }
+    }
+}
+
+impl Gets {
+    /// Batches the reads over `link`; with `per_thread`, each thread that
+    /// reads opens a connection of its own with that configuration.
+    pub(crate) fn new(link: Link, timeout: Duration, per_thread: Option<RedisConfig>) -> Self {
+        Self(Arc::new(Shared {
+            timeout,
+            main: Arc::new(Lane::new(link)),
+            per_thread: per_thread.map(|config| PerThread {
+                id: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
+                config,
+                lanes: Mutex::new(Vec::new()),
+            }),
         }))
     }
 
     /// The value of `key` (not the version key: the caller checks).
     pub(crate) async fn get(&self, key: &CacheKey) -> Reply {
         let shared = &*self.0;
-        let before = shared.busy.fetch_add(1, Ordering::AcqRel);
-        let _busy = Busy(&shared.busy);
+        let lane = self.lane();
+        let before = lane.busy.fetch_add(1, Ordering::AcqRel);
+        let _busy = Busy(&lane.busy);
         if before == 0 {
-            return get_one(&shared.link, shared.timeout, key).await;
+            return get_one(&lane.link, shared.timeout, key).await;
         }
         let (reply, answer) = oneshot::channel();
-        self.enqueue(Waiter {
-            key: key.clone(),
-            reply,
-        })?;
+        enqueue(
+            &lane,
+            shared.timeout,
+            Waiter {
+                key: key.clone(),
+                reply,
+            },
+        )?;
         match tokio::time::timeout(shared.timeout, answer).await {
             Ok(Ok(reply)) => reply,
             // The task went with its runtime before it answered.
@@ -101,41 +195,84 @@ impl Gets {
         }
     }
 
-    fn enqueue(&self, waiter: Waiter) -> Result<(), CacheError> {
+    /// This thread's lane once its connection is made, else the store's.
+    /// The first read of a thread on a runtime starts its connection there;
+    /// a lane belongs to the runtime it was made on (its connection's tasks
+    /// run there), so a thread on a new runtime makes a new one.
+    fn lane(&self) -> Arc<Lane> {
         let shared = &*self.0;
-        let waiter = {
-            let queue = shared
-                .queue
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match queue.as_ref() {
-                Some(tx) => match tx.send(waiter) {
-                    Ok(()) => return Ok(()),
-                    Err(mpsc::error::SendError(waiter)) => waiter,
-                },
-                None => waiter,
-            }
+        let Some(per_thread) = &shared.per_thread else {
+            return Arc::clone(&shared.main);
         };
-        // No task yet, or its runtime has shut down: start one on this
-        // runtime (a read runs on one).
-        let runtime = tokio::runtime::Handle::try_current()
-            .map_err(|_| CacheError::Unavailable("a batched read needs a tokio runtime".into()))?;
-        let mut queue = shared
-            .queue
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let tx = match queue.as_ref() {
-            Some(tx) if !tx.is_closed() => tx.clone(),
-            _ => {
-                let (tx, rx) = mpsc::unbounded_channel();
-                runtime.spawn(send_batches(rx, shared.link.clone(), shared.timeout));
-                *queue = Some(tx.clone());
-                tx
-            }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Arc::clone(&shared.main);
         };
-        tx.send(waiter)
-            .map_err(|_| CacheError::Unavailable("the task batching reads stopped at once".into()))
+        let here = runtime.id();
+        let mine = LANES.with_borrow(|lanes| {
+            lanes
+                .iter()
+                .find(|mine| mine.store == per_thread.id && mine.runtime == here)
+                .map(|mine| mine.lane.upgrade())
+        });
+        let lane = match mine {
+            Some(Some(lane)) => lane,
+            // The store that made it is gone: so is its id.
+            Some(None) => return Arc::clone(&shared.main),
+            None => per_thread.open(&runtime),
+        };
+        if lane.link.is_made() {
+            lane
+        } else {
+            Arc::clone(&shared.main)
+        }
     }
+
+    /// How many connections of its own reading threads have made.
+    pub(crate) fn thread_connections(&self) -> usize {
+        self.0.per_thread.as_ref().map_or(0, |p| {
+            p.lanes
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .filter(|lane| lane.link.is_made())
+                .count()
+        })
+    }
+}
+
+fn enqueue(lane: &Lane, timeout: Duration, waiter: Waiter) -> Result<(), CacheError> {
+    let waiter = {
+        let queue = lane
+            .queue
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match queue.as_ref() {
+            Some(tx) => match tx.send(waiter) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::SendError(waiter)) => waiter,
+            },
+            None => waiter,
+        }
+    };
+    // No task yet, or its runtime has shut down: start one on this
+    // runtime (a read runs on one).
+    let runtime = tokio::runtime::Handle::try_current()
+        .map_err(|_| CacheError::Unavailable("a batched read needs a tokio runtime".into()))?;
+    let mut queue = lane
+        .queue
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let tx = match queue.as_ref() {
+        Some(tx) if !tx.is_closed() => tx.clone(),
+        _ => {
+            let (tx, rx) = mpsc::unbounded_channel();
+            runtime.spawn(send_batches(rx, lane.link.clone(), timeout));
+            *queue = Some(tx.clone());
+            tx
+        }
+    };
+    tx.send(waiter)
+        .map_err(|_| CacheError::Unavailable("the task batching reads stopped at once".into()))
 }
 
 /// One `GET` of `key`, bounded by `timeout`: a read with none in flight,

@@ -212,8 +212,10 @@ impl RedisStore {
 
     fn over(link: Link, config: &RedisConfig) -> Self {
         let cluster = matches!(config.topology, Topology::Cluster(_));
-        let gets = (!cluster && config.batch_reads)
-            .then(|| Gets::new(link.clone(), config.response_timeout));
+        let gets = (!cluster && config.batch_reads).then(|| {
+            let per_thread = config.read_connection_per_thread.then(|| config.clone());
+            Gets::new(link.clone(), config.response_timeout, per_thread)
+        });
         Self {
             link,
             cluster,
@@ -229,6 +231,13 @@ impl RedisStore {
     /// calls say so.
     pub fn is_connected(&self) -> bool {
         self.link.is_made()
+    }
+
+    /// How many reading threads have a connection of their own made (with
+    /// [`RedisConfig::read_connection_per_thread`]; a thread's latest, on
+    /// the last runtime it read on); 0 otherwise.
+    pub fn thread_read_connections(&self) -> usize {
+        self.gets.as_ref().map_or(0, Gets::thread_connections)
     }
 
     /// Runs one call on a clone of the connection (they share the socket),

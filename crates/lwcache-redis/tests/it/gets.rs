@@ -4,10 +4,11 @@
 //! own key's value, none returns a value older than a write acknowledged
 //! before it began, a cut connection fails them within the response
 //! timeout, and the store keeps batching after the runtime that started its
-//! batching task is gone.
+//! batching task is gone; with a read connection per thread, each thread
+//! on a runtime of its own reads through its own connection, as fresh.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use lwcache_core::ports::{CacheError, CacheStore};
@@ -315,4 +316,229 @@ fn batching_survives_the_runtime_that_started_it() {
         assert!(Instant::now() < deadline, "{results:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+fn sharded_store(url: &str) -> RedisConfig {
+    RedisConfig::from_url(url)
+        .unwrap()
+        .with_response_timeout(TEST_RESPONSE_TIMEOUT)
+        .with_read_batching(true)
+        .with_read_connection_per_thread(true)
+}
+
+/// A runtime that runs its tasks while the test's thread does other
+/// things: the store's own connection lives there.
+fn background_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// A current-thread runtime, the kind a sharded process runs per thread.
+fn shard_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Reads on `runtime` until this thread's own connection answers them (or
+/// a deadline passes), then `rounds` rounds of concurrent reads of every
+/// key, each checked against the value `value(i)` written to key `i`.
+fn read_on_shard(
+    runtime: &tokio::runtime::Runtime,
+    store: &RedisStore,
+    keys: &Arc<Vec<CacheKey>>,
+    connections: usize,
+    rounds: usize,
+) {
+    runtime.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // The first read opens this thread's connection; reads answer (on
+        // the shared one) while it is made.
+        loop {
+            assert_eq!(
+                store.get(&keys[0]).await.unwrap(),
+                Some(b"value of 0".to_vec())
+            );
+            if store.thread_read_connections() >= connections {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "this thread's connection never came"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        for _ in 0..rounds {
+            let mut readers = Vec::new();
+            for r in 0..READERS {
+                let (store, keys) = (store.clone(), keys.clone());
+                readers.push(tokio::spawn(async move {
+                    let i = (r * 7) % keys.len();
+                    let value = store.get(&keys[i]).await.unwrap();
+                    assert_eq!(value, Some(format!("value of {i}").into_bytes()), "key {i}");
+                }));
+            }
+            for reader in readers {
+                reader.await.unwrap();
+            }
+        }
+    });
+}
+
+/// With a read connection per thread, each thread on a single-threaded
+/// runtime of its own reads through a connection of its own, made on its
+/// runtime, with every value right; a thread whose runtime is replaced
+/// replaces its connection (the old one went with its runtime) instead of
+/// adding one; and a store without the option opens none.
+#[test]
+fn each_sharded_thread_reads_through_its_own_connection() {
+    let Some(server) = OwnRedis::start("each_sharded_thread_reads") else {
+        return;
+    };
+    let url = server.url();
+    let world = WorldId::new("sharded").unwrap();
+    let keys = Arc::new(keys(&world, 32));
+    let setup = background_runtime();
+    let store = setup.block_on(async {
+        let mut conn = plain(&url).await;
+        for (i, key) in keys.iter().enumerate() {
+            let _: () = redis::cmd("SET")
+                .arg(key.render())
+                .arg(format!("value of {i}"))
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+        }
+        RedisStore::connect(&sharded_store(&url)).await.unwrap()
+    });
+    assert_eq!(store.thread_read_connections(), 0);
+
+    let clients = || {
+        setup.block_on(async {
+            let list: String = redis::cmd("CLIENT")
+                .arg("LIST")
+                .query_async(&mut plain(&url).await)
+                .await
+                .unwrap();
+            list.lines().count()
+        })
+    };
+    // Two shards read at once: each thread makes one connection, which
+    // lives as long as its runtime.
+    let barrier = std::sync::Barrier::new(3);
+    std::thread::scope(|scope| {
+        for _ in 0..2 {
+            let (store, keys, barrier) = (&store, &keys, &barrier);
+            scope.spawn(move || {
+                let runtime = shard_runtime();
+                read_on_shard(&runtime, store, keys, 2, 20);
+                barrier.wait();
+                barrier.wait();
+            });
+        }
+        barrier.wait();
+        assert_eq!(store.thread_read_connections(), 2);
+        // The store's own, the two threads' and the one asking.
+        assert_eq!(clients(), 4, "connections to the server");
+        barrier.wait();
+    });
+
+    // One thread, two runtimes in turn: the second replaces the first's
+    // connection, whose tasks went with it.
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            read_on_shard(&shard_runtime(), &store, &keys, 3, 5);
+            read_on_shard(&shard_runtime(), &store, &keys, 3, 5);
+        });
+    });
+    assert_eq!(store.thread_read_connections(), 3);
+
+    let plain_store = setup.block_on(async {
+        RedisStore::connect(
+            &RedisConfig::from_url(&url)
+                .unwrap()
+                .with_read_batching(true),
+        )
+        .await
+        .unwrap()
+    });
+    std::thread::scope(|scope| {
+        scope.spawn(|| read_on_shard(&shard_runtime(), &plain_store, &keys, 0, 5));
+    });
+    assert_eq!(plain_store.thread_read_connections(), 0);
+}
+
+/// Reads on two sharded threads, each through its own connection, never
+/// return a value older than a write acknowledged before they began.
+#[test]
+fn sharded_reads_never_miss_a_write_acknowledged_before_them() {
+    let Some(url) = standalone_url() else { return };
+    let world = lwcache_testkit::fixtures::fresh_world();
+    let key = keys(&world, 1).remove(0);
+    let setup = background_runtime();
+    let store = setup
+        .block_on(RedisStore::connect(&sharded_store(&url)))
+        .unwrap();
+    let acked = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let writes = 400u64;
+    let mut shards = Vec::new();
+    for _ in 0..2 {
+        let (store, key, acked, done) = (store.clone(), key.clone(), acked.clone(), done.clone());
+        shards.push(std::thread::spawn(move || {
+            shard_runtime().block_on(async move {
+                let mut readers = Vec::new();
+                for _ in 0..READERS / 2 {
+                    let (store, key, acked, done) =
+                        (store.clone(), key.clone(), acked.clone(), done.clone());
+                    readers.push(tokio::spawn(async move {
+                        let mut reads = 0u64;
+                        loop {
+                            let finished = done.load(Ordering::SeqCst);
+                            let floor = acked.load(Ordering::SeqCst);
+                            let read = match store.get(&key).await.unwrap() {
+                                Some(bytes) => {
+                                    String::from_utf8(bytes).unwrap().parse::<u64>().unwrap()
+                                }
+                                None => 0,
+                            };
+                            assert!(
+                                read >= floor,
+                                "read {read} after the write of {floor} was acknowledged"
+                            );
+                            reads += 1;
+                            if finished {
+                                return reads;
+                            }
+                        }
+                    }));
+                }
+                let mut total = 0;
+                for reader in readers {
+                    total += reader.await.unwrap();
+                }
+                total
+            })
+        }));
+    }
+    setup.block_on(async {
+        let mut conn = plain(&url).await;
+        for n in 1..=writes {
+            let _: () = redis::cmd("SET")
+                .arg(key.render())
+                .arg(n)
+                .query_async(&mut conn)
+                .await
+                .unwrap();
+            acked.store(n, Ordering::SeqCst);
+        }
+    });
+    done.store(true, Ordering::SeqCst);
+    let total: u64 = shards.into_iter().map(|s| s.join().unwrap()).sum();
+    assert!(total > writes, "the readers read only {total} times");
+    assert_eq!(store.thread_read_connections(), 2);
 }
