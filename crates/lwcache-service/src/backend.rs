@@ -272,11 +272,13 @@ impl Backends {
                 // timer, the store's (`CacheStore::read_deadline`).
                 // Each HTTP read crosses a second hop to Redis: batching the
                 // reads in flight together saves round trips and
-                // redis-server's work (`docs/redis-adapter.md`).
+                // redis-server's work (`docs/redis-adapter.md`). A sharded
+                // service reads through a connection per shard.
                 let config = config
                     .map_err(|e| err(e.into()))?
                     .with_response_timeout(settings.policy.cache_timeout)
-                    .with_read_batching(true);
+                    .with_read_batching(true)
+                    .with_read_connection_per_thread(settings.redis_read_connection_per_thread);
                 let config = with_tls_files(config, &settings.redis_tls)?;
                 let store = open_redis(&config).await.map_err(|e| err(e.into()))?;
                 let heartbeat = settings.reads.near.map_or(

@@ -17,7 +17,7 @@ use lwcache_demo::DemoSpec;
 use lwcache_domain::{WorldError, WorldId};
 use lwcache_service::backend::{Backends, DEMO_WORLD};
 use lwcache_service::config::{
-    self, ClusterUrls, Layer, RedisUrl, Secret, Settings, WriteModes, resolve,
+    self, ClusterUrls, Layer, RedisUrl, RuntimeModel, Secret, Settings, WriteModes, resolve,
 };
 use lwcache_service::server::{self, Ready};
 use lwcache_service::telemetry::{Telemetry, TelemetryConfig};
@@ -193,6 +193,12 @@ struct ServeArgs {
     /// 1 runs it all on one thread [default: 0].
     #[arg(long, value_name = "N")]
     worker_threads: Option<usize>,
+    /// How the threads share the work: `work-stealing`, one runtime whose
+    /// workers steal tasks, or `sharded`, one single-threaded runtime per
+    /// thread, each with its own listening socket (SO_REUSEPORT) and Redis
+    /// read connection [default: work-stealing].
+    #[arg(long, value_name = "MODEL")]
+    runtime: Option<RuntimeModel>,
     /// How many failed cache calls in a row open the circuit breaker, after
     /// which cache calls fail at once and reads go to the source [default: 5].
     #[arg(long, value_name = "N")]
@@ -343,6 +349,7 @@ fn run(cli: Cli) -> Result<()> {
                 admin_token: a.admin_token.clone().map(Secret::new),
                 max_body_bytes: a.max_body_bytes,
                 worker_threads: a.worker_threads,
+                runtime: a.runtime,
                 fail_safe_grace_ms: a.reads.fail_safe_grace_ms,
                 ttl_jitter_percent: a.reads.ttl_jitter_percent,
                 negative_ttl_ms: a.reads.negative_ttl_ms,

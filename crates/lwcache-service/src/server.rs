@@ -106,12 +106,7 @@ pub async fn serve(
         version
     };
     let tls = settings.https.as_ref().map(tls_acceptor).transpose()?;
-    let listener = TcpListener::bind(settings.listen)
-        .await
-        .map_err(|source| ServeError::Bind {
-            addr: settings.listen,
-            source,
-        })?;
+    let (listener, others) = listen(settings.listen, settings.runtime.shards()).await?;
     let addr = listener.local_addr().map_err(ServeError::Serve)?;
     let text_source = Arc::clone(&telemetry);
     let app = router(
@@ -142,19 +137,22 @@ pub async fn serve(
         auth: settings.auth_token.is_some(),
         https: tls.is_some(),
     });
-    tracing::info!(%addr, https = tls.is_some(), "listening");
-    let served = match tls {
-        None => {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
+    tracing::info!(%addr, https = tls.is_some(), shards = others.len() + 1, "listening");
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut shards = Vec::with_capacity(others.len());
+    for (i, listener) in others.into_iter().enumerate() {
+        let shard = start_shard(i + 1, listener, tls.clone(), app.clone(), stopping.clone());
+        shards.push(shard.map_err(ServeError::Serve)?);
+    }
+    let served = serve_on(listener, tls, app, shutdown_signal()).await;
+    let _ = stop.send(true);
+    for (i, shard) in shards.into_iter().enumerate() {
+        match shard.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(shard = i + 1, error = %e, "a shard failed"),
+            Err(_) => tracing::warn!(shard = i + 1, "a shard's thread ended without an answer"),
         }
-        Some(acceptor) => {
-            axum::serve(TlsListener::start(listener, acceptor), app)
-                .with_graceful_shutdown(shutdown_signal())
-                .await
-        }
-    };
+    }
     tracing::info!("no longer accepting requests; draining the write-behind queue");
     manager.shutdown().await;
     drop(manager);
@@ -163,6 +161,104 @@ pub async fn serve(
         Err(_) => tracing::warn!("telemetry still in use at exit; not flushed"),
     }
     served.map_err(ServeError::Serve)
+}
+
+/// The listener of this thread and, for a sharded service, those of the
+/// other shards: every one bound to the same address with `SO_REUSEPORT`,
+/// so that the kernel spreads the connections over them. All are bound
+/// before the service says it listens.
+async fn listen(
+    addr: SocketAddr,
+    shards: usize,
+) -> Result<(TcpListener, Vec<std::net::TcpListener>), ServeError> {
+    let failed = |source| ServeError::Bind { addr, source };
+    if shards <= 1 {
+        return Ok((TcpListener::bind(addr).await.map_err(failed)?, Vec::new()));
+    }
+    let first = shared_port_listener(addr).map_err(failed)?;
+    // A port of 0 is chosen by the first bind; the others share it.
+    let bound = first.local_addr().map_err(failed)?;
+    let mut others = Vec::with_capacity(shards - 1);
+    for _ in 1..shards {
+        let listener = shared_port_listener(bound).and_then(TcpListener::into_std);
+        others.push(listener.map_err(failed)?);
+    }
+    Ok((first, others))
+}
+
+/// A listener on `addr` that other sockets of this user may bind too.
+fn shared_port_listener(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    #[cfg(unix)]
+    socket.set_reuseport(true)?;
+    #[cfg(not(unix))]
+    return Err(std::io::Error::new(
+        std::io::ErrorKind::Unsupported,
+        "a sharded runtime needs SO_REUSEPORT",
+    ));
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// The queue of connections not yet accepted, per listener.
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Starts shard `index` on a thread of its own, with a single-threaded
+/// runtime serving `app` on `listener` until `stopping` turns true; the
+/// answer says how it ended.
+fn start_shard(
+    index: usize,
+    listener: std::net::TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: axum::Router,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> std::io::Result<tokio::sync::oneshot::Receiver<std::io::Result<()>>> {
+    let (done, ended) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name(format!("lwcache-shard-{index}"))
+        .spawn(move || {
+            let served = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .and_then(|runtime| {
+                    runtime.block_on(async move {
+                        let listener = TcpListener::from_std(listener)?;
+                        let stop = async move {
+                            let _ = stopping.wait_for(|stop| *stop).await;
+                        };
+                        serve_on(listener, tls, app, stop).await
+                    })
+                });
+            let _ = done.send(served);
+        })?;
+    Ok(ended)
+}
+
+/// Serves `app` on `listener`, over TLS with `tls`, until `shutdown`
+/// resolves and the requests in flight are answered.
+async fn serve_on(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    match tls {
+        None => {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(acceptor) => {
+            axum::serve(TlsListener::start(listener, acceptor), app)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    }
 }
 
 /// The server's TLS configuration from the PEM files `https` names.

@@ -37,6 +37,8 @@ pub const ADMIN_TOKEN: &str = "LWCACHE_ADMIN_TOKEN";
 pub const MAX_BODY_BYTES: &str = "LWCACHE_MAX_BODY_BYTES";
 /// How many threads run the service's async work; 0 is one per core.
 pub const WORKER_THREADS: &str = "LWCACHE_WORKER_THREADS";
+/// How the threads share the work: `work-stealing` or `sharded`.
+pub const RUNTIME: &str = "LWCACHE_RUNTIME";
 /// How writes update the cache: `spec` or `invalidate`.
 pub const WRITE_MODE: &str = "LWCACHE_WRITE_MODE";
 /// The path of a TOML configuration file.
@@ -112,6 +114,13 @@ impl Layer {
             })?),
             None => None,
         };
+        let runtime = match get(RUNTIME) {
+            Some(v) => Some(v.parse().map_err(|problem| ConfigError::Env {
+                var: RUNTIME,
+                problem,
+            })?),
+            None => None,
+        };
         let write_mode = match get(WRITE_MODE) {
             Some(v) => Some(v.parse().map_err(|problem| ConfigError::Env {
                 var: WRITE_MODE,
@@ -175,6 +184,7 @@ impl Layer {
             privacy: super::privacy::PrivacyLayer::from_env(get),
             max_body_bytes,
             worker_threads,
+            runtime,
             breaker_failures,
             breaker_open_ms,
             state_ttl_ms: number(STATE_TTL_MS)?,

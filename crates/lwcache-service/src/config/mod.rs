@@ -34,7 +34,7 @@ pub use reads::{
     MAX_NEGATIVE_TTL_MS, MIN_NEAR_CACHE_BYTES, NearSettings, ReadSettings,
 };
 pub use tls::{ClientFiles, HttpsSettings, RedisTls};
-pub use values::{ClusterUrls, RedisUrl, Secret, WriteModes};
+pub use values::{ClusterUrls, RedisUrl, RuntimeModel, Secret, WriteModes};
 
 /// How each source spells one setting, for the errors that name it.
 #[derive(Debug, Clone, Copy)]
@@ -109,6 +109,9 @@ pub struct Layer {
     /// How many threads run the service's async work; 0 (the default) is
     /// one per core, 1 runs it all on one thread.
     pub worker_threads: Option<usize>,
+    /// How the threads share the work: `work-stealing` (the default) or
+    /// `sharded`.
+    pub runtime: Option<RuntimeModel>,
     /// The certificate chain the listener serves HTTPS with, a PEM file.
     pub tls_cert: Option<PathBuf>,
     /// Its private key, a PEM file.
@@ -273,6 +276,9 @@ pub struct BackendSettings {
     pub policy: PolicySettings,
     /// What never reaches the cache.
     pub privacy: lwcache_domain::SensitivityPolicy,
+    /// A Redis connection per thread for single-key reads (set when the
+    /// service runs sharded).
+    pub redis_read_connection_per_thread: bool,
 }
 
 /// The service's settings, resolved.
@@ -312,6 +318,11 @@ pub enum RuntimeThreads {
     /// This many workers, tasks stolen between them (2 to
     /// [`MAX_WORKER_THREADS`]).
     Workers(usize),
+    /// This many threads (0: one per core), each running a single-threaded
+    /// runtime of its own with its own listening socket and Redis read
+    /// connection (`runtime = "sharded"`): the requests of a connection,
+    /// and their reads, never leave the thread that accepted it.
+    Sharded(usize),
 }
 
 impl RuntimeThreads {
@@ -320,14 +331,38 @@ impl RuntimeThreads {
         match self {
             RuntimeThreads::PerCore => 0,
             RuntimeThreads::One => 1,
-            RuntimeThreads::Workers(n) => n,
+            RuntimeThreads::Workers(n) | RuntimeThreads::Sharded(n) => n,
+        }
+    }
+
+    /// The `runtime` value that gives this.
+    pub fn model(self) -> RuntimeModel {
+        match self {
+            RuntimeThreads::Sharded(_) => RuntimeModel::Sharded,
+            _ => RuntimeModel::WorkStealing,
+        }
+    }
+
+    /// How many single-threaded runtimes serve requests: the shards, or 1
+    /// for every other way (whose one runtime may have many threads).
+    pub fn shards(self) -> usize {
+        match self {
+            RuntimeThreads::Sharded(0) => {
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+            }
+            RuntimeThreads::Sharded(n) => n,
+            _ => 1,
         }
     }
 
     /// The tokio runtime builder that runs the service this way.
     pub fn builder(self) -> tokio::runtime::Builder {
         match self {
-            RuntimeThreads::One => tokio::runtime::Builder::new_current_thread(),
+            // A shard's runtime: this thread's; the others start with the
+            // service.
+            RuntimeThreads::One | RuntimeThreads::Sharded(_) => {
+                tokio::runtime::Builder::new_current_thread()
+            }
             RuntimeThreads::PerCore => tokio::runtime::Builder::new_multi_thread(),
             RuntimeThreads::Workers(n) => {
                 let mut b = tokio::runtime::Builder::new_multi_thread();
@@ -401,15 +436,16 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
                 .invalid(0, "at least 1"),
         );
     }
-    let runtime = match pick(
-        &flags.worker_threads,
-        &env.worker_threads,
-        &file.worker_threads,
+    let model = pick(&flags.runtime, &env.runtime, &file.runtime).unwrap_or_default();
+    let runtime = match (
+        model,
+        pick(
+            &flags.worker_threads,
+            &env.worker_threads,
+            &file.worker_threads,
+        ),
     ) {
-        None | Some(0) => RuntimeThreads::PerCore,
-        Some(1) => RuntimeThreads::One,
-        Some(n) if n <= MAX_WORKER_THREADS => RuntimeThreads::Workers(n),
-        Some(n) => {
+        (_, Some(n)) if n > MAX_WORKER_THREADS => {
             return Err(
                 Names::new("--worker-threads", env::WORKER_THREADS, "worker_threads").invalid(
                     n,
@@ -417,6 +453,10 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
                 ),
             );
         }
+        (_, Some(1)) => RuntimeThreads::One,
+        (RuntimeModel::WorkStealing, None | Some(0)) => RuntimeThreads::PerCore,
+        (RuntimeModel::WorkStealing, Some(n)) => RuntimeThreads::Workers(n),
+        (RuntimeModel::Sharded, n) => RuntimeThreads::Sharded(n.unwrap_or(0)),
     };
     let admin_token = pick(&flags.admin_token, &env.admin_token, &file.admin_token);
     if admin_token
@@ -441,6 +481,7 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
             policy: policy::policy_settings(flags, env, file)?,
             privacy: privacy::resolve(&flags.privacy, &env.privacy, &file.privacy)?,
             breaker,
+            redis_read_connection_per_thread: matches!(runtime, RuntimeThreads::Sharded(_)),
         },
         auth_token,
         admin_token,

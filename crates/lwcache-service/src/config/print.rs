@@ -75,6 +75,7 @@ pub fn to_toml(s: &Settings) -> String {
     }
     o.raw("max_body_bytes", s.max_body_bytes);
     o.raw("worker_threads", s.runtime.count());
+    o.text("runtime", s.runtime.model().as_str());
 
     let b = &s.backends;
     o.section("backends");

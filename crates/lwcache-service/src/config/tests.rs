@@ -275,6 +275,60 @@ fn the_runtime_threads_come_from_flags_env_or_file_within_bounds() {
     assert!(err.contains(env::WORKER_THREADS), "{err}");
 }
 
+#[test]
+fn the_runtime_model_comes_from_flags_env_or_file_and_shards_per_core_by_default() {
+    let none = Layer::default();
+    assert_eq!(
+        resolve(&none, &none, &none).unwrap().runtime.model(),
+        RuntimeModel::WorkStealing
+    );
+    let env = Layer::from_env(|k| (k == env::RUNTIME).then(|| " sharded ".to_owned())).unwrap();
+    let file = Layer::from_toml("runtime = \"work-stealing\"\nworker_threads = 3\n").unwrap();
+    let flags = Layer {
+        runtime: Some(RuntimeModel::WorkStealing),
+        ..Layer::default()
+    };
+    // The flag over the variable over the file, and the threads from
+    // wherever they are set.
+    assert_eq!(
+        resolve(&flags, &env, &file).unwrap().runtime,
+        RuntimeThreads::Workers(3)
+    );
+    let s = resolve(&none, &env, &file).unwrap();
+    assert_eq!(s.runtime, RuntimeThreads::Sharded(3));
+    assert_eq!((s.runtime.shards(), s.runtime.count()), (3, 3));
+    assert!(s.backends.redis_read_connection_per_thread);
+    let per_core = resolve(&none, &env, &none).unwrap().runtime;
+    assert_eq!(per_core, RuntimeThreads::Sharded(0));
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    assert_eq!(per_core.shards(), cores);
+    assert!(
+        !resolve(&flags, &none, &file)
+            .unwrap()
+            .backends
+            .redis_read_connection_per_thread
+    );
+    // One thread is one thread, however it is shared.
+    let one = Layer {
+        worker_threads: Some(1),
+        ..Layer::default()
+    };
+    assert_eq!(
+        resolve(&one, &env, &none).unwrap().runtime,
+        RuntimeThreads::One
+    );
+
+    let err = Layer::from_env(|k| (k == env::RUNTIME).then(|| "actor".to_owned()))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(env::RUNTIME) && err.contains("actor"), "{err}");
+    assert!(err.contains("work-stealing or sharded"), "{err}");
+    let err = Layer::from_toml("runtime = \"actor\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("runtime") && err.contains("actor"), "{err}");
+}
+
 pub(super) fn cluster(urls: &[&str]) -> Layer {
     Layer {
         redis_cluster: Some(ClusterUrls::new(urls.iter().copied())),

@@ -314,6 +314,7 @@ fn everything() -> Settings {
          negative_ttl_ms = 0\n\
          breaker_failures = 3\n\
          worker_threads = 4\n\
+         runtime = \"sharded\"\n\
          admin_token = \"admin-4\"\n\
          [privacy]\n\
          sensitive_names = [\"trauma_history\"]\n\
@@ -328,7 +329,9 @@ fn everything() -> Settings {
 #[test]
 fn the_printed_configuration_masks_secrets_and_reads_back() {
     let s = everything();
+    assert_eq!(s.runtime, RuntimeThreads::Sharded(4));
     let text = print::to_toml(&s);
+    assert!(text.contains("runtime = \"sharded\""), "{text}");
     for secret in ["redis-pw-1", "neo4j-pw-2", "token-3", "admin-4"] {
         assert!(!text.contains(secret), "{secret} in\n{text}");
     }

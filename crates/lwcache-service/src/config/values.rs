@@ -30,6 +30,43 @@ impl std::str::FromStr for WriteModes {
     }
 }
 
+/// How the service's threads share its work (`runtime`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum RuntimeModel {
+    /// One tokio runtime whose worker threads steal tasks from each other.
+    #[default]
+    WorkStealing,
+    /// One single-threaded runtime per thread, each with a listening socket
+    /// of its own on the same port (`SO_REUSEPORT`: the kernel spreads the
+    /// connections) and its own Redis connection for reads.
+    Sharded,
+}
+
+impl RuntimeModel {
+    /// Its name in every source.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeModel::WorkStealing => "work-stealing",
+            RuntimeModel::Sharded => "sharded",
+        }
+    }
+}
+
+impl std::str::FromStr for RuntimeModel {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "work-stealing" => Ok(RuntimeModel::WorkStealing),
+            "sharded" => Ok(RuntimeModel::Sharded),
+            other => Err(format!(
+                "{other:?} is not a runtime: use work-stealing or sharded"
+            )),
+        }
+    }
+}
+
 /// A secret (password, token): kept out of `Debug` output.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);

@@ -714,3 +714,97 @@ impl TokenView {
         self.call(Method::GET, path, None).await
     }
 }
+
+/// On Redis, sharded (`--runtime sharded --worker-threads 3`): every route
+/// answers as on the default runtime; the process runs one thread per
+/// shard and no other; the connections of many clients at once are spread
+/// over the shards, each reading through a Redis connection of its own,
+/// and all of them read the same, latest value.
+#[tokio::test]
+async fn every_route_on_redis_sharded() {
+    let Some(redis) = lwcache_testkit::own_redis::OwnRedis::start("every_route_on_redis_sharded")
+    else {
+        return;
+    };
+    let s = Server::start(&[
+        "--redis-url",
+        &redis.url(),
+        "--runtime",
+        "sharded",
+        "--worker-threads",
+        "3",
+        "--write-mode",
+        "invalidate",
+        "--max-body-bytes",
+        &LIMIT.to_string(),
+    ]);
+    every_route(&s).await;
+    service_routes(&s).await;
+    if let Some(threads) = s.threads() {
+        assert_eq!(threads, 3, "one thread per shard runs the whole service");
+    }
+
+    let path = "/v1/worlds/demo/flags/gate";
+    s.call(Method::PUT, path, Some(&json!("sharded")))
+        .await
+        .expect(200, None);
+    let before = redis_clients(&redis.url()).await;
+    // Connections opened together, then each asked once: the kernel hands
+    // them to the shards' listeners.
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut conns = Vec::new();
+    for _ in 0..48 {
+        conns.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut answers = Vec::new();
+    for conn in conns {
+        answers.push(tokio::spawn(http_get(conn, path)));
+    }
+    for answer in answers {
+        let text = answer.await.unwrap();
+        assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+        assert!(text.ends_with("\"sharded\""), "the latest value: {text}");
+    }
+    let after = redis_clients(&redis.url()).await;
+    assert!(
+        after >= before + 2,
+        "the two other shards read through connections of their own: {before} then {after} clients"
+    );
+    let (status, out) = s.terminate();
+    assert_eq!(status.code(), Some(0), "{out}");
+}
+
+/// One `GET path` on `conn`, which the server closes after answering; the
+/// whole answer.
+async fn http_get(mut conn: tokio::net::TcpStream, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let request = format!("GET {path} HTTP/1.1\r\nHost: lwcache\r\nConnection: close\r\n\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    answer
+}
+
+/// How many clients the Redis server at `url` (`redis://host:port`) has,
+/// from `CLIENT LIST` over a connection of this test's own (counted).
+async fn redis_clients(url: &str) -> usize {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let addr = url.trim_start_matches("redis://").trim_end_matches('/');
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    conn.write_all(b"CLIENT LIST\r\n").await.unwrap();
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let n = conn.read(&mut buf).await.unwrap();
+        assert!(n > 0, "Redis closed the connection");
+        reply.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&reply);
+        let Some((head, body)) = text.split_once("\r\n") else {
+            continue;
+        };
+        let len: usize = head.trim_start_matches('$').parse().unwrap();
+        if body.len() >= len {
+            return body[..len].lines().count();
+        }
+    }
+}
