@@ -101,6 +101,10 @@ pub struct HttpRow {
     /// The service's `--worker-threads`: 0 for one worker per core (its
     /// default), 1 for everything on one thread.
     pub worker_threads: usize,
+    /// Whether the service ran sharded (`--runtime sharded`): a
+    /// single-threaded runtime per thread, each with its own listener and
+    /// Redis read connection.
+    pub sharded: bool,
     /// Open connections (of wrk, and of redis-benchmark).
     pub connections: usize,
     /// Requests wrk completed.

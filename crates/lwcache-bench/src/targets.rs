@@ -60,11 +60,12 @@ pub(crate) fn http(
 ) -> Vec<TargetCheck> {
     let mut checks = Vec::new();
     for h in rows {
-        let tier = match (h.near, h.worker_threads) {
-            (false, 0) => String::new(),
-            (true, 0) => ", near cache on".to_owned(),
-            (false, n) => format!(", service on --worker-threads {n}"),
-            (true, n) => format!(", near cache on, service on --worker-threads {n}"),
+        let near = if h.near { ", near cache on" } else { "" };
+        let tier = match (h.sharded, h.worker_threads) {
+            (false, 0) => near.to_owned(),
+            (true, 0) => format!("{near}, service on --runtime sharded"),
+            (false, n) => format!("{near}, service on --worker-threads {n}"),
+            (true, n) => format!("{near}, service on --runtime sharded --worker-threads {n}"),
         };
         if h.connections == 1 {
             let met = h.http_p99_us < P99_TARGET_US;

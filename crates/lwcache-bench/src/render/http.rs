@@ -15,6 +15,7 @@ fn row_json(h: &HttpRow, cores: usize) -> Value {
     json!({
         "near_cache": h.near,
         "worker_threads": h.worker_threads,
+        "runtime": if h.sharded { "sharded" } else { "work-stealing" },
         "connections": h.connections,
         "requests": h.requests,
         "http_ops_per_s": round(h.http_ops_per_s),
@@ -38,9 +39,11 @@ fn row_json(h: &HttpRow, cores: usize) -> Value {
 
 /// The service's runtime, as the tables name it.
 fn threads(h: &HttpRow) -> String {
-    match h.worker_threads {
-        0 => "per core".to_owned(),
-        n => n.to_string(),
+    match (h.sharded, h.worker_threads) {
+        (false, 0) => "per core".to_owned(),
+        (true, 0) => "sharded, per core".to_owned(),
+        (false, n) => n.to_string(),
+        (true, n) => format!("sharded, {n}"),
     }
 }
 
@@ -49,7 +52,7 @@ pub(super) fn markdown(md: &mut String, rows: &[HttpRow], cores: usize) {
         let _ = writeln!(md, "## The service's HTTP read path\n");
         let _ = writeln!(
             md,
-            "`wrk` reading one character state through `lwcache serve`, with its near cache off and then on (`--near-cache-bytes 16777216`), each on the service's default runtime (one worker thread per core) and on one thread (`--worker-threads 1`), and `redis-benchmark` GETs of the same cache key beside each row, at the same numbers of connections, in the same run.\n"
+            "`wrk` reading one character state through `lwcache serve`, with its near cache off and then on (`--near-cache-bytes 16777216`), each on the service's default runtime (one worker thread per core, stealing work), on one thread (`--worker-threads 1`) and sharded (`--runtime sharded`: one single-threaded runtime per core, each with its own listener and Redis read connection), and `redis-benchmark` GETs of the same cache key beside each row, at the same numbers of connections, in the same run.\n"
         );
         let _ = writeln!(
             md,

@@ -43,8 +43,10 @@ impl Drop for Service {
 impl Service {
     /// Starts it over Redis with the in-memory source, whose demo world it
     /// loads and warms before it listens; with `near`, its near cache on;
-    /// with `--worker-threads threads` (0: one per core, its default).
-    fn start(binary: &Path, redis_url: &str, near: bool, threads: usize) -> Result<Self> {
+    /// with `--worker-threads threads` (0: one per core, its default), and
+    /// with `sharded`, `--runtime sharded`.
+    fn start(binary: &Path, redis_url: &str, near: bool, runtime: Runtime) -> Result<Self> {
+        let Runtime { threads, sharded } = runtime;
         let mut command = Command::new(binary);
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("LWCACHE_") {
@@ -55,6 +57,11 @@ impl Service {
             .env("RUST_LOG", "warn")
             .args(["serve", "--listen", "127.0.0.1:0", "--redis-url", redis_url])
             .args(["--worker-threads", &threads.to_string()])
+            .args(if sharded {
+                &["--runtime", "sharded"][..]
+            } else {
+                &[][..]
+            })
             .args(if near {
                 &["--near-cache-bytes", NEAR_CACHE_BYTES][..]
             } else {
@@ -318,13 +325,34 @@ pub(crate) struct HttpFigures {
     pub(crate) problems: Vec<(String, String)>,
 }
 
+/// A runtime of the service: `--worker-threads threads`, sharded or not.
+#[derive(Debug, Clone, Copy)]
+struct Runtime {
+    threads: usize,
+    sharded: bool,
+}
+
 /// The service's runtimes the rows are measured on: its default (one
-/// worker per core), then everything on one thread.
-const WORKER_THREADS: [usize; 2] = [0, 1];
+/// worker per core, stealing work), everything on one thread, then one
+/// shard per core.
+const RUNTIMES: [Runtime; 3] = [
+    Runtime {
+        threads: 0,
+        sharded: false,
+    },
+    Runtime {
+        threads: 1,
+        sharded: false,
+    },
+    Runtime {
+        threads: 0,
+        sharded: true,
+    },
+];
 
 /// Starts `lwcache serve` over `redis_url` and measures its read path,
-/// with its near cache off and then on, each on its default runtime and on
-/// one thread; the Python rows run on the default runtime.
+/// with its near cache off and then on, each on every runtime of
+/// [`RUNTIMES`]; the Python rows run on the default runtime.
 pub(crate) async fn http_reads(
     args: &crate::args::Args,
     mode: Mode,
@@ -336,8 +364,8 @@ pub(crate) async fn http_reads(
         problems: Vec::new(),
     };
     for near in [false, true] {
-        for threads in WORKER_THREADS {
-            one_service(args, mode, requests, near, threads, &mut figures).await?;
+        for runtime in RUNTIMES {
+            one_service(args, mode, requests, near, runtime, &mut figures).await?;
         }
     }
     Ok(figures)
@@ -348,7 +376,7 @@ async fn one_service(
     mode: Mode,
     requests: usize,
     near: bool,
-    threads: usize,
+    runtime: Runtime,
     figures: &mut HttpFigures,
 ) -> Result<()> {
     let binary = args.lwcache.clone();
@@ -358,14 +386,15 @@ async fn one_service(
         args.python.clone(),
         args.redis_benchmark.clone(),
     );
-    let tier = match (near, threads) {
-        (false, 0) => String::new(),
-        (true, 0) => ", near cache on".to_owned(),
-        (false, n) => format!(", --worker-threads {n}"),
-        (true, n) => format!(", near cache on, --worker-threads {n}"),
+    let near_tier = if near { ", near cache on" } else { "" };
+    let tier = match (runtime.sharded, runtime.threads) {
+        (false, 0) => near_tier.to_owned(),
+        (true, 0) => format!("{near_tier}, --runtime sharded"),
+        (false, n) => format!("{near_tier}, --worker-threads {n}"),
+        (true, n) => format!("{near_tier}, --runtime sharded --worker-threads {n}"),
     };
     let service = match tokio::task::spawn_blocking(move || {
-        Service::start(&binary, &redis_url, near, threads)
+        Service::start(&binary, &redis_url, near, runtime)
     })
     .await?
     {
@@ -442,7 +471,8 @@ async fn one_service(
         }
         figures.rows.push(HttpRow {
             near,
-            worker_threads: threads,
+            worker_threads: runtime.threads,
+            sharded: runtime.sharded,
             connections: c,
             requests: w.requests,
             http_ops_per_s: w.per_s,
@@ -462,7 +492,7 @@ async fn one_service(
             wrk_cpu_us: w.cpu_us,
         });
     }
-    if threads != 0 {
+    if runtime.threads != 0 || runtime.sharded {
         drop(service);
         return Ok(());
     }

@@ -125,6 +125,7 @@ fn fixed_report() -> Report {
         http: vec![HttpRow {
             near: false,
             worker_threads: 1,
+            sharded: true,
             connections: 64,
             requests: 60_000,
             http_ops_per_s: 30_000.0,
@@ -292,6 +293,7 @@ fn the_json_report_carries_every_figure_and_ratio() {
     assert_eq!(back["http"][0]["service_cpu_us"], 14.5);
     assert_eq!(back["http"][0]["redis_benchmark_redis_cpu_us"], 5.5);
     assert_eq!(back["http"][0]["worker_threads"], 1);
+    assert_eq!(back["http"][0]["runtime"], "sharded");
     // wrk 5 + service 6.5 (a /healthz request) + redis-server 2 (a read):
     // 2 cores serve at most 148,148 reads/s, 2.469× of redis-benchmark.
     assert_eq!(back["http"][0]["least_cpu_per_read_us"], 13.5);
@@ -333,11 +335,11 @@ fn the_markdown_page_has_a_table_row_per_figure() {
     assert!(md.contains("| 16 | 20000 | 40,000 | 50,000 | 80,000 | 0.50× | 0.80× |"));
     assert!(md.contains("## The service's HTTP read path"));
     assert!(md.contains(
-        "| off | 1 | 64 | 60000 | 30,000 | 900.0 µs | 2.50 ms | 60,000 | 0.50× | 45,000 | 0.75× |"
+        "| off | sharded, 1 | 64 | 60000 | 30,000 | 900.0 µs | 2.50 ms | 60,000 | 0.50× | 45,000 | 0.75× |"
     ));
     assert!(
         md.contains(
-            "| off | 1 | 64 | 5.0 µs | 6.5 µs | 6.0 µs | 14.5 µs | 2.0 µs | 13.5 µs | 2.47× | 6.0 µs | 5.5 µs |"
+            "| off | sharded, 1 | 64 | 5.0 µs | 6.5 µs | 6.0 µs | 14.5 µs | 2.0 µs | 13.5 µs | 2.47× | 6.0 µs | 5.5 µs |"
         ),
         "{md}"
     );
