@@ -36,6 +36,18 @@ async fn plain(url: &str) -> redis::aio::MultiplexedConnection {
         .unwrap()
 }
 
+/// Writes `value of i` to the `i`th key.
+async fn write_values(conn: &mut redis::aio::MultiplexedConnection, keys: &[CacheKey]) {
+    for (i, key) in keys.iter().enumerate() {
+        let _: () = redis::cmd("SET")
+            .arg(key.render())
+            .arg(format!("value of {i}"))
+            .query_async(conn)
+            .await
+            .unwrap();
+    }
+}
+
 /// The GETs and MGETs the server has run since its statistics were reset.
 async fn commands(conn: &mut redis::aio::MultiplexedConnection) -> (u64, u64) {
     let stats: String = redis::cmd("INFO")
@@ -75,14 +87,7 @@ async fn concurrent_reads_share_commands_and_each_gets_its_own_value() {
     let world = WorldId::new("batched").unwrap();
     let keys = keys(&world, 32);
     let mut conn = plain(&url).await;
-    for (i, key) in keys.iter().enumerate() {
-        let _: () = redis::cmd("SET")
-            .arg(key.render())
-            .arg(format!("value of {i}"))
-            .query_async(&mut conn)
-            .await
-            .unwrap();
-    }
+    write_values(&mut conn, &keys).await;
     let _: () = redis::cmd("CONFIG")
         .arg("RESETSTAT")
         .query_async(&mut conn)
@@ -405,14 +410,7 @@ fn each_sharded_thread_reads_through_its_own_connection() {
     let setup = background_runtime();
     let store = setup.block_on(async {
         let mut conn = plain(&url).await;
-        for (i, key) in keys.iter().enumerate() {
-            let _: () = redis::cmd("SET")
-                .arg(key.render())
-                .arg(format!("value of {i}"))
-                .query_async(&mut conn)
-                .await
-                .unwrap();
-        }
+        write_values(&mut conn, &keys).await;
         RedisStore::connect(&sharded_store(&url)).await.unwrap()
     });
     assert_eq!(store.thread_read_connections(), 0);
