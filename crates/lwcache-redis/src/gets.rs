@@ -63,7 +63,7 @@ pub(crate) struct Gets(Arc<Shared>);
 struct Shared {
     timeout: Duration,
     /// The lane over the store's own connection.
-    main: Arc<Lane>,
+    main: Lane,
     /// With a connection per reading thread, how to open them and the
     /// lanes opened so far.
     per_thread: Option<PerThread>,
@@ -105,6 +105,24 @@ impl PerThread {
         }
         lanes.push(Arc::clone(&lane));
         lane
+    }
+}
+
+/// The lane a read goes through: the store's own, borrowed (no count of
+/// references moved on the hot path), or this thread's.
+enum LaneRef<'a> {
+    Main(&'a Lane),
+    Own(Arc<Lane>),
+}
+
+impl std::ops::Deref for LaneRef<'_> {
+    type Target = Lane;
+
+    fn deref(&self) -> &Lane {
+        match self {
+            LaneRef::Main(lane) => lane,
+            LaneRef::Own(lane) => lane,
+        }
     }
 }
 
@@ -158,7 +176,7 @@ impl Gets {
     pub(crate) fn new(link: Link, timeout: Duration, per_thread: Option<RedisConfig>) -> Self {
         Self(Arc::new(Shared {
             timeout,
-            main: Arc::new(Lane::new(link)),
+            main: Lane::new(link),
             per_thread: per_thread.map(|config| PerThread {
                 id: NEXT_STORE.fetch_add(1, Ordering::Relaxed),
                 config,
@@ -199,13 +217,13 @@ impl Gets {
     /// The first read of a thread on a runtime starts its connection there;
     /// a lane belongs to the runtime it was made on (its connection's tasks
     /// run there), so a thread on a new runtime makes a new one.
-    fn lane(&self) -> Arc<Lane> {
+    fn lane(&self) -> LaneRef<'_> {
         let shared = &*self.0;
         let Some(per_thread) = &shared.per_thread else {
-            return Arc::clone(&shared.main);
+            return LaneRef::Main(&shared.main);
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return Arc::clone(&shared.main);
+            return LaneRef::Main(&shared.main);
         };
         let here = runtime.id();
         let mine = LANES.with_borrow(|lanes| {
@@ -217,13 +235,13 @@ impl Gets {
         let lane = match mine {
             Some(Some(lane)) => lane,
             // The store that made it is gone: so is its id.
-            Some(None) => return Arc::clone(&shared.main),
+            Some(None) => return LaneRef::Main(&shared.main),
             None => per_thread.open(&runtime),
         };
         if lane.link.is_made() {
-            lane
+            LaneRef::Own(lane)
         } else {
-            Arc::clone(&shared.main)
+            LaneRef::Main(&shared.main)
         }
     }
 
