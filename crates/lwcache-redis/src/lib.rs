@@ -30,6 +30,7 @@
 
 mod config;
 mod epoch;
+mod failure;
 mod feed;
 mod gets;
 mod link;

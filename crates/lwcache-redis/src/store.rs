@@ -5,16 +5,18 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lwcache_core::ports::{
-    CacheError, CacheStore, CacheWrite, Cause, Epoch, Lease, WriteKind, WriteOutcome, check_keys,
+    CacheError, CacheStore, CacheWrite, Epoch, Lease, WriteKind, WriteOutcome, check_keys,
 };
 use lwcache_domain::{CacheKey, KeyKind, WorldId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClientBuilder;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::{Route, RoutingInfo, SingleNodeRoutingInfo, SlotAddr};
-use redis::{Cmd, ErrorKind, RedisError, RedisFuture, Script, ServerErrorKind, Value};
+use redis::{Cmd, RedisError, RedisFuture, Script, Value};
 
 use crate::config::{ConfigError, RedisConfig, Topology};
+pub(crate) use crate::failure::Failure;
+use crate::failure::classify;
 use crate::gets::Gets;
 use crate::link::Link;
 
@@ -87,56 +89,6 @@ impl ConnectionLike for Conn {
             Conn::Standalone(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
         }
-    }
-}
-
-/// The adapter's own failures, turned into [`CacheError`] at the port.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// redis-rs or the server reported an error.
-    Redis(RedisError),
-    /// The call was refused before it was sent, or the reply made no sense.
-    Refused(String),
-}
-
-impl From<RedisError> for Failure {
-    fn from(e: RedisError) -> Self {
-        Failure::Redis(e)
-    }
-}
-
-impl Failure {
-    fn into_cache_error(self, limit: Duration) -> CacheError {
-        match self {
-            Failure::Refused(why) => CacheError::Refused(why.into()),
-            Failure::Redis(e) => classify(e, limit),
-        }
-    }
-}
-
-/// Sorts a redis-rs error into the port's three causes: what a retry after
-/// a reconnect or failover may cure is `Unavailable`; what the server will
-/// refuse again (ACL, script errors, wrong types) is `Refused`.
-fn classify(e: RedisError, limit: Duration) -> CacheError {
-    if e.is_timeout() {
-        return CacheError::Timeout(limit);
-    }
-    if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() {
-        return CacheError::Unavailable(Cause::new(e));
-    }
-    match e.kind() {
-        ErrorKind::Io
-        | ErrorKind::ClusterConnectionNotFound
-        | ErrorKind::Server(
-            ServerErrorKind::BusyLoading
-            | ServerErrorKind::TryAgain
-            | ServerErrorKind::ClusterDown
-            | ServerErrorKind::MasterDown
-            | ServerErrorKind::ReadOnly
-            | ServerErrorKind::Moved
-            | ServerErrorKind::Ask,
-        ) => CacheError::Unavailable(Cause::new(e)),
-        _ => CacheError::Refused(Cause::new(e)),
     }
 }
 

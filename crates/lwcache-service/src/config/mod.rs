@@ -21,6 +21,7 @@ mod policy;
 pub mod print;
 pub mod privacy;
 mod reads;
+mod runtime;
 pub mod tls;
 mod values;
 
@@ -33,6 +34,7 @@ pub use reads::{
     DEFAULT_NEAR_HEARTBEAT_MS, MAX_FAIL_SAFE_GRACE_MS, MAX_LEASE_WAIT_MS, MAX_NEAR_MAX_LAG_MS,
     MAX_NEGATIVE_TTL_MS, MIN_NEAR_CACHE_BYTES, NearSettings, ReadSettings,
 };
+pub use runtime::RuntimeThreads;
 pub use tls::{ClientFiles, HttpsSettings, RedisTls};
 pub use values::{ClusterUrls, RedisUrl, RuntimeModel, Secret, WriteModes};
 
@@ -304,75 +306,6 @@ pub struct Settings {
     pub privacy_given: privacy::PrivacyLayer,
 }
 
-/// The threads that run the service's async work (`worker_threads`).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum RuntimeThreads {
-    /// One worker per core, the default (`worker_threads = 0`).
-    #[default]
-    PerCore,
-    /// All of it on the one thread that started the service
-    /// (`worker_threads = 1`): no task moves between threads, and a
-    /// connection's wake-ups cost no cross-core signal. The better choice
-    /// where the service shares a few cores with other busy processes.
-    One,
-    /// This many workers, tasks stolen between them (2 to
-    /// [`MAX_WORKER_THREADS`]).
-    Workers(usize),
-    /// This many threads (0: one per core), each running a single-threaded
-    /// runtime of its own with its own listening socket and Redis read
-    /// connection (`runtime = "sharded"`): the requests of a connection,
-    /// and their reads, never leave the thread that accepted it.
-    Sharded(usize),
-}
-
-impl RuntimeThreads {
-    /// The `worker_threads` value that gives this.
-    pub fn count(self) -> usize {
-        match self {
-            RuntimeThreads::PerCore => 0,
-            RuntimeThreads::One => 1,
-            RuntimeThreads::Workers(n) | RuntimeThreads::Sharded(n) => n,
-        }
-    }
-
-    /// The `runtime` value that gives this.
-    pub fn model(self) -> RuntimeModel {
-        match self {
-            RuntimeThreads::Sharded(_) => RuntimeModel::Sharded,
-            _ => RuntimeModel::WorkStealing,
-        }
-    }
-
-    /// How many single-threaded runtimes serve requests: the shards, or 1
-    /// for every other way (whose one runtime may have many threads).
-    pub fn shards(self) -> usize {
-        match self {
-            RuntimeThreads::Sharded(0) => {
-                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
-            }
-            RuntimeThreads::Sharded(n) => n,
-            _ => 1,
-        }
-    }
-
-    /// The tokio runtime builder that runs the service this way.
-    pub fn builder(self) -> tokio::runtime::Builder {
-        match self {
-            // A shard's runtime: this thread's; the others start with the
-            // service.
-            RuntimeThreads::One | RuntimeThreads::Sharded(_) => {
-                tokio::runtime::Builder::new_current_thread()
-            }
-            RuntimeThreads::PerCore => tokio::runtime::Builder::new_multi_thread(),
-            RuntimeThreads::Workers(n) => {
-                let mut b = tokio::runtime::Builder::new_multi_thread();
-                b.worker_threads(n);
-                b
-            }
-        }
-    }
-}
-
 /// Merges the three sources: for each setting the flag wins over the
 /// environment, which wins over the file; what none gives takes its default.
 /// The Redis URL and the Redis Cluster count as one setting: the highest
@@ -436,28 +369,7 @@ pub fn resolve(flags: &Layer, env: &Layer, file: &Layer) -> Result<Settings, Con
                 .invalid(0, "at least 1"),
         );
     }
-    let model = pick(&flags.runtime, &env.runtime, &file.runtime).unwrap_or_default();
-    let runtime = match (
-        model,
-        pick(
-            &flags.worker_threads,
-            &env.worker_threads,
-            &file.worker_threads,
-        ),
-    ) {
-        (_, Some(n)) if n > MAX_WORKER_THREADS => {
-            return Err(
-                Names::new("--worker-threads", env::WORKER_THREADS, "worker_threads").invalid(
-                    n,
-                    &format!("0 (one per core) or a number of threads up to {MAX_WORKER_THREADS}"),
-                ),
-            );
-        }
-        (_, Some(1)) => RuntimeThreads::One,
-        (RuntimeModel::WorkStealing, None | Some(0)) => RuntimeThreads::PerCore,
-        (RuntimeModel::WorkStealing, Some(n)) => RuntimeThreads::Workers(n),
-        (RuntimeModel::Sharded, n) => RuntimeThreads::Sharded(n.unwrap_or(0)),
-    };
+    let runtime = runtime::resolve(flags, env, file)?;
     let admin_token = pick(&flags.admin_token, &env.admin_token, &file.admin_token);
     if admin_token
         .as_ref()
