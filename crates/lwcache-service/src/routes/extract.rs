@@ -1,10 +1,8 @@
 //! Reading requests: the path parameters, the bounded body and the
 //! `limit` query, each refused with an [`ApiError`] that names the input.
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
-use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::extract::{FromRequest, FromRequestParts, RawPathParams, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use lwcache_domain::{EntityId, EntityKind, EntityRef, FlagName, WorldId};
@@ -14,15 +12,17 @@ use super::AppState;
 use super::table::MAX_RECENT_LIMIT;
 use crate::error::ApiError;
 
-/// The path parameters, as text; each handler validates the ones it uses.
-pub(super) struct Params(HashMap<String, String>);
+/// The path parameters, percent-decoded text as the router captured them
+/// (a few, so found by name in order, with no map built per request);
+/// each handler validates the ones it uses.
+pub(super) struct Params(RawPathParams);
 
 impl<S: Send + Sync> FromRequestParts<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        match Path::<HashMap<String, String>>::from_request_parts(parts, state).await {
-            Ok(Path(map)) => Ok(Params(map)),
+        match RawPathParams::from_request_parts(parts, state).await {
+            Ok(raw) => Ok(Params(raw)),
             Err(e) => Err(ApiError::bad_request("invalid_path", e.body_text())),
         }
     }
@@ -30,7 +30,8 @@ impl<S: Send + Sync> FromRequestParts<S> for Params {
 
 impl Params {
     pub(super) fn text(&self, name: &str) -> Result<&str, ApiError> {
-        self.0.get(name).map(String::as_str).ok_or_else(|| {
+        let found = self.0.iter().find(|(key, _)| *key == name);
+        found.map(|(_, value)| value).ok_or_else(|| {
             ApiError::bad_request("invalid_path", format!("missing path parameter {name}"))
         })
     }

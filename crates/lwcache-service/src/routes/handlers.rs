@@ -1,51 +1,54 @@
 //! The handlers: each reads its parameters, asks the cache manager, and
 //! answers through `respond`.
 
+use std::sync::Arc;
+
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use lwcache_core::Fields;
 use lwcache_domain::{CacheKey, CachedValue, EntityKind};
-use lwcache_json::{
-    DocumentJson, EventsJson, FlagsJson, document_from_json, event_to_json, value_from_json,
-    value_to_json,
-};
+use lwcache_json::{document_from_json, event_to_json, value_from_json, value_to_json};
 use serde_json::{Value as JsonValue, json};
 
-use super::AppState;
 use super::extract::{Body, Params, recent_limit};
 use super::respond::{Answer, X_WORLD_VERSION, read_response, set_read_headers, written_response};
+use super::{AppState, render};
 use crate::error::ApiError;
 use crate::json::event_from_json;
 use crate::readiness::{Health, Readiness};
 
 /// Reads `key` as a shared value (no copy of a near or memoized entry) and
-/// answers it as `render` writes it, straight to JSON text; a value of
-/// another kind than the route serves is the source's fault, said as such.
+/// answers the JSON text `body` gives for it, `None` for a value of
+/// another kind than the route serves: the source's fault, said as such.
 async fn shared_read(
     s: &AppState,
     key: CacheKey,
-    render: impl FnOnce(&CachedValue) -> Option<Response>,
+    body: impl FnOnce(&Arc<CachedValue>) -> Option<Result<Bytes, ApiError>>,
 ) -> Answer {
     let read = s.manager().read_shared(&key, Fields::Cacheable).await?;
-    match render(&read.value) {
-        Some(mut response) => {
-            set_read_headers(response.headers_mut(), read.outcome, read.version);
-            Ok(response)
-        }
-        None => Err(ApiError::from(lwcache_core::SourceError::Other(
+    let Some(body) = body(&read.value) else {
+        return Err(ApiError::from(lwcache_core::SourceError::Other(
             format!("the source answered {key} with a value of another kind").into(),
-        ))),
-    }
+        )));
+    };
+    let mut response = render::json_response(body?);
+    set_read_headers(response.headers_mut(), read.outcome, read.version);
+    Ok(response)
+}
+
+/// The rendered body of a value of the kind `of_kind` accepts.
+fn whole(
+    of_kind: fn(&CachedValue) -> bool,
+) -> impl FnOnce(&Arc<CachedValue>) -> Option<Result<Bytes, ApiError>> {
+    move |value| of_kind(value).then(|| render::body(value))
 }
 
 pub(super) async fn get_state(State(s): State<AppState>, p: Params) -> Answer {
-    shared_read(&s, CacheKey::state(&p.world()?), |v| match v {
-        CachedValue::Snapshot(d) => Some(Json(DocumentJson(d)).into_response()),
-        _ => None,
-    })
-    .await
+    let of_kind = |v: &CachedValue| matches!(v, CachedValue::Snapshot(_));
+    shared_read(&s, CacheKey::state(&p.world()?), whole(of_kind)).await
 }
 
 pub(super) async fn put_state(State(s): State<AppState>, p: Params, body: Body) -> Answer {
@@ -56,11 +59,8 @@ pub(super) async fn put_state(State(s): State<AppState>, p: Params, body: Body) 
 }
 
 pub(super) async fn get_flags(State(s): State<AppState>, p: Params) -> Answer {
-    shared_read(&s, CacheKey::flags(&p.world()?), |v| match v {
-        CachedValue::Flags(f) => Some(Json(FlagsJson(f)).into_response()),
-        _ => None,
-    })
-    .await
+    let of_kind = |v: &CachedValue| matches!(v, CachedValue::Flags(_));
+    shared_read(&s, CacheKey::flags(&p.world()?), whole(of_kind)).await
 }
 
 pub(super) async fn get_flag(State(s): State<AppState>, p: Params) -> Answer {
@@ -97,11 +97,8 @@ pub(super) async fn delete_flag(State(s): State<AppState>, p: Params) -> Answer 
 pub(super) async fn get_entity(kind: EntityKind, State(s): State<AppState>, p: Params) -> Answer {
     let world = p.world()?;
     let entity = p.entity(kind)?;
-    shared_read(&s, CacheKey::entity(&world, &entity), |v| match v {
-        CachedValue::Entity(d) => Some(Json(DocumentJson(d)).into_response()),
-        _ => None,
-    })
-    .await
+    let of_kind = |v: &CachedValue| matches!(v, CachedValue::Entity(_));
+    shared_read(&s, CacheKey::entity(&world, &entity), whole(of_kind)).await
 }
 
 pub(super) async fn put_entity(
@@ -150,10 +147,10 @@ pub(super) async fn get_recent(
     let top_k = s.manager().config().policy.timeline_top_k;
     let limit = recent_limit(query.as_deref(), top_k)?;
     if limit <= top_k {
-        return shared_read(&s, CacheKey::timeline(&world, &entity), |v| match v {
-            CachedValue::Timeline(events) => {
-                Some(Json(EventsJson(&events[..events.len().min(limit)])).into_response())
-            }
+        return shared_read(&s, CacheKey::timeline(&world, &entity), |v| match &**v {
+            // The whole cached list, as every read of it answers it.
+            CachedValue::Timeline(events) if events.len() <= limit => Some(render::body(v)),
+            CachedValue::Timeline(events) => Some(render::events_body(&events[..limit])),
             _ => None,
         })
         .await;

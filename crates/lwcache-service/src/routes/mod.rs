@@ -15,6 +15,7 @@ mod admin;
 mod auth;
 mod extract;
 mod handlers;
+mod render;
 mod respond;
 pub(crate) mod table;
 mod turn;

@@ -2,7 +2,7 @@
 //! write.
 
 use axum::Json;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lwcache_core::{CacheStep, Outcome, Read, Written};
 use lwcache_domain::Change;
@@ -26,6 +26,14 @@ pub const X_CACHE_STALE_REASON: &str = "x-cache-stale-reason";
 /// carries it in whole seconds).
 pub const X_CACHE_AGE_MS: &str = "x-cache-age-ms";
 
+// The same names, parsed once: every read sets two of them.
+const CACHE: HeaderName = HeaderName::from_static(X_CACHE);
+const WORLD_VERSION: HeaderName = HeaderName::from_static(X_WORLD_VERSION);
+const CACHE_TIER: HeaderName = HeaderName::from_static(X_CACHE_TIER);
+const CACHE_DEGRADED: HeaderName = HeaderName::from_static(X_CACHE_DEGRADED);
+const CACHE_STALE_REASON: HeaderName = HeaderName::from_static(X_CACHE_STALE_REASON);
+const CACHE_AGE_MS: HeaderName = HeaderName::from_static(X_CACHE_AGE_MS);
+
 pub(super) fn set_read_headers(headers: &mut HeaderMap, outcome: Outcome, version: u64) {
     let cache = match outcome {
         // A hit either way; `x-cache-tier` says which tier answered.
@@ -33,19 +41,19 @@ pub(super) fn set_read_headers(headers: &mut HeaderMap, outcome: Outcome, versio
         Outcome::Stale | Outcome::FailSafe(_) => "stale",
         Outcome::Miss | Outcome::Fallback => "miss",
     };
-    headers.insert(X_CACHE, HeaderValue::from_static(cache));
+    headers.insert(CACHE, HeaderValue::from_static(cache));
     if outcome == Outcome::NearHit {
-        headers.insert(X_CACHE_TIER, HeaderValue::from_static("near"));
+        headers.insert(CACHE_TIER, HeaderValue::from_static("near"));
     }
     if outcome == Outcome::Fallback {
         headers.insert(
-            X_CACHE_DEGRADED,
+            CACHE_DEGRADED,
             HeaderValue::from_static("cache-unavailable"),
         );
     }
     if let Outcome::FailSafe(staleness) = outcome {
         headers.insert(
-            X_CACHE_STALE_REASON,
+            CACHE_STALE_REASON,
             HeaderValue::from_static(staleness.reason.as_str()),
         );
         headers.insert(
@@ -53,9 +61,9 @@ pub(super) fn set_read_headers(headers: &mut HeaderMap, outcome: Outcome, versio
             HeaderValue::from(staleness.age.as_secs()),
         );
         let ms = u64::try_from(staleness.age.as_millis()).unwrap_or(u64::MAX);
-        headers.insert(X_CACHE_AGE_MS, HeaderValue::from(ms));
+        headers.insert(CACHE_AGE_MS, HeaderValue::from(ms));
     }
-    headers.insert(X_WORLD_VERSION, HeaderValue::from(version));
+    headers.insert(WORLD_VERSION, HeaderValue::from(version));
 }
 
 pub(super) fn read_response<T>(read: &Read<T>, body: JsonValue) -> Response {

@@ -317,6 +317,12 @@ async fn bad_inputs(s: &Server, w: &str) {
     s.call(Method::PUT, &v1("/characters/bad%3Aid"), Some(&json!({})))
         .await
         .expect(400, Some("invalid_id"));
+    // A capture that is not UTF-8 once percent-decoded.
+    let r = s
+        .get(&v1("/characters/%FF"))
+        .await
+        .expect(400, Some("invalid_path"));
+    assert!(r.message().contains("UTF-8"), "{r:?}");
 
     // Bad JSON, wrong shapes, values out of range, documents too deep.
     let r = s
