@@ -5,7 +5,9 @@
 //! One that finds reads in flight joins a queue; a task sends everything
 //! queued as one `MGET` as soon as one of its [`IN_FLIGHT`] batches on
 //! their way has been answered, so under load one command, one write and
-//! one reply serve many reads, and a lone read waits for nothing.
+//! one reply serve many reads, and a lone read waits for nothing. A queued
+//! read has no timer of its own: its batch is bounded by the earliest
+//! deadline among its reads, so each is answered by its own.
 //!
 //! A read's command is always sent after the read began and answered before
 //! it ends, so the value it returns is the key's value at an instant within
@@ -32,10 +34,11 @@ use std::time::Duration;
 use lwcache_core::ports::CacheError;
 use lwcache_domain::CacheKey;
 use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 
 use crate::config::RedisConfig;
 use crate::link::Link;
-use crate::store::{Conn, Failure, call_on, command};
+use crate::store::{Conn, Failure, call_on, command, command_of};
 
 /// The most reads one `MGET` serves; more wait for the next one.
 const MAX_BATCH: usize = 256;
@@ -50,10 +53,15 @@ const IN_FLIGHT: usize = 2;
 
 type Reply = Result<Option<Vec<u8>>, CacheError>;
 
-/// A queued read: its key and where its value goes.
+/// A queued read: its key, where its value goes, and by when.
 struct Waiter {
     key: CacheKey,
     reply: oneshot::Sender<Reply>,
+    /// The read's start plus the store's timeout: its batch is sent only
+    /// before it and given only until the earliest of its reads'. So every
+    /// read is answered by its own deadline with no timer of its own (one
+    /// per batch instead of one per read).
+    deadline: Instant,
 }
 
 /// The batcher of a store and its clones.
@@ -201,16 +209,16 @@ impl Gets {
             Waiter {
                 key: key.clone(),
                 reply,
+                deadline: Instant::now() + shared.timeout,
             },
         )?;
-        match tokio::time::timeout(shared.timeout, answer).await {
-            Ok(Ok(reply)) => reply,
+        // Answered by its deadline (see `Waiter::deadline`).
+        answer.await.unwrap_or_else(|_| {
             // The task went with its runtime before it answered.
-            Ok(Err(_)) => Err(CacheError::Unavailable(
+            Err(CacheError::Unavailable(
                 "the task batching reads stopped before it answered".into(),
-            )),
-            Err(_) => Err(CacheError::Timeout(shared.timeout)),
-        }
+            ))
+        })
     }
 
     /// This thread's lane once its connection is made, else the store's.
@@ -325,22 +333,35 @@ async fn send_batches(mut rx: mpsc::UnboundedReceiver<Waiter>, link: Link, timeo
     }
 }
 
-/// One batch: a `GET` for one read, an `MGET` for more.
+/// One batch: a `GET` for one read, an `MGET` for more, given until the
+/// earliest deadline of its reads; a read already past its deadline is
+/// answered that it timed out, and one that gave up needs no value.
 async fn send_batch(mut batch: Vec<Waiter>, link: &Link, timeout: Duration) {
-    // A read that gave up (its timeout) needs no value.
+    let now = Instant::now();
     batch.retain(|w| !w.reply.is_closed());
+    for late in batch.extract_if(.., |w| w.deadline <= now) {
+        let _ = late.reply.send(Err(CacheError::Timeout(timeout)));
+    }
+    let Some(first) = batch.iter().map(|w| w.deadline).min() else {
+        return;
+    };
+    let left = first - now;
+    let timed_out = |e: CacheError| match e {
+        // The batch's own bound is a read's: the store's timeout.
+        CacheError::Timeout(_) => CacheError::Timeout(timeout),
+        other => other,
+    };
     match batch.len() {
         0 => {}
         1 => {
             if let Some(waiter) = batch.pop() {
-                let reply = get_one(link, timeout, &waiter.key).await;
-                let _ = waiter.reply.send(reply);
+                let reply = get_one(link, left, &waiter.key).await;
+                let _ = waiter.reply.send(reply.map_err(timed_out));
             }
         }
         n => {
-            let keys: Vec<CacheKey> = batch.iter().map(|w| w.key.clone()).collect();
-            let mget = command("MGET", &keys);
-            let values = call_on(link, timeout, |mut conn: Conn| async move {
+            let mget = command_of("MGET", batch.iter().map(|w| &w.key));
+            let values = call_on(link, left, |mut conn: Conn| async move {
                 let values: Vec<Option<Vec<u8>>> = mget.query_async(&mut conn).await?;
                 if values.len() != n {
                     return Err(Failure::Refused(format!(
@@ -358,6 +379,7 @@ async fn send_batch(mut batch: Vec<Waiter>, link: &Link, timeout: Duration) {
                     }
                 }
                 Err(e) => {
+                    let e = timed_out(e);
                     for waiter in batch {
                         let _ = waiter.reply.send(Err(e.clone()));
                     }

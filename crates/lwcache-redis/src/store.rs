@@ -305,8 +305,16 @@ pub(crate) async fn open(config: &RedisConfig) -> redis::RedisResult<Conn> {
 /// `name` with `keys` as its arguments, its buffers made at their final
 /// sizes: a key is written in pieces, each of which would grow them.
 pub(crate) fn command(name: &str, keys: &[CacheKey]) -> redis::Cmd {
+    command_of(name, keys.iter())
+}
+
+/// [`command`] over borrowed keys.
+pub(crate) fn command_of<'a>(
+    name: &str,
+    keys: impl ExactSizeIterator<Item = &'a CacheKey> + Clone,
+) -> redis::Cmd {
     let bytes: usize = keys
-        .iter()
+        .clone()
         .map(|k| k.spelling().iter().map(|p| p.len()).sum::<usize>())
         .sum();
     let mut cmd = redis::Cmd::with_capacity(1 + keys.len(), name.len() + bytes);
