@@ -239,6 +239,15 @@ fn start_shard(
     Ok(ended)
 }
 
+/// Sends each answer as soon as it is written (no Nagle delay behind an
+/// unacknowledged segment: an answer is one write, and a client waits for
+/// it).
+fn no_delay(tcp: &mut TcpStream) {
+    if let Err(e) = tcp.set_nodelay(true) {
+        tracing::debug!(error = %e, "setting TCP_NODELAY on a connection failed");
+    }
+}
+
 /// Serves `app` on `listener`, over TLS with `tls`, until `shutdown`
 /// resolves and the requests in flight are answered.
 async fn serve_on(
@@ -249,6 +258,7 @@ async fn serve_on(
 ) -> std::io::Result<()> {
     match tls {
         None => {
+            let listener = axum::serve::ListenerExt::tap_io(listener, no_delay);
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)
                 .await
@@ -317,6 +327,8 @@ impl TlsListener {
                         }
                     },
                 };
+                let mut stream = stream;
+                no_delay(&mut stream);
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
