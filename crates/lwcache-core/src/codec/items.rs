@@ -77,9 +77,39 @@ pub(super) fn put_value(out: &mut Vec<u8>, v: &Value) {
 pub(super) struct Reader<'a> {
     pub(super) buf: &'a [u8],
     pub(super) pos: usize,
+    /// Items reserved ahead so far, over the whole decode ([`Reader::room`]).
+    pub(super) reserved: usize,
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    pub(super) fn new(buf: &'a [u8], pos: usize) -> Self {
+        Reader {
+            buf,
+            pos,
+            reserved: 0,
+        }
+    }
+
+    /// How many of a collection's `n` items, each at least `min_bytes`
+    /// long once encoded, to reserve room for ahead.
+    ///
+    /// No more than the bytes left could hold; and every item takes at
+    /// least one byte, so a valid entry's collections hold at most as many
+    /// items, all together, as it has bytes: that is the budget of the
+    /// whole decode. Without it, lists nested in lists that each claim the
+    /// rest of the input as their length would each reserve that much at
+    /// once, one level over the other. Past the budget a collection grows
+    /// as its items arrive, which only an input that is not a valid entry
+    /// reaches.
+    pub(super) fn room(&mut self, n: usize, min_bytes: usize) -> usize {
+        let left = (self.buf.len() - self.pos) / min_bytes.max(1);
+        let room = n
+            .min(left)
+            .min(self.buf.len().saturating_sub(self.reserved));
+        self.reserved += room;
+        room
+    }
+
     pub(super) fn invalid(&self, at: usize, what: impl ToString) -> DecodeError {
         DecodeError::Invalid {
             at,
@@ -156,7 +186,7 @@ impl Reader<'_> {
         let n = self.len()?;
         // Entries are encoded in key order: collected first, the map is
         // built in bulk, in one pass, rather than by one search per insert.
-        let mut entries = Vec::with_capacity(n);
+        let mut entries = Vec::with_capacity(self.room(n, 2));
         for _ in 0..n {
             let k = self.str()?.to_owned();
             let v = self.value(depth + 1)?;
@@ -183,7 +213,7 @@ impl Reader<'_> {
             T_TEXT => Value::Text(self.str()?.to_owned()),
             T_LIST => {
                 let n = self.len()?;
-                let mut items = Vec::with_capacity(n);
+                let mut items = Vec::with_capacity(self.room(n, 1));
                 for _ in 0..n {
                     items.push(self.value(depth + 1)?);
                 }
@@ -192,5 +222,59 @@ impl Reader<'_> {
             T_MAP => Value::Map(self.map(depth + 1)?),
             tag => return Err(DecodeError::UnknownTag { tag, at }),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// `levels` lists, one in the other, each claiming every byte after its
+    /// own length as its item count, around `nulls` null items.
+    fn nested_claims(levels: usize, nulls: usize) -> Vec<u8> {
+        let mut inner = vec![T_NULL; nulls];
+        for _ in 0..levels {
+            let mut outer = vec![T_LIST];
+            put_len(&mut outer, inner.len());
+            outer.extend_from_slice(&inner);
+            inner = outer;
+        }
+        inner
+    }
+
+    #[test]
+    fn nested_lists_claiming_the_rest_reserve_no_more_than_the_input() {
+        let bytes = nested_claims(60, 100_000);
+        let mut r = Reader::new(&bytes, 0);
+        assert!(matches!(r.value(0), Err(DecodeError::Truncated { .. })));
+        assert!(
+            r.reserved <= bytes.len(),
+            "reserved {} items for {} bytes",
+            r.reserved,
+            bytes.len()
+        );
+    }
+
+    #[test]
+    fn a_valid_list_gets_all_its_room_at_once() {
+        let mut bytes = vec![T_LIST];
+        put_len(&mut bytes, 1000);
+        bytes.extend(std::iter::repeat_n(T_NULL, 1000));
+        let Value::List(items) = Reader::new(&bytes, 0).value(0).unwrap() else {
+            panic!("not a list");
+        };
+        assert_eq!((items.len(), items.capacity()), (1000, 1000));
+    }
+
+    proptest! {
+        #[test]
+        fn no_input_reserves_more_items_than_it_has_bytes(
+            bytes in prop::collection::vec(prop_oneof![Just(T_LIST), Just(T_MAP), Just(T_NULL), any::<u8>()], 0..512),
+        ) {
+            let mut r = Reader::new(&bytes, 0);
+            let _ = r.value(0);
+            prop_assert!(r.reserved <= bytes.len());
+        }
     }
 }

@@ -27,8 +27,9 @@
 //! it. The value is a compact tagged
 //! binary form: one tag byte per item, LEB128 lengths and integers (zig-zag
 //! for signed), little-endian IEEE 754 floats. Decoding checks every length
-//! against the remaining input and bounds nesting, so no input can make it
-//! panic or allocate more than the input's size allows.
+//! against the remaining input, bounds nesting, and reserves room ahead for
+//! no more items, over the whole entry, than it has bytes: no input can
+//! make it panic, or allocate more than a valid entry of its size would.
 
 mod items;
 
@@ -100,6 +101,9 @@ const V_TOMBSTONE: u8 = 5;
 const V_ABSENT: u8 = 6;
 const T_FRESHNESS: u8 = 0xF0;
 const TRAILER_LEN: usize = 17;
+/// The shortest event: its sequence, entity, kind, time and data, each at
+/// their shortest (a one-byte varint, one-character ids, an empty map).
+const MIN_EVENT_BYTES: usize = 7;
 
 /// A decoded cache entry.
 #[derive(Debug, Clone, PartialEq)]
@@ -384,10 +388,7 @@ pub fn decode_fresh(bytes: &[u8]) -> Result<(Slot, Option<Freshness>), DecodeErr
     } else {
         None
     };
-    let mut r = Reader {
-        buf: bytes,
-        pos: HEADER_LEN + header_stamps.map_or(0, |_| STAMPS_LEN),
-    };
+    let mut r = Reader::new(bytes, HEADER_LEN + header_stamps.map_or(0, |_| STAMPS_LEN));
     let value = match r.byte()? {
         V_SNAPSHOT => CachedValue::Snapshot(Document(r.map(0)?)),
         V_ENTITY => CachedValue::Entity(Document(r.map(0)?)),
@@ -411,7 +412,7 @@ pub fn decode_fresh(bytes: &[u8]) -> Result<(Slot, Option<Freshness>), DecodeErr
         }
         V_TIMELINE => {
             let n = r.len()?;
-            let mut events = Vec::with_capacity(n);
+            let mut events = Vec::with_capacity(r.room(n, MIN_EVENT_BYTES));
             for _ in 0..n {
                 let seq = r.uvarint()?;
                 let at = r.pos;
