@@ -49,7 +49,8 @@ pub mod name {
     pub const WRITE_BEHIND_DEPTH: &str = "write_behind_depth";
     /// Owed cache steps carried out by the outbox replay.
     pub const OUTBOX_REPLAYED: &str = "outbox_replayed";
-    /// Worlds whose cache was dropped because their source went back in time.
+    /// Worlds whose cache was dropped: their source went back in time, or the
+    /// store refused their owed steps.
     pub const WORLDS_DROPPED: &str = "worlds_dropped";
     /// 1 while the cache is in trouble (reads go to the source), else 0.
     pub const CACHE_TROUBLE: &str = "cache_trouble";
@@ -302,7 +303,7 @@ impl OtelMetrics {
             worlds_dropped: counter(
                 name::WORLDS_DROPPED,
                 "{world}",
-                "Worlds whose cache was dropped because the source's version went back.",
+                "Worlds whose cache was dropped: the source's version went back, or the store refused their owed steps.",
             ),
             trouble: meter
                 .u64_gauge(name::CACHE_TROUBLE)

@@ -387,8 +387,15 @@ impl CacheStore for RedisStore {
             return Ok(Vec::new());
         }
         let mget = command("MGET", keys);
+        let asked = keys.len();
         self.call(|mut conn| async move {
             let entries: Vec<Option<Vec<u8>>> = mget.query_async(&mut conn).await?;
+            if entries.len() != asked {
+                return Err(Failure::Refused(format!(
+                    "MGET of {asked} keys answered {} values",
+                    entries.len()
+                )));
+            }
             Ok(entries)
         })
         .await

@@ -30,10 +30,19 @@
 -- Versions stay decimal strings: Lua numbers are doubles and would round
 -- versions above 2^53. A canonical decimal (no leading zero) compares by
 -- length first, then byte by byte. Entry versions are compared as their
--- 8 big-endian header bytes, whose byte order is numeric order.
+-- 8 big-endian header bytes, whose byte order is numeric order. A version
+-- is a u64: at most 20 digits, and of 20 digits none above 2^64 - 1.
+
+local U64_MAX = '18446744073709551615'
 
 local function canonical(v)
-  return v == '0' or (string.match(v, '^[1-9]%d*$') ~= nil and #v <= 20)
+  if v == '0' then
+    return true
+  end
+  if string.match(v, '^[1-9]%d*$') == nil then
+    return false
+  end
+  return #v < 20 or (#v == 20 and v <= U64_MAX)
 end
 
 local function newer(a, b)

@@ -16,7 +16,10 @@
 //! - the same loop checks the worlds whose cache has seen a version above a
 //!   write's own: if the source's current version is lower still, the world
 //!   went back in time (restored from a backup, or deleted and made again),
-//!   and every key of it is dropped.
+//!   and every key of it is dropped. So is a world whose owed steps the
+//!   store refuses (its keys hold what no write leaves: a version key that
+//!   is not a version, a key of the wrong type), before its steps are
+//!   carried out again.
 
 use std::collections::BTreeMap;
 use std::sync::Weak;
@@ -29,7 +32,7 @@ use tokio::time::Instant;
 
 use super::{Inner, lock};
 use crate::metrics::MetricEvent;
-use crate::ports::{CacheStore, CacheWrite, Claim, WorldRepository};
+use crate::ports::{CacheError, CacheStore, CacheWrite, Claim, WorldRepository, WriteOutcome};
 
 /// What one replay round found.
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +106,22 @@ where
         }
     }
 
+    /// Drops the cache of `world`, whose store refused `write`, and makes
+    /// the write again on the empty world.
+    async fn drop_refused_world(
+        &self,
+        world: &WorldId,
+        write: &CacheWrite,
+    ) -> Result<WriteOutcome, CacheError> {
+        if let Some(near) = &self.near {
+            crate::near::InvalidationSink::invalidate_world(near.as_ref(), world);
+        }
+        let keys = self.cache_call(self.store.drop_world(world)).await?;
+        self.metrics.record(MetricEvent::WorldDropped);
+        tracing::warn!(world = %world, keys, "dropped the world's cache after the store refused its write");
+        self.cache_call(self.store.write(write)).await
+    }
+
     /// One replay round: claims a batch of owed entries at least `min_age`
     /// old, tombstones their keys, removes them. Answers whether the batch
     /// was full (the caller goes on at once) and whether the round reached
@@ -158,7 +177,18 @@ where
                 .collect();
             // Tombstones only: they land whatever the store's epoch.
             let write = CacheWrite::commit(world.clone(), version, None, puts);
-            match self.cache_call(self.store.write(&write)).await {
+            let mut written = self.cache_call(self.store.write(&write)).await;
+            if let Err(CacheError::Refused(e)) = &written {
+                // The store answers but will not take the world's write: its
+                // keys hold what no write of ours leaves (a version key that
+                // is not a version, a key of the wrong type). Left alone, the
+                // step would stay owed and keep the cache in trouble for
+                // every world; dropped, the world's cache starts again from
+                // the source, which is always safe.
+                tracing::warn!(world = %world, error = %e, "the cache refused the world's owed steps; dropping the world's cache");
+                written = self.drop_refused_world(&world, &write).await;
+            }
+            match written {
                 Ok(_) => {
                     self.near_forget(write.puts.iter().map(|p| &p.key), version);
                     self.metrics

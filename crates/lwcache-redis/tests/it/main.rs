@@ -18,6 +18,7 @@ mod config;
 mod faults;
 mod gets;
 mod near;
+mod refused;
 mod restart;
 mod server_info;
 mod specific;
