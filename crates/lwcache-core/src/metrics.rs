@@ -66,7 +66,8 @@ pub enum MetricEvent {
     /// The replay loop carried out this many owed steps (outbox entries)
     /// that their own writes' cache steps had not.
     Replayed(u64),
-    /// A world whose source went back in time had its cache dropped.
+    /// A world had its cache dropped: its source went back in time, or the
+    /// store refused its owed steps.
     WorldDropped,
     /// The cache went into trouble (`true`: a call failed, reads go to the
     /// source) or out of it (`false`: everything owed was carried out).

@@ -316,7 +316,9 @@ pub trait CacheStore: Send + Sync {
     /// after that, never that token again.
     async fn epoch(&self, world: &WorldId) -> Result<Epoch, CacheError>;
 
-    /// Deletes keys unconditionally. Deleting is always safe.
+    /// Deletes keys unconditionally, and tells the near caches that follow
+    /// the store's feed to drop them, whatever version they hold. Deleting
+    /// is always safe.
     async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError>;
 
     /// Deletes every key of `world`, its version and leases included, and

@@ -267,10 +267,15 @@ impl CacheStore for MemoryStore {
     }
 
     async fn remove(&self, keys: &[CacheKey]) -> Result<(), CacheError> {
-        let mut state = self.state();
-        for key in keys {
-            state.entries.remove(key);
+        {
+            let mut state = self.state();
+            for key in keys {
+                state.entries.remove(key);
+            }
         }
+        // As the Redis store publishes: near caches drop the keys whatever
+        // version they hold.
+        self.followers.invalidate(keys, u64::MAX);
         Ok(())
     }
 

@@ -188,6 +188,17 @@ pub(crate) fn apply(sink: &dyn InvalidationSink, payload: &str) {
     }
 }
 
+/// The message removed keys publish: a commit's, at the highest version,
+/// which every near cache drops whatever version it holds.
+pub(crate) fn removed_message(keys: &[String]) -> String {
+    let mut message = u64::MAX.to_string();
+    for key in keys {
+        message.push('\n');
+        message.push_str(key);
+    }
+    message
+}
+
 /// The message a dropped world publishes.
 pub(crate) fn world_message(world: &WorldId) -> String {
     format!("world\n{world}")

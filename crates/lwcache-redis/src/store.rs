@@ -505,9 +505,17 @@ impl CacheStore for RedisStore {
         if by_world.is_empty() {
             return Ok(());
         }
+        // Then near caches drop them too, whatever version they hold: the
+        // message follows the deletion on the same connection.
         self.call(|mut conn| async move {
             for keys in by_world.values() {
                 let _: i64 = redis::cmd("DEL").arg(keys).query_async(&mut conn).await?;
+                let message = crate::feed::removed_message(keys);
+                let _: i64 = redis::cmd("PUBLISH")
+                    .arg(crate::feed::CHANNEL)
+                    .arg(message)
+                    .query_async(&mut conn)
+                    .await?;
             }
             Ok(())
         })

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use lwcache_core::near::{InvalidationFeed, NearConfig};
-use lwcache_core::ports::WorldRepository;
+use lwcache_core::ports::{CacheStore, WorldRepository};
 use lwcache_core::{CacheManager, Fields, Outcome};
 use lwcache_domain::{
     CacheKey, Document, EntityKind, EntityRef, Mutation, Op, Value, WorldId, WorldSeed,
@@ -137,4 +137,35 @@ async fn a_flushed_store_empties_the_near_cache() {
     assert_eq!(b.near_cache().unwrap().stats().entries, 0);
     let read = b.entity(&world, &c0, Fields::Cacheable).await.unwrap();
     assert_eq!(read.outcome, Outcome::Miss, "the restarted store is empty");
+}
+
+#[tokio::test(start_paused = true)]
+async fn removed_and_dropped_keys_leave_every_near_cache() {
+    let (a, b, _, _, world) = instances().await;
+    let (c0, c1) = (character("c0"), character("c1"));
+    for c in [&c0, &c1] {
+        for _ in 0..3 {
+            b.entity(&world, c, Fields::Cacheable).await.unwrap();
+        }
+        let read = b.entity(&world, c, Fields::Cacheable).await.unwrap();
+        assert_eq!(read.outcome, Outcome::NearHit);
+    }
+    // An operator's eviction, through the other instance's store.
+    let key = CacheKey::entity(&world, &c0);
+    a.store().remove(std::slice::from_ref(&key)).await.unwrap();
+    let read = b.entity(&world, &c0, Fields::Cacheable).await.unwrap();
+    assert_eq!(
+        read.outcome,
+        Outcome::Miss,
+        "the evicted key is gone from B too"
+    );
+    let read = b.entity(&world, &c1, Fields::Cacheable).await.unwrap();
+    assert_eq!(read.outcome, Outcome::NearHit, "only the evicted key went");
+    a.store().drop_world(&world).await.unwrap();
+    let read = b.entity(&world, &c1, Fields::Cacheable).await.unwrap();
+    assert_eq!(
+        read.outcome,
+        Outcome::Miss,
+        "the dropped world is gone from B too"
+    );
 }

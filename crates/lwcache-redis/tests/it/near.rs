@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use lwcache_core::near::NearConfig;
-use lwcache_core::ports::WorldRepository;
+use lwcache_core::ports::{CacheStore, WorldRepository};
 use lwcache_core::{CacheManager, Fields, Outcome};
 use lwcache_domain::{Value, WorldId};
 use lwcache_memory::MemoryRepository;
@@ -152,6 +152,55 @@ async fn a_write_through_one_instance_never_reads_stale_from_the_others_near_cac
         let read = a.entity(&world, &c0, Fields::Cacheable).await.unwrap();
         assert!(read.version >= w.committed.version, "{read:?}");
     }
+}
+
+/// Reads `c` through `b` until its near cache serves it.
+async fn until_near(b: &Manager, world: &WorldId, c: &lwcache_domain::EntityRef) {
+    for _ in 0..50 {
+        let read = b.entity(world, c, Fields::Cacheable).await.unwrap();
+        if read.outcome == Outcome::NearHit {
+            return;
+        }
+    }
+    panic!("{c} never became a near hit");
+}
+
+/// Reads `c` through `b` until it is no longer a near hit, within the
+/// declared bound after `since`.
+async fn until_gone(b: &Manager, world: &WorldId, c: &lwcache_domain::EntityRef, since: Instant) {
+    loop {
+        let read = b.entity(world, c, Fields::Cacheable).await.unwrap();
+        if read.outcome != Outcome::NearHit {
+            return;
+        }
+        assert!(
+            since.elapsed() <= MAX_LAG,
+            "B's near cache still served {c} {:?} after it was removed",
+            since.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_evicted_key_and_a_dropped_world_leave_the_other_instances_near_cache() {
+    let Some(url) = standalone_url() else { return };
+    let repo: Arc<dyn WorldRepository> = Arc::new(MemoryRepository::new());
+    let world = seed_world(repo.as_ref(), 2).await;
+    let urls = [url];
+    let a = instance(repo.clone(), &urls, &urls).await;
+    let b = instance(repo, &urls, &urls).await;
+    coherent(&b).await;
+    let (c0, c1) = (character("c0"), character("c1"));
+    until_near(&b, &world, &c0).await;
+    until_near(&b, &world, &c1).await;
+    let key = lwcache_domain::CacheKey::entity(&world, &c0);
+    a.store().remove(std::slice::from_ref(&key)).await.unwrap();
+    until_gone(&b, &world, &c0, Instant::now()).await;
+    let read = b.entity(&world, &c1, Fields::Cacheable).await.unwrap();
+    assert_eq!(read.outcome, Outcome::NearHit, "only the evicted key went");
+    a.store().drop_world(&world).await.unwrap();
+    until_gone(&b, &world, &c1, Instant::now()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -73,7 +73,15 @@ pub(super) async fn drop_world(State(s): State<AppState>, p: Params) -> Answer {
     admin
         .metrics
         .record(AdminOperation::DropWorld, dropped.is_ok());
-    let keys = dropped.map_err(|e| cache_failed(&e))?;
+    // Pages of keys already deleted stay deleted (deleting is always
+    // safe), and near caches hear of the drop only once it is whole.
+    let keys = dropped.map_err(|e| {
+        let mut answer = cache_failed(&e);
+        answer
+            .message
+            .push_str("; the drop may be partial: call it again");
+        answer
+    })?;
     tracing::info!(world = %world, keys, "admin: dropped the world's cache");
     Ok(Json(json!({ "world": world.as_str(), "keys": keys })).into_response())
 }
