@@ -303,7 +303,7 @@ impl OtelMetrics {
             worlds_dropped: counter(
                 name::WORLDS_DROPPED,
                 "{world}",
-                "Worlds whose cache was dropped: the source's version went back, or the store refused their owed steps.",
+                "Worlds whose cache was dropped: by a caller (an operator, a source started afresh), because the source's version went back, or because the store refused their owed steps.",
             ),
             trouble: meter
                 .u64_gauge(name::CACHE_TROUBLE)

@@ -8,7 +8,7 @@ use lwcache_core::{
     CacheManager, CacheStore, ManagerConfig, MetricsSink, SourceError, WorldRepository,
 };
 use lwcache_demo::DemoSpec;
-use lwcache_domain::{CacheKey, WorldId, WriteMode};
+use lwcache_domain::{WorldId, WriteMode};
 use lwcache_memory::{MemoryRepository, MemoryStore};
 use lwcache_neo4j::{Neo4jConfig, Neo4jError, Neo4jRepository};
 use lwcache_redis::{RedisConfig, RedisStore};
@@ -393,10 +393,13 @@ impl Backends {
     /// have it. Returns the version loaded, or `None` when it was there.
     ///
     /// When the repository is in memory but the cache is not, the cache may
-    /// hold this world's entries from an earlier process, whose repository
-    /// is gone: they are removed first so that none is served as a hit.
+    /// hold this world's keys from an earlier process, whose repository is
+    /// gone: `manager` drops them first, so that none is served as a hit. A
+    /// drop that fails (Redis unreachable at start) stays owed: reads go to
+    /// the source until the manager has made it.
     pub async fn ensure_demo(
         &self,
+        manager: &Manager,
         world: &WorldId,
         spec: &DemoSpec,
     ) -> Result<Option<u64>, SourceError> {
@@ -406,14 +409,8 @@ impl Backends {
             Err(other) => return Err(other),
         }
         if !self.persistent() && self.cache != CacheKind::Memory {
-            let mut keys = vec![CacheKey::state(world), CacheKey::flags(world)];
-            for entity in spec.entity_refs() {
-                keys.push(CacheKey::timeline(world, &entity.entity_id()));
-                keys.push(CacheKey::entity(world, &entity));
-            }
-            if let Err(e) = self.store.remove(&keys).await {
-                tracing::warn!(error = %e, world = %world, "could not clear the cache's old entries of the demo world");
-            }
+            // Failure is logged by the manager, which owes the drop.
+            let _ = manager.drop_world(world).await;
         }
         let version = self.repository.load(world, &spec.seed()).await?;
         Ok(Some(version))

@@ -97,7 +97,7 @@ pub async fn serve(
     } else {
         let world = WorldId::new(DEMO_WORLD).map_err(|e| ServeError::Demo(e.into()))?;
         let version = backends
-            .ensure_demo(&world, &DemoSpec::standard())
+            .ensure_demo(&manager, &world, &DemoSpec::standard())
             .await
             .map_err(|e| ServeError::Demo(e.into()))?;
         if let Err(e) = manager.activate(&world).await {

@@ -131,6 +131,7 @@ where
             trouble: AtomicU64::new(0),
             store_epochs: Mutex::new(HashMap::new()),
             failed_worlds: Mutex::new(std::collections::HashSet::new()),
+            owed_drops: Mutex::new(std::collections::BTreeSet::new()),
             wake: Arc::new(Notify::new()),
             housekeeping: Mutex::new(None),
             flights: Mutex::new(HashMap::new()),

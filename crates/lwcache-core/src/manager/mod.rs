@@ -32,6 +32,7 @@
 mod batch;
 mod breaker;
 mod builder;
+mod drop;
 mod flight;
 mod memo;
 mod near_tier;
@@ -279,6 +280,8 @@ struct Inner<S, R> {
     store_epochs: Mutex<HashMap<lwcache_domain::WorldId, crate::ports::Epoch>>,
     /// Worlds with a write whose cache step failed here, not yet replayed.
     failed_worlds: Mutex<std::collections::HashSet<lwcache_domain::WorldId>>,
+    /// Worlds whose drop failed, owed like a step (`drop.rs`).
+    owed_drops: Mutex<std::collections::BTreeSet<lwcache_domain::WorldId>>,
     /// Wakes the replay loop when trouble starts; shared so that the loop
     /// can wait on it without keeping the manager alive.
     wake: Arc<Notify>,

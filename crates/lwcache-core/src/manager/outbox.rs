@@ -255,7 +255,8 @@ where
         } else {
             lock(&this.failed_worlds).iter().cloned().collect()
         };
-        let mut whole = true;
+        // Owed drops first: while one is owed the trouble does not end.
+        let mut whole = this.make_owed_drops().await;
         for world in &failed {
             let round = this
                 .replay_once(Some(world.clone()), Duration::ZERO, false)

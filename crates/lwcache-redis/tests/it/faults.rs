@@ -254,3 +254,85 @@ async fn a_read_waiting_on_a_reconnect_is_bounded_by_the_response_timeout() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// A source that starts again from nothing over a cache that outlived the
+/// old one (an in-memory repository in a new process), with Redis cut when
+/// the new process drops the world's old keys: the drop is owed, reads go
+/// to the source meanwhile, and no old entry is ever served, before or
+/// after Redis answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drop_made_while_redis_is_cut_is_owed_and_no_old_entry_is_served() {
+    let Some(url) = standalone_url() else { return };
+    // The old process: its world cached at a version the new source will
+    // not reach soon.
+    let old_repo: Arc<dyn WorldRepository> = Arc::new(MemoryRepository::new());
+    let world = seed_world(old_repo.as_ref(), 1).await;
+    let old = CacheManager::builder(crate::support::standalone_store(&url).await, old_repo)
+        .build()
+        .unwrap();
+    let c0 = character("c0");
+    for n in 0..20 {
+        old.update_entity(&world, c0.clone(), doc("mood", &format!("old-{n}")))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        old.entity(&world, &c0, Fields::Cacheable)
+            .await
+            .unwrap()
+            .outcome,
+        Outcome::Hit
+    );
+    old.shutdown().await;
+    // The new process: the same world id, made again from nothing.
+    let proxy = Proxy::start(upstream(&url)).await.unwrap();
+    let fresh = MemoryRepository::new();
+    fresh
+        .load(&world, &lwcache_domain::WorldSeed::default())
+        .await
+        .unwrap();
+    fresh
+        .apply(&lwcache_domain::Mutation {
+            world: world.clone(),
+            op: lwcache_domain::Op::CreateEntity(c0.clone(), doc("mood", "calm")),
+        })
+        .await
+        .unwrap();
+    let repo: Arc<dyn WorldRepository> = Arc::new(fresh);
+    let m = CacheManager::builder(through(&proxy).await, repo)
+        .config(ManagerConfig {
+            cache_timeout: Duration::from_millis(200),
+            replay_interval: Duration::from_millis(100),
+            ..ManagerConfig::default()
+        })
+        .build()
+        .unwrap();
+    proxy.set_fault(Fault::Cut);
+    assert!(m.drop_world(&world).await.is_err(), "Redis is cut");
+    assert!(m.owes_drop(&world));
+    let read = m.entity(&world, &c0, Fields::Cacheable).await.unwrap();
+    assert_eq!(
+        read.value.get("mood"),
+        doc("mood", "calm").get("mood"),
+        "{read:?}"
+    );
+    proxy.set_fault(Fault::None);
+    // Redis answers again: every read, until the cache serves one, is the
+    // new source's value, never an old entry.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let read = m.entity(&world, &c0, Fields::Cacheable).await.unwrap();
+        assert_eq!(
+            read.value.get("mood"),
+            doc("mood", "calm").get("mood"),
+            "an old entry was served: {read:?}"
+        );
+        if read.outcome == Outcome::Hit {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {:?}", read.outcome);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(!m.owes_drop(&world), "the drop was made");
+    m.shutdown().await;
+}

@@ -89,7 +89,7 @@ pub(super) async fn run_demo(
     let counters = Arc::new(Counters::new());
     let manager = backends.manager(Arc::new(Both(Arc::clone(&counters), telemetry.metrics())))?;
     let spec = DemoSpec::standard();
-    if let Some(version) = backends.ensure_demo(&world, &spec).await? {
+    if let Some(version) = backends.ensure_demo(&manager, &world, &spec).await? {
         eprintln!("loaded the demo world as {world} (version {version})");
     }
     let warm = manager.activate(&world).await?;

@@ -68,18 +68,19 @@ fn cache_failed(e: &CacheError) -> ApiError {
 /// version and leases included.
 pub(super) async fn drop_world(State(s): State<AppState>, p: Params) -> Answer {
     let world = p.world()?;
-    let dropped = s.manager().store().drop_world(&world).await;
+    let dropped = s.manager().drop_world(&world).await;
     let admin = &s.config().admin;
     admin
         .metrics
         .record(AdminOperation::DropWorld, dropped.is_ok());
-    // Pages of keys already deleted stay deleted (deleting is always
-    // safe), and near caches hear of the drop only once it is whole.
+    // Keys already deleted stay deleted (deleting is always safe); the rest
+    // of the drop is owed: this instance makes it again, and reads go to
+    // the source until it is whole.
     let keys = dropped.map_err(|e| {
         let mut answer = cache_failed(&e);
         answer
             .message
-            .push_str("; the drop may be partial: call it again");
+            .push_str("; the drop is owed: this instance makes it again, and reads go to the source until then");
         answer
     })?;
     tracing::info!(world = %world, keys, "admin: dropped the world's cache");
