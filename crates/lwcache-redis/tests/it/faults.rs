@@ -336,3 +336,48 @@ async fn a_drop_made_while_redis_is_cut_is_owed_and_no_old_entry_is_served() {
     assert!(!m.owes_drop(&world), "the drop was made");
     m.shutdown().await;
 }
+
+/// A write waits for the cache at most the cache timeout in all, when
+/// Redis stops answering: the epoch it asks for before its commit and its
+/// step after share that one bound, instead of each waiting it out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waits_for_a_hung_redis_at_most_the_cache_timeout() {
+    let Some(url) = standalone_url() else { return };
+    let proxy = Proxy::start(upstream(&url)).await.unwrap();
+    let timeout = Duration::from_millis(300);
+    let (m, world, _) = manager(
+        &proxy,
+        ManagerConfig {
+            cache_timeout: timeout,
+            ..ManagerConfig::default()
+        },
+    )
+    .await;
+    proxy.set_fault(Fault::Blackhole);
+    for n in 0..3 {
+        // Each in a world whose epoch this process has not learned yet.
+        let other = crate::support::seed_world(m.repository().as_ref(), 0).await;
+        for w in [&world, &other] {
+            let started = Instant::now();
+            let written = m
+                .set_flag(
+                    w,
+                    lwcache_domain::FlagName::new("door").unwrap(),
+                    lwcache_domain::Value::Int(n),
+                )
+                .await
+                .unwrap();
+            let took = started.elapsed();
+            assert_eq!(written.cache, CacheStep::Failed);
+            // The in-memory source's commit takes microseconds; the rest of
+            // the bound is the scheduler's slack. Two timeouts in a row
+            // would be 600 ms.
+            assert!(
+                took < timeout + Duration::from_millis(150),
+                "write {n} took {took:?}"
+            );
+        }
+    }
+    proxy.set_fault(Fault::None);
+    m.shutdown().await;
+}
