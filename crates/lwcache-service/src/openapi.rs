@@ -66,6 +66,10 @@ fn v1_errors(mut responses: Map<String, Value>, with_body: bool) -> Value {
     responses.insert("404".into(), error("Unknown world, entity or flag."));
     if with_body {
         responses.insert(
+            "408".into(),
+            error("The body did not arrive within 10 s of the request's head."),
+        );
+        responses.insert(
             "413".into(),
             error("The body is larger than the configured limit."),
         );

@@ -249,8 +249,44 @@ fn no_delay(tcp: &mut TcpStream) {
 }
 
 /// Serves `app` on `listener`, over TLS with `tls`, until `shutdown`
-/// resolves and the requests in flight are answered.
+/// resolves and the requests in flight are answered, or [`SHUTDOWN_GRACE`]
+/// has passed since it resolved.
 async fn serve_on(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    app: axum::Router,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (asked, told) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown.await;
+        let _ = asked.send(());
+    };
+    let serving = serve_until(listener, tls, app, shutdown);
+    tokio::pin!(serving);
+    let grace_over = async {
+        if told.await.is_err() {
+            std::future::pending::<()>().await;
+        }
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        served = &mut serving => served,
+        () = grace_over => {
+            tracing::warn!(grace_s = SHUTDOWN_GRACE.as_secs(), "requests still in flight after the shutdown grace; stopping without them");
+            Ok(())
+        }
+    }
+}
+
+/// How long a shutdown waits for the requests in flight (a client reading
+/// its answer slowly, a handler waiting on a backend) before it stops
+/// without them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(15);
+
+/// Serves `app` on `listener` until `shutdown` resolves and every request
+/// in flight is answered.
+async fn serve_until(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     app: axum::Router,

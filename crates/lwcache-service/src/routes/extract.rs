@@ -41,14 +41,30 @@ impl Params {
     }
 }
 
-/// The request body, bounded by the configured limit.
+/// How long a request's body may take to arrive once its head has: a
+/// client that stops sending mid-body holds its connection, and a shutdown
+/// waiting for it, no longer.
+pub(crate) const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The request body, bounded by the configured limit and [`BODY_TIMEOUT`].
 pub(super) struct Body(Bytes);
 
 impl FromRequest<AppState> for Body {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &AppState) -> Result<Self, Self::Rejection> {
-        match Bytes::from_request(req, state).await {
+        let Ok(read) = tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(req, state)).await
+        else {
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                ),
+            ));
+        };
+        match read {
             Ok(bytes) => Ok(Body(bytes)),
             Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(ApiError::new(
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -814,3 +814,45 @@ async fn redis_clients(url: &str) -> usize {
         }
     }
 }
+
+/// A client that stops sending in the middle of its body: its request is
+/// answered 408 once the body timeout passes, and a SIGTERM meanwhile
+/// stops the service then, not whenever the client goes away.
+#[tokio::test]
+async fn a_stalled_body_is_answered_408_and_does_not_hold_a_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start(&[]);
+    let addr = s.base.trim_start_matches("http://").to_owned();
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    stalled
+        .write_all(
+            b"POST /v1/worlds/demo/read HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"snapshot\":true",
+        )
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let answer = tokio::spawn(async move {
+        let mut text = Vec::new();
+        let _ = tokio::time::timeout(
+            std::time::Duration::from_secs(40),
+            stalled.read_to_end(&mut text),
+        )
+        .await;
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    let (status, out) = tokio::task::spawn_blocking(move || s.terminate())
+        .await
+        .unwrap();
+    let stopped = started.elapsed();
+    assert_eq!(status.code(), Some(0), "{out}");
+    assert!(
+        stopped < std::time::Duration::from_secs(30),
+        "the service waited {stopped:?} for the stalled body"
+    );
+    let answer = answer.await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 408") && answer.contains("body_timeout"),
+        "{answer}"
+    );
+}
