@@ -268,6 +268,11 @@ pub(crate) async fn open(config: &RedisConfig) -> redis::RedisResult<Conn> {
                 Some(certs) => redis::Client::build_with_tls(info, certs)?,
                 None => redis::Client::open(info)?,
             };
+            // The manager retries its first connection as it would a lost
+            // one, and a refusal (a wrong password, no server listening)
+            // would show only as the connect timeout running out: one plain
+            // connection first answers with the server's own error.
+            drop(client.get_multiplexed_async_connection().await?);
             let manager = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(config.connect_timeout))
                 // `RedisStore::call` bounds every call, waits on a

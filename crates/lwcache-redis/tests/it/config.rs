@@ -275,3 +275,54 @@ async fn a_silent_server_times_out_within_the_connect_timeout() {
     );
     server.abort();
 }
+
+/// A server that refuses the client, or no server at all: the background
+/// connection's error names the server's own answer, not the connect
+/// timeout that the connection's retries would otherwise run out.
+#[tokio::test]
+async fn a_refused_background_connection_names_the_refusal() {
+    let Some(url) = crate::support::standalone_url() else {
+        return;
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let authority = crate::support::upstream(&url);
+    let cases = [
+        (
+            format!("redis://nobody-at-all:wrong@{authority}"),
+            ["WRONGPASS", "auth"],
+        ),
+        (
+            format!("redis://127.0.0.1:{port}"),
+            ["refused", "Connection"],
+        ),
+    ];
+    for (url, words) in cases {
+        let config = RedisConfig::from_url(&url)
+            .unwrap()
+            .with_connect_timeout(Duration::from_secs(1));
+        let store = RedisStore::connect_in_background(&config).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let error = lwcache_core::ports::CacheStore::ping(&store)
+                .await
+                .unwrap_err()
+                .to_string();
+            if error.contains("last attempt") {
+                assert!(
+                    words
+                        .iter()
+                        .any(|w| error.to_lowercase().contains(&w.to_lowercase()))
+                        && !error.contains("connect timeout"),
+                    "{url}: {error}"
+                );
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{url}: {error}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
