@@ -70,6 +70,37 @@ mod tests {
         assert!(text.contains("\"float\":1.0"), "{text}");
     }
 
+    /// Whatever nesting Neo4j's JSON text can hold (serde_json parses 127
+    /// levels, no more), the cache's codec holds too: a document written
+    /// there by any tool is cached, not refilled on every read.
+    #[test]
+    fn the_deepest_document_json_parses_is_one_the_cache_holds() {
+        // The top-level object, then maps and lists in turn.
+        let deep = |levels: usize| {
+            let (mut open, mut close) = (String::from("{\"k\":"), String::from("}"));
+            for n in 1..levels {
+                if n % 2 == 0 {
+                    open.push_str("{\"k\":");
+                    close.insert(0, '}');
+                } else {
+                    open.push('[');
+                    close.insert(0, ']');
+                }
+            }
+            format!("{open}1{close}")
+        };
+        let deepest = (1..200).take_while(|&n| decode(&deep(n)).is_ok()).last();
+        assert_eq!(deepest, Some(127), "serde_json's own limit");
+        let doc = decode(&deep(127)).unwrap();
+        let entry = lwcache_core::codec::Entry {
+            version: 1,
+            redaction: lwcache_domain::Redaction::Complete,
+            value: lwcache_domain::CachedValue::Entity(doc),
+        };
+        let bytes = lwcache_core::codec::encode(&entry);
+        assert_eq!(lwcache_core::codec::decode(&bytes).unwrap(), entry);
+    }
+
     #[test]
     fn garbage_is_a_typed_error() {
         for bad in ["", "{", "[1]", "3", "{\"a\":1e999}"] {

@@ -219,7 +219,8 @@ impl<'a> Reader<'a> {
                 }
                 Value::List(items)
             }
-            T_MAP => Value::Map(self.map(depth + 1)?),
+            // A map is one level, as a list is: `map` counts it.
+            T_MAP => Value::Map(self.map(depth)?),
             tag => return Err(DecodeError::UnknownTag { tag, at }),
         })
     }

@@ -42,7 +42,11 @@ const MAGIC: &[u8; 2] = b"LW";
 /// The format written unless configured otherwise ([`Format::V1`]).
 pub const FORMAT: u8 = 1;
 const HEADER_LEN: usize = 12;
-const MAX_DEPTH: usize = 64;
+/// Lists and maps nested in a value, each counted once: more than
+/// `serde_json` parses (127, the top-level object included), so that every
+/// document Neo4j's JSON text can hold, written there by any tool, is one
+/// the cache can hold too.
+const MAX_DEPTH: usize = 128;
 const FLAG_REDACTED: u8 = 1;
 /// Format 2: the freshness stamps follow the version in the header.
 const FLAG_FRESH: u8 = 2;
@@ -567,6 +571,35 @@ mod tests {
             let e = encode(&Entry { version: version / 2, redaction: Redaction::Complete, value });
             prop_assert_eq!(e[4..12].cmp(&t[4..12]), (version / 2).cmp(&version));
         }
+    }
+
+    /// A document whose top-level map holds `levels` more, one in the other
+    /// (lists and maps in turn), as serde_json parses at most: 128 in all.
+    fn nested(levels: usize) -> CachedValue {
+        let mut v = Value::Int(1);
+        for n in 0..levels {
+            v = if n % 2 == 0 {
+                Value::Map([("k".to_owned(), v)].into())
+            } else {
+                Value::List(vec![v])
+            };
+        }
+        CachedValue::Entity(Document([("top".to_owned(), v)].into()))
+    }
+
+    #[test]
+    fn every_depth_json_parses_is_cached_and_deeper_is_refused() {
+        let entry = |value| Entry {
+            version: 3,
+            redaction: Redaction::Complete,
+            value,
+        };
+        let deepest = entry(nested(127));
+        assert_eq!(decode(&encode(&deepest)).unwrap(), deepest);
+        assert_eq!(
+            decode(&encode(&entry(nested(200)))),
+            Err(DecodeError::TooDeep)
+        );
     }
 
     #[test]
