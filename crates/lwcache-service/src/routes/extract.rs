@@ -80,6 +80,32 @@ impl FromRequest<AppState> for Body {
 }
 
 impl Body {
+    /// The body as `T`, which it must spell as one JSON object: an array
+    /// (whose items serde would take as the fields in order) or a field
+    /// named twice is refused, naming `what`.
+    pub(super) fn object<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, ApiError> {
+        match self.0.iter().find(|b| !b.is_ascii_whitespace()) {
+            None => Err(ApiError::bad_request(
+                "bad_json",
+                "the request body is empty; send JSON",
+            )),
+            Some(b'{') => serde_json::from_slice(&self.0).map_err(|e| {
+                if e.is_data() {
+                    ApiError::unprocessable("invalid_body", format!("{what}: {e}"))
+                } else {
+                    ApiError::bad_request(
+                        "bad_json",
+                        format!("the request body is not valid JSON: {e}"),
+                    )
+                }
+            }),
+            Some(_) => Err(ApiError::unprocessable(
+                "invalid_body",
+                format!("{what}: the body must be a JSON object"),
+            )),
+        }
+    }
+
     pub(super) fn json(&self) -> Result<JsonValue, ApiError> {
         if self.0.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request(

@@ -5,6 +5,8 @@
 //! as one batch: the hits in one round trip to the cache store, the misses
 //! in one source read.
 
+use std::collections::HashSet;
+
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderValue;
@@ -59,8 +61,7 @@ enum Slot {
 
 pub(super) async fn read_turn(State(s): State<AppState>, p: Params, body: Body) -> Answer {
     let world = p.world()?;
-    let request: TurnRequest = serde_json::from_value(body.json()?)
-        .map_err(|e| ApiError::unprocessable("invalid_body", format!("a turn read: {e}")))?;
+    let request: TurnRequest = body.object("a turn read")?;
     let top_k = s.manager().config().policy.timeline_top_k;
     let (keys, slots, long) = plan(&world, &request, top_k)?;
 
@@ -91,6 +92,14 @@ pub(super) async fn read_turn(State(s): State<AppState>, p: Params, body: Body) 
         .headers_mut()
         .insert(X_WORLD_VERSION, HeaderValue::from(newest));
     Ok(response)
+}
+
+/// An id named twice in one group: its answers would take one place.
+fn twice(group: &str, id: &str) -> ApiError {
+    ApiError::unprocessable(
+        "invalid_body",
+        format!("a turn read names {id:?} twice in {group}; name each item once"),
+    )
 }
 
 /// The keys of a turn read, where each answer goes, and the timelines
@@ -128,18 +137,26 @@ fn plan(
         keys.push(CacheKey::flags(world));
         slots.push(Slot::Flags);
     }
-    for (kind, ids) in [
-        (EntityKind::Character, &request.characters),
-        (EntityKind::Location, &request.locations),
-        (EntityKind::Object, &request.objects),
+    for (kind, group, ids) in [
+        (EntityKind::Character, "characters", &request.characters),
+        (EntityKind::Location, "locations", &request.locations),
+        (EntityKind::Object, "objects", &request.objects),
     ] {
+        let mut named = HashSet::with_capacity(ids.len());
         for id in ids {
+            if !named.insert(id.as_str()) {
+                return Err(twice(group, id));
+            }
             let entity = EntityRef::parse(kind, id)?;
             keys.push(CacheKey::entity(world, &entity));
             slots.push(Slot::Entity(kind, id.clone()));
         }
     }
+    let mut named = HashSet::with_capacity(request.timelines.len());
     for t in &request.timelines {
+        if !named.insert(t.entity_id.as_str()) {
+            return Err(twice("timelines", &t.entity_id));
+        }
         let entity = EntityId::new(t.entity_id.clone())?;
         let limit = t.limit.unwrap_or(top_k);
         if !(1..=MAX_RECENT_LIMIT).contains(&limit) {

@@ -273,6 +273,27 @@ async fn turn_read(s: &Server, w: &str) {
     s.call(Method::POST, &path, Some(&json!({})))
         .await
         .expect(422, Some("invalid_body"));
+    // An array would be taken field by field, in order; a field or an id
+    // named twice would keep one answer of two.
+    for (body, names) in [
+        (r#"[true]"#.to_owned(), "a JSON object"),
+        (r#"{"snapshot": true, "snapshot": false}"#.to_owned(), "duplicate field"),
+        (r#"{"characters": ["hero", "hero"]}"#.to_owned(), "twice"),
+        (
+            r#"{"timelines": [{"entity_id": "hero", "limit": 1}, {"entity_id": "hero", "limit": 50}]}"#
+                .to_owned(),
+            "twice",
+        ),
+    ] {
+        let r = s
+            .call_raw(Method::POST, &path, body.clone().into_bytes())
+            .await
+            .expect(422, Some("invalid_body"));
+        assert!(r.message().contains(names), "{body}: {r:?}");
+    }
+    s.call_raw(Method::POST, &path, b"{\"snapshot\": tru".to_vec())
+        .await
+        .expect(400, Some("bad_json"));
     s.call(
         Method::POST,
         &path,
