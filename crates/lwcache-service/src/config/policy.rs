@@ -137,7 +137,9 @@ pub(super) fn policy_settings(
         |get: fn(&Layer) -> Option<u64>, names: Names, default: Option<Duration>| match pick(get) {
             None => Ok(default),
             Some(0) => Ok(None),
-            Some(ms) => within(ms, 1, MAX_TTL_MS, names).map(|ms| Some(Duration::from_millis(ms))),
+            Some(ms) => within(ms, 1, MAX_TTL_MS, names)
+                .map(|ms| Some(Duration::from_millis(ms)))
+                .map_err(|_| names.invalid(ms, &format!("0 (no TTL) or from 1 to {MAX_TTL_MS}"))),
         };
     let d = PolicySettings::default();
     let mut out = PolicySettings {
@@ -171,8 +173,10 @@ pub(super) fn policy_settings(
             0 => None,
             // The flags and the snapshot come first.
             n => Some(
-                usize::try_from(within(n, 2, u64::from(u32::MAX), WARM_BUDGET)?)
-                    .map_err(|_| WARM_BUDGET.invalid(n, "a count"))?,
+                usize::try_from(within(n, 2, u64::from(u32::MAX), WARM_BUDGET).map_err(|_| {
+                    WARM_BUDGET.invalid(n, &format!("0 (no budget) or from 2 to {}", u32::MAX))
+                })?)
+                .map_err(|_| WARM_BUDGET.invalid(n, "a count"))?,
             ),
         };
     }

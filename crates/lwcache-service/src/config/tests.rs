@@ -126,6 +126,30 @@ fn bad_values_name_their_source() {
 }
 
 #[test]
+fn a_range_refusal_names_zero_where_zero_is_allowed() {
+    let refused = |layer: Layer| {
+        resolve(&layer, &Layer::default(), &Layer::default())
+            .unwrap_err()
+            .to_string()
+    };
+    let err = refused(Layer {
+        state_ttl_ms: Some(2_592_000_001),
+        ..Layer::default()
+    });
+    assert!(err.contains("0 (no TTL) or from 1 to"), "{err}");
+    let err = refused(Layer {
+        warm_budget_keys: Some(1),
+        ..Layer::default()
+    });
+    assert!(err.contains("0 (no budget) or from 2 to"), "{err}");
+    let err = refused(Layer {
+        timeline_ttl_ms: Some(0),
+        ..Layer::default()
+    });
+    assert!(!err.contains("0 ("), "the timeline's TTL has no 0: {err}");
+}
+
+#[test]
 fn read_settings_come_from_each_source_and_are_checked_by_name() {
     let d = resolve(&Layer::default(), &Layer::default(), &Layer::default()).unwrap();
     assert_eq!(d.backends.reads, ReadSettings::default());

@@ -138,14 +138,22 @@ impl Params {
 
 /// Reads `limit` from a query string: absent means the cached top-k.
 pub(super) fn recent_limit(query: Option<&str>, default: usize) -> Result<usize, ApiError> {
-    let mut limit = default;
+    let mut limit = None;
     for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if name != "limit" {
             continue;
         }
+        if limit.is_some() {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                "limit is given more than once; give it once",
+            ));
+        }
+        // Digits only: `+1` or `%31` are not how a number is written here.
+        let digits = !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit());
         limit = match value.parse::<usize>() {
-            Ok(n) if (1..=MAX_RECENT_LIMIT).contains(&n) => n,
+            Ok(n) if digits && (1..=MAX_RECENT_LIMIT).contains(&n) => Some(n),
             _ => {
                 return Err(ApiError::bad_request(
                     "invalid_query",
@@ -156,7 +164,7 @@ pub(super) fn recent_limit(query: Option<&str>, default: usize) -> Result<usize,
             }
         };
     }
-    Ok(limit)
+    Ok(limit.unwrap_or(default))
 }
 
 #[cfg(test)]
@@ -170,7 +178,16 @@ mod tests {
         assert_eq!(recent_limit(None, 10), Ok(10));
         assert_eq!(recent_limit(Some("limit=3"), 10), Ok(3));
         assert_eq!(recent_limit(Some("x=1&limit=25"), 10), Ok(25));
-        for bad in ["limit=0", "limit=-1", "limit=abc", "limit=", "limit=1001"] {
+        for bad in [
+            "limit=0",
+            "limit=-1",
+            "limit=abc",
+            "limit=",
+            "limit=1001",
+            "limit=+1",
+            "limit=%31",
+            "limit=3&limit=5",
+        ] {
             let err = recent_limit(Some(bad), 10).unwrap_err();
             assert_eq!(err.code, "invalid_query", "{bad}");
             assert!(err.message.contains("limit"), "{bad}: {}", err.message);
