@@ -109,11 +109,13 @@ pub fn to_toml(s: &Settings) -> String {
     match &b.neo4j {
         Some(n) => {
             o.text("neo4j_uri", &redact_url(&n.uri));
-            if let Some(user) = &n.user {
-                o.text("neo4j_user", user);
+            match &n.user {
+                Some(user) => o.text("neo4j_user", user),
+                None => o.unset("neo4j_user", "the user neo4j"),
             }
-            if n.password.is_some() {
-                o.text("neo4j_password", MASK);
+            match n.password {
+                Some(_) => o.text("neo4j_password", MASK),
+                None => o.unset("neo4j_password", "an empty password"),
             }
             o.path("neo4j_ca_file", n.ca_file.as_deref(), "the system's roots");
         }
@@ -151,7 +153,10 @@ pub fn to_toml(s: &Settings) -> String {
             o.raw("near_max_lag_ms", ms(n.max_lag));
             o.raw("near_heartbeat_ms", ms(n.heartbeat));
         }
-        None => o.raw("near_cache_bytes", 0),
+        None => {
+            o.raw("near_cache_bytes", 0);
+            o.unset("near_max_lag_ms, near_heartbeat_ms", "the near cache is off");
+        }
     }
 
     o.section("the circuit breaker");
