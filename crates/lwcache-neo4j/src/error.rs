@@ -16,8 +16,8 @@ pub enum Neo4jError {
     Unreachable {
         /// The URI tried.
         uri: String,
-        /// What failed.
-        #[source]
+        /// What failed: part of the message, so not also its source (a
+        /// chain printed in full would say it twice).
         reason: Cause,
     },
     /// The server refused the credentials.

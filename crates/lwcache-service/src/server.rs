@@ -58,7 +58,7 @@ pub enum ServeError {
     #[error("loading the demo world")]
     Demo(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// The listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address.
         addr: SocketAddr,
