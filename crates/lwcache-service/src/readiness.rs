@@ -6,8 +6,8 @@
 //! ```json
 //! { "status": "ready" | "degraded" | "unavailable",
 //!   "serving": "cache_and_source" | "source" | "cache" | "nothing",
-//!   "reason": null | "cache_unreachable" | "breaker_open" | "source_unreachable"
-//!             | "cache_and_source_unreachable",
+//!   "reason": null | "cache_unreachable" | "breaker_open" | "cache_catching_up"
+//!             | "source_unreachable" | "cache_and_source_unreachable",
 //!   "cache":  { "backend": "...", "ok": true | false, "error": "...", "breaker": "closed" | "half_open" | "open",
 //!               "eviction": { "ok": true | false | null, "warnings": ["..."], "nodes": [...] } },
 //!   "source": { "backend": "...", "ok": true | false, "error": "..." } }
@@ -39,6 +39,9 @@ pub struct Health {
     pub breaker: BreakerState,
     /// The source's ping.
     pub source: Result<(), SourceError>,
+    /// Whether the manager owes the cache what failed calls left undone
+    /// ([`lwcache_core::CacheManager::in_trouble`]).
+    pub trouble: bool,
 }
 
 /// Why the service serves, but not in full.
@@ -49,6 +52,10 @@ pub enum Degradation {
     /// The breaker around the cache store is open (or probing): cache calls
     /// fail at once and reads are served by the source.
     BreakerOpen,
+    /// The cache answers and the breaker is closed, but what failed calls
+    /// left undone is still being made (owed steps, a drop): reads are
+    /// served by the source until it is.
+    CatchingUp,
     /// The source does not answer, the cache does: cached reads are served
     /// (past their TTL as fail-safe answers, marked stale); misses and
     /// writes fail.
@@ -86,6 +93,9 @@ impl Readiness {
         if health.cache.is_err() {
             return Readiness::Degraded(Degradation::CacheUnreachable);
         }
+        if health.trouble {
+            return Readiness::Degraded(Degradation::CatchingUp);
+        }
         Readiness::Ready
     }
 
@@ -111,9 +121,9 @@ impl Readiness {
     pub fn serving(self) -> &'static str {
         match self {
             Readiness::Ready => "cache_and_source",
-            Readiness::Degraded(Degradation::CacheUnreachable | Degradation::BreakerOpen) => {
-                "source"
-            }
+            Readiness::Degraded(
+                Degradation::CacheUnreachable | Degradation::BreakerOpen | Degradation::CatchingUp,
+            ) => "source",
             Readiness::Degraded(Degradation::SourceUnreachable) => "cache",
             Readiness::Unavailable => "nothing",
         }
@@ -125,6 +135,7 @@ impl Readiness {
             Readiness::Ready => None,
             Readiness::Degraded(Degradation::CacheUnreachable) => Some("cache_unreachable"),
             Readiness::Degraded(Degradation::BreakerOpen) => Some("breaker_open"),
+            Readiness::Degraded(Degradation::CatchingUp) => Some("cache_catching_up"),
             Readiness::Degraded(Degradation::SourceUnreachable) => Some("source_unreachable"),
             Readiness::Unavailable => Some("cache_and_source_unreachable"),
         }
@@ -243,6 +254,7 @@ mod tests {
 
     fn health(cache: bool, breaker: BreakerState, source: bool) -> Health {
         Health {
+            trouble: false,
             cache: if cache {
                 Ok(())
             } else {
@@ -255,6 +267,25 @@ mod tests {
                 Err(SourceError::Unavailable("down".into()))
             },
         }
+    }
+
+    #[test]
+    fn owed_work_keeps_reads_on_the_source_and_says_so() {
+        let mut h = health(true, BreakerState::Closed, true);
+        h.trouble = true;
+        let r = Readiness::of(&h);
+        assert_eq!(r, Readiness::Degraded(Degradation::CatchingUp));
+        assert_eq!(
+            (r.status(), r.serving(), r.reason()),
+            ("degraded", "source", Some("cache_catching_up"))
+        );
+        assert_eq!(r.http_status(), StatusCode::OK);
+        // The source down decides first, as without owed work.
+        h.source = Err(SourceError::Unavailable("down".into()));
+        assert_eq!(
+            Readiness::of(&h),
+            Readiness::Degraded(Degradation::SourceUnreachable)
+        );
     }
 
     #[test]

@@ -348,6 +348,13 @@ where
         self.inner.breaker.state()
     }
 
+    /// Whether the cache is in trouble: a cache call failed and what it
+    /// owed (a step, a drop) is not all made yet. Meanwhile reads go to the
+    /// source without asking the cache, however well it answers now.
+    pub fn in_trouble(&self) -> bool {
+        self.inner.trouble.load(Ordering::SeqCst) != 0
+    }
+
     /// Checks both ports: `(cache, source)`. While the breaker is open the
     /// cache's answer is [`CacheError::CircuitOpen`], at once; past its
     /// interval this ping may be the breaker's probe.

@@ -155,7 +155,10 @@ pub fn to_toml(s: &Settings) -> String {
         }
         None => {
             o.raw("near_cache_bytes", 0);
-            o.unset("near_max_lag_ms, near_heartbeat_ms", "the near cache is off");
+            o.unset(
+                "near_max_lag_ms, near_heartbeat_ms",
+                "the near cache is off",
+            );
         }
     }
 

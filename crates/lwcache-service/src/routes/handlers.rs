@@ -201,6 +201,7 @@ pub(super) async fn readyz(State(s): State<AppState>) -> Response {
         cache,
         breaker,
         source,
+        trouble: s.manager().in_trouble(),
     };
     let readiness = Readiness::of(&health);
     let mut body = readiness.body(
