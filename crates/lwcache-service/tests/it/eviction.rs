@@ -94,8 +94,18 @@ async fn a_user_refused_config_is_told_apart_from_a_failure() {
     };
     cli(
         &redis,
+        // Everything lwcache needs (its keys, its channel) but CONFIG.
         &[
-            "ACL", "SETUSER", "noconfig", "on", ">pw", "~lw:*", "+@all", "-config",
+            "ACL",
+            "SETUSER",
+            "noconfig",
+            "on",
+            ">pw",
+            "~lw:*",
+            "resetchannels",
+            "&lw:invalidate",
+            "+@all",
+            "-config",
         ],
     );
     cli(
