@@ -258,8 +258,8 @@ struct ReadArgs {
 struct DemoArgs {
     #[command(flatten)]
     backends: BackendArgs,
-    /// Stop after this many turns, over all players.
-    #[arg(long, conflicts_with = "duration", value_name = "N")]
+    /// Stop after this many turns, over all players (at least 1).
+    #[arg(long, conflicts_with = "duration", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     turns: Option<u64>,
     /// Stop after this long: 30s, 500ms, 2m [default: 10s when no --turns].
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
