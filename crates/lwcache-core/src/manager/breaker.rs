@@ -273,6 +273,38 @@ fn public(state: &State) -> BreakerState {
     }
 }
 
+impl<S, R> super::Inner<S, R>
+where
+    S: crate::ports::CacheStore + 'static,
+    R: crate::ports::WorldRepository + 'static,
+{
+    /// Reports a move of the breaker.
+    pub(super) fn breaker_moved(&self, moved: Option<BreakerState>) {
+        let Some(state) = moved else { return };
+        self.metrics
+            .record(crate::metrics::MetricEvent::Breaker(state));
+        match state {
+            // Said when it opens from closed; a failed probe opening it
+            // again (every `breaker_open` while the outage lasts) is a
+            // debug line.
+            BreakerState::Open if !self.breaker_said_open.swap(true, Ordering::Relaxed) => {
+                tracing::warn!(
+                    open_for = ?self.config.breaker_open,
+                    "cache circuit breaker open: reads go to the source; writes still try their steps"
+                )
+            }
+            BreakerState::Open => {
+                tracing::debug!("cache circuit breaker open again: the probe failed")
+            }
+            BreakerState::HalfOpen => tracing::debug!("cache circuit breaker half-open: probing"),
+            BreakerState::Closed => {
+                self.breaker_said_open.store(false, Ordering::Relaxed);
+                tracing::info!("cache circuit breaker closed: the cache store answers again")
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, reason = "a failed unwrap is a failed test")]

@@ -137,6 +137,7 @@ where
             flights: Mutex::new(HashMap::new()),
             epoch,
             breaker,
+            breaker_said_open: std::sync::atomic::AtomicBool::new(false),
             near,
             _feed: feed,
             refresh,

@@ -296,6 +296,8 @@ struct Inner<S, R> {
     epoch: (i64, Instant),
     /// Decides whether a cache call is made at all (`breaker.rs`).
     breaker: breaker::Breaker,
+    /// Whether the breaker's opening has been logged since it last closed.
+    breaker_said_open: std::sync::atomic::AtomicBool,
     /// The near cache, when configured, and the feed task that keeps it
     /// coherent (stopped with the manager).
     near: Option<Arc<crate::near::NearCache>>,
@@ -440,16 +442,23 @@ where
         self.breaker_moved(moved);
         if let Err(e) = &result {
             self.metrics.record(MetricEvent::CacheError);
-            tracing::warn!(error = %e, "cache store call failed");
-            self.in_trouble();
+            // Said once per outage; while it lasts (probes failing every
+            // `breaker_open`) each further failure is a debug line.
+            if self.in_trouble() {
+                tracing::warn!(error = %e, "cache store call failed; reads go to the source until what it owed is made");
+            } else {
+                tracing::debug!(error = %e, "cache store call failed");
+            }
         }
         result
     }
 
     /// Counts a failed cache call in the trouble mode, starting it (and
-    /// waking the replay loop) when it is the first.
-    fn in_trouble(&self) {
-        if self.trouble.fetch_add(1, Ordering::SeqCst) == 0 {
+    /// waking the replay loop) when it is the first; answers whether it
+    /// started it.
+    fn in_trouble(&self) -> bool {
+        let started = self.trouble.fetch_add(1, Ordering::SeqCst) == 0;
+        if started {
             // Steps are owed from here on: nothing near may outlive them.
             if let Some(near) = &self.near {
                 near.clear();
@@ -457,22 +466,7 @@ where
             self.metrics.record(MetricEvent::Trouble(true));
             self.wake.notify_one();
         }
-    }
-
-    /// Reports a move of the breaker.
-    fn breaker_moved(&self, moved: Option<BreakerState>) {
-        let Some(state) = moved else { return };
-        self.metrics.record(MetricEvent::Breaker(state));
-        match state {
-            BreakerState::Open => tracing::warn!(
-                open_for = ?self.config.breaker_open,
-                "cache circuit breaker open: reads go to the source; writes still try their steps"
-            ),
-            BreakerState::HalfOpen => tracing::debug!("cache circuit breaker half-open: probing"),
-            BreakerState::Closed => {
-                tracing::info!("cache circuit breaker closed: the cache store answers again")
-            }
-        }
+        started
     }
 
     /// Bounds a source call by `source_timeout`.
