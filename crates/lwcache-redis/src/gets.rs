@@ -306,8 +306,12 @@ fn enqueue(lane: &Lane, timeout: Duration, waiter: Waiter) -> Result<(), CacheEr
 pub(crate) async fn get_one(link: &Link, timeout: Duration, key: &CacheKey) -> Reply {
     let get = command("GET", std::slice::from_ref(key));
     call_on(link, timeout, |mut conn: Conn| async move {
-        let bytes: Option<Vec<u8>> = get.query_async(&mut conn).await?;
-        Ok(bytes)
+        match get.query_async::<Option<Vec<u8>>>(&mut conn).await {
+            // A key of another type holds nothing lwcache wrote: a miss, as
+            // `MGET` answers it, which the fill then replaces.
+            Err(e) if e.code() == Some("WRONGTYPE") => Ok(None),
+            read => Ok(read?),
+        }
     })
     .await
 }

@@ -45,6 +45,17 @@ local function canonical(v)
   return #v < 20 or (#v == 20 and v <= U64_MAX)
 end
 
+-- What a key holds, or false when it holds nothing or a value of another
+-- Redis type: neither is an entry, and a put replaces both (SET takes any
+-- type's place).
+local function held(key)
+  local v = redis.pcall('GET', key)
+  if type(v) == 'table' and v.err then
+    return false
+  end
+  return v
+end
+
 local function newer(a, b)
   return #a > #b or (#a == #b and a > b)
 end
@@ -119,7 +130,7 @@ elseif kind == 'commit' then
   if token ~= '' and not canonical(token) then
     return redis.error_reply('LWCACHE bad epoch')
   end
-  lost = token == '' or redis.call('GET', KEYS[2 + 2 * puts]) ~= token
+  lost = token == '' or held(KEYS[2 + 2 * puts]) ~= token
 else
   return redis.error_reply('LWCACHE unknown write kind')
 end
@@ -136,17 +147,17 @@ for i = 1, puts do
   local bytes, ttl = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
   local lands
   if kind == 'fill' then
-    local ours = redis.call('GET', lease) == token
+    local ours = held(lease) == token
     if ours then
       redis.call('DEL', lease)
     end
-    lands = ours and replaces(redis.call('GET', key), bytes)
+    lands = ours and replaces(held(key), bytes)
   else
     redis.call('DEL', lease)
     if lost and is_entry(bytes) and not is_tombstone(bytes) then
       bytes = tombstone_of(bytes)
     end
-    lands = replaces(redis.call('GET', key), bytes)
+    lands = replaces(held(key), bytes)
   end
   if lands then
     landed_keys[#landed_keys + 1] = key
