@@ -54,6 +54,17 @@ async fn instance(
         .unwrap()
 }
 
+/// Two instances over the standalone server at `url`, sharing one source
+/// that holds a world of two characters.
+async fn two_instances(url: String) -> (Manager, Manager, WorldId) {
+    let repo: Arc<dyn WorldRepository> = Arc::new(MemoryRepository::new());
+    let world = seed_world(repo.as_ref(), 2).await;
+    let urls = [url];
+    let a = instance(repo.clone(), &urls, &urls).await;
+    let b = instance(repo, &urls, &urls).await;
+    (a, b, world)
+}
+
 /// Waits (up to 5 s) until `m`'s near cache is live.
 async fn coherent(m: &Manager) {
     let started = Instant::now();
@@ -129,11 +140,7 @@ fn report(name: &str, mut delays: Vec<Duration>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_through_one_instance_never_reads_stale_from_the_others_near_cache() {
     let Some(url) = standalone_url() else { return };
-    let repo: Arc<dyn WorldRepository> = Arc::new(MemoryRepository::new());
-    let world = seed_world(repo.as_ref(), 2).await;
-    let urls = [url];
-    let a = instance(repo.clone(), &urls, &urls).await;
-    let b = instance(repo, &urls, &urls).await;
+    let (a, b, world) = two_instances(url).await;
     coherent(&a).await;
     coherent(&b).await;
     a.activate(&world).await.unwrap();
@@ -185,11 +192,7 @@ async fn until_gone(b: &Manager, world: &WorldId, c: &lwcache_domain::EntityRef,
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_evicted_key_and_a_dropped_world_leave_the_other_instances_near_cache() {
     let Some(url) = standalone_url() else { return };
-    let repo: Arc<dyn WorldRepository> = Arc::new(MemoryRepository::new());
-    let world = seed_world(repo.as_ref(), 2).await;
-    let urls = [url];
-    let a = instance(repo.clone(), &urls, &urls).await;
-    let b = instance(repo, &urls, &urls).await;
+    let (a, b, world) = two_instances(url).await;
     coherent(&b).await;
     let (c0, c1) = (character("c0"), character("c1"));
     until_near(&b, &world, &c0).await;
