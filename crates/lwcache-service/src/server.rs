@@ -156,10 +156,10 @@ pub async fn serve(
     tracing::info!("no longer accepting requests; draining the write-behind queue");
     manager.shutdown().await;
     drop(manager);
-    match Arc::try_unwrap(telemetry) {
-        Ok(telemetry) => telemetry.shutdown(),
-        Err(_) => tracing::warn!("telemetry still in use at exit; not flushed"),
-    }
+    // Connections dropped at the grace's end may still hold the router and
+    // its handle on telemetry: the providers are shut down all the same,
+    // flushing what was recorded (a late recording is then a no-op).
+    telemetry.shutdown();
     served.map_err(ServeError::Serve)
 }
 

@@ -336,8 +336,9 @@ impl Telemetry {
         }
     }
 
-    /// Flushes the exporters and shuts the providers down.
-    pub fn shutdown(self) {
+    /// Flushes the exporters and shuts the providers down; what is recorded
+    /// after is dropped. Once: a second call only logs that they are shut.
+    pub fn shutdown(&self) {
         if let Some(provider) = &self.tracer_provider
             && let Err(e) = provider.shutdown()
         {
