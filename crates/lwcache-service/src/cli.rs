@@ -450,6 +450,12 @@ async fn seed(settings: Settings, telemetry: Telemetry, args: SeedArgs) -> Resul
                     "note: the in-memory repository keeps nothing; pass --neo4j-uri to keep the world"
                 );
             }
+            if backends.cache != lwcache_service::backend::CacheKind::Memory {
+                println!(
+                    "note: seeding writes to the source only; the cache ({}) fills as the world is read or activated",
+                    backends.cache
+                );
+            }
         }
         Err(SourceError::Rejected(WorldError::WorldExists(_))) => {
             bail!(
