@@ -19,7 +19,7 @@ use super::{CacheManager, CacheStep, Inner, Written};
 use crate::config::StaleReads;
 use crate::error::Error;
 use crate::metrics::{MetricEvent, Stage};
-use crate::ports::{CacheError, CacheStore, CacheWrite, Epoch, WorldRepository};
+use crate::ports::{CacheStore, CacheWrite, Epoch, WorldRepository};
 
 impl<S, R> CacheManager<S, R>
 where
@@ -136,10 +136,6 @@ where
     }
 }
 
-/// The least time a cache step is sent with: less, and its command could
-/// sit queued on the connection past the write's giving up on it.
-const MIN_STEP_TIME: Duration = Duration::from_millis(1);
-
 impl<S, R> Inner<S, R>
 where
     S: CacheStore + 'static,
@@ -177,17 +173,6 @@ where
         super::lock(&self.failed_worlds).insert(plan.world.clone());
         self.near_forget(plan.steps.iter().map(|s| &s.key), plan.version);
         CacheStep::Failed
-    }
-
-    /// A step with less than [`MIN_STEP_TIME`] of its write's cache timeout
-    /// left (the epoch took the rest): not sent, since
-    /// a call given no time may still leave its command queued on the
-    /// connection, sent after the write has given up on it. Failed as a
-    /// timeout is, and owed.
-    fn out_of_time(&self) -> CacheError {
-        self.metrics.record(MetricEvent::CacheError);
-        self.in_trouble();
-        CacheError::Timeout(self.config.cache_timeout)
     }
 
     /// The store's epoch of `world`: the one last learned, or the store's
@@ -276,12 +261,7 @@ where
         };
         if !puts.is_empty() {
             let write = CacheWrite::commit(plan.world.clone(), plan.version, epoch, puts);
-            let written = if left < MIN_STEP_TIME {
-                Err(self.out_of_time())
-            } else {
-                self.owed_cache_call(self.store.write(&write), left).await
-            };
-            match written {
+            match self.owed_cache_call(self.store.write(&write), left).await {
                 Ok(outcome) => {
                     if outcome.epoch_lost {
                         self.epoch_lost(&plan.world, epoch);
