@@ -395,14 +395,12 @@ where
     /// [`cache_call`](Self::cache_call) for what a committed write owes
     /// the cache (its step, and the epoch it needs): made even while the
     /// breaker is open (`breaker.rs`, "Owed steps").
-    /// Bounded by `limit`: what is left of the write's cache timeout.
     async fn owed_cache_call<T>(
         &self,
         fut: impl std::future::Future<Output = Result<T, CacheError>>,
-        limit: Duration,
     ) -> Result<T, CacheError> {
         let admitted = self.breaker.admit_owed();
-        self.admitted_cache_call(admitted, fut, Some(limit)).await
+        self.admitted_cache_call(admitted, fut, true).await
     }
 
     async fn bounded_cache_call<T>(
@@ -420,23 +418,24 @@ where
                 return Err(CacheError::CircuitOpen);
             }
         };
-        let limit = timer.then_some(self.config.cache_timeout);
-        self.admitted_cache_call(admitted, fut, limit).await
+        self.admitted_cache_call(admitted, fut, timer).await
     }
 
     async fn admitted_cache_call<T>(
         &self,
         (permit, moved): (breaker::Permit<'_>, Option<BreakerState>),
         fut: impl std::future::Future<Output = Result<T, CacheError>>,
-        limit: Option<Duration>,
+        timer: bool,
     ) -> Result<T, CacheError> {
         self.breaker_moved(moved);
-        let result = match limit {
-            Some(limit) => match tokio::time::timeout(limit, fut).await {
+        let limit = self.config.cache_timeout;
+        let result = if timer {
+            match tokio::time::timeout(limit, fut).await {
                 Ok(r) => r,
                 Err(_) => Err(CacheError::Timeout(limit)),
-            },
-            None => fut.await,
+            }
+        } else {
+            fut.await
         };
         let moved = self.breaker.finish(permit, breaker::Verdict::of(&result));
         self.breaker_moved(moved);

@@ -5,8 +5,6 @@
 //! source commit can fail a write; a failed cache step stays owed in the
 //! outbox and is replayed.
 
-use std::time::Duration;
-
 use lwcache_domain::{
     Action, CachePlan, Document, EntityId, EntityRef, EventKind, FlagName, InvalidationCause,
     Mutation, NewEvent, Op, OwedId, Timing, Value, WorldId, plan,
@@ -148,12 +146,8 @@ where
             event.top_k = self.config.policy.timeline_top_k;
         }
         // Learned before the source commit: the cache step's values land
-        // only if the store lost nothing of the world since. The epoch and
-        // the step share one cache timeout: a write waits for the cache at
-        // most that long in all, however the store fails.
-        let asked = Instant::now();
+        // only if the store lost nothing of the world since.
         let epoch = self.store_epoch(&mutation.world).await;
-        let left = self.config.cache_timeout.saturating_sub(asked.elapsed());
         let started = Instant::now();
         let committed = self.source_call(self.repo.apply(&mutation)).await?;
         self.metrics.record(MetricEvent::Latency(
@@ -163,7 +157,7 @@ where
         ));
         // The write is durable from here on: nothing below may fail it.
         let plan = plan(&committed, &self.config.policy);
-        let cache = self.run_plan(&plan, epoch, left).await;
+        let cache = self.run_plan(&plan, epoch).await;
         Ok(Written { committed, cache })
     }
 
@@ -181,10 +175,7 @@ where
         if let Some(epoch) = super::lock(&self.store_epochs).get(world) {
             return Some(*epoch);
         }
-        let epoch = self
-            .owed_cache_call(self.store.epoch(world), self.config.cache_timeout)
-            .await
-            .ok()?;
+        let epoch = self.owed_cache_call(self.store.epoch(world)).await.ok()?;
         super::lock(&self.store_epochs).insert(world.clone(), epoch);
         Some(epoch)
     }
@@ -206,10 +197,9 @@ where
     /// key gets a tombstone at the write's version, as a replay would carry
     /// the step out: it lands whatever the store's epoch, where an epoch
     /// learned only now could hide a restart that lost a newer write. The
-    /// step is tried all the same, within what is `left` of the write's
-    /// cache timeout, since the commit may land well after that failure,
-    /// when every other instance reads the cache again.
-    async fn run_plan(&self, plan: &CachePlan, epoch: Option<Epoch>, left: Duration) -> CacheStep {
+    /// step is tried all the same, since the commit may land well after
+    /// that failure, when every other instance reads the cache again.
+    async fn run_plan(&self, plan: &CachePlan, epoch: Option<Epoch>) -> CacheStep {
         let mut puts = Vec::new();
         let mut deferred = 0usize;
         for step in &plan.steps {
@@ -261,7 +251,7 @@ where
         };
         if !puts.is_empty() {
             let write = CacheWrite::commit(plan.world.clone(), plan.version, epoch, puts);
-            match self.owed_cache_call(self.store.write(&write), left).await {
+            match self.owed_cache_call(self.store.write(&write)).await {
                 Ok(outcome) => {
                     if outcome.epoch_lost {
                         self.epoch_lost(&plan.world, epoch);
