@@ -14,10 +14,17 @@ local held = {}
 for i = 1, #KEYS do
   if redis.call('SET', KEYS[i], token, 'NX', 'PX', ttl) then
     held[i] = 1
-  elseif redis.call('GET', KEYS[i]) == token then
-    held[i] = 1
   else
-    held[i] = 0
+    local holder = redis.pcall('GET', KEYS[i])
+    if type(holder) == 'table' and holder.err then
+      -- A value of another Redis type holds no lease: it is taken over.
+      redis.call('SET', KEYS[i], token, 'PX', ttl)
+      held[i] = 1
+    elseif holder == token then
+      held[i] = 1
+    else
+      held[i] = 0
+    end
   end
 end
 return held

@@ -2,7 +2,7 @@
 //! a version: the store refuses its writes, and the replay drops that
 //! world's cache instead of keeping every world's reads on the source for
 //! good. A value of another Redis type under an entry's key: a miss, which
-//! the next fill or commit replaces.
+//! the next fill or commit replaces; under a lease key, a lease free to take.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -180,6 +180,9 @@ async fn a_key_of_another_type_is_a_miss_that_the_next_fill_or_commit_replaces()
             let key = CacheKey::entity(&world, c).render();
             let _: () = raw.rpush(&key, "not an entry").await.unwrap();
         }
+        // And a list under c0's lease key, which its miss takes first.
+        let lease = format!("{}:lease", CacheKey::entity(&world, &c0).render());
+        let _: () = raw.rpush(&lease, "not a lease").await.unwrap();
         // A read: a miss served by the source, whose fill takes the key.
         let read = m.entity(&world, &c0, Fields::Cacheable).await.unwrap();
         assert_eq!(read.outcome, Outcome::Miss, "batched {batched}");
