@@ -16,9 +16,9 @@
 //! - the same loop checks the worlds whose cache has seen a version above a
 //!   write's own: if the source's current version is lower still, the world
 //!   went back in time (restored from a backup, or deleted and made again),
-//!   and every key of it is dropped. So is a world whose owed steps the
-//!   store refuses (its keys hold what no write leaves: a version key that
-//!   is not a version, a key of the wrong type), before its steps are
+//!   and every key of it is dropped (owed until it is: `drop.rs`). So is a
+//!   world whose owed steps the store refuses (its keys hold what no write
+//!   leaves: a version key that is not a version), before its steps are
 //!   carried out again.
 
 use std::collections::BTreeMap;
@@ -92,17 +92,10 @@ where
             if current >= seen {
                 continue;
             }
-            if let Some(near) = &self.near {
-                crate::near::InvalidationSink::invalidate_world(near.as_ref(), &world);
-            }
-            match self.cache_call(self.store.drop_world(&world)).await {
-                Ok(keys) => {
-                    self.metrics.record(MetricEvent::WorldDropped);
-                    tracing::warn!(world = %world, cached = seen, source = current, keys, "the source's version went back; dropped the world's cache")
-                }
-                // Tried again after the next such write.
-                Err(_) => self.suspect(&world, seen),
-            }
+            tracing::warn!(world = %world, cached = seen, source = current, "the source's version went back; dropping the world's cache");
+            // A drop that fails is owed (`drop.rs`): made again by this loop,
+            // reads going to the source meanwhile.
+            let _ = self.drop_world(&world).await;
         }
     }
 
@@ -113,12 +106,7 @@ where
         world: &WorldId,
         write: &CacheWrite,
     ) -> Result<WriteOutcome, CacheError> {
-        if let Some(near) = &self.near {
-            crate::near::InvalidationSink::invalidate_world(near.as_ref(), world);
-        }
-        let keys = self.cache_call(self.store.drop_world(world)).await?;
-        self.metrics.record(MetricEvent::WorldDropped);
-        tracing::warn!(world = %world, keys, "dropped the world's cache after the store refused its write");
+        self.drop_world(world).await?;
         self.cache_call(self.store.write(write)).await
     }
 
@@ -181,7 +169,7 @@ where
             if let Err(CacheError::Refused(e)) = &written {
                 // The store answers but will not take the world's write: its
                 // keys hold what no write of ours leaves (a version key that
-                // is not a version, a key of the wrong type). Left alone, the
+                // is not a version). Left alone, the
                 // step would stay owed and keep the cache in trouble for
                 // every world; dropped, the world's cache starts again from
                 // the source, which is always safe.
