@@ -124,22 +124,28 @@ pub(super) fn policy_settings(
     file: &Layer,
 ) -> Result<PolicySettings, ConfigError> {
     let pick = |get: fn(&Layer) -> Option<u64>| [flags, env, file].into_iter().find_map(get);
-    let within = |value: u64, min: u64, max: u64, names: Names| {
+    // `zero`: what 0 means, for a setting that takes it besides the range.
+    let allowed = |value: u64, min: u64, max: u64, names: Names, zero: Option<&str>| {
         if (min..=max).contains(&value) {
             Ok(value)
         } else {
-            Err(names.invalid(value, &format!("from {min} to {max}")))
+            let range = format!("from {min} to {max}");
+            Err(names.invalid(
+                value,
+                &zero.map_or(range.clone(), |z| format!("0 ({z}) or {range}")),
+            ))
         }
     };
+    let within =
+        |value: u64, min: u64, max: u64, names: Names| allowed(value, min, max, names, None);
     // 0 keeps the key until a write replaces it; the timeline's key is
     // derived from events and must expire, so it has no such choice.
     let ttl =
         |get: fn(&Layer) -> Option<u64>, names: Names, default: Option<Duration>| match pick(get) {
             None => Ok(default),
             Some(0) => Ok(None),
-            Some(ms) => within(ms, 1, MAX_TTL_MS, names)
-                .map(|ms| Some(Duration::from_millis(ms)))
-                .map_err(|_| names.invalid(ms, &format!("0 (no TTL) or from 1 to {MAX_TTL_MS}"))),
+            Some(ms) => allowed(ms, 1, MAX_TTL_MS, names, Some("no TTL"))
+                .map(|ms| Some(Duration::from_millis(ms))),
         };
     let d = PolicySettings::default();
     let mut out = PolicySettings {
@@ -173,9 +179,13 @@ pub(super) fn policy_settings(
             0 => None,
             // The flags and the snapshot come first.
             n => Some(
-                usize::try_from(within(n, 2, u64::from(u32::MAX), WARM_BUDGET).map_err(|_| {
-                    WARM_BUDGET.invalid(n, &format!("0 (no budget) or from 2 to {}", u32::MAX))
-                })?)
+                usize::try_from(allowed(
+                    n,
+                    2,
+                    u64::from(u32::MAX),
+                    WARM_BUDGET,
+                    Some("no budget"),
+                )?)
                 .map_err(|_| WARM_BUDGET.invalid(n, "a count"))?,
             ),
         };

@@ -85,18 +85,12 @@ impl Body {
     /// named twice is refused, naming `what`.
     pub(super) fn object<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T, ApiError> {
         match self.0.iter().find(|b| !b.is_ascii_whitespace()) {
-            None => Err(ApiError::bad_request(
-                "bad_json",
-                "the request body is empty; send JSON",
-            )),
+            None => Err(empty_body()),
             Some(b'{') => serde_json::from_slice(&self.0).map_err(|e| {
                 if e.is_data() {
                     ApiError::unprocessable("invalid_body", format!("{what}: {e}"))
                 } else {
-                    ApiError::bad_request(
-                        "bad_json",
-                        format!("the request body is not valid JSON: {e}"),
-                    )
+                    not_json(&e)
                 }
             }),
             Some(_) => Err(ApiError::unprocessable(
@@ -108,18 +102,21 @@ impl Body {
 
     pub(super) fn json(&self) -> Result<JsonValue, ApiError> {
         if self.0.iter().all(u8::is_ascii_whitespace) {
-            return Err(ApiError::bad_request(
-                "bad_json",
-                "the request body is empty; send JSON",
-            ));
+            return Err(empty_body());
         }
-        serde_json::from_slice(&self.0).map_err(|e| {
-            ApiError::bad_request(
-                "bad_json",
-                format!("the request body is not valid JSON: {e}"),
-            )
-        })
+        serde_json::from_slice(&self.0).map_err(|e| not_json(&e))
     }
+}
+
+fn empty_body() -> ApiError {
+    ApiError::bad_request("bad_json", "the request body is empty; send JSON")
+}
+
+fn not_json(e: &serde_json::Error) -> ApiError {
+    ApiError::bad_request(
+        "bad_json",
+        format!("the request body is not valid JSON: {e}"),
+    )
 }
 
 impl Params {
